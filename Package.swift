@@ -1,0 +1,63 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The hot loops (FFT, external product, key switching) are written with `SIMD4<Double>`.
+/// On an x86-64 host that has AVX2 and FMA we let the compiler use them; anything else (or
+/// `OBSCURA_PORTABLE=1`) gets the portable baseline, which is correct but slower.
+let nativeVectorFlags: [SwiftSetting] = {
+    #if os(Linux) && arch(x86_64)
+    let environment = ProcessInfo.processInfo.environment
+    if environment["OBSCURA_PORTABLE"] == "1" { return [] }
+    guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+          let flags = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+    else { return [] }
+    let names = Set(flags.split(separator: " ").map(String.init))
+    guard names.isSuperset(of: ["avx2", "fma", "bmi2"]) else { return [] }
+    return [.unsafeFlags(["-target-cpu", "haswell"])]
+    #else
+    return []
+    #endif
+}()
+
+let package = Package(
+    name: "Obscura",
+    platforms: [.macOS(.v14), .iOS(.v17)],
+    products: [
+        .library(name: "ObscuraMath", targets: ["ObscuraMath"]),
+        .library(name: "TFHE", targets: ["TFHE"]),
+        .executable(name: "obscura", targets: ["ObscuraCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+    ],
+    targets: [
+        .target(
+            name: "ObscuraMath",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: nativeVectorFlags),
+        .target(
+            name: "TFHE",
+            dependencies: ["ObscuraMath"],
+            swiftSettings: nativeVectorFlags),
+        .executableTarget(
+            name: "ObscuraCLI",
+            dependencies: [
+                "TFHE",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ObscuraMathTests", dependencies: ["ObscuraMath"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
+    ],
+    swiftLanguageModes: [.v6]
+)
