@@ -58,6 +58,15 @@ public struct CSPRNG: RandomNumberGenerator, Sendable {
         position = Self.bufferWords
     }
 
+    /// The same stream as `init(seed:domain:)`, started at 64-bit word `startWord`: counter mode
+    /// can seek, so parallel workers each expand their own part of one stream.
+    public init(seed: Seed128, domain: String, startingAtWord startWord: Int) {
+        self.init(seed: seed, domain: domain)
+        nextBlockIndex = UInt64(startWord / Self.bufferWords) * UInt64(Self.bufferWords / 2)
+        refill()
+        position = startWord % Self.bufferWords
+    }
+
     /// A generator seeded from operating-system entropy, for secrets and noise.
     public static func fromSystemEntropy(domain: String) -> CSPRNG {
         CSPRNG(seed: .random(), domain: domain)

@@ -77,3 +77,13 @@ enum CSPRNGKnownAnswer {
     static let firstWord: UInt64 = 2_612_537_926_721_730_459
     static let word2999: UInt64 = 16_724_188_112_161_830_486
 }
+
+struct CSPRNGSeekTests {
+    @Test("starting at word w gives the stream's words from w on", arguments: [0, 1, 1023, 1024, 5000])
+    func seek(start: Int) {
+        var whole = CSPRNG(seed: Seed128(low: 4, high: 5), domain: "seek")
+        let reference = (0..<(start + 3000)).map { _ in whole.next() }
+        var seeked = CSPRNG(seed: Seed128(low: 4, high: 5), domain: "seek", startingAtWord: start)
+        #expect((0..<3000).map { _ in seeked.next() } == Array(reference[start...]))
+    }
+}

@@ -1,0 +1,86 @@
+import ObscuraMath
+
+/// Bootstrapped boolean gates on ±1/8-encoded bits (TFHE's gate bootstrapping).
+///
+/// Each binary gate forms a public linear combination of its inputs, then runs one bootstrap
+/// whose constant table returns +1/8 on a positive phase and -1/8 otherwise. NOT is a
+/// negation and costs nothing; MUX costs two bootstraps and no third: its two halves are
+/// fresh and their sum is returned as it is (noise √2 times a fresh gate's, which the next
+/// gate's margin absorbs; see ``NoiseModel``).
+extension Evaluator {
+    /// The bootstrapped gates, named as in TFHE and tfhe-rs.
+    public enum Gate: String, CaseIterable, Sendable {
+        case and, nand, or, nor, xor, xnor, andNY, andYN, orNY, orYN
+
+        /// The plaintext truth function.
+        public func evaluate(_ a: Bool, _ b: Bool) -> Bool {
+            switch self {
+            case .and: a && b
+            case .nand: !(a && b)
+            case .or: a || b
+            case .nor: !(a || b)
+            case .xor: a != b
+            case .xnor: a == b
+            case .andNY: !a && b
+            case .andYN: a && !b
+            case .orNY: !a || b
+            case .orYN: a || !b
+            }
+        }
+
+        /// (constant in eighths of the torus, weight of a, weight of b).
+        var combination: (constant: Int64, a: Int64, b: Int64) {
+            switch self {
+            case .and: (-1, 1, 1)
+            case .nand: (1, -1, -1)
+            case .or: (1, 1, 1)
+            case .nor: (-1, -1, -1)
+            case .xor: (2, 2, 2)
+            case .xnor: (-2, -2, -2)
+            case .andNY: (-1, -1, 1)
+            case .andYN: (-1, 1, -1)
+            case .orNY: (1, -1, 1)
+            case .orYN: (1, 1, -1)
+            }
+        }
+    }
+
+    /// One bootstrapped gate.
+    public func gate(_ gate: Gate, _ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext {
+        let (constant, wa, wb) = gate.combination
+        var combination = a
+        combination.multiply(by: wa)
+        combination.add(b, times: wb)
+        combination.addToBody(UInt64(bitPattern: constant) &* BooleanEncoding.eighth)
+        return bootstrap(combination, table: gateTable)
+    }
+
+    /// a ∧ b.
+    public func and(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.and, a, b) }
+    /// ¬(a ∧ b).
+    public func nand(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.nand, a, b) }
+    /// a ∨ b.
+    public func or(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.or, a, b) }
+    /// ¬(a ∨ b).
+    public func nor(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.nor, a, b) }
+    /// a ⊕ b.
+    public func xor(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.xor, a, b) }
+    /// ¬(a ⊕ b).
+    public func xnor(_ a: LweCiphertext, _ b: LweCiphertext) -> LweCiphertext { gate(.xnor, a, b) }
+
+    /// ¬a, free: the negation of ±1/8 is ∓1/8.
+    public func not(_ a: LweCiphertext) -> LweCiphertext { a.negated() }
+
+    /// A public constant bit as a noiseless trivial ciphertext (false is -1/8, never (0, 0)).
+    public func constant(_ bit: Bool) -> LweCiphertext {
+        .trivial(dimension: parameters.bigLweDimension, body: BooleanEncoding.encode(bit))
+    }
+
+    /// condition ? whenTrue : whenFalse, with two bootstraps:
+    /// (condition ∧ whenTrue) + (¬condition ∧ whenFalse) + 1/8.
+    public func mux(_ condition: LweCiphertext, _ whenTrue: LweCiphertext, _ whenFalse: LweCiphertext) -> LweCiphertext {
+        var selected = gate(.and, condition, whenTrue) + gate(.andNY, condition, whenFalse)
+        selected.addToBody(BooleanEncoding.eighth)
+        return selected
+    }
+}

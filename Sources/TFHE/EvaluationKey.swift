@@ -1,0 +1,196 @@
+import Dispatch
+import ObscuraMath
+
+/// The public key material a server needs, in its compact (seeded) form: the bootstrapping
+/// key's GGSW bodies and the key-switching key's LWE bodies, with the two seeds their masks
+/// are expanded from. This is what a client uploads; it is about 1/(k+1) of the full key.
+///
+/// Bootstrapping-key layout: for each small-key bit s_i, for each row (component c ∈ 0...k,
+/// level j ∈ 1...l), one GLWE encryption of zero whose body carries the message: rows with c < k
+/// encrypt -s_i·S_c·2^(64-jβ) and the row c = k encrypts s_i·2^(64-jβ). Masks are drawn from
+/// CSPRNG(bootstrapSeed, "bsk.mask") in that order, k·N words per row.
+/// Key-switching-key layout: for each big-key bit z_i and level j ∈ 1...l_ks, one LWE
+/// encryption of z_i·2^(64-jβ_ks) under the small key, masks from CSPRNG(keySwitchSeed, "ksk.mask").
+public struct CompressedEvaluationKey: Sendable, Equatable {
+    /// The parameter set.
+    public let parameters: TFHEParameters
+    /// The seed of the bootstrapping key's masks.
+    public let bootstrapSeed: Seed128
+    /// n·(k+1)·l·N bodies.
+    public let bootstrapBodies: [UInt64]
+    /// The seed of the key-switching key's masks.
+    public let keySwitchSeed: Seed128
+    /// k·N·l_ks bodies.
+    public let keySwitchBodies: [UInt64]
+
+    /// Rows per GGSW: (k+1)·l.
+    static func rowsPerGgsw(_ p: TFHEParameters) -> Int { (p.glweDimension + 1) * p.bootstrapDecomposition.levels }
+    static func bootstrapBodyCount(_ p: TFHEParameters) -> Int { p.lweDimension * rowsPerGgsw(p) * p.polynomialSize }
+    static func keySwitchBodyCount(_ p: TFHEParameters) -> Int { p.bigLweDimension * p.keySwitchDecomposition.levels }
+
+    /// Builds a compressed key from its parts; the caller guarantees the sizes.
+    init(parameters: TFHEParameters, bootstrapSeed: Seed128, bootstrapBodies: [UInt64],
+         keySwitchSeed: Seed128, keySwitchBodies: [UInt64]) {
+        precondition(bootstrapBodies.count == Self.bootstrapBodyCount(parameters))
+        precondition(keySwitchBodies.count == Self.keySwitchBodyCount(parameters))
+        self.parameters = parameters
+        self.bootstrapSeed = bootstrapSeed
+        self.bootstrapBodies = bootstrapBodies
+        self.keySwitchSeed = keySwitchSeed
+        self.keySwitchBodies = keySwitchBodies
+    }
+}
+
+extension SecretKey {
+    /// Generates the evaluation key for this secret key (client side), using all cores.
+    public func makeEvaluationKey() -> CompressedEvaluationKey {
+        makeEvaluationKey(seeds: .fromSystemEntropy(domain: "evaluation-key.seeds"),
+                          noiseSeed: .random())
+    }
+
+    /// A fully deterministic evaluation key, for known-answer tests only.
+    public func makeEvaluationKey(deterministicSeed seed: Seed128) -> CompressedEvaluationKey {
+        makeEvaluationKey(seeds: CSPRNG(seed: seed, domain: "evaluation-key.seeds"),
+                          noiseSeed: Seed128(low: seed.low ^ 0x5bd1_e995, high: seed.high))
+    }
+
+    private func makeEvaluationKey(seeds: CSPRNG, noiseSeed: Seed128) -> CompressedEvaluationKey {
+        var seeds = seeds
+        let p = parameters
+        let bootstrapSeed = Seed128(low: seeds.next(), high: seeds.next())
+        let keySwitchSeed = Seed128(low: seeds.next(), high: seeds.next())
+        let n = p.polynomialSize, k = p.glweDimension, levels = p.bootstrapDecomposition.levels
+        let rows = CompressedEvaluationKey.rowsPerGgsw(p)
+        let ggswWords = rows * n
+
+        // The bootstrapping key: GGSWs are independent, so they are built in parallel. Each
+        // GGSW's masks sit at a fixed offset of the mask stream and its noise comes from its
+        // own generator (forked by index), so the result does not depend on the thread count.
+        var bodies = [UInt64](repeating: 0, count: CompressedEvaluationKey.bootstrapBodyCount(p))
+        bodies.withUnsafeMutableBufferPointer { out in
+            let base = UnsafeMutableSendablePointer(out.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
+                var maskStream = CSPRNG(seed: bootstrapSeed, domain: "bsk.mask", startingAtWord: i * rows * k * n)
+                var noise = CSPRNG(seed: noiseSeed, domain: "bsk.noise.\(i)")
+                var mask = [UInt64](repeating: 0, count: n)
+                let bit = smallKey[i]
+                for row in 0..<rows {
+                    let component = row / levels, level = row % levels + 1
+                    let body = base.pointer + i * ggswWords + row * n
+                    for j in 0..<n { body[j] = p.glweNoise.sample(using: &noise) }
+                    for t in 0..<k {
+                        mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
+                        mask.withUnsafeBufferPointer { glweProducts[t].multiply($0.baseAddress!, into: body, accumulate: true) }
+                    }
+                    let gadget = UInt64(1) << UInt64(64 - level * p.bootstrapDecomposition.baseLog)
+                    let scaled = bit &* gadget
+                    if component == k {
+                        body[0] &+= scaled
+                    } else {
+                        for j in 0..<n { body[j] &-= bigKey[component * n + j] &* scaled }
+                    }
+                }
+            }
+        }
+
+        // The key-switching key, from the big key to the small key.
+        let ksLevels = p.keySwitchDecomposition.levels
+        var keySwitchBodies = [UInt64](repeating: 0, count: CompressedEvaluationKey.keySwitchBodyCount(p))
+        var maskStream = CSPRNG(seed: keySwitchSeed, domain: "ksk.mask")
+        var noise = CSPRNG(seed: noiseSeed, domain: "ksk.noise")
+        var mask = [UInt64](repeating: 0, count: p.lweDimension)
+        for i in 0..<p.bigLweDimension {
+            for level in 1...ksLevels {
+                mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
+                var dot: UInt64 = 0
+                for j in 0..<p.lweDimension { dot &+= mask[j] & (0 &- smallKey[j]) }
+                let message = bigKey[i] &* (UInt64(1) << UInt64(64 - level * p.keySwitchDecomposition.baseLog))
+                keySwitchBodies[i * ksLevels + level - 1] = dot &+ message &+ p.lweNoise.sample(using: &noise)
+            }
+        }
+        return CompressedEvaluationKey(parameters: p, bootstrapSeed: bootstrapSeed, bootstrapBodies: bodies,
+                                       keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies)
+    }
+}
+
+/// A pointer that may cross into `concurrentPerform` workers, each of which writes a disjoint
+/// range of it.
+struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
+}
+
+/// The server's evaluation key, expanded and ready to compute: the bootstrapping key in the
+/// Fourier domain and the key-switching key rounded to 32-bit torus precision (the top 32
+/// bits of each element; the rounding adds a variance of 2^-64/12 per element, which the
+/// noise model counts, and halves the memory traffic of every key switch).
+///
+/// It is built only from a ``CompressedEvaluationKey``; nothing in it reveals the secret key.
+public final class EvaluationKey: Sendable {
+    /// The parameter set.
+    public let parameters: TFHEParameters
+    /// The compact form it was expanded from (kept for re-serialization).
+    public let compressed: CompressedEvaluationKey
+    let fft: NegacyclicFFT
+    /// For each i < n, each row r < (k+1)·l, each component t ≤ k: M reals then M imaginaries.
+    let fourierBootstrapKey: [Double]
+    /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
+    let keySwitchKey: [UInt32]
+
+    /// Expands a compressed key (server side), in parallel over the bootstrapping key's GGSWs.
+    public init(_ compressed: CompressedEvaluationKey) {
+        let p = compressed.parameters
+        parameters = p
+        self.compressed = compressed
+        let n = p.polynomialSize, m = n / 2, k = p.glweDimension
+        let rows = CompressedEvaluationKey.rowsPerGgsw(p)
+        let fft = NegacyclicFFT(polynomialSize: n)
+        self.fft = fft
+        let ggswDoubles = rows * (k + 1) * 2 * m
+        var fourier = [Double](repeating: 0, count: p.lweDimension * ggswDoubles)
+        fourier.withUnsafeMutableBufferPointer { out in
+            let base = UnsafeMutableSendablePointer(out.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
+                var maskStream = CSPRNG(seed: compressed.bootstrapSeed, domain: "bsk.mask",
+                                        startingAtWord: i * rows * k * n)
+                var polynomial = [Int64](repeating: 0, count: n)
+                var mask = [UInt64](repeating: 0, count: n)
+                for row in 0..<rows {
+                    for t in 0...k {
+                        if t < k {
+                            mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
+                            for j in 0..<n { polynomial[j] = Int64(bitPattern: mask[j]) }
+                        } else {
+                            let offset = (i * rows + row) * n
+                            for j in 0..<n { polynomial[j] = Int64(bitPattern: compressed.bootstrapBodies[offset + j]) }
+                        }
+                        let re = base.pointer + i * ggswDoubles + (row * (k + 1) + t) * 2 * m
+                        polynomial.withUnsafeBufferPointer { fft.forward($0.baseAddress!, re: re, im: re + m) }
+                    }
+                }
+            }
+        }
+        fourierBootstrapKey = fourier
+
+        let small = p.lweDimension, ksLevels = p.keySwitchDecomposition.levels
+        var ksk = [UInt32](repeating: 0, count: p.bigLweDimension * ksLevels * (small + 1))
+        var maskStream = CSPRNG(seed: compressed.keySwitchSeed, domain: "ksk.mask")
+        var mask = [UInt64](repeating: 0, count: small)
+        for row in 0..<(p.bigLweDimension * ksLevels) {
+            mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
+            let offset = row * (small + 1)
+            for j in 0..<small { ksk[offset + j] = Self.roundTo32(mask[j]) }
+            ksk[offset + small] = Self.roundTo32(compressed.keySwitchBodies[row])
+        }
+        keySwitchKey = ksk
+    }
+
+    /// The top 32 bits of a 64-bit torus element, rounded.
+    @inlinable
+    static func roundTo32(_ x: UInt64) -> UInt32 {
+        UInt32(truncatingIfNeeded: (x &+ (1 << 31)) >> 32)
+    }
+
+    /// Bytes held in memory by the expanded key.
+    public var memoryBytes: Int { fourierBootstrapKey.count * 8 + keySwitchKey.count * 4 }
+}

@@ -1,0 +1,117 @@
+import ObscuraMath
+
+/// A complete TFHE parameter set: dimensions, noise, decompositions and the message space.
+///
+/// Every set Obscura ships is a published tfhe-rs set with at least 128-bit security; the
+/// security figure below is the source's own lattice-estimator result, and
+/// ``sourceFailureLog2`` is the source's failure probability for its modulus-switch variant.
+/// Obscura's own prediction for its implementation (centred-mean modulus switch, 32-bit
+/// key-switching key) is ``NoiseModel/failureLog2(inputNorm:margin:)``, checked by tests.
+/// All sets run in KS-PBS order: ciphertexts live under the big key of dimension k·N and each
+/// bootstrap key-switches down to dimension n first.
+public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
+    /// The identifier written into every serialized object made under this set.
+    public let id: UInt16
+    /// A short name for the command line and logs.
+    public let name: String
+    /// Where the numbers come from.
+    public let source: String
+    /// The source's security estimate in bits.
+    public let securityBits: Int
+    /// log2 of the source's stated failure probability per bootstrap.
+    public let sourceFailureLog2: Double
+    /// n, the dimension of the small LWE key that blind rotation runs on.
+    public let lweDimension: Int
+    /// k, the number of mask polynomials of a GLWE ciphertext.
+    public let glweDimension: Int
+    /// N, the size of each polynomial.
+    public let polynomialSize: Int
+    /// The noise of key-switching-key samples (under the small key).
+    public let lweNoise: NoiseDistribution
+    /// The noise of bootstrapping-key samples and of fresh encryptions under the big key.
+    public let glweNoise: NoiseDistribution
+    /// The gadget of the bootstrapping key (base, levels).
+    public let bootstrapDecomposition: GadgetDecomposition
+    /// The gadget of the key-switching key.
+    public let keySwitchDecomposition: GadgetDecomposition
+    /// P, the size of the cleartext space below the padding bit (message and carry together):
+    /// integers are encoded as m·Δ with Δ = 2^63 / P.
+    public let plaintextModulus: Int
+    /// The largest 2-norm of a linear combination of fresh ciphertexts that a bootstrap of
+    /// this set accepts at its stated failure probability (tfhe-rs's `MaxNoiseLevel`).
+    public let maxNoiseNorm: Double
+    /// True only for the small sets that exist to make unit tests fast. Never a default.
+    public let isInsecureTestOnly: Bool
+
+    /// k·N, the dimension of the big LWE key that sample extraction produces.
+    public var bigLweDimension: Int { glweDimension * polynomialSize }
+    /// Δ = 2^63 / P: the scale of an integer message, one padding bit above it.
+    public var delta: UInt64 { (UInt64(1) << 63) / UInt64(plaintextModulus) }
+
+    public var description: String {
+        "\(name) (n=\(lweDimension), k=\(glweDimension), N=\(polynomialSize), \(securityBits)-bit, \(source))"
+    }
+
+    /// Boolean gates and 2-bit tables. tfhe-rs `V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128`
+    /// (tfhe/src/shortint/parameters/v1_1/classic/tuniform/p_fail_2_minus_128/ks_pbs.rs):
+    /// 128-bit security, p-fail 2^-144.0 at 2-norm 3. Gates use ±1/8 on the whole torus, a
+    /// margin twice the set's, so their failure probability is far smaller still.
+    public static let gates128 = TFHEParameters(
+        id: 1, name: "gates-128",
+        source: "tfhe-rs V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -144.044,
+        lweDimension: 879, glweDimension: 4, polynomialSize: 512,
+        lweNoise: .tUniform(log2Bound: 46), glweNoise: .tUniform(log2Bound: 17),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 5, levels: 3),
+        plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: false)
+
+    /// 4-bit integers (p = 16). tfhe-rs `V1_1_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128`,
+    /// tfhe-rs's default set: 128-bit security, p-fail 2^-129.4 at 2-norm 5.
+    public static let integer4Bit128 = TFHEParameters(
+        id: 2, name: "int4-128",
+        source: "tfhe-rs V1_1_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -129.358,
+        lweDimension: 918, glweDimension: 1, polynomialSize: 2048,
+        lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 17),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 4),
+        plaintextModulus: 16, maxNoiseNorm: 5, isInsecureTestOnly: false)
+
+    /// 6-bit integers (p = 64). tfhe-rs `V1_1_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128`:
+    /// 128-bit security, p-fail 2^-128.8 at 2-norm 9.
+    public static let integer6Bit128 = TFHEParameters(
+        id: 3, name: "int6-128",
+        source: "tfhe-rs V1_1_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -128.771,
+        lweDimension: 1077, glweDimension: 1, polynomialSize: 8192,
+        lweNoise: .tUniform(log2Bound: 41), glweNoise: .tUniform(log2Bound: 3),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 5),
+        plaintextModulus: 64, maxNoiseNorm: 9, isInsecureTestOnly: false)
+
+    /// INSECURE (about 30 bits): a toy set so that serialization and plumbing tests run in
+    /// milliseconds. It is never a default and no command-line flag selects it.
+    public static let insecureTestOnly = TFHEParameters(
+        id: 0xFFF0, name: "INSECURE-test-only",
+        source: "Obscura test fixture, not a published set",
+        securityBits: 0, sourceFailureLog2: 0,
+        lweDimension: 64, glweDimension: 1, polynomialSize: 256,
+        lweNoise: .tUniform(log2Bound: 36), glweNoise: .tUniform(log2Bound: 20),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 5),
+        plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: true)
+
+    /// The secure sets, in order of growing precision.
+    public static let secureSets: [TFHEParameters] = [.gates128, .integer4Bit128, .integer6Bit128]
+
+    /// The set with this identifier, if Obscura knows it.
+    public static func withID(_ id: UInt16) -> TFHEParameters? {
+        (secureSets + [.insecureTestOnly]).first { $0.id == id }
+    }
+
+    /// The secure set with this name.
+    public static func named(_ name: String) -> TFHEParameters? {
+        secureSets.first { $0.name == name }
+    }
+}
