@@ -1,2 +1,9 @@
 import ArgumentParser
-@main struct Obscura: ParsableCommand { func run() {} }
+
+@main
+struct Obscura: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "obscura",
+        abstract: "Private neural-network inference on homomorphically encrypted data.",
+        subcommands: [Demo.self, Bench.self])
+}

@@ -27,8 +27,13 @@ public struct GadgetDecomposition: Sendable, Hashable {
     }
 
     /// The digits of x, most significant level first, written to `digits[j * stride]`.
+    /// With a single level the digit is the rounded top β bits read as signed, in [-B/2, B/2).
     @inlinable @inline(__always)
     public func decompose(_ x: UInt64, into digits: UnsafeMutablePointer<Int64>, stride: Int) {
+        if levels == 1 {
+            digits[0] = Int64(bitPattern: x &+ (UInt64(1) << UInt64(63 - baseLog))) >> UInt64(64 - baseLog)
+            return
+        }
         let dropped = UInt64(64 - baseLog * levels)
         var state = dropped == 0 ? x : (x >> dropped) &+ ((x >> (dropped &- 1)) & 1)
         let base = UInt64(1) << UInt64(baseLog)
@@ -51,6 +56,25 @@ public struct GadgetDecomposition: Sendable, Hashable {
     public func decompose(_ input: UnsafePointer<UInt64>, count: Int, into output: UnsafeMutablePointer<Int64>) {
         for c in 0..<count {
             decompose(input[c], into: output + c, stride: count)
+        }
+    }
+
+    /// Decomposes `count` torus elements into 32-bit digits, level-major (the layout the
+    /// external product transforms row by row). Requires baseLog ≤ 31.
+    @inlinable
+    public func decompose(_ input: UnsafePointer<UInt64>, count: Int, into output: UnsafeMutablePointer<Int32>) {
+        if levels == 1 {
+            let roundBit = UInt64(1) << UInt64(63 - baseLog), shift = UInt64(64 - baseLog)
+            for c in 0..<count {
+                output[c] = Int32(truncatingIfNeeded: Int64(bitPattern: input[c] &+ roundBit) >> shift)
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Int64.self, capacity: levels) { digits in
+            for c in 0..<count {
+                decompose(input[c], into: digits.baseAddress!, stride: 1)
+                for j in 0..<levels { output[j * count + c] = Int32(truncatingIfNeeded: digits[j]) }
+            }
         }
     }
 

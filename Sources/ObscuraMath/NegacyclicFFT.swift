@@ -27,6 +27,9 @@ public final class NegacyclicFFT: Sendable {
     /// Twiddles exp(-2πi·j/(2h)) of the stage with half-width h, at offsets h ..< 2h.
     @usableFromInline let twiddleRe: [Double]
     @usableFromInline let twiddleIm: [Double]
+    /// exp(-2πi·3j/(2h)) at offsets h ..< h + h/2, for the radix-4 passes.
+    @usableFromInline let twiddle3Re: [Double]
+    @usableFromInline let twiddle3Im: [Double]
 
     /// A plan for polynomials of size `polynomialSize`, a power of two of at least 16.
     public init(polynomialSize: Int) {
@@ -43,22 +46,27 @@ public final class NegacyclicFFT: Sendable {
             ur[j] = cos(angle) / Double(m)
             ui[j] = -sin(angle) / Double(m)
         }
-        var wr = [Double](repeating: 0, count: m), wi = wr
+        var wr = [Double](repeating: 0, count: m), wi = wr, w3r = wr, w3i = wr
         var half = 1
         while half < m {
             for j in 0..<half {
                 let angle = -Double.pi * Double(j) / Double(half)
                 wr[half + j] = cos(angle)
                 wi[half + j] = sin(angle)
+                if j < half / 2 {
+                    w3r[half + j] = cos(3 * angle)
+                    w3i[half + j] = sin(3 * angle)
+                }
             }
             half <<= 1
         }
+        twiddle3Re = w3r; twiddle3Im = w3i
         twistRe = tr; twistIm = ti; untwistRe = ur; untwistIm = ui
         twiddleRe = wr; twiddleIm = wi
     }
 
-    /// Forward transform of a signed integer polynomial (digits, or a torus polynomial read
-    /// as signed) into split real/imaginary buffers of `fourierSize` doubles each.
+    /// Forward transform of a signed integer polynomial (a torus polynomial read as signed)
+    /// into split real/imaginary buffers of `fourierSize` doubles each.
     @inlinable
     public func forward(_ input: UnsafePointer<Int64>, re: UnsafeMutablePointer<Double>,
                         im: UnsafeMutablePointer<Double>) {
@@ -75,100 +83,192 @@ public final class NegacyclicFFT: Sendable {
         forwardInPlace(re: re, im: im)
     }
 
-    /// The M-point DIF FFT on already twisted data.
+    /// Forward transform of small signed integers (gadget digits), with vector conversions.
+    @inlinable
+    public func forward(_ input: UnsafePointer<Int32>, re: UnsafeMutablePointer<Double>,
+                        im: UnsafeMutablePointer<Double>) {
+        let m = fourierSize
+        twistRe.withUnsafeBufferPointer { tr in
+            twistIm.withUnsafeBufferPointer { ti in
+                let low = UnsafeRawPointer(input), high = UnsafeRawPointer(input + m)
+                var j = 0
+                while j < m {
+                    let a = SIMD4<Double>(low.loadUnaligned(fromByteOffset: j * 4, as: SIMD4<Int32>.self))
+                    let b = SIMD4<Double>(high.loadUnaligned(fromByteOffset: j * 4, as: SIMD4<Int32>.self))
+                    let cr = load4(tr.baseAddress! + j), ci = load4(ti.baseAddress! + j)
+                    store4(re + j, a * cr - b * ci)
+                    store4(im + j, a * ci + b * cr)
+                    j &+= 4
+                }
+            }
+        }
+        forwardInPlace(re: re, im: im)
+    }
+
+    /// The M-point DIF FFT on already twisted data: one radix-2 stage when log2 M is odd,
+    /// then radix-4 passes, the last of which (quarter size 1) has only trivial twiddles.
     @inlinable
     func forwardInPlace(re: UnsafeMutablePointer<Double>, im: UnsafeMutablePointer<Double>) {
         let m = fourierSize
         twiddleRe.withUnsafeBufferPointer { twr in
-            twiddleIm.withUnsafeBufferPointer { twi in
-                var half = m >> 1
-                while half >= 4 {
+          twiddleIm.withUnsafeBufferPointer { twi in
+            twiddle3Re.withUnsafeBufferPointer { t3r in
+              twiddle3Im.withUnsafeBufferPointer { t3i in
+                var block = m
+                if m.trailingZeroBitCount & 1 == 1 {
+                    let half = m >> 1
                     let wr = twr.baseAddress! + half, wi = twi.baseAddress! + half
+                    var j = 0
+                    while j < half {
+                        let ur = load4(re + j), ui = load4(im + j)
+                        let vr = load4(re + j + half), vi = load4(im + j + half)
+                        store4(re + j, ur + vr)
+                        store4(im + j, ui + vi)
+                        let dr = ur - vr, di = ui - vi
+                        let cr = load4(wr + j), ci = load4(wi + j)
+                        store4(re + j + half, dr * cr - di * ci)
+                        store4(im + j + half, dr * ci + di * cr)
+                        j &+= 4
+                    }
+                    block = half
+                }
+                while block >= 16 {
+                    let q = block >> 2, h = block >> 1
+                    let w1r = twr.baseAddress! + h, w1i = twi.baseAddress! + h
+                    let w2r = twr.baseAddress! + q, w2i = twi.baseAddress! + q
+                    let w3r = t3r.baseAddress! + h, w3i = t3i.baseAddress! + h
                     var start = 0
                     while start < m {
-                        let ar = re + start, ai = im + start
-                        let br = ar + half, bi = ai + half
+                        let r0 = re + start, i0 = im + start
                         var j = 0
-                        while j < half {
-                            let ur = load4(ar + j), ui = load4(ai + j)
-                            let vr = load4(br + j), vi = load4(bi + j)
-                            store4(ar + j, ur + vr)
-                            store4(ai + j, ui + vi)
-                            let dr = ur - vr, di = ui - vi
-                            let cr = load4(wr + j), ci = load4(wi + j)
-                            store4(br + j, dr * cr - di * ci)
-                            store4(bi + j, dr * ci + di * cr)
+                        while j < q {
+                            let x0r = load4(r0 + j), x0i = load4(i0 + j)
+                            let x1r = load4(r0 + j + q), x1i = load4(i0 + j + q)
+                            let x2r = load4(r0 + j + 2 * q), x2i = load4(i0 + j + 2 * q)
+                            let x3r = load4(r0 + j + 3 * q), x3i = load4(i0 + j + 3 * q)
+                            let sr = x0r + x2r, si = x0i + x2i
+                            let dr = x0r - x2r, di = x0i - x2i
+                            let tr = x1r + x3r, ti = x1i + x3i
+                            let er = x1r - x3r, ei = x1i - x3i
+                            store4(r0 + j, sr + tr)
+                            store4(i0 + j, si + ti)
+                            let b1r = sr - tr, b1i = si - ti
+                            let c2r = load4(w2r + j), c2i = load4(w2i + j)
+                            store4(r0 + j + q, b1r * c2r - b1i * c2i)
+                            store4(i0 + j + q, b1r * c2i + b1i * c2r)
+                            // (x0 - x2) ∓ i(x1 - x3)
+                            let b2r = dr + ei, b2i = di - er
+                            let b3r = dr - ei, b3i = di + er
+                            let c1r = load4(w1r + j), c1i = load4(w1i + j)
+                            store4(r0 + j + 2 * q, b2r * c1r - b2i * c1i)
+                            store4(i0 + j + 2 * q, b2r * c1i + b2i * c1r)
+                            let c3r = load4(w3r + j), c3i = load4(w3i + j)
+                            store4(r0 + j + 3 * q, b3r * c3r - b3i * c3i)
+                            store4(i0 + j + 3 * q, b3r * c3i + b3i * c3r)
                             j &+= 4
                         }
-                        start &+= half << 1
+                        start &+= block
                     }
-                    half >>= 1
+                    block = q
                 }
+              }
             }
+          }
         }
-        // The last two stages (half-widths 2 and 1) on groups of four: twiddles 1 and -i.
+        // The last radix-4 pass (quarter size 1): twiddles 1 and -i only.
         var start = 0
         while start < m {
             let x0r = re[start], x1r = re[start + 1], x2r = re[start + 2], x3r = re[start + 3]
             let x0i = im[start], x1i = im[start + 1], x2i = im[start + 2], x3i = im[start + 3]
-            let y0r = x0r + x2r, y0i = x0i + x2i
-            let y1r = x1r + x3r, y1i = x1i + x3i
-            let y2r = x0r - x2r, y2i = x0i - x2i
-            let y3r = x1i - x3i, y3i = x3r - x1r   // (x1 - x3)·(-i)
-            re[start] = y0r + y1r; im[start] = y0i + y1i
-            re[start + 1] = y0r - y1r; im[start + 1] = y0i - y1i
-            re[start + 2] = y2r + y3r; im[start + 2] = y2i + y3i
-            re[start + 3] = y2r - y3r; im[start + 3] = y2i - y3i
+            let sr = x0r + x2r, si = x0i + x2i
+            let tr = x1r + x3r, ti = x1i + x3i
+            let dr = x0r - x2r, di = x0i - x2i
+            let er = x1r - x3r, ei = x1i - x3i
+            re[start] = sr + tr; im[start] = si + ti
+            re[start + 1] = sr - tr; im[start + 1] = si - ti
+            re[start + 2] = dr + ei; im[start + 2] = di - er
+            re[start + 3] = dr - ei; im[start + 3] = di + er
             start &+= 4
         }
     }
 
-    /// The inverse M-point DIT FFT, unscaled (the untwist carries the 1/M).
+    /// The inverse of ``forwardInPlace(re:im:)``, unscaled (the untwist carries the 1/M).
     @inlinable
     func backwardInPlace(re: UnsafeMutablePointer<Double>, im: UnsafeMutablePointer<Double>) {
         let m = fourierSize
         var start = 0
         while start < m {
-            let z0r = re[start], z1r = re[start + 1], z2r = re[start + 2], z3r = re[start + 3]
-            let z0i = im[start], z1i = im[start + 1], z2i = im[start + 2], z3i = im[start + 3]
-            let y0r = z0r + z1r, y0i = z0i + z1i
-            let y1r = z0r - z1r, y1i = z0i - z1i
-            let y2r = z2r + z3r, y2i = z2i + z3i
-            let y3r = z2r - z3r, y3i = z2i - z3i
-            let tr = -y3i, ti = y3r   // y3·(+i)
-            re[start] = y0r + y2r; im[start] = y0i + y2i
-            re[start + 2] = y0r - y2r; im[start + 2] = y0i - y2i
-            re[start + 1] = y1r + tr; im[start + 1] = y1i + ti
-            re[start + 3] = y1r - tr; im[start + 3] = y1i - ti
+            let b0r = re[start], b1r = re[start + 1], b2r = re[start + 2], b3r = re[start + 3]
+            let b0i = im[start], b1i = im[start + 1], b2i = im[start + 2], b3i = im[start + 3]
+            let sr = b0r + b1r, si = b0i + b1i     // 2(x0 + x2)
+            let tr = b0r - b1r, ti = b0i - b1i     // 2(x1 + x3)
+            let ur = b2r + b3r, ui = b2i + b3i     // 2(x0 - x2)
+            let vr = b3i - b2i, vi = b2r - b3r     // (b3 - b2)·(-i) = 2(x1 - x3)
+            re[start] = sr + ur; im[start] = si + ui
+            re[start + 2] = sr - ur; im[start + 2] = si - ui
+            re[start + 1] = tr + vr; im[start + 1] = ti + vi
+            re[start + 3] = tr - vr; im[start + 3] = ti - vi
             start &+= 4
         }
         twiddleRe.withUnsafeBufferPointer { twr in
-            twiddleIm.withUnsafeBufferPointer { twi in
-                var half = 4
-                while half < m {
-                    let wr = twr.baseAddress! + half, wi = twi.baseAddress! + half
+          twiddleIm.withUnsafeBufferPointer { twi in
+            twiddle3Re.withUnsafeBufferPointer { t3r in
+              twiddle3Im.withUnsafeBufferPointer { t3i in
+                let radix4Limit = m.trailingZeroBitCount & 1 == 1 ? m >> 1 : m
+                var block = 16
+                while block <= radix4Limit {
+                    let q = block >> 2, h = block >> 1
+                    let w1r = twr.baseAddress! + h, w1i = twi.baseAddress! + h
+                    let w2r = twr.baseAddress! + q, w2i = twi.baseAddress! + q
+                    let w3r = t3r.baseAddress! + h, w3i = t3i.baseAddress! + h
                     var start = 0
                     while start < m {
-                        let ar = re + start, ai = im + start
-                        let br = ar + half, bi = ai + half
+                        let r0 = re + start, i0 = im + start
                         var j = 0
-                        while j < half {
-                            let ur = load4(ar + j), ui = load4(ai + j)
-                            let xr = load4(br + j), xi = load4(bi + j)
-                            let cr = load4(wr + j), ci = load4(wi + j)
-                            let vr = xr * cr + xi * ci
-                            let vi = xi * cr - xr * ci
-                            store4(ar + j, ur + vr)
-                            store4(ai + j, ui + vi)
-                            store4(br + j, ur - vr)
-                            store4(bi + j, ui - vi)
+                        while j < q {
+                            let b0r = load4(r0 + j), b0i = load4(i0 + j)
+                            let b1r = load4(r0 + j + q), b1i = load4(i0 + j + q)
+                            let b2r = load4(r0 + j + 2 * q), b2i = load4(i0 + j + 2 * q)
+                            let b3r = load4(r0 + j + 3 * q), b3i = load4(i0 + j + 3 * q)
+                            let c2r = load4(w2r + j), c2i = load4(w2i + j)
+                            let c1r = load4(w1r + j), c1i = load4(w1i + j)
+                            let c3r = load4(w3r + j), c3i = load4(w3i + j)
+                            // Multiply by the conjugate twiddles.
+                            let e1r = b1r * c2r + b1i * c2i, e1i = b1i * c2r - b1r * c2i
+                            let e2r = b2r * c1r + b2i * c1i, e2i = b2i * c1r - b2r * c1i
+                            let e3r = b3r * c3r + b3i * c3i, e3i = b3i * c3r - b3r * c3i
+                            let sr = b0r + e1r, si = b0i + e1i
+                            let tr = b0r - e1r, ti = b0i - e1i
+                            let ur = e2r + e3r, ui = e2i + e3i
+                            let vr = e3i - e2i, vi = e2r - e3r
+                            store4(r0 + j, sr + ur); store4(i0 + j, si + ui)
+                            store4(r0 + j + 2 * q, sr - ur); store4(i0 + j + 2 * q, si - ui)
+                            store4(r0 + j + q, tr + vr); store4(i0 + j + q, ti + vi)
+                            store4(r0 + j + 3 * q, tr - vr); store4(i0 + j + 3 * q, ti - vi)
                             j &+= 4
                         }
-                        start &+= half << 1
+                        start &+= block
                     }
-                    half <<= 1
+                    block <<= 2
                 }
+                if radix4Limit != m {
+                    let half = m >> 1
+                    let wr = twr.baseAddress! + half, wi = twi.baseAddress! + half
+                    var j = 0
+                    while j < half {
+                        let ur = load4(re + j), ui = load4(im + j)
+                        let xr = load4(re + j + half), xi = load4(im + j + half)
+                        let cr = load4(wr + j), ci = load4(wi + j)
+                        let vr = xr * cr + xi * ci
+                        let vi = xi * cr - xr * ci
+                        store4(re + j, ur + vr); store4(im + j, ui + vi)
+                        store4(re + j + half, ur - vr); store4(im + j + half, ui - vi)
+                        j &+= 4
+                    }
+                }
+              }
             }
+          }
         }
     }
 

@@ -132,7 +132,10 @@ public final class EvaluationKey: Sendable {
     /// The compact form it was expanded from (kept for re-serialization).
     public let compressed: CompressedEvaluationKey
     let fft: NegacyclicFFT
-    /// For each i < n, each row r < (k+1)·l, each component t ≤ k: M reals then M imaginaries.
+    /// The Fourier bootstrapping key, in the order the external product reads it so that each
+    /// bootstrap streams it from memory once, sequentially: for each GGSW i < n, each output
+    /// component t ≤ k, each group of four Fourier coefficients, each row r < (k+1)·l: four
+    /// real parts then four imaginary parts (see ``fourierSlot(component:coefficient:row:rows:fourierSize:)``).
     let fourierBootstrapKey: [Double]
     /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
     let keySwitchKey: [UInt32]
@@ -155,6 +158,7 @@ public final class EvaluationKey: Sendable {
                                         startingAtWord: i * rows * k * n)
                 var polynomial = [Int64](repeating: 0, count: n)
                 var mask = [UInt64](repeating: 0, count: n)
+                var transformed = [Double](repeating: 0, count: n)
                 for row in 0..<rows {
                     for t in 0...k {
                         if t < k {
@@ -164,8 +168,15 @@ public final class EvaluationKey: Sendable {
                             let offset = (i * rows + row) * n
                             for j in 0..<n { polynomial[j] = Int64(bitPattern: compressed.bootstrapBodies[offset + j]) }
                         }
-                        let re = base.pointer + i * ggswDoubles + (row * (k + 1) + t) * 2 * m
-                        polynomial.withUnsafeBufferPointer { fft.forward($0.baseAddress!, re: re, im: re + m) }
+                        transformed.withUnsafeMutableBufferPointer { f in
+                            polynomial.withUnsafeBufferPointer { fft.forward($0.baseAddress!, re: f.baseAddress!, im: f.baseAddress! + m) }
+                        }
+                        let ggsw = base.pointer + i * ggswDoubles
+                        for c in 0..<m {
+                            let slot = Self.fourierSlot(component: t, coefficient: c, row: row, rows: rows, fourierSize: m)
+                            ggsw[slot] = transformed[c]
+                            ggsw[slot + 4] = transformed[m + c]
+                        }
                     }
                 }
             }
@@ -183,6 +194,13 @@ public final class EvaluationKey: Sendable {
             ksk[offset + small] = Self.roundTo32(compressed.keySwitchBodies[row])
         }
         keySwitchKey = ksk
+    }
+
+    /// Where the real part of Fourier coefficient c of component t of row r sits inside one
+    /// GGSW; the imaginary part is four doubles further.
+    @inline(__always)
+    static func fourierSlot(component t: Int, coefficient c: Int, row: Int, rows: Int, fourierSize m: Int) -> Int {
+        ((t * (m / 4) + c / 4) * rows + row) * 8 + c % 4
     }
 
     /// The top 32 bits of a 64-bit torus element, rounded.

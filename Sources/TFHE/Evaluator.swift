@@ -1,12 +1,27 @@
 import Dispatch
 import ObscuraMath
 
+@inline(__always)
+private func load4(_ p: UnsafeMutablePointer<Double>) -> SIMD4<Double> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Double>.self)
+}
+
+@inline(__always)
+private func load4(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Double>.self)
+}
+
+@inline(__always)
+private func store4(_ p: UnsafeMutablePointer<Double>, _ v: SIMD4<Double>, at offset: Int) {
+    UnsafeMutableRawPointer(p + offset).storeBytes(of: v, as: SIMD4<Double>.self)
+}
+
 /// Scratch memory for one thread's bootstraps, allocated once so that the CMux loop never
 /// allocates.
 final class BootstrapWorkspace {
     let accumulator: UnsafeMutablePointer<UInt64>
     let difference: UnsafeMutablePointer<UInt64>
-    let digits: UnsafeMutablePointer<Int64>
+    let digits: UnsafeMutablePointer<Int32>
     let fourierAccumulator: UnsafeMutablePointer<Double>
     let fourierDigits: UnsafeMutablePointer<Double>
     let switched: UnsafeMutablePointer<UInt32>
@@ -19,7 +34,7 @@ final class BootstrapWorkspace {
         difference = .allocate(capacity: components * n)
         digits = .allocate(capacity: components * p.bootstrapDecomposition.levels * n)
         fourierAccumulator = .allocate(capacity: components * n)
-        fourierDigits = .allocate(capacity: n)
+        fourierDigits = .allocate(capacity: components * p.bootstrapDecomposition.levels * n)
         switched = .allocate(capacity: p.lweDimension + 1)
         keySwitchDigits = .allocate(capacity: p.keySwitchDecomposition.levels)
         rotations = .allocate(capacity: p.lweDimension + 1)
@@ -159,23 +174,33 @@ public final class Evaluator {
             Self.rotateMinusIdentity(ws.accumulator + t * n, by: rotation, size: n, into: ws.difference + t * n)
         }
         p.bootstrapDecomposition.decompose(ws.difference, count: (k + 1) * n, into: ws.digits)
-        // Level-major over all components: digit j of coefficient c of component t sits at
-        // j·(k+1)·N + t·N + c, so row (t, j) is contiguous.
-        let facc = ws.fourierAccumulator
-        facc.update(repeating: 0, count: (k + 1) * n)
+        // Digits are level-major over all components: digit j of coefficient c of component t
+        // sits at j·(k+1)·N + t·N + c. Transform every row (t, j), then accumulate each output
+        // component over all rows in registers, four Fourier coefficients at a time.
         let fd = ws.fourierDigits
+        for row in 0..<rows {
+            let t = row / levels, j = row % levels
+            key.fft.forward(ws.digits + j * (k + 1) * n + t * n, re: fd + row * n, im: fd + row * n + m)
+        }
+        let facc = ws.fourierAccumulator
         key.fourierBootstrapKey.withUnsafeBufferPointer { bsk in
             let ggsw = bsk.baseAddress! + i * rows * (k + 1) * n
-            for t in 0...k {
-                for j in 0..<levels {
-                    let row = t * levels + j
-                    key.fft.forward(ws.digits + j * (k + 1) * n + t * n, re: fd, im: fd + m)
-                    for u in 0...k {
-                        let g = ggsw + (row * (k + 1) + u) * n
-                        FourierArithmetic.multiplyAdd(
-                            accRe: facc + u * n, accIm: facc + u * n + m,
-                            aRe: fd, aIm: fd + m, bRe: g, bIm: g + m, count: m)
+            var g = ggsw
+            for u in 0...k {
+                let outRe = facc + u * n, outIm = outRe + m
+                var c = 0
+                while c < m {
+                    var accRe = SIMD4<Double>(), accIm = SIMD4<Double>()
+                    for row in 0..<rows {
+                        let a = fd + row * n + c
+                        let ar = load4(a), ai = load4(a + m), gr = load4(g), gi = load4(g + 4)
+                        accRe += ar * gr - ai * gi
+                        accIm += ar * gi + ai * gr
+                        g += 8
                     }
+                    store4(outRe, accRe, at: c)
+                    store4(outIm, accIm, at: c)
+                    c &+= 4
                 }
             }
         }

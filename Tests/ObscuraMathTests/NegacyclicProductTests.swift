@@ -19,7 +19,7 @@ struct NegacyclicProductTests {
         #expect(out == product)
     }
 
-    @Test("FFT product of small integers is exact", arguments: [16, 32, 256, 512, 2048, 8192])
+    @Test("FFT product of small integers is exact", arguments: [16, 32, 64, 256, 512, 1024, 2048, 4096, 8192])
     func fftSmallIntegers(size: Int) {
         var rng = CSPRNG(seed: Seed128(low: UInt64(size), high: 1), domain: "test")
         let a = (0..<size).map { _ in Int64(rng.next() % 2001) - 1000 }
