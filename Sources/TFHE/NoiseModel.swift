@@ -1,0 +1,97 @@
+import ObscuraMath
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Predicted noise variances (squared fractions of the torus) of Obscura's implementation of a
+/// parameter set, and the failure probabilities they imply. Tests measure them.
+///
+/// The formulas are the standard ones for CGGI bootstrapping with binary keys (the noise
+/// analyses of Chillotti et al. and of tfhe-rs's `noise_formulas`), written for this
+/// implementation's choices: balanced signed digits, the centred-mean modulus switch and a
+/// key-switching key rounded to 32 bits. The rounding error of the double-precision FFT is
+/// not modelled; the noise tests bound it by comparing the measured variance to these.
+public struct NoiseModel: Sendable {
+    /// The parameter set.
+    public let parameters: TFHEParameters
+
+    /// A model for `parameters`.
+    public init(_ parameters: TFHEParameters) { self.parameters = parameters }
+
+    /// Variance of a fresh encryption under the big key.
+    public var freshVariance: Double { parameters.glweNoise.torusVariance }
+
+    /// E[d²] for digits uniform on [-B/2, B/2).
+    static func digitSecondMoment(baseLog: Int) -> Double {
+        let base = Double.pow2(baseLog)
+        return (base * base + 2) / 12
+    }
+
+    /// Variance of a bootstrap's output (after sample extraction): n external products, each
+    /// adding the key noise times the digits, plus the decomposition's rounding error times the
+    /// key bit (1 half of the time) times the GLWE key (k·N/2 ones on average) and the body.
+    public var bootstrapOutputVariance: Double {
+        let p = parameters
+        let n = Double(p.polynomialSize), k = Double(p.glweDimension)
+        let levels = Double(p.bootstrapDecomposition.levels)
+        let beta = p.bootstrapDecomposition.baseLog
+        let keyTerm = (k + 1) * levels * n * Self.digitSecondMoment(baseLog: beta) * p.glweNoise.torusVariance
+        let roundingVariance = Double.pow2(-2 * beta * p.bootstrapDecomposition.levels) / 12
+        let roundingTerm = 0.5 * (1 + k * n / 2) * roundingVariance
+        return Double(p.lweDimension) * (keyTerm + roundingTerm)
+    }
+
+    /// Variance added by key switching from the big key to the small key, at 32-bit precision.
+    public var keySwitchVariance: Double {
+        let p = parameters
+        let bigDimension = Double(p.bigLweDimension), small = Double(p.lweDimension)
+        let levels = Double(p.keySwitchDecomposition.levels)
+        let beta = p.keySwitchDecomposition.baseLog
+        let digitsSquared = bigDimension * levels * Self.digitSecondMoment(baseLog: beta)
+        let keyNoise = digitsSquared * p.lweNoise.torusVariance
+        let rounding = bigDimension / 2 * Double.pow2(-2 * beta * p.keySwitchDecomposition.levels) / 12
+        let precision32 = (digitsSquared * (1 + small / 2) + 2) * Double.pow2(-64) / 12
+        return keyNoise + rounding + precision32
+    }
+
+    /// Variance added by the centred-mean modulus switch to Z_2N: the mask's rounding errors,
+    /// each uniform of variance 1/(48N²), weighted by (s_i - 1/2)², plus the body's.
+    public var modulusSwitchVariance: Double {
+        let n = Double(parameters.polynomialSize)
+        return (Double(parameters.lweDimension) / 4 + 1) / (48 * n * n)
+    }
+
+    /// Variance of the phase that blind rotation sees, for an input that is a combination of
+    /// bootstrap outputs with 2-norm `inputNorm`.
+    public func bootstrapInputVariance(inputNorm: Double) -> Double {
+        inputNorm * inputNorm * bootstrapOutputVariance + keySwitchVariance + modulusSwitchVariance
+    }
+
+    /// log2 of the probability that a bootstrap decodes into the wrong box, for a margin (half
+    /// box width, as a fraction of the torus) and an input noise 2-norm.
+    public func failureLog2(inputNorm: Double, margin: Double) -> Double {
+        let sigma = bootstrapInputVariance(inputNorm: inputNorm).squareRoot()
+        return Self.log2Erfc(margin / (sigma * 2.0.squareRoot()))
+    }
+
+    /// log2 of the failure probability of an integer bootstrap at the set's noise budget.
+    public var integerFailureLog2: Double {
+        failureLog2(inputNorm: parameters.maxNoiseNorm, margin: 1 / Double(4 * parameters.plaintextModulus))
+    }
+
+    /// log2 of the failure probability of the worst boolean gate: an AND-like gate (margin 1/8)
+    /// on two MUX outputs, each the sum of two fresh bootstraps (2-norm 2).
+    public var gateFailureLog2: Double {
+        failureLog2(inputNorm: 2, margin: 1.0 / 8)
+    }
+
+    /// log2(erfc(x)), with the asymptotic series where erfc underflows.
+    static func log2Erfc(_ x: Double) -> Double {
+        if x < 25 { return log2(erfc(x)) }
+        let series = 1 - 1 / (2 * x * x) + 3 / (4 * x * x * x * x)
+        return (-x * x - log(x * Double.pi.squareRoot()) + log(series)) / log(2.0)
+    }
+}

@@ -1,0 +1,68 @@
+import ObscuraMath
+import Testing
+@testable import TFHE
+
+struct ProgrammableBootstrapTests {
+    /// A random table Z_P → Z_P from a fixed seed.
+    static func randomTable(_ p: Int, seed: UInt64) -> [Int] {
+        var rng = CSPRNG(seed: Seed128(low: seed, high: UInt64(p)), domain: "table")
+        return (0..<p).map { _ in Int(rng.next() % UInt64(p)) }
+    }
+
+    @Test("random tables on every message, p = 4, 16 and 64",
+          arguments: [(TFHEParameters.gates128, 1 as UInt64), (.gates128, 2), (.integer4Bit128, 1), (.integer4Bit128, 2), (.integer6Bit128, 1)])
+    func everyMessage(parameters: TFHEParameters, seed: UInt64) throws {
+        let (secret, key) = KeyCache.shared.keys(parameters, seed: seed)
+        var encryptor = Encryptor(secretKey: secret)
+        let p = parameters.plaintextModulus
+        let table = Self.randomTable(p, seed: seed)
+        let inputs = (0..<p).map { encryptor.encryptInteger($0) }
+        let outputs = try key.apply({ table[$0] }, toEach: inputs)
+        for m in 0..<p {
+            #expect(encryptor.decrypt(outputs[m]) == table[m], "p=\(p) m=\(m)")
+            #expect(outputs[m].noiseNormSquared == 1)
+        }
+    }
+
+    @Test("linear operations need no bootstrap and decrypt exactly")
+    func linearOperations() throws {
+        let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
+        var encryptor = Encryptor(secretKey: secret)
+        let delta = TFHEParameters.integer4Bit128.delta
+        for (a, b) in [(3, 5), (7, 0), (0, 7), (2, 2)] {
+            let ca = encryptor.encryptInteger(a), cb = encryptor.encryptInteger(b)
+            #expect(encryptor.decrypt(ca + cb) == a + b)
+            #expect(encryptor.decrypt(ca - cb) == a - b)
+            #expect(encryptor.decrypt(2 * ca) == 2 * a)
+            #expect(encryptor.decrypt(-1 * cb) == -b)
+            #expect(encryptor.decrypt(ca.adding(4, delta: delta)) == a + 4)
+            #expect((ca - cb).range == -15...15)
+        }
+        // A signed range is shifted into the message space: ReLU(a - b) by one bootstrap.
+        let evaluator = Evaluator(key: key)
+        let a = encryptor.encryptInteger(2, range: 0...7)
+        let b = encryptor.encryptInteger(6, range: 0...7)
+        let relu = try evaluator.apply({ max($0, 0) }, to: a - b)
+        #expect(encryptor.decrypt(relu) == 0)
+        let relu2 = try evaluator.apply({ max($0, 0) }, to: b - a)
+        #expect(encryptor.decrypt(relu2) == 4)
+        #expect(evaluator.bootstrapCount == 2)
+    }
+
+    @Test("bootstraps refuse inputs beyond the message space or the noise budget")
+    func refusals() {
+        let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
+        var encryptor = Encryptor(secretKey: secret)
+        let evaluator = Evaluator(key: key)
+        let x = encryptor.encryptInteger(1)
+        let bit = encryptor.encryptInteger(1, range: 0...1)
+        #expect(throws: TFHEError.valueRangeExceedsMessageSpace(lower: 0, upper: 16, plaintextModulus: 16)) {
+            _ = try evaluator.apply({ $0 }, to: x + bit)
+        }
+        let small = encryptor.encryptInteger(1, range: 0...1)
+        #expect(throws: TFHEError.noiseBudgetExceeded(norm: 6, budget: 5)) {
+            _ = try evaluator.apply({ $0 }, to: 6 * small)
+        }
+        #expect(evaluator.bootstrapCount == 0)
+    }
+}
