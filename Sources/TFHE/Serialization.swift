@@ -1,0 +1,335 @@
+import ObscuraMath
+
+/// Why bytes could not be read as an Obscura object. Every malformed input ends in one of
+/// these; none crashes, and no length read from the input is trusted before it is checked
+/// against the bytes actually present and the caller's size limit.
+public enum SerializationError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Fewer bytes than the header or the payload needs.
+    case truncated(needed: Int, available: Int)
+    /// Not an Obscura object.
+    case badMagic
+    /// A secret key was offered where only public objects are accepted.
+    case secretKeyNotAccepted
+    /// A format version this build does not read.
+    case unsupportedVersion(UInt16)
+    /// Another kind of object than the one asked for.
+    case wrongKind(expected: UInt16, found: UInt16)
+    /// A parameter-set identifier this build does not know.
+    case unknownParameterSet(UInt16)
+    /// A known parameter set, but not the one the caller requires.
+    case parameterMismatch(expected: UInt16, found: UInt16)
+    /// Larger than the caller's limit.
+    case tooLarge(size: Int, limit: Int)
+    /// Bytes left over after the object.
+    case trailingBytes(Int)
+    /// A field with an impossible value.
+    case invalidValue(String)
+
+    public var description: String {
+        switch self {
+        case .truncated(let needed, let available): "truncated: needs \(needed) bytes, has \(available)"
+        case .badMagic: "not an Obscura object (bad magic bytes)"
+        case .secretKeyNotAccepted: "a secret key is not accepted here"
+        case .unsupportedVersion(let v): "unsupported format version \(v)"
+        case .wrongKind(let expected, let found): "wrong object kind \(found), expected \(expected)"
+        case .unknownParameterSet(let id): "unknown parameter set \(id)"
+        case .parameterMismatch(let expected, let found): "parameter set \(found) where \(expected) is required"
+        case .tooLarge(let size, let limit): "object of \(size) bytes exceeds the limit of \(limit)"
+        case .trailingBytes(let count): "\(count) unexpected bytes after the object"
+        case .invalidValue(let what): "invalid value: \(what)"
+        }
+    }
+}
+
+/// Obscura's binary format, version 1. Every object starts with a 12-byte header:
+/// magic (4 bytes: "OBSC" for public objects, "OBSK" for secret keys), format version
+/// (UInt16), object kind (UInt16), parameter-set id (UInt16), reserved (UInt16, zero). The
+/// payload follows in little-endian 64-bit words; its size is fixed by the kind and the
+/// parameter set, except for lists, which carry a UInt32 count checked against the bytes present.
+public enum ObscuraFormat {
+    /// The format version this build writes and reads.
+    public static let version: UInt16 = 1
+    /// Magic of public objects.
+    public static let publicMagic: [UInt8] = Array("OBSC".utf8)
+    /// Magic of secret keys: their own file type, never accepted by a public reader.
+    public static let secretMagic: [UInt8] = Array("OBSK".utf8)
+    /// The default size limit of a deserialization: 512 MiB.
+    public static let defaultLimit = 512 << 20
+
+    /// Object kinds.
+    public enum Kind: UInt16, Sendable {
+        case lweCiphertext = 1, seededLweCiphertext = 2, compressedEvaluationKey = 3, secretKey = 4
+        case lweCiphertextList = 5, seededLweCiphertextList = 6
+    }
+
+    static let headerSize = 12
+}
+
+/// Appends little-endian fields.
+struct ByteWriter {
+    var bytes: [UInt8] = []
+
+    init(magic: [UInt8], kind: ObscuraFormat.Kind, parameters: TFHEParameters, payloadCapacity: Int) {
+        bytes.reserveCapacity(ObscuraFormat.headerSize + payloadCapacity)
+        bytes += magic
+        write16(ObscuraFormat.version)
+        write16(kind.rawValue)
+        write16(parameters.id)
+        write16(0)
+    }
+
+    mutating func write16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func write32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func write64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func write(_ seed: Seed128) { write64(seed.low); write64(seed.high) }
+    mutating func write(_ words: [UInt64]) {
+        for word in words { write64(word) }
+    }
+}
+
+/// Reads little-endian fields, checking every length against the bytes present.
+struct ByteReader {
+    let bytes: [UInt8]
+    var offset = 0
+    /// The parameter set named in the header.
+    private(set) var parameters: TFHEParameters = .gates128
+
+    /// Reads and checks the header.
+    init(_ bytes: [UInt8], kind: ObscuraFormat.Kind, secret: Bool, expected: TFHEParameters?, limit: Int)
+        throws(SerializationError) {
+        guard bytes.count <= limit else { throw .tooLarge(size: bytes.count, limit: limit) }
+        self.bytes = bytes
+        guard bytes.count >= ObscuraFormat.headerSize else {
+            throw .truncated(needed: ObscuraFormat.headerSize, available: bytes.count)
+        }
+        let magic = Array(bytes[0..<4])
+        if magic == ObscuraFormat.secretMagic && !secret { throw .secretKeyNotAccepted }
+        guard magic == (secret ? ObscuraFormat.secretMagic : ObscuraFormat.publicMagic) else { throw .badMagic }
+        offset = 4
+        let version = try read16()
+        guard version == ObscuraFormat.version else { throw .unsupportedVersion(version) }
+        let foundKind = try read16()
+        guard foundKind == kind.rawValue else { throw .wrongKind(expected: kind.rawValue, found: foundKind) }
+        let id = try read16()
+        guard let found = TFHEParameters.withID(id) else { throw .unknownParameterSet(id) }
+        if let expected, expected.id != id { throw .parameterMismatch(expected: expected.id, found: id) }
+        guard try read16() == 0 else { throw .invalidValue("reserved header field is not zero") }
+        parameters = found
+    }
+
+    var remaining: Int { bytes.count - offset }
+
+    mutating func require(_ count: Int) throws(SerializationError) {
+        guard count >= 0, count <= remaining else { throw .truncated(needed: offset + count, available: bytes.count) }
+    }
+
+    mutating func read16() throws(SerializationError) -> UInt16 {
+        try require(2)
+        defer { offset += 2 }
+        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+
+    mutating func read32() throws(SerializationError) -> UInt32 {
+        try require(4)
+        var value: UInt32 = 0
+        for i in 0..<4 { value |= UInt32(bytes[offset + i]) << UInt32(8 * i) }
+        offset += 4
+        return value
+    }
+
+    mutating func read64() throws(SerializationError) -> UInt64 {
+        try require(8)
+        var value: UInt64 = 0
+        for i in 0..<8 { value |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
+        offset += 8
+        return value
+    }
+
+    mutating func readSeed() throws(SerializationError) -> Seed128 {
+        let low = try read64()
+        return Seed128(low: low, high: try read64())
+    }
+
+    /// `count` words, after checking that they are present.
+    mutating func readWords(_ count: Int) throws(SerializationError) -> [UInt64] {
+        try require(count * 8)
+        var words = [UInt64](repeating: 0, count: count)
+        words.withUnsafeMutableBytes { destination in
+            bytes.withUnsafeBytes { source in
+                destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + count * 8)]))
+            }
+        }
+        offset += count * 8
+        for i in 0..<count { words[i] = UInt64(littleEndian: words[i]) }
+        return words
+    }
+
+    /// A list count, checked against the bytes left before anything is allocated.
+    mutating func readCount(elementSize: Int) throws(SerializationError) -> Int {
+        let count = Int(try read32())
+        guard count.multipliedReportingOverflow(by: elementSize).overflow == false,
+              count * elementSize == remaining else {
+            throw .invalidValue("list of \(count) elements of \(elementSize) bytes in \(remaining) bytes")
+        }
+        return count
+    }
+
+    func finish() throws(SerializationError) {
+        guard remaining == 0 else { throw .trailingBytes(remaining) }
+    }
+}
+
+extension LweCiphertext {
+    /// The serialized form under `parameters` (a big-key ciphertext).
+    public func serialized(parameters: TFHEParameters) -> [UInt8] {
+        precondition(dimension == parameters.bigLweDimension)
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .lweCiphertext, parameters: parameters,
+                                payloadCapacity: storage.count * 8)
+        writer.write(storage)
+        return writer.bytes
+    }
+
+    /// Reads a ciphertext, optionally requiring a parameter set.
+    public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .lweCiphertext, secret: false, expected: parameters, limit: limit)
+        let words = try reader.readWords(reader.parameters.bigLweDimension + 1)
+        try reader.finish()
+        self.init(storage: words)
+    }
+}
+
+extension SeededLweCiphertext {
+    /// The serialized form: header, seed, body (36 bytes).
+    public func serialized(parameters: TFHEParameters) -> [UInt8] {
+        precondition(dimension == parameters.bigLweDimension)
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .seededLweCiphertext, parameters: parameters,
+                                payloadCapacity: 24)
+        writer.write(seed)
+        writer.write64(body)
+        return writer.bytes
+    }
+
+    /// Reads a seeded ciphertext, optionally requiring a parameter set.
+    public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .seededLweCiphertext, secret: false, expected: parameters, limit: limit)
+        let seed = try reader.readSeed()
+        let body = try reader.read64()
+        try reader.finish()
+        self.init(seed: seed, body: body, dimension: reader.parameters.bigLweDimension)
+    }
+}
+
+extension Array where Element == SeededLweCiphertext {
+    /// A list of seeded ciphertexts, as a client uploads an encrypted input.
+    public func serialized(parameters: TFHEParameters) -> [UInt8] {
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .seededLweCiphertextList,
+                                parameters: parameters, payloadCapacity: 4 + count * 24)
+        writer.write32(UInt32(count))
+        for ciphertext in self {
+            precondition(ciphertext.dimension == parameters.bigLweDimension)
+            writer.write(ciphertext.seed)
+            writer.write64(ciphertext.body)
+        }
+        return writer.bytes
+    }
+
+    /// Reads a list of seeded ciphertexts.
+    public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .seededLweCiphertextList, secret: false, expected: parameters, limit: limit)
+        let count = try reader.readCount(elementSize: 24)
+        var list: [SeededLweCiphertext] = []
+        list.reserveCapacity(count)
+        for _ in 0..<count {
+            let seed = try reader.readSeed()
+            list.append(SeededLweCiphertext(seed: seed, body: try reader.read64(), dimension: reader.parameters.bigLweDimension))
+        }
+        self = list
+    }
+}
+
+extension Array where Element == LweCiphertext {
+    /// A list of full ciphertexts, as a server returns encrypted results.
+    public func serialized(parameters: TFHEParameters) -> [UInt8] {
+        let width = parameters.bigLweDimension + 1
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .lweCiphertextList,
+                                parameters: parameters, payloadCapacity: 4 + count * width * 8)
+        writer.write32(UInt32(count))
+        for ciphertext in self {
+            precondition(ciphertext.dimension == parameters.bigLweDimension)
+            writer.write(ciphertext.storage)
+        }
+        return writer.bytes
+    }
+
+    /// Reads a list of ciphertexts.
+    public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .lweCiphertextList, secret: false, expected: parameters, limit: limit)
+        let width = reader.parameters.bigLweDimension + 1
+        let count = try reader.readCount(elementSize: width * 8)
+        var list: [LweCiphertext] = []
+        list.reserveCapacity(count)
+        for _ in 0..<count { list.append(LweCiphertext(storage: try reader.readWords(width))) }
+        self = list
+    }
+}
+
+extension CompressedEvaluationKey {
+    /// The serialized form: header, the two seeds, then the bodies.
+    public func serialized() -> [UInt8] {
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .compressedEvaluationKey, parameters: parameters,
+                                payloadCapacity: 32 + (bootstrapBodies.count + keySwitchBodies.count) * 8)
+        writer.write(bootstrapSeed)
+        writer.write(keySwitchSeed)
+        writer.write(bootstrapBodies)
+        writer.write(keySwitchBodies)
+        return writer.bytes
+    }
+
+    /// Reads an evaluation key, optionally requiring a parameter set. A secret key offered here
+    /// is refused by its magic bytes, before anything else is read.
+    public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .compressedEvaluationKey, secret: false, expected: parameters, limit: limit)
+        let p = reader.parameters
+        let bootstrapSeed = try reader.readSeed()
+        let keySwitchSeed = try reader.readSeed()
+        let bootstrapBodies = try reader.readWords(Self.bootstrapBodyCount(p))
+        let keySwitchBodies = try reader.readWords(Self.keySwitchBodyCount(p))
+        try reader.finish()
+        self.init(parameters: p, bootstrapSeed: bootstrapSeed, bootstrapBodies: bootstrapBodies,
+                  keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies)
+    }
+
+    /// The size of the serialized key in bytes.
+    public var serializedSize: Int { ObscuraFormat.headerSize + 32 + (bootstrapBodies.count + keySwitchBodies.count) * 8 }
+}
+
+extension SecretKey {
+    /// The secret key's own format ("OBSK" magic): header, then one byte per key bit, small key
+    /// first. Store it only on the client.
+    public func serialized() -> [UInt8] {
+        var writer = ByteWriter(magic: ObscuraFormat.secretMagic, kind: .secretKey, parameters: parameters,
+                                payloadCapacity: smallKey.count + bigKey.count)
+        writer.bytes += smallKey.map { UInt8($0) }
+        writer.bytes += bigKey.map { UInt8($0) }
+        return writer.bytes
+    }
+
+    /// Reads a secret key.
+    public init(deserializing bytes: [UInt8], limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        var reader = try ByteReader(bytes, kind: .secretKey, secret: true, expected: nil, limit: limit)
+        let p = reader.parameters
+        try reader.require(p.lweDimension + p.bigLweDimension)
+        let start = reader.offset
+        let bits = bytes[start..<(start + p.lweDimension + p.bigLweDimension)]
+        guard bits.allSatisfy({ $0 <= 1 }) else { throw .invalidValue("secret key bits must be 0 or 1") }
+        reader.offset += bits.count
+        try reader.finish()
+        let values = bits.map { UInt64($0) }
+        self.init(parameters: p, smallKey: Array(values[0..<p.lweDimension]), bigKey: Array(values[p.lweDimension...]))
+    }
+}
