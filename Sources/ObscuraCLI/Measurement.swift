@@ -24,6 +24,10 @@ enum Clock {
 /// Benchmark figures, printed as `name: value unit` lines or as one JSON object.
 struct Report {
     private(set) var entries: [(name: String, value: Double, unit: String)] = []
+    /// When set, nothing is printed until ``json()``.
+    let jsonOnly: Bool
+
+    init(jsonOnly: Bool) { self.jsonOnly = jsonOnly }
 
     mutating func add(_ name: String, _ value: Double, _ unit: String) {
         entries.append((name, value, unit))
@@ -32,8 +36,6 @@ struct Report {
             fflush(nil)
         }
     }
-
-    var jsonOnly = false
 
     static func format(_ value: Double) -> String {
         if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
