@@ -15,7 +15,8 @@ struct BenchTFHE: ParsableCommand {
 
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
     @Option(help: "Timed repetitions of each single-thread figure (the median is reported).") var runs = 21
-    @Flag(help: "Skip the 6-bit set (its key takes a few seconds to make).") var skip6Bit = false
+    @Flag(name: .customLong("skip-6bit"), help: "Skip the 6-bit set (its key takes a few seconds to make).")
+    var skip6Bit = false
 
     func run() throws {
         var report = Report(jsonOnly: json)

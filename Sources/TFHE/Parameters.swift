@@ -52,12 +52,29 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         "\(name) (n=\(lweDimension), k=\(glweDimension), N=\(polynomialSize), \(securityBits)-bit, \(source))"
     }
 
-    /// Boolean gates and 2-bit tables. tfhe-rs `V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128`
-    /// (tfhe/src/shortint/parameters/v1_1/classic/tuniform/p_fail_2_minus_128/ks_pbs.rs):
-    /// 128-bit security, p-fail 2^-144.0 at 2-norm 3. Gates use ±1/8 on the whole torus, a
-    /// margin twice the set's, so their failure probability is far smaller still.
+    /// Boolean gates. tfhe-rs `PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128`
+    /// (tfhe/src/shortint/parameters/classic/p_fail_2_minus_128/ks_pbs.rs): 128-bit security,
+    /// p-fail 2^-129.5 for one bit with a padding bit at 2-norm 1. Gates put ±1/8 on the whole
+    /// torus, the same margin as that padded bit, and combine two inputs (2-norm √2, or 2 for
+    /// MUX outputs); ``NoiseModel/gateFailureLog2`` gives the resulting failure probability.
+    /// Chosen over the 2-bit set below because its Fourier key is half the size and its
+    /// blind rotation 40% less work: gates are memory- and FFT-bound.
     public static let gates128 = TFHEParameters(
         id: 1, name: "gates-128",
+        source: "tfhe-rs PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128",
+        securityBits: 128, sourceFailureLog2: -129.522,
+        lweDimension: 692, glweDimension: 3, polynomialSize: 512,
+        lweNoise: .gaussian(standardDeviation: 2.2726188072598936e-05),
+        glweNoise: .gaussian(standardDeviation: 3.966608917163306e-12),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 17, levels: 1),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 3),
+        plaintextModulus: 2, maxNoiseNorm: 1, isInsecureTestOnly: false)
+
+    /// 2-bit integers (p = 4). tfhe-rs `V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128`
+    /// (tfhe/src/shortint/parameters/v1_1/classic/tuniform/p_fail_2_minus_128/ks_pbs.rs):
+    /// 128-bit security, p-fail 2^-144.0 at 2-norm 3.
+    public static let integer2Bit128 = TFHEParameters(
+        id: 4, name: "int2-128",
         source: "tfhe-rs V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128",
         securityBits: 128, sourceFailureLog2: -144.044,
         lweDimension: 879, glweDimension: 4, polynomialSize: 512,
@@ -103,7 +120,7 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: true)
 
     /// The secure sets, in order of growing precision.
-    public static let secureSets: [TFHEParameters] = [.gates128, .integer4Bit128, .integer6Bit128]
+    public static let secureSets: [TFHEParameters] = [.gates128, .integer2Bit128, .integer4Bit128, .integer6Bit128]
 
     /// The set with this identifier, if Obscura knows it.
     public static func withID(_ id: UInt16) -> TFHEParameters? {

@@ -17,9 +17,9 @@ struct NoiseTests {
         return samples.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(samples.count - 1)
     }
 
-    @Test("1,200 bootstraps: output and key-switch-plus-modulus-switch variances match the model within 2x")
-    func measuredAgainstPredicted() {
-        let parameters = TFHEParameters.gates128
+    @Test("1,200 bootstraps: output and key-switch-plus-modulus-switch variances match the model within 2x",
+          arguments: [TFHEParameters.gates128, .integer2Bit128])
+    func measuredAgainstPredicted(parameters: TFHEParameters) {
         let (secret, key) = KeyCache.shared.keys(parameters, seed: 7)
         var encryptor = Encryptor(secretKey: secret)
         let model = NoiseModel(parameters)
@@ -44,8 +44,8 @@ struct NoiseTests {
         let switchedVariance = Self.variance(samples.map(\.switched))
         let predictedOutput = model.bootstrapOutputVariance
         let predictedSwitched = model.keySwitchVariance + model.modulusSwitchVariance + model.freshVariance
-        print("bootstrap output variance: measured \(outputVariance), predicted \(predictedOutput)")
-        print("key switch + modulus switch variance: measured \(switchedVariance), predicted \(predictedSwitched)")
+        print("\(parameters.name) bootstrap output variance: measured \(outputVariance), predicted \(predictedOutput)")
+        print("\(parameters.name) key switch + modulus switch variance: measured \(switchedVariance), predicted \(predictedSwitched)")
         #expect(outputVariance < 2 * predictedOutput && outputVariance > predictedOutput / 2)
         #expect(switchedVariance < 2 * predictedSwitched && switchedVariance > predictedSwitched / 2)
     }
