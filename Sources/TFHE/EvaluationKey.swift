@@ -59,7 +59,7 @@ extension SecretKey {
         let p = parameters
         let bootstrapSeed = Seed128(low: seeds.next(), high: seeds.next())
         let keySwitchSeed = Seed128(low: seeds.next(), high: seeds.next())
-        let n = p.polynomialSize, k = p.glweDimension, levels = p.bootstrapDecomposition.levels
+        let n = p.polynomialSize, k = p.glweDimension
         let rows = CompressedEvaluationKey.rowsPerGgsw(p)
         let ggswWords = rows * n
 
@@ -72,24 +72,8 @@ extension SecretKey {
             DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
                 var maskStream = CSPRNG(seed: bootstrapSeed, domain: "bsk.mask", startingAtWord: i * rows * k * n)
                 var noise = CSPRNG(seed: noiseSeed, domain: "bsk.noise.\(i)")
-                var mask = [UInt64](repeating: 0, count: n)
-                let bit = smallKey[i]
-                for row in 0..<rows {
-                    let component = row / levels, level = row % levels + 1
-                    let body = base.pointer + i * ggswWords + row * n
-                    for j in 0..<n { body[j] = p.glweNoise.sample(using: &noise) }
-                    for t in 0..<k {
-                        mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
-                        mask.withUnsafeBufferPointer { glweProducts[t].multiply($0.baseAddress!, into: body, accumulate: true) }
-                    }
-                    let gadget = UInt64(1) << UInt64(64 - level * p.bootstrapDecomposition.baseLog)
-                    let scaled = bit &* gadget
-                    if component == k {
-                        body[0] &+= scaled
-                    } else {
-                        for j in 0..<n { body[j] &-= bigKey[component * n + j] &* scaled }
-                    }
-                }
+                writeGgswBodies(message: smallKey[i], into: base.pointer + i * ggswWords,
+                                maskStream: &maskStream, noise: &noise)
             }
         }
 
@@ -120,6 +104,12 @@ struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
     init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
 }
 
+/// A read-only pointer shared by `concurrentPerform` workers.
+struct UnsafeSendablePointer<T>: @unchecked Sendable {
+    let pointer: UnsafePointer<T>
+    init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
+}
+
 /// The server's evaluation key, expanded and ready to compute: the bootstrapping key in the
 /// Fourier domain and the key-switching key rounded to 32-bit torus precision (the top 32
 /// bits of each element; the rounding adds a variance of 2^-64/12 per element, which the
@@ -132,11 +122,8 @@ public final class EvaluationKey: Sendable {
     /// The compact form it was expanded from (kept for re-serialization).
     public let compressed: CompressedEvaluationKey
     let fft: NegacyclicFFT
-    /// The Fourier bootstrapping key, in the order the external product reads it so that each
-    /// bootstrap streams it from memory once, sequentially: for each GGSW i < n, each output
-    /// component t ≤ k, each group of four Fourier coefficients, each row r < (k+1)·l: four
-    /// real parts then four imaginary parts (see ``fourierSlot(component:coefficient:row:rows:fourierSize:)``).
-    let fourierBootstrapKey: [Double]
+    /// The bootstrapping key: one Fourier GGSW per bit of the small key.
+    let bootstrappingKey: [FourierGgswCiphertext]
     /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
     let keySwitchKey: [UInt32]
 
@@ -145,43 +132,24 @@ public final class EvaluationKey: Sendable {
         let p = compressed.parameters
         parameters = p
         self.compressed = compressed
-        let n = p.polynomialSize, m = n / 2, k = p.glweDimension
+        let n = p.polynomialSize, k = p.glweDimension
         let rows = CompressedEvaluationKey.rowsPerGgsw(p)
         let fft = NegacyclicFFT(polynomialSize: n)
         self.fft = fft
-        let ggswDoubles = rows * (k + 1) * 2 * m
-        var fourier = [Double](repeating: 0, count: p.lweDimension * ggswDoubles)
-        fourier.withUnsafeMutableBufferPointer { out in
-            let base = UnsafeMutableSendablePointer(out.baseAddress!)
+        let ggsws = UnsafeMutablePointer<FourierGgswCiphertext?>.allocate(capacity: p.lweDimension)
+        ggsws.initialize(repeating: nil, count: p.lweDimension)
+        defer { ggsws.deinitialize(count: p.lweDimension); ggsws.deallocate() }
+        let shared = UnsafeMutableSendablePointer(ggsws)
+        compressed.bootstrapBodies.withUnsafeBufferPointer { bodies in
+            let bodyBase = UnsafeSendablePointer(bodies.baseAddress!)
             DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
                 var maskStream = CSPRNG(seed: compressed.bootstrapSeed, domain: "bsk.mask",
                                         startingAtWord: i * rows * k * n)
-                var polynomial = [Int64](repeating: 0, count: n)
-                var mask = [UInt64](repeating: 0, count: n)
-                var transformed = [Double](repeating: 0, count: n)
-                for row in 0..<rows {
-                    for t in 0...k {
-                        if t < k {
-                            mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
-                            for j in 0..<n { polynomial[j] = Int64(bitPattern: mask[j]) }
-                        } else {
-                            let offset = (i * rows + row) * n
-                            for j in 0..<n { polynomial[j] = Int64(bitPattern: compressed.bootstrapBodies[offset + j]) }
-                        }
-                        transformed.withUnsafeMutableBufferPointer { f in
-                            polynomial.withUnsafeBufferPointer { fft.forward($0.baseAddress!, re: f.baseAddress!, im: f.baseAddress! + m) }
-                        }
-                        let ggsw = base.pointer + i * ggswDoubles
-                        for c in 0..<m {
-                            let slot = Self.fourierSlot(component: t, coefficient: c, row: row, rows: rows, fourierSize: m)
-                            ggsw[slot] = transformed[c]
-                            ggsw[slot + 4] = transformed[m + c]
-                        }
-                    }
-                }
+                shared.pointer[i] = FourierGgswCiphertext(parameters: p, fft: fft, maskStream: &maskStream,
+                                                          bodies: bodyBase.pointer + i * rows * n)
             }
         }
-        fourierBootstrapKey = fourier
+        bootstrappingKey = (0..<p.lweDimension).map { ggsws[$0]! }
 
         let small = p.lweDimension, ksLevels = p.keySwitchDecomposition.levels
         var ksk = [UInt32](repeating: 0, count: p.bigLweDimension * ksLevels * (small + 1))
@@ -196,13 +164,6 @@ public final class EvaluationKey: Sendable {
         keySwitchKey = ksk
     }
 
-    /// Where the real part of Fourier coefficient c of component t of row r sits inside one
-    /// GGSW; the imaginary part is four doubles further.
-    @inline(__always)
-    static func fourierSlot(component t: Int, coefficient c: Int, row: Int, rows: Int, fourierSize m: Int) -> Int {
-        ((t * (m / 4) + c / 4) * rows + row) * 8 + c % 4
-    }
-
     /// The top 32 bits of a 64-bit torus element, rounded.
     @inlinable
     static func roundTo32(_ x: UInt64) -> UInt32 {
@@ -210,5 +171,5 @@ public final class EvaluationKey: Sendable {
     }
 
     /// Bytes held in memory by the expanded key.
-    public var memoryBytes: Int { fourierBootstrapKey.count * 8 + keySwitchKey.count * 4 }
+    public var memoryBytes: Int { bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 }
 }

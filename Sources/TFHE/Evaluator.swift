@@ -1,29 +1,12 @@
 import Dispatch
 import ObscuraMath
 
-@inline(__always)
-private func load4(_ p: UnsafeMutablePointer<Double>) -> SIMD4<Double> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Double>.self)
-}
-
-@inline(__always)
-private func load4(_ p: UnsafePointer<Double>) -> SIMD4<Double> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Double>.self)
-}
-
-@inline(__always)
-private func store4(_ p: UnsafeMutablePointer<Double>, _ v: SIMD4<Double>, at offset: Int) {
-    UnsafeMutableRawPointer(p + offset).storeBytes(of: v, as: SIMD4<Double>.self)
-}
-
 /// Scratch memory for one thread's bootstraps, allocated once so that the CMux loop never
 /// allocates.
 final class BootstrapWorkspace {
     let accumulator: UnsafeMutablePointer<UInt64>
     let difference: UnsafeMutablePointer<UInt64>
-    let digits: UnsafeMutablePointer<Int32>
-    let fourierAccumulator: UnsafeMutablePointer<Double>
-    let fourierDigits: UnsafeMutablePointer<Double>
+    let externalProduct: ExternalProductWorkspace
     let switched: UnsafeMutablePointer<UInt32>
     let keySwitchDigits: UnsafeMutablePointer<Int64>
     let rotations: UnsafeMutablePointer<Int>
@@ -32,17 +15,14 @@ final class BootstrapWorkspace {
         let n = p.polynomialSize, components = p.glweDimension + 1
         accumulator = .allocate(capacity: components * n)
         difference = .allocate(capacity: components * n)
-        digits = .allocate(capacity: components * p.bootstrapDecomposition.levels * n)
-        fourierAccumulator = .allocate(capacity: components * n)
-        fourierDigits = .allocate(capacity: components * p.bootstrapDecomposition.levels * n)
+        externalProduct = ExternalProductWorkspace(parameters: p)
         switched = .allocate(capacity: p.lweDimension + 1)
         keySwitchDigits = .allocate(capacity: p.keySwitchDecomposition.levels)
         rotations = .allocate(capacity: p.lweDimension + 1)
     }
 
     deinit {
-        accumulator.deallocate(); difference.deallocate(); digits.deallocate()
-        fourierAccumulator.deallocate(); fourierDigits.deallocate(); switched.deallocate()
+        accumulator.deallocate(); difference.deallocate(); switched.deallocate()
         keySwitchDigits.deallocate(); rotations.deallocate()
     }
 }
@@ -162,66 +142,24 @@ public final class Evaluator {
         }
     }
 
-    /// acc += BSK_i ⊡ (X^rotation · acc - acc), the external product in the Fourier domain.
+    /// acc = CMux(BSK_i; acc, X^rotation · acc) = acc + BSK_i ⊡ (X^rotation · acc - acc).
     @inline(__always)
     func cmux(ggswIndex i: Int, rotation: Int) {
         let p = parameters
-        let n = p.polynomialSize, m = n / 2, k = p.glweDimension
-        let levels = p.bootstrapDecomposition.levels
-        let rows = (k + 1) * levels
+        let n = p.polynomialSize, k = p.glweDimension
         let ws = workspace
         for t in 0...k {
             Self.rotateMinusIdentity(ws.accumulator + t * n, by: rotation, size: n, into: ws.difference + t * n)
         }
-        p.bootstrapDecomposition.decompose(ws.difference, count: (k + 1) * n, into: ws.digits)
-        // Digits are level-major over all components: digit j of coefficient c of component t
-        // sits at j·(k+1)·N + t·N + c. Transform every row (t, j), then accumulate each output
-        // component over all rows in registers, four Fourier coefficients at a time.
-        let fd = ws.fourierDigits
-        for row in 0..<rows {
-            let t = row / levels, j = row % levels
-            key.fft.forward(ws.digits + j * (k + 1) * n + t * n, re: fd + row * n, im: fd + row * n + m)
-        }
-        let facc = ws.fourierAccumulator
-        key.fourierBootstrapKey.withUnsafeBufferPointer { bsk in
-            let ggsw = bsk.baseAddress! + i * rows * (k + 1) * n
-            var g = ggsw
-            for u in 0...k {
-                let outRe = facc + u * n, outIm = outRe + m
-                var c = 0
-                while c < m {
-                    var accRe = SIMD4<Double>(), accIm = SIMD4<Double>()
-                    for row in 0..<rows {
-                        let a = fd + row * n + c
-                        let ar = load4(a), ai = load4(a + m), gr = load4(g), gi = load4(g + 4)
-                        accRe += ar * gr - ai * gi
-                        accIm += ar * gi + ai * gr
-                        g += 8
-                    }
-                    store4(outRe, accRe, at: c)
-                    store4(outIm, accIm, at: c)
-                    c &+= 4
-                }
-            }
-        }
-        for u in 0...k {
-            key.fft.backwardAdd(re: facc + u * n, im: facc + u * n + m, into: ws.accumulator + u * n)
-        }
+        ws.externalProduct.addExternalProduct(key.bootstrappingKey[i], of: ws.difference, into: ws.accumulator, fft: key.fft)
     }
 
     /// Sample extraction of coefficient 0: an LWE ciphertext of dimension k·N under the big key.
     func sampleExtract() -> LweCiphertext {
         let p = parameters
-        let n = p.polynomialSize, k = p.glweDimension
-        let acc = workspace.accumulator
-        var storage = [UInt64](repeating: 0, count: k * n + 1)
-        storage.withUnsafeMutableBufferPointer { out in
-            for t in 0..<k {
-                let a = acc + t * n
-                out[t * n] = a[0]
-                for j in 1..<n { out[t * n + j] = 0 &- a[n - j] }
-            }
-            out[k * n] = acc[k * n]
+        var storage = [UInt64](repeating: 0, count: p.bigLweDimension + 1)
+        storage.withUnsafeMutableBufferPointer {
+            GlweCiphertext.sampleExtract(workspace.accumulator, k: p.glweDimension, n: p.polynomialSize, into: $0.baseAddress!)
         }
         return LweCiphertext(storage: storage)
     }
