@@ -1,22 +1,6 @@
-/// Pointwise arithmetic on split complex vectors: the inner loop of every external product.
+/// Pointwise arithmetic on split complex vectors (the external product has its own fused,
+/// register-accumulating loop in `FourierGgswCiphertext`).
 public enum FourierArithmetic {
-    /// acc += a ⊙ b over `count` complex numbers (`count` a multiple of 4).
-    @inlinable @inline(__always)
-    public static func multiplyAdd(
-        accRe: UnsafeMutablePointer<Double>, accIm: UnsafeMutablePointer<Double>,
-        aRe: UnsafePointer<Double>, aIm: UnsafePointer<Double>,
-        bRe: UnsafePointer<Double>, bIm: UnsafePointer<Double>, count: Int
-    ) {
-        var j = 0
-        while j < count {
-            let ar = load4(aRe + j), ai = load4(aIm + j)
-            let br = load4(bRe + j), bi = load4(bIm + j)
-            store4(accRe + j, load4(accRe + j) + (ar * br - ai * bi))
-            store4(accIm + j, load4(accIm + j) + (ar * bi + ai * br))
-            j &+= 4
-        }
-    }
-
     /// out = a ⊙ b over `count` complex numbers (`count` a multiple of 4).
     @inlinable @inline(__always)
     public static func multiply(

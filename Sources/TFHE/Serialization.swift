@@ -78,9 +78,10 @@ struct ByteWriter {
         write16(0)
     }
 
-    mutating func write16(_ value: UInt16) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-    mutating func write32(_ value: UInt32) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
-    mutating func write64(_ value: UInt64) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func write<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { bytes += $0 } }
+    mutating func write16(_ value: UInt16) { write(value) }
+    mutating func write32(_ value: UInt32) { write(value) }
+    mutating func write64(_ value: UInt64) { write(value) }
     mutating func write(_ seed: Seed128) { write64(seed.low); write64(seed.high) }
     mutating func write(_ words: [UInt64]) {
         for word in words { write64(word) }
@@ -123,27 +124,19 @@ struct ByteReader {
         guard count >= 0, count <= remaining else { throw .truncated(needed: offset + count, available: bytes.count) }
     }
 
-    mutating func read16() throws(SerializationError) -> UInt16 {
-        try require(2)
-        defer { offset += 2 }
-        return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
-    }
-
-    mutating func read32() throws(SerializationError) -> UInt32 {
-        try require(4)
-        var value: UInt32 = 0
-        for i in 0..<4 { value |= UInt32(bytes[offset + i]) << UInt32(8 * i) }
-        offset += 4
+    /// A little-endian integer of T's width.
+    mutating func read<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) throws(SerializationError) -> T {
+        let size = T.bitWidth / 8
+        try require(size)
+        var value: T = 0
+        for i in 0..<size { value |= T(bytes[offset + i]) << T(8 * i) }
+        offset += size
         return value
     }
 
-    mutating func read64() throws(SerializationError) -> UInt64 {
-        try require(8)
-        var value: UInt64 = 0
-        for i in 0..<8 { value |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
-        offset += 8
-        return value
-    }
+    mutating func read16() throws(SerializationError) -> UInt16 { try read(UInt16.self) }
+    mutating func read32() throws(SerializationError) -> UInt32 { try read(UInt32.self) }
+    mutating func read64() throws(SerializationError) -> UInt64 { try read(UInt64.self) }
 
     mutating func readSeed() throws(SerializationError) -> Seed128 {
         let low = try read64()
