@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .library(name: "ObscuraMath", targets: ["ObscuraMath"]),
         .library(name: "TFHE", targets: ["TFHE"]),
+        .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
         .executable(name: "obscura", targets: ["ObscuraCLI"]),
     ],
     dependencies: [
@@ -49,15 +50,21 @@ let package = Package(
             name: "TFHE",
             dependencies: ["ObscuraMath"],
             swiftSettings: nativeVectorFlags),
+        .target(
+            name: "CipherCircuits",
+            dependencies: ["TFHE"],
+            swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
             dependencies: [
                 "TFHE",
+                "CipherCircuits",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraMathTests", dependencies: ["ObscuraMath"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -76,6 +76,13 @@ extension Evaluator {
         .trivial(dimension: parameters.bigLweDimension, body: BooleanEncoding.encode(bit))
     }
 
+    /// The majority of three bits with one bootstrap: the sign of a + b + c, which is ±1/8 or
+    /// ±3/8. Its input noise has 2-norm √3, covered by the gate set's margin
+    /// (``NoiseModel/failureLog2(inputNorm:margin:)`` at norm √3 and margin 1/8).
+    public func majority(_ a: LweCiphertext, _ b: LweCiphertext, _ c: LweCiphertext) -> LweCiphertext {
+        bootstrap(a + b + c, table: gateTable)
+    }
+
     /// condition ? whenTrue : whenFalse, with two bootstraps:
     /// (condition ∧ whenTrue) + (¬condition ∧ whenFalse) + 1/8.
     public func mux(_ condition: LweCiphertext, _ whenTrue: LweCiphertext, _ whenFalse: LweCiphertext) -> LweCiphertext {

@@ -1,0 +1,62 @@
+import TFHE
+
+/// One binarized filter slid over an encrypted binary image: the main paper's binarized
+/// convolution (its eq. 3), S = Σ ep(h-xnor(input bit, weight bit)), each output an encrypted
+/// two's-complement integer of `accumulatorWidth` bits.
+public struct BinarizedConvolution: Sendable {
+    /// The filter's weight bits (true ↦ +1), row-major, `size × size`.
+    public let weights: [Bool]
+    /// The filter's side.
+    public let size: Int
+    /// The width of each output integer (the paper's 20 bits).
+    public let accumulatorWidth: Int
+
+    /// A filter; `weights.count` must be `size²`.
+    public init(weights: [Bool], size: Int, accumulatorWidth: Int) {
+        precondition(weights.count == size * size)
+        precondition(accumulatorWidth >= (2 * size * size).bitWidth - (2 * size * size).leadingZeroBitCount + 1)
+        self.weights = weights
+        self.size = size
+        self.accumulatorWidth = accumulatorWidth
+    }
+
+    /// The plaintext reference: Σ (2·[x = w] - 1) over the window at (row, column).
+    public func reference(image: [Bool], side: Int, row: Int, column: Int) -> Int64 {
+        var total: Int64 = 0
+        for a in 0..<size {
+            for b in 0..<size {
+                total += image[(row + a) * side + column + b] == weights[a * size + b] ? 1 : -1
+            }
+        }
+        return total
+    }
+
+    /// The output at (row, column) of an image of `side × side` encrypted bits.
+    ///
+    /// Paper: each h-xnor (free) widened by ep() (free) and accumulated by ripple additions at the
+    /// full accumulator width. Fast: the 25 XNOR bits are counted by a carry-save tree on a
+    /// popcount as wide as it needs (5 bits), S = 2·popcount - 25 is formed in 6 bits, and
+    /// the result is sign-extended to the accumulator width for free.
+    public func output(image: [HybridBit], side: Int, row: Int, column: Int, circuit: CircuitEvaluator,
+                       method: CircuitMethod) -> EncryptedInteger {
+        var products: [HybridBit] = []
+        for a in 0..<size {
+            for b in 0..<size {
+                products.append(circuit.xnor(image[(row + a) * side + column + b], .plain(weights[a * size + b])))
+            }
+        }
+        switch method {
+        case .paper:
+            let terms = products.map { circuit.extend($0, width: accumulatorWidth) }
+            return circuit.sum(terms, method: .paper)
+        case .fast:
+            let count = products.count
+            let countWidth = count.bitWidth - count.leadingZeroBitCount
+            let ones = products.map { EncryptedInteger(bits: [$0] + Array(repeating: .plain(false), count: countWidth)) }
+            let popcount = circuit.sum(ones, method: .fast)              // countWidth + 1 bits, non-negative
+            let doubled = popcount.shiftedLeft(1).resized(to: countWidth + 2, signed: false)
+            let signed = circuit.add(doubled, .plain(Int64(-count), width: countWidth + 2), method: .fast)
+            return signed.resized(to: accumulatorWidth)
+        }
+    }
+}
