@@ -22,15 +22,21 @@ extension CircuitEvaluator {
     /// One full adder: (sum, carry out).
     ///
     /// Paper (eqs. 9-10): sum = x ⊕ y ⊕ c, carry = (x ∧ y) ⊕ ((x ⊕ y) ∧ c): five bootstraps.
-    /// Fast: the same sum, carry = majority(x, y, c): three bootstraps.
+    /// Fast: carry = majority(x, y, c), then sum = sign(x + y + c - 2·carry), one threshold
+    /// bootstrap: two in all. With a clear operand the gates reduce to one XOR and one AND or OR.
     func fullAdder(_ x: HybridBit, _ y: HybridBit, _ c: HybridBit, method: CircuitMethod,
                    needCarry: Bool) -> (sum: HybridBit, carry: HybridBit) {
-        let t = xor(x, y)
-        let sum = xor(t, c)
         switch method {
         case .paper:
-            return (sum, xor(and(x, y), and(t, c)))
+            let t = xor(x, y)
+            return (xor(t, c), xor(and(x, y), and(t, c)))
         case .fast:
+            if case .encrypted(let a) = x, case .encrypted(let b) = y, case .encrypted(let d) = c {
+                let carry = gates.majority(a, b, d)
+                let sum = gates.threshold([(a, 1), (b, 1), (d, 1), (carry, -2)])
+                return (.encrypted(sum), .encrypted(carry))
+            }
+            let sum = xor(xor(x, y), c)
             return (sum, needCarry ? majority(x, y, c) : .plain(false))
         }
     }

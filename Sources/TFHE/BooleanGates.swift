@@ -83,6 +83,19 @@ extension Evaluator {
         bootstrap(a + b + c, table: gateTable)
     }
 
+    /// The sign of a public integer combination of ±1/8 bits plus a constant (in eighths of the
+    /// torus), with one bootstrap: any threshold function whose values stay at least 1/8 from
+    /// 0 and 1/2. A full adder's sum bit is sign(a + b + c - 2·majority(a, b, c)), whose phase is
+    /// ±1/8 in all eight cases, so it costs one bootstrap after the carry. The caller keeps the
+    /// noise 2-norm √(Σ w²) within what ``NoiseModel`` allows (√7 for the sum bit).
+    public func threshold(_ terms: [(LweCiphertext, Int64)], constantEighths: Int64 = 0) -> LweCiphertext {
+        precondition(!terms.isEmpty)
+        var combination = LweCiphertext.trivial(dimension: parameters.bigLweDimension,
+                                                body: UInt64(bitPattern: constantEighths) &* BooleanEncoding.eighth)
+        for (ciphertext, weight) in terms { combination.add(ciphertext, times: weight) }
+        return bootstrap(combination, table: gateTable)
+    }
+
     /// condition ? whenTrue : whenFalse, with two bootstraps:
     /// (condition ∧ whenTrue) + (¬condition ∧ whenFalse) + 1/8.
     public func mux(_ condition: LweCiphertext, _ whenTrue: LweCiphertext, _ whenFalse: LweCiphertext) -> LweCiphertext {

@@ -88,6 +88,12 @@ public struct NoiseModel: Sendable {
         failureLog2(inputNorm: 2, margin: 1.0 / 8)
     }
 
+    /// log2 of the failure probability of a full adder's threshold sum bit,
+    /// sign(a + b + c - 2·carry), on inputs that are themselves MUX outputs (2-norm √(2+2+2+4)).
+    public var fullAdderSumFailureLog2: Double {
+        failureLog2(inputNorm: 10.0.squareRoot(), margin: 1.0 / 8)
+    }
+
     /// log2(erfc(x)), with the asymptotic series where erfc underflows.
     static func log2Erfc(_ x: Double) -> Double {
         if x < 25 { return log2(erfc(x)) }

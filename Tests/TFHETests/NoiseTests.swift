@@ -53,9 +53,10 @@ struct NoiseTests {
     @Test("every secure set meets p-fail <= 2^-64 at its budget, by the model", arguments: TFHEParameters.secureSets)
     func failureProbabilities(parameters: TFHEParameters) {
         let model = NoiseModel(parameters)
-        print("\(parameters.name): integer p-fail 2^\(model.integerFailureLog2), gate p-fail 2^\(model.gateFailureLog2), source 2^\(parameters.sourceFailureLog2)")
+        print("\(parameters.name): integer p-fail 2^\(model.integerFailureLog2), gate p-fail 2^\(model.gateFailureLog2), full-adder sum 2^\(model.fullAdderSumFailureLog2), source 2^\(parameters.sourceFailureLog2)")
         #expect(model.integerFailureLog2 <= -64)
         #expect(model.gateFailureLog2 <= -64)
+        #expect(model.fullAdderSumFailureLog2 <= -64)
         #expect(parameters.securityBits >= 128)
         #expect(!parameters.isInsecureTestOnly)
     }
