@@ -32,6 +32,7 @@ let package = Package(
         .library(name: "ObscuraMath", targets: ["ObscuraMath"]),
         .library(name: "TFHE", targets: ["TFHE"]),
         .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
+        .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .executable(name: "obscura", targets: ["ObscuraCLI"]),
     ],
     dependencies: [
@@ -54,6 +55,11 @@ let package = Package(
             name: "CipherCircuits",
             dependencies: ["TFHE"],
             swiftSettings: nativeVectorFlags),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .target(
+            name: "NeuralNet",
+            dependencies: ["CZlib"],
+            swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
             dependencies: [
@@ -65,6 +71,7 @@ let package = Package(
         .testTarget(name: "ObscuraMathTests", dependencies: ["ObscuraMath"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,154 @@
+import Foundation
+
+/// A labelled dataset held in memory: each sample a vector of features (pixels scaled to
+/// [0, 1], or a record's measurements) with its shape, and an integer label.
+public struct Dataset: Sendable {
+    /// A short name ("mnist", "fashion-mnist", "breast-cancer").
+    public let name: String
+    /// The shape of one sample: [channels, rows, columns] for images, [features] for records.
+    public let sampleShape: [Int]
+    /// All samples, one after another.
+    public let features: [Float]
+    /// One label per sample.
+    public let labels: [Int]
+    /// The class names, indexed by label.
+    public let classNames: [String]
+
+    /// A dataset from its parts.
+    public init(name: String, sampleShape: [Int], features: [Float], labels: [Int], classNames: [String]) throws(DatasetError) {
+        let size = sampleShape.reduce(1, *)
+        guard size > 0, features.count == size * labels.count else {
+            throw .mismatch("\(name): \(features.count) features for \(labels.count) samples of size \(size)")
+        }
+        guard labels.allSatisfy({ (0..<classNames.count).contains($0) }) else {
+            throw .mismatch("\(name): a label outside 0..<\(classNames.count)")
+        }
+        self.name = name
+        self.sampleShape = sampleShape
+        self.features = features
+        self.labels = labels
+        self.classNames = classNames
+    }
+
+    /// The number of samples.
+    public var count: Int { labels.count }
+    /// The number of features per sample.
+    public var sampleSize: Int { sampleShape.reduce(1, *) }
+
+    /// Sample i's features.
+    public func sample(_ i: Int) -> ArraySlice<Float> {
+        features[(i * sampleSize)..<((i + 1) * sampleSize)]
+    }
+
+    /// The samples at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> Dataset {
+        var selected: [Float] = []
+        selected.reserveCapacity(indices.count * sampleSize)
+        for i in indices { selected += sample(i) }
+        return try! Dataset(name: name, sampleShape: sampleShape, features: selected,
+                            labels: indices.map { labels[$0] }, classNames: classNames)
+    }
+
+    /// The samples in `range`.
+    public func subset(_ range: Range<Int>) -> Dataset { subset(Array(range)) }
+}
+
+extension Dataset {
+    /// MNIST or Fashion-MNIST test images from a folder of IDX files (plain or .gz):
+    /// `t10k-images-idx3-ubyte[.gz]` and `t10k-labels-idx1-ubyte[.gz]`, or the training
+    /// files with `train` instead of `t10k`.
+    public static func idx(folder: String, name: String, split: String = "t10k", classNames: [String]) throws(DatasetError) -> Dataset {
+        func find(_ stem: String) throws(DatasetError) -> String {
+            for candidate in ["\(folder)/\(stem)", "\(folder)/\(stem).gz"] where FileManager.default.fileExists(atPath: candidate) {
+                return candidate
+            }
+            throw .unreadable(path: "\(folder)/\(stem)[.gz]")
+        }
+        let images = try IDXReader.images(at: try find("\(split)-images-idx3-ubyte"))
+        let labels = try IDXReader.labels(at: try find("\(split)-labels-idx1-ubyte"))
+        guard images.count == labels.count else {
+            throw .mismatch("\(folder): \(images.count) images but \(labels.count) labels")
+        }
+        return try Dataset(name: name, sampleShape: [1, images.rows, images.columns],
+                           features: images.pixels.map { Float($0) / 255 }, labels: labels.map(Int.init),
+                           classNames: classNames)
+    }
+
+    /// The MNIST test set (`../shared/data/mnist`). The training set is not available on this
+    /// project's machines, so models train on test images 0..<8000 and are evaluated on
+    /// 8000..<10000 (``mnistTrainingRange`` and ``mnistEvaluationRange``).
+    public static func mnist(folder: String) throws(DatasetError) -> Dataset {
+        try idx(folder: folder, name: "mnist", classNames: (0..<10).map(String.init))
+    }
+
+    /// Fashion-MNIST (`/usr/share/datasets/fashion-mnist` after `apt-get install dataset-fashion-mnist`).
+    public static func fashionMNIST(folder: String, split: String = "t10k") throws(DatasetError) -> Dataset {
+        try idx(folder: folder, name: "fashion-mnist", split: split,
+                classNames: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])
+    }
+
+    /// MNIST test images used for training (the MNIST training set is not available here).
+    public static let mnistTrainingRange = 0..<8000
+    /// MNIST test images used for evaluation.
+    public static let mnistEvaluationRange = 8000..<10000
+
+    /// The Wisconsin diagnostic breast cancer data (`wdbc.csv` in scikit-learn's layout: a
+    /// header "samples,features,class names...", then one record per line, label last).
+    public static func breastCancer(folder: String) throws(DatasetError) -> Dataset {
+        let path = "\(folder)/wdbc.csv"
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw .unreadable(path: path)
+        }
+        let lines = text.split(whereSeparator: \.isNewline)
+        guard let header = lines.first else { throw .badCSV(path: path, line: 1, reason: "empty file") }
+        let fields = header.split(separator: ",").map(String.init)
+        guard fields.count >= 3, let samples = Int(fields[0]), let featureCount = Int(fields[1]), samples > 0, featureCount > 0 else {
+            throw .badCSV(path: path, line: 1, reason: "header is not 'samples,features,class names...'")
+        }
+        let classNames = Array(fields[2...])
+        guard lines.count - 1 == samples else {
+            throw .badCSV(path: path, line: lines.count, reason: "\(lines.count - 1) records, header says \(samples)")
+        }
+        var features: [Float] = []
+        var labels: [Int] = []
+        features.reserveCapacity(samples * featureCount)
+        for (index, line) in lines.dropFirst().enumerated() {
+            let values = line.split(separator: ",", omittingEmptySubsequences: false)
+            guard values.count == featureCount + 1 else {
+                throw .badCSV(path: path, line: index + 2, reason: "\(values.count) fields, expected \(featureCount + 1)")
+            }
+            for value in values.dropLast() {
+                guard let number = Float(value), number.isFinite else {
+                    throw .badCSV(path: path, line: index + 2, reason: "'\(value)' is not a number")
+                }
+                features.append(number)
+            }
+            guard let label = Int(values[featureCount]), (0..<classNames.count).contains(label) else {
+                throw .badCSV(path: path, line: index + 2, reason: "label '\(values[featureCount])' is not a class index")
+            }
+            labels.append(label)
+        }
+        return try Dataset(name: "breast-cancer", sampleShape: [featureCount], features: features, labels: labels,
+                           classNames: classNames)
+    }
+
+    /// The fixed split of the 569 breast-cancer records: 115 test records (as in the main paper's
+    /// 460/115 split), chosen by a Fisher-Yates shuffle of 0..<569 driven by SplitMix64 with seed
+    /// 2020; the first 115 indices of the shuffle are the test set, sorted.
+    public static func breastCancerSplit(count: Int = 569, testCount: Int = 115) -> (train: [Int], test: [Int]) {
+        var order = Array(0..<count)
+        var state: UInt64 = 2020
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            let j = Int(next() % UInt64(i + 1))
+            order.swapAt(i, j)
+        }
+        return (Array(order[testCount...]).sorted(), Array(order[0..<testCount]).sorted())
+    }
+}
