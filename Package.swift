@@ -59,12 +59,14 @@ let package = Package(
         .target(
             name: "NeuralNet",
             dependencies: ["CZlib"],
+            resources: [.copy("Resources/paper-perceptron-cancer.json")],
             swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
             dependencies: [
                 "TFHE",
                 "CipherCircuits",
+                "NeuralNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeVectorFlags),

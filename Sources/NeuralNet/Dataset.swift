@@ -137,18 +137,8 @@ extension Dataset {
     /// 2020; the first 115 indices of the shuffle are the test set, sorted.
     public static func breastCancerSplit(count: Int = 569, testCount: Int = 115) -> (train: [Int], test: [Int]) {
         var order = Array(0..<count)
-        var state: UInt64 = 2020
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        for i in stride(from: count - 1, to: 0, by: -1) {
-            let j = Int(next() % UInt64(i + 1))
-            order.swapAt(i, j)
-        }
+        var random = SplitMix64(seed: 2020)
+        random.shuffle(&order)
         return (Array(order[testCount...]).sorted(), Array(order[0..<testCount]).sorted())
     }
 }
