@@ -2,9 +2,11 @@ import Foundation
 import Testing
 @testable import NeuralNet
 
-/// The real datasets sit beside the repository in `../shared/data` (CI has them there too).
+/// The real datasets sit beside the repository in `../shared/data` (CI has them there too);
+/// `OBSCURA_SHARED_DATA` points elsewhere.
 enum SharedData {
     static let root: String = {
+        if let path = ProcessInfo.processInfo.environment["OBSCURA_SHARED_DATA"] { return path }
         let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         return here.appendingPathComponent("../../../shared/data").standardized.path
     }()
