@@ -281,14 +281,36 @@ public final class NegacyclicFFT: Sendable {
         let m = fourierSize
         untwistRe.withUnsafeBufferPointer { ur in
             untwistIm.withUnsafeBufferPointer { ui in
-                for j in 0..<m {
-                    let x = re[j] * ur[j] - im[j] * ui[j]
-                    let y = re[j] * ui[j] + im[j] * ur[j]
-                    output[j] &+= Self.torus(x)
-                    output[j + m] &+= Self.torus(y)
+                let low = UnsafeMutableRawPointer(output), high = UnsafeMutableRawPointer(output + m)
+                var j = 0
+                while j < m {
+                    let r = load4(re + j), i = load4(im + j)
+                    let cr = load4(ur.baseAddress! + j), ci = load4(ui.baseAddress! + j)
+                    let x = Self.torus4(r * cr - i * ci), y = Self.torus4(r * ci + i * cr)
+                    low.storeBytes(of: low.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<UInt64>.self) &+ x,
+                                   toByteOffset: j * 8, as: SIMD4<UInt64>.self)
+                    high.storeBytes(of: high.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<UInt64>.self) &+ y,
+                                    toByteOffset: j * 8, as: SIMD4<UInt64>.self)
+                    j &+= 4
                 }
             }
         }
+    }
+
+    /// ``torus(_:)`` on four lanes without a conversion instruction (AVX2 has none from double
+    /// to 64-bit integers): reduce modulo 2^64 into [-2^63, 2^63], split into a high part
+    /// ⌊r/2^32⌋ and a low part in [0, 2^32], and read each as an integer through the
+    /// 2^52 + 2^51 magic-number trick, which also rounds the low part to nearest.
+    @inlinable @inline(__always)
+    public static func torus4(_ x: SIMD4<Double>) -> SIMD4<UInt64> {
+        let reduced = x - (x * 0x1p-64).rounded(.toNearestOrEven) * 0x1p64
+        let high = (reduced * 0x1p-32).rounded(.down)
+        let low = reduced - high * 0x1p32
+        let magic = SIMD4<Double>(repeating: 0x1.8p52)
+        let magicBits = SIMD4<UInt64>(repeating: (0x1.8p52 as Double).bitPattern)
+        let highBits = unsafeBitCast(high + magic, to: SIMD4<UInt64>.self) &- magicBits
+        let lowBits = unsafeBitCast(low + magic, to: SIMD4<UInt64>.self) &- magicBits
+        return (highBits &<< 32) &+ lowBits
     }
 
     /// Backward transform returning signed integers (exact when the true result is an

@@ -71,3 +71,28 @@ struct NegacyclicProductTests {
         #expect(worst < 0x1p44)
     }
 }
+
+struct TorusConversionTests {
+    @Test("the four-lane torus conversion equals the scalar one, edge cases included")
+    func vectorMatchesScalar() {
+        var rng = CSPRNG(seed: Seed128(low: 5, high: 5), domain: "torus")
+        var values: [Double] = [0, 0.5, -0.5, 1.5, -1.5, 0x1p63, -0x1p63, 0x1p64, -0x1p64, 0x1p63 - 1024, 3 * 0x1p63,
+                                0x1p32 - 0.5, 0x1p32 + 0.5, -0x1p32, 0x1p100, -0x1p100 + 0x1p60, 12345.25, -98765.75]
+        for _ in 0..<4000 {
+            let magnitude = Double(rng.next() % 100)
+            let sign: Double = rng.next() & 1 == 1 ? -1 : 1
+            values.append(sign * Double(rng.next() >> 11) * Double.pow2(Int(magnitude) - 53))
+        }
+        while values.count % 4 != 0 { values.append(7) }
+        for start in stride(from: 0, to: values.count, by: 4) {
+            let lanes = SIMD4<Double>(values[start], values[start + 1], values[start + 2], values[start + 3])
+            let vector = NegacyclicFFT.torus4(lanes)
+            for lane in 0..<4 {
+                // The scalar path pulls ±2^63 one ulp inward; both are the same torus point within 1024.
+                let difference = Int64(bitPattern: vector[lane] &- NegacyclicFFT.torus(lanes[lane]))
+                #expect(abs(difference) <= 1024, "\(lanes[lane])")
+                if abs(lanes[lane]) < 0x1p62 { #expect(difference == 0, "\(lanes[lane])") }
+            }
+        }
+    }
+}
