@@ -173,17 +173,40 @@ public final class Evaluator {
         for j in s..<n { out[j] = (poly[j - s] ^ negate) &+ (negate & 1) }
     }
 
-    /// out = X^r · poly - poly, for r ∈ [0, 2N).
+    /// out = X^r · poly - poly, for r ∈ [0, 2N): two runs of a rotated copy minus the
+    /// original, the wrapped run negated once and everything negated again when r ≥ N.
     @inline(__always)
     static func rotateMinusIdentity(_ poly: UnsafePointer<UInt64>, by r: Int, size n: Int,
                                     into out: UnsafeMutablePointer<UInt64>) {
         let s = r & (n - 1)
-        if r < n {
-            for j in 0..<s { out[j] = 0 &- poly[j - s + n] &- poly[j] }
-            for j in s..<n { out[j] = poly[j - s] &- poly[j] }
+        let negateAll = r >= n
+        differenceRun(poly + (n - s), poly, negate: !negateAll, count: s, into: out)
+        differenceRun(poly, poly + s, negate: negateAll, count: n - s, into: out + s)
+    }
+
+    /// out[t] = ±a[t] - b[t], four words at a time.
+    @inline(__always)
+    static func differenceRun(_ a: UnsafePointer<UInt64>, _ b: UnsafePointer<UInt64>, negate: Bool, count: Int,
+                              into out: UnsafeMutablePointer<UInt64>) {
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b), ro = UnsafeMutableRawPointer(out)
+        let vectorEnd = count & ~3
+        var t = 0
+        if negate {
+            while t < vectorEnd {
+                let x = ra.loadUnaligned(fromByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                let y = rb.loadUnaligned(fromByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                ro.storeBytes(of: SIMD4<UInt64>() &- x &- y, toByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                t &+= 4
+            }
+            while t < count { out[t] = 0 &- a[t] &- b[t]; t &+= 1 }
         } else {
-            for j in 0..<s { out[j] = poly[j - s + n] &- poly[j] }
-            for j in s..<n { out[j] = 0 &- poly[j - s] &- poly[j] }
+            while t < vectorEnd {
+                let x = ra.loadUnaligned(fromByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                let y = rb.loadUnaligned(fromByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                ro.storeBytes(of: x &- y, toByteOffset: t * 8, as: SIMD4<UInt64>.self)
+                t &+= 4
+            }
+            while t < count { out[t] = a[t] &- b[t]; t &+= 1 }
         }
     }
 }
