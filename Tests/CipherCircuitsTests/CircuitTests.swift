@@ -165,3 +165,21 @@ struct RandomWideTests {
         }
     }
 }
+
+struct ParallelCircuitTests {
+    @Test("parallel ReLU and max equal the sequential circuits, bootstrap for bootstrap")
+    func parallelMatchesSequential() {
+        let (secret, key) = Keys.insecure
+        var encryptor = Encryptor(secretKey: secret)
+        let parallel = ParallelCircuits(key: key)
+        for (a, b) in [(-77, 45), (100, -3), (5, 5)] as [(Int64, Int64)] {
+            let x = encryptor.encrypt(a, width: 8), y = encryptor.encrypt(b, width: 8)
+            let relu = parallel.relu(x)
+            #expect(encryptor.decrypt(relu.value) == max(a, 0))
+            #expect(relu.bootstraps == 7)
+            let maximum = parallel.maximum(x, y)
+            #expect(encryptor.decrypt(maximum.value) == max(a, b))
+            #expect(maximum.bootstraps == 8 + 16)
+        }
+    }
+}
