@@ -70,10 +70,35 @@ public struct GadgetDecomposition: Sendable, Hashable {
             }
             return
         }
+        // Several levels: the scalar algorithm above, four coefficients per step, branch-free.
+        let dropped = UInt64(64 - baseLog * levels), beta = UInt64(baseLog)
+        let mask = SIMD4<UInt64>(repeating: (UInt64(1) << beta) &- 1)
+        let half = SIMD4<UInt64>(repeating: UInt64(1) << (beta &- 1))
+        let one = SIMD4<UInt64>(repeating: 1), zero = SIMD4<UInt64>()
+        let raw = UnsafeRawPointer(input)
+        var c = 0
+        while c + 4 <= count {
+            let x = raw.loadUnaligned(fromByteOffset: c * 8, as: SIMD4<UInt64>.self)
+            var state = dropped == 0 ? x : (x &>> dropped) &+ ((x &>> (dropped &- 1)) & one)
+            var level = levels - 1
+            while level >= 0 {
+                let digit = state & mask
+                state = state &>> beta
+                let carryMask = (digit .> half) .| ((digit .== half) .& ((state & mask) .>= half))
+                let carry = zero.replacing(with: one, where: carryMask)
+                let signed = digit &- (carry &<< beta)
+                let out = output + level * count + c
+                for lane in 0..<4 { out[lane] = Int32(truncatingIfNeeded: Int64(bitPattern: signed[lane])) }
+                state &+= carry
+                level -= 1
+            }
+            c += 4
+        }
         withUnsafeTemporaryAllocation(of: Int64.self, capacity: levels) { digits in
-            for c in 0..<count {
+            while c < count {
                 decompose(input[c], into: digits.baseAddress!, stride: 1)
                 for j in 0..<levels { output[j * count + c] = Int32(truncatingIfNeeded: digits[j]) }
+                c += 1
             }
         }
     }

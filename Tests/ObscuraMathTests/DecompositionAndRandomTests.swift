@@ -87,3 +87,24 @@ struct CSPRNGSeekTests {
         #expect((0..<3000).map { _ in seeked.next() } == Array(reference[start...]))
     }
 }
+
+struct BatchDecompositionTests {
+    @Test("the batched 32-bit decomposition equals the scalar one", arguments: [(15, 2), (23, 1), (11, 3), (4, 5)])
+    func batchMatchesScalar(baseLog: Int, levels: Int) {
+        let decomposition = GadgetDecomposition(baseLog: baseLog, levels: levels)
+        var rng = CSPRNG(seed: Seed128(low: 8, high: UInt64(baseLog)), domain: "test")
+        let count = 1027
+        var input = (0..<count).map { _ in rng.next() }
+        // Ties and edges: values whose digits sit exactly at B/2.
+        input[0] = UInt64(1) << 63
+        input[1] = 0
+        input[2] = UInt64.max
+        var batch = [Int32](repeating: 0, count: count * levels)
+        input.withUnsafeBufferPointer { i in batch.withUnsafeMutableBufferPointer { decomposition.decompose(i.baseAddress!, count: count, into: $0.baseAddress!) } }
+        var digits = [Int64](repeating: 0, count: levels)
+        for c in 0..<count {
+            digits.withUnsafeMutableBufferPointer { decomposition.decompose(input[c], into: $0.baseAddress!, stride: 1) }
+            for j in 0..<levels { #expect(Int64(batch[j * count + c]) == digits[j], "coefficient \(c) level \(j)") }
+        }
+    }
+}
