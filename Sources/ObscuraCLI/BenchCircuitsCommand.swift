@@ -71,8 +71,27 @@ struct BenchCircuits: ParsableCommand {
         measure("mul_8bit_plain_paper_method") { encryptor.decrypt(circuit.multiply(x8, byPlain: 93, method: .paper)) == EncryptedInteger.signExtend(-77 * 93, width: 8) }
         measure("mul_8bit_plain") { encryptor.decrypt(circuit.multiply(x8, byPlain: 93, method: .fast)) == EncryptedInteger.signExtend(-77 * 93, width: 8) }
 
+        try measureLookupTableActivations(report: &report)
         if !skipConvolution { try measureConvolution(secret: secret, key: key, encryptor: &encryptor, report: &report) }
         if json { print(report.json()) }
+    }
+
+    /// ReLU and sign of a signed integer held in one LWE ciphertext, by one programmable
+    /// bootstrap: 4-bit values on int4-128, 6-bit values on int6-128 (one thread).
+    private func measureLookupTableActivations(report: inout Report) throws {
+        for (parameters, bits) in [(TFHEParameters.integer4Bit128, 4), (.integer6Bit128, 6)] {
+            let secret = SecretKey(parameters: parameters)
+            let evaluator = Evaluator(key: EvaluationKey(secret.makeEvaluationKey()))
+            var encryptor = Encryptor(secretKey: secret)
+            let low = -(1 << (bits - 1)), high = (1 << (bits - 1)) - 1
+            let x = encryptor.encryptInteger(low + 3, range: low...high)
+            var relu: LweInteger!, sign: LweInteger!
+            let reluSeconds = try Clock.seconds { relu = try evaluator.apply({ max($0, 0) }, to: x) }
+            let signSeconds = try Clock.seconds { sign = try evaluator.apply({ $0 >= 0 ? 1 : 0 }, to: x) }
+            guard encryptor.decrypt(relu) == 0, encryptor.decrypt(sign) == 0 else { throw DemoError.wrongResult("PBS activation") }
+            report.add("relu_\(bits)bit_pbs_s", reluSeconds, "s")
+            report.add("sign_\(bits)bit_pbs_s", signSeconds, "s")
+        }
     }
 
     /// One binarized 5×5 filter over a 28×28 encrypted image (576 outputs, 20-bit accumulators).
