@@ -119,6 +119,7 @@ struct BenchCircuits: ParsableCommand {
         report.add("binarized_conv_5x5_28x28_paper_method_bootstraps", Double(paperCircuit.bootstrapCount / paperConvOutputs * outputs), "")
 
         let threads = ProcessInfoCores.active
+        let decryptor = encryptor
         let progress = Progress(total: outputs, label: "binarized convolution (fast, \(threads) threads)", quiet: json)
         var results: [(Int64, Int)] = []
         let seconds = Clock.seconds {
@@ -128,7 +129,7 @@ struct BenchCircuits: ParsableCommand {
                 let output = filter.output(image: encrypted, side: side, row: index / 24, column: index % 24,
                                            circuit: circuit, method: .fast)
                 progress.advance()
-                return (secret.decryptInteger(output), evaluator.bootstrapCount - before)
+                return (decryptor.decrypt(output), evaluator.bootstrapCount - before)
             }
         }
         progress.finish()
@@ -139,21 +140,5 @@ struct BenchCircuits: ParsableCommand {
         report.add("binarized_conv_5x5_28x28_s", seconds, "s")
         report.add("binarized_conv_5x5_28x28_bootstraps", Double(results.reduce(0) { $0 + $1.1 }), "")
         report.add("binarized_conv_threads", Double(threads), "")
-    }
-}
-
-extension SecretKey {
-    /// Decrypts an integer of hybrid bits (the bench checks results without an encryptor).
-    func decryptInteger(_ integer: EncryptedInteger) -> Int64 {
-        var value: Int64 = 0
-        for (i, bit) in integer.bits.enumerated() {
-            let set: Bool
-            switch bit {
-            case .plain(let b): set = b
-            case .encrypted(let c): set = BooleanEncoding.decode(phase(c))
-            }
-            if set { value |= Int64(1) << Int64(i) }
-        }
-        return EncryptedInteger.signExtend(value, width: integer.width)
     }
 }

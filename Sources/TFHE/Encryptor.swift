@@ -32,10 +32,7 @@ public struct Encryptor: Sendable {
         let seed = Seed128(low: seeds.next(), high: seeds.next())
         let dimension = parameters.bigLweDimension
         let mask = SeededLweCiphertext.mask(seed: seed, dimension: dimension)
-        var dot: UInt64 = 0
-        secretKey.bigKey.withUnsafeBufferPointer { z in
-            for i in 0..<dimension { dot &+= mask[i] & (0 &- z[i]) }
-        }
+        let dot = mask.withUnsafeBufferPointer { SecretKey.dot($0.baseAddress!, secretKey.bigKey) }
         let error = parameters.glweNoise.sample(using: &noise)
         return SeededLweCiphertext(seed: seed, body: dot &+ plaintext &+ error, dimension: dimension)
     }

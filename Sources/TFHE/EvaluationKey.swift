@@ -86,8 +86,7 @@ extension SecretKey {
         for i in 0..<p.bigLweDimension {
             for level in 1...ksLevels {
                 mask.withUnsafeMutableBufferPointer { maskStream.fillUniform($0) }
-                var dot: UInt64 = 0
-                for j in 0..<p.lweDimension { dot &+= mask[j] & (0 &- smallKey[j]) }
+                let dot = mask.withUnsafeBufferPointer { Self.dot($0.baseAddress!, smallKey) }
                 let message = bigKey[i] &* (UInt64(1) << UInt64(64 - level * p.keySwitchDecomposition.baseLog))
                 keySwitchBodies[i * ksLevels + level - 1] = dot &+ message &+ p.lweNoise.sample(using: &noise)
             }

@@ -48,19 +48,18 @@ public struct SecretKey: Sendable {
     /// The phase b - <a, z> of a ciphertext under the big key: message plus noise.
     public func phase(_ ciphertext: LweCiphertext) -> UInt64 {
         precondition(ciphertext.dimension == parameters.bigLweDimension, "ciphertext is not under the big key")
-        var dot: UInt64 = 0
-        ciphertext.storage.withUnsafeBufferPointer { c in
-            bigKey.withUnsafeBufferPointer { z in
-                for i in 0..<z.count { dot &+= c[i] & (0 &- z[i]) }
-            }
+        return ciphertext.storage.withUnsafeBufferPointer { c in
+            c[bigKey.count] &- Self.dot(c.baseAddress!, bigKey)
         }
-        return ciphertext.body &- dot
     }
 
-    /// The phase of a ciphertext under the small key (a key-switched, not yet bootstrapped sample).
-    func smallPhase(_ storage: [UInt64]) -> UInt64 {
-        var dot: UInt64 = 0
-        for i in 0..<smallKey.count { dot &+= storage[i] & (0 &- smallKey[i]) }
-        return storage[smallKey.count] &- dot
+    /// <mask, key> for a binary key, branch-free (the key bit selects the word through a mask),
+    /// so that its timing does not depend on the secret.
+    static func dot(_ mask: UnsafePointer<UInt64>, _ key: [UInt64]) -> UInt64 {
+        key.withUnsafeBufferPointer { z in
+            var dot: UInt64 = 0
+            for i in 0..<z.count { dot &+= mask[i] & (0 &- z[i]) }
+            return dot
+        }
     }
 }

@@ -175,10 +175,9 @@ struct ByteReader {
 extension LweCiphertext {
     /// The serialized form under `parameters` (a big-key ciphertext).
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
-        precondition(dimension == parameters.bigLweDimension)
         var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .lweCiphertext, parameters: parameters,
                                 payloadCapacity: storage.count * 8)
-        writer.write(storage)
+        writePayload(to: &writer, parameters: parameters)
         return writer.bytes
     }
 
@@ -186,20 +185,17 @@ extension LweCiphertext {
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
         var reader = try ByteReader(bytes, kind: .lweCiphertext, secret: false, expected: parameters, limit: limit)
-        let words = try reader.readWords(reader.parameters.bigLweDimension + 1)
+        try self.init(readingPayloadFrom: &reader)
         try reader.finish()
-        self.init(storage: words)
     }
 }
 
 extension SeededLweCiphertext {
     /// The serialized form: header, seed, body (36 bytes).
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
-        precondition(dimension == parameters.bigLweDimension)
         var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .seededLweCiphertext, parameters: parameters,
-                                payloadCapacity: 24)
-        writer.write(seed)
-        writer.write64(body)
+                                payloadCapacity: Self.payloadSize)
+        writePayload(to: &writer, parameters: parameters)
         return writer.bytes
     }
 
@@ -207,66 +203,91 @@ extension SeededLweCiphertext {
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
         var reader = try ByteReader(bytes, kind: .seededLweCiphertext, secret: false, expected: parameters, limit: limit)
-        let seed = try reader.readSeed()
-        let body = try reader.read64()
+        try self.init(readingPayloadFrom: &reader)
         try reader.finish()
-        self.init(seed: seed, body: body, dimension: reader.parameters.bigLweDimension)
+    }
+
+    static let payloadSize = 24
+
+    func writePayload(to writer: inout ByteWriter, parameters: TFHEParameters) {
+        precondition(dimension == parameters.bigLweDimension)
+        writer.write(seed)
+        writer.write64(body)
+    }
+
+    init(readingPayloadFrom reader: inout ByteReader) throws(SerializationError) {
+        let seed = try reader.readSeed()
+        self.init(seed: seed, body: try reader.read64(), dimension: reader.parameters.bigLweDimension)
+    }
+}
+
+extension LweCiphertext {
+    func writePayload(to writer: inout ByteWriter, parameters: TFHEParameters) {
+        precondition(dimension == parameters.bigLweDimension)
+        writer.write(storage)
+    }
+
+    init(readingPayloadFrom reader: inout ByteReader) throws(SerializationError) {
+        self.init(storage: try reader.readWords(reader.parameters.bigLweDimension + 1))
+    }
+}
+
+/// Lists: header, a UInt32 count checked against the bytes present, then the elements'
+/// payloads back to back.
+enum ListFormat {
+    static func serialize<Element>(_ elements: [Element], kind: ObscuraFormat.Kind, parameters: TFHEParameters,
+                                   elementSize: Int, write: (Element, inout ByteWriter) -> Void) -> [UInt8] {
+        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: kind, parameters: parameters,
+                                payloadCapacity: 4 + elements.count * elementSize)
+        writer.write32(UInt32(elements.count))
+        for element in elements { write(element, &writer) }
+        return writer.bytes
+    }
+
+    static func deserialize<Element>(_ bytes: [UInt8], kind: ObscuraFormat.Kind, expecting parameters: TFHEParameters?,
+                                     limit: Int, elementSize: (TFHEParameters) -> Int,
+                                     read: (inout ByteReader) throws(SerializationError) -> Element)
+        throws(SerializationError) -> [Element] {
+        var reader = try ByteReader(bytes, kind: kind, secret: false, expected: parameters, limit: limit)
+        let count = try reader.readCount(elementSize: elementSize(reader.parameters))
+        var list: [Element] = []
+        list.reserveCapacity(count)
+        for _ in 0..<count { list.append(try read(&reader)) }
+        return list
     }
 }
 
 extension Array where Element == SeededLweCiphertext {
     /// A list of seeded ciphertexts, as a client uploads an encrypted input.
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
-        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .seededLweCiphertextList,
-                                parameters: parameters, payloadCapacity: 4 + count * 24)
-        writer.write32(UInt32(count))
-        for ciphertext in self {
-            precondition(ciphertext.dimension == parameters.bigLweDimension)
-            writer.write(ciphertext.seed)
-            writer.write64(ciphertext.body)
-        }
-        return writer.bytes
+        ListFormat.serialize(self, kind: .seededLweCiphertextList, parameters: parameters,
+                             elementSize: SeededLweCiphertext.payloadSize) { $0.writePayload(to: &$1, parameters: parameters) }
     }
 
     /// Reads a list of seeded ciphertexts.
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
-        var reader = try ByteReader(bytes, kind: .seededLweCiphertextList, secret: false, expected: parameters, limit: limit)
-        let count = try reader.readCount(elementSize: 24)
-        var list: [SeededLweCiphertext] = []
-        list.reserveCapacity(count)
-        for _ in 0..<count {
-            let seed = try reader.readSeed()
-            list.append(SeededLweCiphertext(seed: seed, body: try reader.read64(), dimension: reader.parameters.bigLweDimension))
-        }
-        self = list
+        self = try ListFormat.deserialize(bytes, kind: .seededLweCiphertextList, expecting: parameters, limit: limit,
+                                          elementSize: { _ in SeededLweCiphertext.payloadSize },
+                                          read: { (reader: inout ByteReader) throws(SerializationError) in
+                                              try SeededLweCiphertext(readingPayloadFrom: &reader) })
     }
 }
 
 extension Array where Element == LweCiphertext {
     /// A list of full ciphertexts, as a server returns encrypted results.
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
-        let width = parameters.bigLweDimension + 1
-        var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .lweCiphertextList,
-                                parameters: parameters, payloadCapacity: 4 + count * width * 8)
-        writer.write32(UInt32(count))
-        for ciphertext in self {
-            precondition(ciphertext.dimension == parameters.bigLweDimension)
-            writer.write(ciphertext.storage)
-        }
-        return writer.bytes
+        ListFormat.serialize(self, kind: .lweCiphertextList, parameters: parameters,
+                             elementSize: (parameters.bigLweDimension + 1) * 8) { $0.writePayload(to: &$1, parameters: parameters) }
     }
 
     /// Reads a list of ciphertexts.
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
-        var reader = try ByteReader(bytes, kind: .lweCiphertextList, secret: false, expected: parameters, limit: limit)
-        let width = reader.parameters.bigLweDimension + 1
-        let count = try reader.readCount(elementSize: width * 8)
-        var list: [LweCiphertext] = []
-        list.reserveCapacity(count)
-        for _ in 0..<count { list.append(LweCiphertext(storage: try reader.readWords(width))) }
-        self = list
+        self = try ListFormat.deserialize(bytes, kind: .lweCiphertextList, expecting: parameters, limit: limit,
+                                          elementSize: { ($0.bigLweDimension + 1) * 8 },
+                                          read: { (reader: inout ByteReader) throws(SerializationError) in
+                                              try LweCiphertext(readingPayloadFrom: &reader) })
     }
 }
 

@@ -12,6 +12,11 @@ enum SharedData {
     }()
 }
 
+/// Writes a hand-made file, failing the test if it cannot.
+func writeFixture(_ path: String, _ data: Data) throws {
+    try data.write(to: URL(fileURLWithPath: path))
+}
+
 /// A scratch folder for hand-made bad files.
 func scratchFolder() -> String {
     let path = NSTemporaryDirectory() + "obscura-dataset-tests-\(UUID().uuidString)"
@@ -57,16 +62,16 @@ struct DatasetTests {
             ([0x1f, 0x8b, 1, 2, 3], .corruptGzip(path: folder + "/f")),
         ]
         for (bytes, expected) in cases {
-            FileManager.default.createFile(atPath: folder + "/f", contents: Data(bytes))
+            try writeFixture(folder + "/f", Data(bytes))
             #expect(throws: expected) { _ = try IDXReader.labels(at: folder + "/f") }
         }
-        FileManager.default.createFile(atPath: folder + "/f", contents: Data(good))
+        try writeFixture(folder + "/f", Data(good))
         #expect(try IDXReader.labels(at: folder + "/f") == [7, 2, 1])
         #expect(throws: DatasetError.unreadable(path: folder + "/missing")) { _ = try IDXReader.labels(at: folder + "/missing") }
     }
 
     @Test("bad CSV files give typed errors with the line number")
-    func badCSV() {
+    func badCSV() throws {
         let folder = scratchFolder()
         let cases: [(String, DatasetError)] = [
             ("2,2,a,b\n1,2,0\n", .badCSV(path: folder + "/wdbc.csv", line: 2, reason: "1 records, header says 2")),
@@ -76,7 +81,7 @@ struct DatasetTests {
             ("1,2,a,b\n1,2,5\n", .badCSV(path: folder + "/wdbc.csv", line: 2, reason: "label '5' is not a class index")),
         ]
         for (text, expected) in cases {
-            FileManager.default.createFile(atPath: folder + "/wdbc.csv", contents: Data(text.utf8))
+            try writeFixture(folder + "/wdbc.csv", Data(text.utf8))
             #expect(throws: expected) { _ = try Dataset.breastCancer(folder: folder) }
         }
     }

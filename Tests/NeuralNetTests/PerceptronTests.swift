@@ -51,15 +51,15 @@ struct PerceptronTests {
         let file = try ModelCatalog.load("paper-perceptron-cancer")
         try file.save(path: folder + "/m.json")
         #expect(try ModelCatalog.load(folder + "/m.json") == file)
-        FileManager.default.createFile(atPath: folder + "/bad.json", contents: Data("{nope".utf8))
+        try writeFixture(folder + "/bad.json", Data("{nope".utf8))
         #expect(throws: ModelError.malformed(path: folder + "/bad.json", reason: "not valid JSON")) {
             _ = try ModelFile.load(path: folder + "/bad.json")
         }
-        FileManager.default.createFile(atPath: folder + "/new.json", contents: Data("{\"formatVersion\": 9}".utf8))
+        try writeFixture(folder + "/new.json", Data("{\"formatVersion\": 9}".utf8))
         #expect(throws: ModelError.unsupportedVersion(path: folder + "/new.json", version: 9)) {
             _ = try ModelFile.load(path: folder + "/new.json")
         }
-        FileManager.default.createFile(atPath: folder + "/partial.json", contents: Data("{\"formatVersion\": 1}".utf8))
+        try writeFixture(folder + "/partial.json", Data("{\"formatVersion\": 1}".utf8))
         #expect(throws: ModelError.self) { _ = try ModelFile.load(path: folder + "/partial.json") }
         #expect(throws: ModelError.unknownModel("no-such-model")) { _ = try ModelCatalog.load("no-such-model") }
     }
