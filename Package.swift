@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "TFHE", targets: ["TFHE"]),
         .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
+        .library(name: "PrivateInference", targets: ["PrivateInference"]),
         .executable(name: "obscura", targets: ["ObscuraCLI"]),
     ],
     dependencies: [
@@ -59,7 +60,11 @@ let package = Package(
         .target(
             name: "NeuralNet",
             dependencies: ["CZlib"],
-            resources: [.copy("Resources/paper-perceptron-cancer.json")],
+            resources: [.copy("Resources/Models")],
+            swiftSettings: nativeVectorFlags),
+        .target(
+            name: "PrivateInference",
+            dependencies: ["TFHE", "NeuralNet"],
             swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
@@ -67,6 +72,7 @@ let package = Package(
                 "TFHE",
                 "CipherCircuits",
                 "NeuralNet",
+                "PrivateInference",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeVectorFlags),
@@ -74,6 +80,7 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -21,11 +21,61 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// The datasets models train on, with where each lives and which records evaluate a model.
+public enum DatasetKind: String, Codable, Sendable {
+    /// Wisconsin diagnostic breast cancer; evaluation: the 115 test records of ``Dataset/breastCancerSplit(count:testCount:)``.
+    case breastCancer = "breast-cancer"
+    /// The MNIST test set; training on 0..<8000, evaluation on 8000..<10000.
+    case mnist
+    /// Fashion-MNIST; training on its 60,000 training images, evaluation on its 10,000 test images.
+    case fashionMNIST = "fashion-mnist"
+
+    /// Where the data sits on this project's machines (relative to the repository root).
+    public var defaultFolder: String {
+        switch self {
+        case .breastCancer: "../shared/data/breast-cancer"
+        case .mnist: "../shared/data/mnist"
+        case .fashionMNIST: "/usr/share/datasets/fashion-mnist"
+        }
+    }
+
+    /// The evaluation data in `folder`.
+    public func evaluationData(folder: String) throws(DatasetError) -> Dataset {
+        switch self {
+        case .breastCancer: try Dataset.breastCancer(folder: folder)
+        case .mnist: try Dataset.mnist(folder: folder)
+        case .fashionMNIST: try Dataset.fashionMNIST(folder: folder)
+        }
+    }
+
+    /// The records of the evaluation data that make up the documented evaluation split.
+    public func evaluationSamples(in data: Dataset) -> [Int] {
+        switch self {
+        case .breastCancer: Dataset.breastCancerSplit(count: data.count).test
+        case .mnist: Array(Dataset.mnistEvaluationRange.clamped(to: 0..<data.count))
+        case .fashionMNIST: Array(0..<data.count)
+        }
+    }
+
+    /// How accuracies on this dataset are reported, in words.
+    public var splitDescription: String {
+        switch self {
+        case .breastCancer: "train 454 / test 115 records, seeded shuffle (Dataset.breastCancerSplit)"
+        case .mnist: "MNIST training set unavailable here: trained on MNIST test images 0..<8000, evaluated on 8000..<10000"
+        case .fashionMNIST: "trained on the 60,000 Fashion-MNIST training images, evaluated on its 10,000 test images"
+        }
+    }
+}
+
 /// A model file: JSON, versioned, with what the model is, how it was trained and evaluated,
-/// and its parameters. Format version 1 holds one architecture, the binarized perceptron.
+/// and its parameters: exactly one of ``perceptron`` and ``binarizedCNN``.
+///
+/// Format version 2 (this build): the fields below; a network's float parameters sit beside
+/// its exact integer form. Version 1 files (perceptron only, no `datasetKind`) are refused with
+/// a message naming the missing field; `obscura train` rewrites them.
 public struct ModelFile: Codable, Sendable, Equatable {
     /// The format version this build writes and reads.
-    public static let currentVersion = 1
+    public static let currentVersion = 2
 
     /// The format version of this file.
     public var formatVersion: Int
@@ -33,7 +83,9 @@ public struct ModelFile: Codable, Sendable, Equatable {
     public var name: String
     /// What it predicts.
     public var task: String
-    /// The dataset and split it was trained and evaluated on.
+    /// The dataset it was trained and is evaluated on.
+    public var datasetKind: DatasetKind
+    /// The dataset, in words.
     public var dataset: String
     /// The training and evaluation split, in words.
     public var split: String
@@ -43,8 +95,39 @@ public struct ModelFile: Codable, Sendable, Equatable {
     public var floatAccuracy: Double
     /// Accuracy of the exact integer reference on the evaluation split.
     public var integerAccuracy: Double
-    /// The parameters.
-    public var perceptron: BinarizedPerceptron
+    /// The parameters of a binarized perceptron.
+    public var perceptron: BinarizedPerceptron?
+    /// The parameters of a binarized CNN.
+    public var binarizedCNN: BinarizedCNN?
+
+    /// A model file around a perceptron or a CNN, with its accuracies measured on `data`'s
+    /// evaluation split.
+    public init(name: String, task: String, datasetKind: DatasetKind, dataset: String, architecture: String,
+                perceptron: BinarizedPerceptron? = nil, binarizedCNN: BinarizedCNN? = nil, evaluationData data: Dataset) {
+        formatVersion = Self.currentVersion
+        self.name = name
+        self.task = task
+        self.datasetKind = datasetKind
+        self.dataset = dataset
+        split = datasetKind.splitDescription
+        self.architecture = architecture
+        self.perceptron = perceptron
+        self.binarizedCNN = binarizedCNN
+        floatAccuracy = 0
+        integerAccuracy = 0
+        let samples = datasetKind.evaluationSamples(in: data)
+        floatAccuracy = accuracy(on: data, samples: samples, integer: false)
+        integerAccuracy = accuracy(on: data, samples: samples, integer: true)
+    }
+
+    /// Accuracy of the float or the integer form on `samples` of `data`.
+    public func accuracy(on data: Dataset, samples: [Int], integer: Bool) -> Double {
+        if let perceptron { return perceptron.accuracy(on: data, samples: samples, integer: integer) }
+        return binarizedCNN!.accuracy(on: data, samples: samples, integer: integer)
+    }
+
+    /// The number of inputs a record or image must have.
+    public var inputSize: Int { perceptron?.featureCount ?? binarizedCNN!.shape.pixelCount }
 
     /// Reads a model file.
     public static func load(path: String) throws(ModelError) -> ModelFile {
@@ -60,11 +143,17 @@ public struct ModelFile: Codable, Sendable, Equatable {
         } catch {
             throw .malformed(path: path, reason: Self.describe(error))
         }
-        let p = model.perceptron
-        guard p.featureMeans.count == p.featureCount, p.featureDeviations.count == p.featureCount,
-              p.weightSigns.allSatisfy({ $0 == 1 || $0 == -1 }), p.alpha > 0,
-              p.featureDeviations.allSatisfy({ $0 > 0 }) else {
-            throw .malformed(path: path, reason: "inconsistent perceptron parameters")
+        switch (model.perceptron, model.binarizedCNN) {
+        case (let p?, nil):
+            guard p.featureMeans.count == p.featureCount, p.featureDeviations.count == p.featureCount,
+                  p.weightSigns.allSatisfy({ $0 == 1 || $0 == -1 }), p.alpha > 0,
+                  p.featureDeviations.allSatisfy({ $0 > 0 }) else {
+                throw .malformed(path: path, reason: "inconsistent perceptron parameters")
+            }
+        case (nil, let cnn?):
+            guard cnn.isConsistent else { throw .malformed(path: path, reason: "inconsistent binarized CNN parameters") }
+        default:
+            throw .malformed(path: path, reason: "needs exactly one of 'perceptron' and 'binarizedCNN'")
         }
         return model
     }
@@ -86,40 +175,5 @@ public struct ModelFile: Codable, Sendable, Equatable {
         case DecodingError.dataCorrupted: "not valid JSON"
         default: "\(error)"
         }
-    }
-}
-
-/// The models that ship with Obscura, each reproducible by `obscura train NAME`.
-public enum ModelCatalog {
-    /// Bundled model names.
-    public static let names = ["paper-perceptron-cancer"]
-
-    /// A bundled model by name, or a model file by path.
-    public static func load(_ nameOrPath: String) throws(ModelError) -> ModelFile {
-        if names.contains(nameOrPath) {
-            guard let url = Bundle.module.url(forResource: nameOrPath, withExtension: "json") else {
-                throw .unreadable(path: "bundled \(nameOrPath).json")
-            }
-            return try ModelFile.load(path: url.path)
-        }
-        guard FileManager.default.fileExists(atPath: nameOrPath) else { throw .unknownModel(nameOrPath) }
-        return try ModelFile.load(path: nameOrPath)
-    }
-
-    /// Trains a bundled model from its dataset folder with its fixed seed and split.
-    public static func train(_ name: String, dataFolder: String,
-                             progress: (Int, Double, Double) -> Void = { _, _, _ in }) throws -> ModelFile {
-        guard name == "paper-perceptron-cancer" else { throw ModelError.unknownModel(name) }
-        let data = try Dataset.breastCancer(folder: dataFolder)
-        let split = Dataset.breastCancerSplit()
-        let model = BinarizedPerceptron.train(on: data, samples: split.train, progress: progress)
-        return ModelFile(formatVersion: ModelFile.currentVersion, name: name,
-                         task: "binary classification (0 malignant, 1 benign)",
-                         dataset: "Wisconsin diagnostic breast cancer (569 records, 30 features)",
-                         split: "train 454 / test 115 records, seeded shuffle (Dataset.breastCancerSplit)",
-                         architecture: "Batchnorm + Binactive (client) → binarized dense 30 → 1 with α, bias → sign",
-                         floatAccuracy: model.accuracy(on: data, samples: split.test, integer: false),
-                         integerAccuracy: model.accuracy(on: data, samples: split.test, integer: true),
-                         perceptron: model)
     }
 }

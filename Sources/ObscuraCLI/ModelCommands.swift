@@ -2,11 +2,6 @@ import ArgumentParser
 import Foundation
 import NeuralNet
 
-/// The default location of a bundled model's dataset, relative to the repository.
-private func defaultDataFolder(for model: String) -> String {
-    model.contains("cancer") ? "../shared/data/breast-cancer" : "../shared/data/mnist"
-}
-
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the bundled models.")
 
@@ -17,7 +12,7 @@ struct Models: ParsableCommand {
             print("  task: \(model.task)")
             print("  data: \(model.dataset); \(model.split)")
             print("  architecture: \(model.architecture)")
-            print(String(format: "  accuracy on the test split: float %.2f%%, integer %.2f%%",
+            print(String(format: "  accuracy on the evaluation split: float %.2f%%, integer %.2f%%",
                          model.floatAccuracy * 100, model.integerAccuracy * 100))
         }
     }
@@ -28,21 +23,25 @@ struct Train: ParsableCommand {
         abstract: "Reproduce a bundled model from its data (fixed seed and split).")
 
     @Argument(help: "The bundled model to train (see `obscura models`).") var name: String
-    @Option(help: "The dataset folder (default: the model's folder under ../shared/data).") var data: String?
+    @Option(help: "The dataset folder (default: the model's dataset folder).") var data: String?
     @Option(help: "Where to write the model file (default: NAME.json).") var output: String?
 
     func run() throws {
-        guard ModelCatalog.names.contains(name) else { throw ValidationError("unknown model '\(name)'; see `obscura models`") }
-        let folder = data ?? defaultDataFolder(for: name)
+        guard let recipe = ModelCatalog.recipes.first(where: { $0.name == name }) else {
+            throw ValidationError("unknown model '\(name)'; see `obscura models`")
+        }
+        let folder = data ?? recipe.datasetKind.defaultFolder
+        let start = Clock.now()
         let model = try ModelCatalog.train(name, dataFolder: folder) { epoch, loss, accuracy in
-            if epoch % 25 == 0 || epoch == 1 {
-                print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%", epoch, loss, accuracy * 100))
+            if recipe.datasetKind != .breastCancer || epoch % 25 == 0 || epoch == 1 {
+                print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%  (%.0f s)", epoch, loss, accuracy * 100,
+                             Double(Clock.now() - start) / 1e9))
             }
         }
         let path = output ?? "\(name).json"
         try model.save(path: path)
-        print(String(format: "test split: float accuracy %.2f%%, integer accuracy %.2f%% -> %@",
-                     model.floatAccuracy * 100, model.integerAccuracy * 100, path))
+        print(String(format: "%@: float accuracy %.2f%%, integer accuracy %.2f%% -> %@",
+                     model.split, model.floatAccuracy * 100, model.integerAccuracy * 100, path))
     }
 }
 
@@ -50,30 +49,34 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Accuracy of a model on a dataset.")
 
     @Option(help: "A bundled model name or a model file.") var model: String
-    @Option(help: "The dataset folder (default: the model's folder under ../shared/data).") var data: String?
+    @Option(help: "The dataset folder (default: the model's dataset folder).") var data: String?
     @Option(help: "Records A..<B instead of the model's evaluation split.") var range: String?
     @Flag(help: "Evaluate the exact integer reference instead of the float model.") var integer = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func run() throws {
         let file = try ModelCatalog.load(model)
-        let dataset = try Dataset.breastCancer(folder: data ?? defaultDataFolder(for: file.name))
-        let samples: [Int]
-        if let range {
-            let bounds = range.components(separatedBy: "..<").compactMap { Int($0) }
-            guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= dataset.count else {
-                throw ValidationError("--range must be A..<B within 0..<\(dataset.count)")
-            }
-            samples = Array(bounds[0]..<bounds[1])
-        } else {
-            samples = Dataset.breastCancerSplit().test
+        let dataset = try file.datasetKind.evaluationData(folder: data ?? file.datasetKind.defaultFolder)
+        guard dataset.sampleSize == file.inputSize else {
+            throw ValidationError("\(dataset.name) records have \(dataset.sampleSize) values; \(file.name) expects \(file.inputSize)")
         }
-        let accuracy = file.perceptron.accuracy(on: dataset, samples: samples, integer: integer)
+        let samples = try range.map { try parseRange($0, count: dataset.count) } ?? file.datasetKind.evaluationSamples(in: dataset)
+        let accuracy = file.accuracy(on: dataset, samples: samples, integer: integer)
         if json {
             print("{\"accuracy\": \(accuracy), \"images\": \(samples.count), \"model\": \"\(file.name)\", \"integer\": \(integer)}")
         } else {
-            print(String(format: "%@ (%@) on %d records: accuracy %.2f%%", file.name, integer ? "integer" : "float",
-                         samples.count, accuracy * 100))
+            print(String(format: "%@ (%@) on %d records of %@: accuracy %.2f%%", file.name, integer ? "integer" : "float",
+                         samples.count, dataset.name, accuracy * 100))
+            if range == nil { print("split: \(file.split)") }
         }
     }
+}
+
+/// Parses "A..<B" into the record indices A..<B of a dataset with `count` records.
+func parseRange(_ text: String, count: Int) throws -> [Int] {
+    let bounds = text.components(separatedBy: "..<").compactMap { Int($0) }
+    guard bounds.count == 2, bounds[0] >= 0, bounds[0] < bounds[1], bounds[1] <= count else {
+        throw ValidationError("--range must be A..<B within 0..<\(count), got '\(text)'")
+    }
+    return Array(bounds[0]..<bounds[1])
 }

@@ -95,7 +95,7 @@ public struct NoiseModel: Sendable {
     }
 
     /// log2(erfc(x)), with the asymptotic series where erfc underflows.
-    static func log2Erfc(_ x: Double) -> Double {
+    public static func log2Erfc(_ x: Double) -> Double {
         if x < 25 { return log2(erfc(x)) }
         let series = 1 - 1 / (2 * x * x) + 3 / (4 * x * x * x * x)
         return (-x * x - log(x * Double.pi.squareRoot()) + log(series)) / log(2.0)

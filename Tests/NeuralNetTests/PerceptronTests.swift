@@ -17,7 +17,7 @@ struct PerceptronTests {
 
     @Test("the integer reference decides exactly as the float model on every record")
     func integerEqualsFloat() throws {
-        let model = try ModelCatalog.load("paper-perceptron-cancer").perceptron
+        let model = try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)
         for i in 0..<Self.data.count {
             #expect(model.predictInteger(Self.data.sample(i)) == model.predictFloat(Self.data.sample(i)), "record \(i)")
         }
@@ -41,8 +41,8 @@ struct PerceptronTests {
     func bundledAccuracies() throws {
         let file = try ModelCatalog.load("paper-perceptron-cancer")
         let test = Dataset.breastCancerSplit().test
-        #expect(file.perceptron.accuracy(on: Self.data, samples: test, integer: false) == file.floatAccuracy)
-        #expect(file.perceptron.accuracy(on: Self.data, samples: test, integer: true) == file.integerAccuracy)
+        #expect(file.accuracy(on: Self.data, samples: test, integer: false) == file.floatAccuracy)
+        #expect(file.accuracy(on: Self.data, samples: test, integer: true) == file.integerAccuracy)
     }
 
     @Test("model files: round trip, and clear errors for bad ones")
@@ -59,7 +59,7 @@ struct PerceptronTests {
         #expect(throws: ModelError.unsupportedVersion(path: folder + "/new.json", version: 9)) {
             _ = try ModelFile.load(path: folder + "/new.json")
         }
-        try writeFixture(folder + "/partial.json", Data("{\"formatVersion\": 1}".utf8))
+        try writeFixture(folder + "/partial.json", Data("{\"formatVersion\": 2}".utf8))
         #expect(throws: ModelError.self) { _ = try ModelFile.load(path: folder + "/partial.json") }
         #expect(throws: ModelError.unknownModel("no-such-model")) { _ = try ModelCatalog.load("no-such-model") }
     }

@@ -1,0 +1,319 @@
+import Foundation
+
+/// The main paper's binarized CNN for 28×28 images, and its TFHE-friendly variant.
+///
+/// The client standardizes the image (Batchnorm with the training pixels' mean and deviation)
+/// and keeps the signs (Binactive), x ∈ {-1, +1}. The server slides `filterCount` binary
+/// filters sign(W) over it: S = Σ sign(W)·x, an odd integer for a 5×5 filter. Then:
+/// - ``Activation/scaledReLU`` (the paper): L = S ⊙ K ⊙ α with the client's box-filtered
+///   magnitudes K and the filter's scale α = mean |W|, ReLU, max pooling, a dense layer;
+/// - ``Activation/sign`` (one bootstrap per neuron): sign(S − t) with an even integer
+///   threshold |t| ≤ 6 that folds batch norm, bias and the positive scales α and K into one
+///   constant; max pooling of ±1 values is their OR; a dense layer with small integer weights.
+///
+/// Both forms keep their trained float parameters beside the exact integer form
+/// (``IntegerForm``), the contract that encrypted engines must reproduce bit for bit.
+public struct BinarizedCNN: Codable, Sendable, Equatable {
+    /// The nonlinearity after the binarized convolution.
+    public enum Activation: String, Codable, Sendable {
+        /// The paper's: ReLU(S ⊙ K ⊙ α).
+        case scaledReLU
+        /// sign(S − t) with an even integer threshold t, |t| ≤ ``maxThreshold``.
+        case sign
+    }
+
+    /// Sizes of the layers.
+    public struct Shape: Codable, Sendable, Equatable {
+        /// Input images are imageSide × imageSide, one channel.
+        public var imageSide = 28
+        /// Filters are kernelSide × kernelSide.
+        public var kernelSide = 5
+        /// The convolution's stride.
+        public var stride = 1
+        /// The number of binary filters.
+        public var filterCount = 3
+        /// Max pooling over poolSide × poolSide windows (1: no pooling).
+        public var poolSide = 2
+        /// The number of classes.
+        public var classCount = 10
+
+        /// A shape from its sizes.
+        public init(imageSide: Int = 28, kernelSide: Int = 5, stride: Int = 1, filterCount: Int = 3,
+                    poolSide: Int = 2, classCount: Int = 10) {
+            self.imageSide = imageSide
+            self.kernelSide = kernelSide
+            self.stride = stride
+            self.filterCount = filterCount
+            self.poolSide = poolSide
+            self.classCount = classCount
+        }
+
+        /// The side of one convolution output map.
+        public var convolutionSide: Int { (imageSide - kernelSide) / stride + 1 }
+        /// The side of one pooled map.
+        public var pooledSide: Int { convolutionSide / poolSide }
+        /// The dense layer's input size.
+        public var featureCount: Int { filterCount * pooledSide * pooledSide }
+        /// Weights per filter.
+        public var kernelArea: Int { kernelSide * kernelSide }
+        /// Pixels per image.
+        public var pixelCount: Int { imageSide * imageSide }
+
+        var isValid: Bool {
+            imageSide > 0 && kernelSide > 0 && kernelSide <= imageSide && stride > 0 && filterCount > 0
+                && poolSide > 0 && pooledSide > 0 && classCount > 1 && kernelArea % 2 == 1
+        }
+    }
+
+    /// The exact integer network.
+    public struct IntegerForm: Codable, Sendable, Equatable {
+        /// sign(W) ∈ {-1, +1}, filter by filter, row by row.
+        public var filterSigns: [Int]
+        /// Sign activation: the even thresholds t_c.
+        public var thresholds: [Int]
+        /// Scaled ReLU: round(α_c · 2^alphaFractionBits).
+        public var alphas: [Int]
+        /// Dense weights, class by class.
+        public var denseWeights: [Int]
+        /// Dense biases.
+        public var denseBias: [Int]
+
+        /// An integer form from its parts.
+        public init(filterSigns: [Int], thresholds: [Int], alphas: [Int], denseWeights: [Int], denseBias: [Int]) {
+            self.filterSigns = filterSigns
+            self.thresholds = thresholds
+            self.alphas = alphas
+            self.denseWeights = denseWeights
+            self.denseBias = denseBias
+        }
+    }
+
+    /// The largest threshold magnitude of the sign activation: with a 25-term sum S ∈ [-25, 25],
+    /// |S − t| ≤ 31 keeps every pre-activation inside one half of a 64-slot torus, which lets a
+    /// single bootstrap with a constant test vector compute the sign.
+    public static let maxThreshold = 6
+    /// Fraction bits of the quantized scale map K (scaled ReLU).
+    public static let scaleFractionBits = 6
+    /// Fraction bits of the quantized filter scales α (scaled ReLU).
+    public static let alphaFractionBits = 8
+
+    /// The layer sizes.
+    public var shape: Shape
+    /// The nonlinearity.
+    public var activation: Activation
+    /// Client Batchnorm: the training pixels' mean.
+    public var pixelMean: Float
+    /// Client Batchnorm: the training pixels' standard deviation.
+    public var pixelDeviation: Float
+    /// Trained latent filter weights W (sign(W) is used; α = mean |W| per filter).
+    public var filterWeights: [Float]
+    /// Trained latent thresholds (sign activation).
+    public var thresholds: [Float]
+    /// Trained dense weights, class by class.
+    public var denseWeights: [Float]
+    /// Trained dense biases.
+    public var denseBias: [Float]
+    /// The exact integer form.
+    public var integer: IntegerForm
+
+    /// A network from its parts (check ``isConsistent`` before use).
+    public init(shape: Shape, activation: Activation, pixelMean: Float, pixelDeviation: Float, filterWeights: [Float],
+                thresholds: [Float], denseWeights: [Float], denseBias: [Float], integer: IntegerForm) {
+        self.shape = shape
+        self.activation = activation
+        self.pixelMean = pixelMean
+        self.pixelDeviation = pixelDeviation
+        self.filterWeights = filterWeights
+        self.thresholds = thresholds
+        self.denseWeights = denseWeights
+        self.denseBias = denseBias
+        self.integer = integer
+    }
+
+    /// Whether the sizes of every array agree with the shape and the integer form is in range.
+    public var isConsistent: Bool {
+        let s = shape
+        guard s.isValid, filterWeights.count == s.filterCount * s.kernelArea,
+              denseWeights.count == s.classCount * s.featureCount, denseBias.count == s.classCount,
+              integer.filterSigns.count == filterWeights.count, integer.filterSigns.allSatisfy({ $0 == 1 || $0 == -1 }),
+              integer.denseWeights.count == denseWeights.count, integer.denseBias.count == s.classCount,
+              pixelDeviation > 0 else { return false }
+        switch activation {
+        case .sign:
+            return thresholds.count == s.filterCount && integer.thresholds.count == s.filterCount
+                && integer.thresholds.allSatisfy { $0 % 2 == 0 && abs($0) <= Self.maxThreshold }
+                && s.kernelArea + Self.maxThreshold < 32
+        case .scaledReLU:
+            return integer.alphas.count == s.filterCount && integer.alphas.allSatisfy { $0 >= 0 }
+        }
+    }
+}
+
+// MARK: - Client-side preprocessing and the exact integer network
+
+extension BinarizedCNN {
+    /// Binactive: the sign of each standardized pixel, +1 where pixel ≥ mean.
+    public func binarize(_ image: ArraySlice<Float>) -> [Int] {
+        precondition(image.count == shape.pixelCount, "expected \(shape.pixelCount) pixels")
+        return image.map { $0 >= pixelMean ? 1 : -1 }
+    }
+
+    /// The paper's K: |standardized pixel| averaged over each filter window (box filter).
+    public func scaleMap(_ image: ArraySlice<Float>) -> [Float] {
+        let s = shape, side = s.convolutionSide
+        let magnitudes = image.map { abs(($0 - pixelMean) / pixelDeviation) }
+        var map = [Float](repeating: 0, count: side * side)
+        for i in 0..<side {
+            for j in 0..<side {
+                var total: Float = 0
+                for u in 0..<s.kernelSide {
+                    for v in 0..<s.kernelSide { total += magnitudes[(i * s.stride + u) * s.imageSide + j * s.stride + v] }
+                }
+                map[i * side + j] = total / Float(s.kernelArea)
+            }
+        }
+        return map
+    }
+
+    /// K quantized to ``scaleFractionBits`` fraction bits: what the client encrypts.
+    public func quantizedScaleMap(_ image: ArraySlice<Float>) -> [Int] {
+        scaleMap(image).map { Int(($0 * Float(1 << Self.scaleFractionBits)).rounded()) }
+    }
+
+    /// S = sign(W) * x for every filter and output position, filter by filter, row by row.
+    public func binarySums(_ bits: [Int]) -> [Int] {
+        let s = shape, side = s.convolutionSide
+        var sums = [Int](repeating: 0, count: s.filterCount * side * side)
+        for c in 0..<s.filterCount {
+            for i in 0..<side {
+                for j in 0..<side {
+                    var total = 0
+                    for u in 0..<s.kernelSide {
+                        for v in 0..<s.kernelSide {
+                            total += integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v]
+                                * bits[(i * s.stride + u) * s.imageSide + j * s.stride + v]
+                        }
+                    }
+                    sums[(c * side + i) * side + j] = total
+                }
+            }
+        }
+        return sums
+    }
+
+    /// Max pooling of per-filter maps, filter by filter.
+    func maxPool<T: Comparable>(_ maps: [T]) -> [T] {
+        let s = shape, side = s.convolutionSide, pooled = s.pooledSide
+        var output: [T] = []
+        output.reserveCapacity(s.featureCount)
+        for c in 0..<s.filterCount {
+            for i in 0..<pooled {
+                for j in 0..<pooled {
+                    var best = maps[(c * side + i * s.poolSide) * side + j * s.poolSide]
+                    for u in 0..<s.poolSide {
+                        for v in 0..<s.poolSide { best = max(best, maps[(c * side + i * s.poolSide + u) * side + j * s.poolSide + v]) }
+                    }
+                    output.append(best)
+                }
+            }
+        }
+        return output
+    }
+
+    /// The integer form's activations after the convolution (sign: ±1; scaled ReLU: ReLU(S·K·α)
+    /// in units of 2^-(scale + alpha fraction bits)).
+    public func integerActivations(_ image: ArraySlice<Float>) -> [Int] {
+        let sums = binarySums(binarize(image))
+        let area = shape.convolutionSide * shape.convolutionSide
+        switch activation {
+        case .sign:
+            return sums.indices.map { sums[$0] > integer.thresholds[$0 / area] ? 1 : -1 }
+        case .scaledReLU:
+            let k = quantizedScaleMap(image)
+            return sums.indices.map { max(0, sums[$0] * k[$0 % area] * integer.alphas[$0 / area]) }
+        }
+    }
+
+    /// The dense layer's input: the pooled activations.
+    public func integerFeatures(_ image: ArraySlice<Float>) -> [Int] {
+        maxPool(integerActivations(image))
+    }
+
+    /// The integer reference's class scores.
+    public func integerScores(_ image: ArraySlice<Float>) -> [Int] {
+        let features = integerFeatures(image), count = shape.featureCount
+        return (0..<shape.classCount).map { k in
+            var total = integer.denseBias[k]
+            for j in 0..<count { total += integer.denseWeights[k * count + j] * features[j] }
+            return total
+        }
+    }
+
+    /// The float model's class scores (trained parameters, no quantization).
+    public func floatScores(_ image: ArraySlice<Float>) -> [Float] {
+        let sums = binarySums(binarize(image))
+        let area = shape.convolutionSide * shape.convolutionSide
+        let activations: [Float]
+        switch activation {
+        case .sign:
+            activations = sums.indices.map { Float(sums[$0]) > thresholds[$0 / area] ? 1 : -1 }
+        case .scaledReLU:
+            let k = scaleMap(image), alphas = Self.alphas(filterWeights, shape: shape)
+            activations = sums.indices.map { max(0, Float(sums[$0]) * k[$0 % area] * alphas[$0 / area]) }
+        }
+        let features = maxPool(activations), count = shape.featureCount
+        return (0..<shape.classCount).map { k in
+            var total = denseBias[k]
+            for j in 0..<count { total += denseWeights[k * count + j] * features[j] }
+            return total
+        }
+    }
+
+    /// The predicted class of the float or the integer form.
+    public func predict(_ image: ArraySlice<Float>, integer useInteger: Bool) -> Int {
+        useInteger ? Self.argmax(integerScores(image)) : Self.argmax(floatScores(image))
+    }
+
+    /// Accuracy of the float or the integer form on `samples` of `data`, on all cores.
+    public func accuracy(on data: Dataset, samples: [Int], integer useInteger: Bool) -> Double {
+        let correct = Parallel.sum(count: samples.count) { i in
+            predict(data.sample(samples[i]), integer: useInteger) == data.labels[samples[i]] ? 1 : 0
+        }
+        return Double(correct) / Double(samples.count)
+    }
+
+    /// The first index of the largest value.
+    public static func argmax<T: Comparable>(_ values: [T]) -> Int {
+        values.indices.max { values[$0] < values[$1] || (values[$0] == values[$1] && $0 > $1) }!
+    }
+
+    /// α_c = mean |W| over filter c.
+    static func alphas(_ weights: [Float], shape: Shape) -> [Float] {
+        (0..<shape.filterCount).map { c in
+            weights[(c * shape.kernelArea)..<((c + 1) * shape.kernelArea)].reduce(0) { $0 + abs($1) } / Float(shape.kernelArea)
+        }
+    }
+
+    /// The even integer threshold nearest to t, within ±maxThreshold.
+    static func quantizeThreshold(_ t: Float) -> Int {
+        let even = Int((t / 2).rounded()) * 2
+        return min(max(even, -maxThreshold), maxThreshold)
+    }
+}
+
+/// Work split over all cores.
+enum Parallel {
+    /// Σ body(i) for i in 0..<count, in as many chunks as there are cores.
+    static func sum(count: Int, _ body: @Sendable (Int) -> Int) -> Int {
+        let chunks = max(1, min(count, ProcessInfo.processInfo.activeProcessorCount))
+        let totals = UnsafeMutableBufferPointer<Int>.allocate(capacity: chunks)
+        defer { totals.deallocate() }
+        nonisolated(unsafe) let output = totals
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            var total = 0
+            for i in stride(from: chunk, to: count, by: chunks) { total += body(i) }
+            output[chunk] = total
+        }
+        return totals.reduce(0, +)
+    }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import NeuralNet
+import PrivateInference
+import TFHE
+
+/// Options shared by the commands that run encrypted inference locally.
+struct InferenceOptions: ParsableArguments {
+    @Option(help: "A bundled model name or a model file.") var model: String
+    @Option(help: "The dataset folder (default: the model's dataset folder).") var data: String?
+    @Option(help: "Records A..<B instead of the model's evaluation split.") var range: String?
+    @Option(help: "Take only the first N records.") var images: Int?
+
+    func validate() throws {
+        if let images, images < 1 { throw ValidationError("--images must be at least 1") }
+    }
+}
+
+/// Prints the plan: where the bootstraps go and how likely a decoding failure is.
+func describe(_ plan: InferencePlan) {
+    print("plan for \(plan.modelName) on \(plan.parameters.name) (\(plan.parameters.securityBits)-bit, \(plan.parameters.source)):")
+    for step in plan.steps {
+        print(String(format: "  %@: %d bootstraps, p-fail 2^%.1f", step.name, step.bootstraps, step.failureLog2))
+    }
+    print(String(format: "  total %d bootstraps per inference, p-fail 2^%.1f", plan.bootstrapsPerInference, plan.failureLog2))
+}
+
+/// A progress line per layer on standard error.
+func layerProgress(quiet: Bool = false) -> PBSInferenceEvaluator.Progress {
+    let start = Clock.now()
+    return { layer, done, total in
+        guard !quiet else { return }
+        let elapsed = Double(Clock.now() - start) / 1e9
+        FileHandle.standardError.write(Data(String(format: "\r  %@: %d/%d bootstraps (%.1f s) ", layer, done, total, elapsed).utf8))
+        if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
+
+struct InferLocal: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer-local",
+        abstract: "Encrypt records, evaluate them encrypted (pbs mode) and decrypt, client and server in one process.")
+
+    @OptionGroup var options: InferenceOptions
+
+    func run() throws {
+        var session = try LocalInference(model: options.model, dataFolder: options.data)
+        describe(session.plan)
+        print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB", session.keygenSeconds,
+                     Double(session.evaluationKeyBytes) / 1e6))
+        let records = try session.records(range: options.range, limit: options.images ?? 10)
+        var mismatches = 0
+        let showLayers = session.plan.bootstrapsPerInference > 0
+        for index in records {
+            let progress = layerProgress(quiet: !showLayers)
+            let outcome: LocalInference.Outcome = try session.run(record: index, progress: progress)
+            if !outcome.exact { mismatches += 1 }
+            print(String(format: "record %5d: encrypted class %d, plaintext reference %d, label %d, %@, %.3f s",
+                         index, outcome.encryptedClass, outcome.referenceClass, outcome.label,
+                         outcome.exact ? "scores exact" : "SCORES DIFFER", outcome.seconds))
+        }
+        guard mismatches == 0 else { throw ValidationError("\(mismatches) record(s) decrypted to scores other than the reference's") }
+    }
+}
+
+struct BenchInfer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Encrypted inference (pbs mode): latency, accuracy, exactness, sizes.")
+
+    @OptionGroup var options: InferenceOptions
+    @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
+
+    func run() throws {
+        var session = try LocalInference(model: options.model, dataFolder: options.data)
+        if !json { describe(session.plan) }
+        let records = try session.records(range: options.range, limit: options.images)
+        let progress = Progress(total: records.count, label: "encrypted inferences", quiet: false)
+        var outcomes: [LocalInference.Outcome] = []
+        for index in records {
+            outcomes.append(try session.run(record: index))
+            progress.advance()
+        }
+        progress.finish()
+        let latencies = outcomes.map(\.seconds).sorted()
+        let count = Double(outcomes.count)
+        var report = Report(jsonOnly: json)
+        report.add("latency_s_median", latencies[latencies.count / 2], "s")
+        report.add("latency_s_min", latencies[0], "s")
+        report.add("images", count, "")
+        report.add("encrypted_accuracy", Double(outcomes.filter { $0.encryptedClass == $0.label }.count) / count, "")
+        report.add("plaintext_accuracy", Double(outcomes.filter { $0.referenceClass == $0.label }.count) / count, "")
+        report.add("exact_match_rate", Double(outcomes.filter(\.exact).count) / count, "")
+        report.add("bootstraps_per_image", Double(session.plan.bootstrapsPerInference), "")
+        report.add("threads", Double(ProcessInfoCores.active), "")
+        report.add("upload_bytes_per_image", Double(outcomes[0].uploadBytes), "B")
+        report.add("download_bytes_per_image", Double(outcomes[0].downloadBytes), "B")
+        report.add("evaluation_key_bytes", Double(session.evaluationKeyBytes), "B")
+        report.add("security_bits", Double(session.plan.parameters.securityBits), "bits")
+        report.add("failure_log2_per_image", session.plan.failureLog2, "")
+        if json { print(report.json()) }
+    }
+}

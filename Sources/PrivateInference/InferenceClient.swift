@@ -1,0 +1,56 @@
+import NeuralNet
+import TFHE
+
+/// The client side: key generation, Batchnorm + Binactive + encryption of a record, and
+/// decryption of the returned partial scores. It needs no server code.
+public struct InferenceClient: Sendable {
+    /// The plan of the model the client queries.
+    public let plan: InferencePlan
+    private var encryptor: Encryptor
+
+    /// A client with a fresh secret key for the plan's parameter set.
+    public init(plan: InferencePlan) {
+        self.init(plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+    }
+
+    /// A client with an existing secret key.
+    public init(plan: InferencePlan, secretKey: SecretKey) {
+        precondition(secretKey.parameters == plan.parameters, "the secret key belongs to another parameter set")
+        self.plan = plan
+        encryptor = Encryptor(secretKey: secretKey)
+    }
+
+    /// The evaluation key to send to the server (seeded, compact).
+    public func makeEvaluationKey() -> CompressedEvaluationKey {
+        encryptor.secretKey.makeEvaluationKey()
+    }
+
+    /// The record binarized and encrypted, one seeded ciphertext per input.
+    public mutating func encrypt(_ record: ArraySlice<Float>) throws(InferenceError) -> [SeededLweCiphertext] {
+        let size = plan.network.inputSize
+        guard record.count == size else { throw .sizeMismatch(what: "record values", expected: size, found: record.count) }
+        let delta = plan.inputDelta
+        return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta) }
+    }
+
+    /// The scores: each score's partial sums decrypted and added.
+    public func decryptScores(_ outputs: [LweCiphertext]) throws(InferenceError) -> [Int] {
+        guard outputs.count == plan.outputCount else {
+            throw .sizeMismatch(what: "result ciphertexts", expected: plan.outputCount, found: outputs.count)
+        }
+        let chunkCount = plan.chunks.count
+        return (0..<plan.scoreCount).map { k in
+            (0..<chunkCount).reduce(0) { $0 + Int(encryptor.decryptSigned(outputs[k * chunkCount + $1], delta: plan.scoreDelta)) }
+        }
+    }
+}
+
+extension InferencePlan.Network {
+    /// Values per record.
+    public var inputSize: Int {
+        switch self {
+        case .perceptron(let p): p.featureCount
+        case .signCNN(let cnn): cnn.shape.pixelCount
+        }
+    }
+}

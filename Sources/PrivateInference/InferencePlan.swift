@@ -1,0 +1,231 @@
+import Foundation
+import NeuralNet
+import ObscuraMath
+import TFHE
+
+/// Why a model cannot be run encrypted, or an encrypted inference cannot proceed.
+public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The model has a layer that the PBS engine does not evaluate.
+    case unsupportedModel(String)
+    /// A record or a ciphertext list of the wrong size.
+    case sizeMismatch(what: String, expected: Int, found: Int)
+    /// The plan bootstraps, and no evaluation key came with it.
+    case missingEvaluationKey(bootstraps: Int)
+    /// An evaluation key or ciphertext of another parameter set.
+    case parameterMismatch(expected: String, found: String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedModel(let reason): "cannot run this model encrypted: \(reason)"
+        case .sizeMismatch(let what, let expected, let found): "\(what): expected \(expected), found \(found)"
+        case .parameterMismatch(let expected, let found): "parameter set \(found) where \(expected) is required"
+        case .missingEvaluationKey(let bootstraps): "the plan runs \(bootstraps) bootstraps and needs the client's evaluation key"
+        }
+    }
+}
+
+/// A model compiled for encrypted evaluation in `pbs` mode: where each bootstrap goes and the
+/// message space (torus scale) of every layer, chosen from the weights so that no value wraps
+/// and every decoding fails with probability below 2^-128.
+///
+/// Values are signed multiples of a scale Δ on the 2^64 torus, FHE-DiNN style:
+/// - inputs ±1 at ``inputDelta``;
+/// - a linear layer with plaintext integer weights costs no bootstrap;
+/// - a sign is one bootstrap with a constant test vector (no padding bit: the whole torus is
+///   used, the sign boundaries sit at 0 and 1/2), whose output scale is the next layer's;
+/// - the last dense layer stays linear and is split into partial sums (``chunks``) small
+///   enough to decode exactly; the client adds them.
+public struct InferencePlan: Sendable {
+    /// The network being evaluated.
+    public enum Network: Sendable {
+        /// The paper's binarized perceptron: one linear score.
+        case perceptron(BinarizedPerceptron)
+        /// A binarized CNN with sign activations.
+        case signCNN(BinarizedCNN)
+    }
+
+    /// One layer of the plan, for display.
+    public struct Step: Sendable {
+        /// What the layer does.
+        public let name: String
+        /// Bootstraps it runs per inference.
+        public let bootstraps: Int
+        /// log2 of the probability that one of its outputs decodes wrongly (union bound),
+        /// floored at -999 (below that the figure says nothing more).
+        public let failureLog2: Double
+
+        init(name: String, bootstraps: Int, failureLog2: Double) {
+            self.name = name
+            self.bootstraps = bootstraps
+            self.failureLog2 = max(failureLog2, -999)
+        }
+    }
+
+    /// The model's name.
+    public let modelName: String
+    /// The network.
+    public let network: Network
+    /// The TFHE parameter set.
+    public let parameters: TFHEParameters
+    /// Input ciphertexts per inference.
+    public let inputCount: Int
+    /// The scale of the ±1 inputs.
+    public let inputDelta: UInt64
+    /// Sign CNN: the scale of the bootstrap outputs that feed the pooling layer.
+    public let poolDelta: UInt64
+    /// The scale of the dense layer's ±1 inputs (perceptron: ``inputDelta``).
+    public let featureDelta: UInt64
+    /// The scale of the returned partial scores.
+    public let scoreDelta: UInt64
+    /// The feature ranges of the partial sums of each score.
+    public let chunks: [Range<Int>]
+    /// The number of scores.
+    public let scoreCount: Int
+    /// The layers, in order.
+    public let steps: [Step]
+
+    /// Bootstraps per inference.
+    public var bootstrapsPerInference: Int { steps.reduce(0) { $0 + $1.bootstraps } }
+    /// Ciphertexts returned per inference (score by score, chunk by chunk).
+    public var outputCount: Int { scoreCount * chunks.count }
+    /// log2 of the probability that an inference decodes anything wrongly.
+    public var failureLog2: Double {
+        let total = steps.reduce(0.0) { $0 + exp2($1.failureLog2) }
+        return total > 0 ? log2(total) : steps.map(\.failureLog2).min() ?? -.infinity
+    }
+
+    /// Every plan keeps each decoding's failure probability below this.
+    public static let failureTargetLog2 = -128.0
+
+    /// Compiles a bundled or loaded model for parameter set `parameters` (tfhe-rs's 4-bit set by default).
+    public init(model: ModelFile, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
+        if let perceptron = model.perceptron {
+            try self.init(modelName: model.name, network: .perceptron(perceptron), parameters: parameters)
+        } else if let cnn = model.binarizedCNN, cnn.activation == .sign {
+            try self.init(modelName: model.name, network: .signCNN(cnn), parameters: parameters)
+        } else {
+            throw .unsupportedModel("\(model.name): pbs mode evaluates perceptrons and sign-activation CNNs; "
+                + "the scaled-ReLU CNN multiplies by the encrypted K map (use its sign variant)")
+        }
+    }
+
+    /// Compiles `network` for parameter set `parameters`.
+    public init(modelName: String, network: Network, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
+        self.parameters = parameters
+        self.modelName = modelName
+        self.network = network
+        let noise = NoiseModel(parameters)
+        let torus = Double.pow2(64)
+        let cnn: BinarizedCNN
+        switch network {
+        case .perceptron(let perceptron):
+            inputCount = perceptron.featureCount
+            poolDelta = 0
+            let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance)
+            inputDelta = dense.featureDelta
+            featureDelta = dense.featureDelta
+            (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, 1)
+            steps = [Step(name: "dense \(inputCount) → 1 (linear, \(chunks.count) partial sum(s))", bootstraps: 0,
+                          failureLog2: dense.failureLog2)]
+            return
+        case .signCNN(let network):
+            cnn = network
+        }
+        guard cnn.activation == .sign, cnn.isConsistent else {
+            throw .unsupportedModel("\(modelName): not a consistent sign-activation CNN")
+        }
+        let s = cnn.shape
+        guard s.kernelArea + BinarizedCNN.maxThreshold < 32 else {
+            throw .unsupportedModel("a \(s.kernelSide)×\(s.kernelSide) sum does not fit one sign bootstrap")
+        }
+        inputCount = s.pixelCount
+        // |S − t| ≤ 31 odd: every pre-activation is at least 1/64 away from 0 and 1/2.
+        inputDelta = UInt64(1) << 58
+        let convolutionOutputs = s.filterCount * s.convolutionSide * s.convolutionSide
+        let convolutionFailure = noise.failureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
+            + log2(Double(convolutionOutputs))
+        var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + sign", bootstraps: convolutionOutputs,
+                            failureLog2: convolutionFailure)]
+        if s.poolSide > 1 {
+            // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
+            let window = s.poolSide * s.poolSide
+            let bits = Int.bitWidth - (2 * window - 2).leadingZeroBitCount  // ⌈log2(2p² − 1)⌉
+            poolDelta = UInt64(1) << (63 - bits)
+            let margin = Double(poolDelta) / torus
+            planned.append(Step(name: "max pool \(s.poolSide)×\(s.poolSide) (OR of signs)", bootstraps: s.featureCount,
+                                failureLog2: noise.failureLog2(inputNorm: Double(s.poolSide), margin: margin) + log2(Double(s.featureCount))))
+        } else {
+            poolDelta = 0
+        }
+        let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * s.featureCount)..<(($0 + 1) * s.featureCount)]) }
+        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out.
+        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureVariance: 2 * noise.bootstrapOutputVariance)
+        featureDelta = dense.featureDelta
+        (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
+        planned.append(Step(name: "dense \(s.featureCount) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
+                            bootstraps: 0, failureLog2: dense.failureLog2))
+        steps = planned
+    }
+
+    /// The integer reference's scores for a record: what decryption must reproduce exactly.
+    public func referenceScores(_ record: ArraySlice<Float>) -> [Int] {
+        switch network {
+        case .perceptron(let p): [p.integerScore(p.binarize(record))]
+        case .signCNN(let cnn): cnn.integerScores(record)
+        }
+    }
+
+    /// The class the scores decide (perceptron: its threshold; CNN: the first largest score).
+    public func classify(scores: [Int]) -> Int {
+        switch network {
+        case .perceptron(let p): scores[0] >= p.integerThreshold ? 1 : 0
+        case .signCNN: BinarizedCNN.argmax(scores)
+        }
+    }
+
+    /// The client's Batchnorm + Binactive: the ±1 inputs to encrypt.
+    public func binarize(_ record: ArraySlice<Float>) -> [Int] {
+        switch network {
+        case .perceptron(let p): p.binarize(record)
+        case .signCNN(let cnn): cnn.binarize(record)
+        }
+    }
+}
+
+/// The message space of a dense layer whose inputs are ±1 ciphertexts and whose outputs the
+/// client decrypts: the fewest contiguous partial sums per score such that each partial sum's
+/// value range fits the torus and its noise decodes with failure below the target.
+struct DensePlan {
+    let delta: UInt64
+    /// The inputs' scale: any value above the noise works, so they use the score scale.
+    var featureDelta: UInt64 { delta }
+    let chunks: [Range<Int>]
+    let failureLog2: Double
+
+    init(weights: [[Int]], bias: [Int], featureVariance: Double) throws(InferenceError) {
+        let features = weights[0].count
+        for count in 1...max(1, features) {
+            let bounds = (0...count).map { $0 * features / count }
+            let ranges = (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
+            var largest = 0, normSquared = 0
+            for (k, row) in weights.enumerated() {
+                for (g, range) in ranges.enumerated() {
+                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } + (g == 0 ? abs(bias[k]) : 0))
+                    normSquared = max(normSquared, row[range].reduce(0) { $0 + $1 * $1 })
+                }
+            }
+            // Values in [−largest, largest] at scale Δ stay inside (−1/2, 1/2) with half a step to spare.
+            let delta = UInt64(Double.pow2(64) / Double(2 * largest + 2))
+            let margin = Double(delta) / 2 / Double.pow2(64)
+            let sigma = (featureVariance * Double(normSquared)).squareRoot()
+            let failure = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot())) + log2(Double(weights.count * count))
+            if failure <= InferencePlan.failureTargetLog2 {
+                self.delta = delta
+                chunks = ranges
+                failureLog2 = failure
+                return
+            }
+        }
+        throw .unsupportedModel("the dense layer's weights are too large to decode exactly")
+    }
+}

@@ -1,0 +1,109 @@
+import NeuralNet
+import TFHE
+
+/// The server side of `pbs` mode: runs an ``InferencePlan`` on a client's ciphertexts with
+/// nothing but its evaluation key (there is no way to hand it a secret key).
+public struct PBSInferenceEvaluator: Sendable {
+    /// The plan.
+    public let plan: InferencePlan
+    /// The client's evaluation key (nil for a plan without bootstraps).
+    public let key: EvaluationKey?
+
+    /// An evaluator for `plan` with a client's evaluation key of the plan's parameter set; a plan
+    /// without bootstraps needs none.
+    public init(plan: InferencePlan, key: EvaluationKey?) throws(InferenceError) {
+        if let key, key.parameters != plan.parameters {
+            throw .parameterMismatch(expected: plan.parameters.name, found: key.parameters.name)
+        }
+        if key == nil, plan.bootstrapsPerInference > 0 {
+            throw .missingEvaluationKey(bootstraps: plan.bootstrapsPerInference)
+        }
+        self.plan = plan
+        self.key = key
+    }
+
+    /// Progress of one layer: its name, outputs done, outputs in total.
+    public typealias Progress = @Sendable (_ layer: String, _ done: Int, _ total: Int) -> Void
+
+    /// Evaluates the network on encrypted ±1 inputs; returns the partial scores, score by
+    /// score and chunk by chunk. Independent neurons run on all cores.
+    public func evaluate(_ inputs: [LweCiphertext], progress: Progress = { _, _, _ in }) throws(InferenceError) -> [LweCiphertext] {
+        guard inputs.count == plan.inputCount else {
+            throw .sizeMismatch(what: "input ciphertexts", expected: plan.inputCount, found: inputs.count)
+        }
+        let dimension = plan.parameters.bigLweDimension
+        if let bad = inputs.first(where: { $0.dimension != dimension }) {
+            throw .sizeMismatch(what: "input ciphertext dimension", expected: dimension, found: bad.dimension)
+        }
+        switch plan.network {
+        case .perceptron(let p):
+            return denseScores(inputs, weights: p.weightSigns, bias: [0])
+        case .signCNN(let cnn):
+            let activations = convolutionSigns(inputs, cnn: cnn, progress: progress)
+            let features = cnn.shape.poolSide > 1 ? pooledOr(activations, cnn: cnn, progress: progress) : activations
+            return denseScores(features, weights: cnn.integer.denseWeights, bias: cnn.integer.denseBias)
+        }
+    }
+
+    /// sign(Σ sign(W)·x − t) for every filter and position: a free linear sum, then one bootstrap.
+    func convolutionSigns(_ inputs: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
+        let s = cnn.shape, side = s.convolutionSide, area = side * side
+        let outputDelta = s.poolSide > 1 ? plan.poolDelta : plan.featureDelta
+        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: outputDelta)
+        let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension
+        return bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
+            let c = index / area, i = (index % area) / side, j = index % side
+            var sum = LweCiphertext.trivial(dimension: dimension, body: 0 &- UInt64(bitPattern: Int64(cnn.integer.thresholds[c])) &* inputDelta)
+            for u in 0..<s.kernelSide {
+                for v in 0..<s.kernelSide {
+                    let input = inputs[(i * s.stride + u) * s.imageSide + j * s.stride + v]
+                    if cnn.integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v] > 0 { sum.add(input) } else { sum.subtract(input) }
+                }
+            }
+            return evaluator.bootstrap(sum, table: table)
+        }
+    }
+
+    /// OR over each pooling window of ±1 values: sign(Σ a + p² − 1), one bootstrap.
+    func pooledOr(_ activations: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
+        let s = cnn.shape, side = s.convolutionSide, pooled = s.pooledSide
+        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: plan.featureDelta)
+        let offset = UInt64(s.poolSide * s.poolSide - 1) &* plan.poolDelta, dimension = plan.parameters.bigLweDimension
+        return bootstrapLayer(count: s.featureCount, name: "max pool", progress: progress) { evaluator, index in
+            let c = index / (pooled * pooled), i = (index / pooled) % pooled, j = index % pooled
+            var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
+            for u in 0..<s.poolSide {
+                for v in 0..<s.poolSide { sum.add(activations[(c * side + i * s.poolSide + u) * side + j * s.poolSide + v]) }
+            }
+            return evaluator.bootstrap(sum, table: table)
+        }
+    }
+
+    /// The dense layer's partial sums Σ_{j in chunk} w_kj·f_j (+ b_k·Δ in the first chunk).
+    func denseScores(_ features: [LweCiphertext], weights: [Int], bias: [Int]) -> [LweCiphertext] {
+        let count = features.count, chunks = plan.chunks, delta = plan.scoreDelta
+        let dimension = plan.parameters.bigLweDimension
+        return (0..<plan.outputCount).map { index in
+            let k = index / chunks.count, g = index % chunks.count
+            var sum = LweCiphertext.trivial(dimension: dimension, body: g == 0 ? UInt64(bitPattern: Int64(bias[k])) &* delta : 0)
+            for j in chunks[g] where weights[k * count + j] != 0 { sum.add(features[j], times: Int64(weights[k * count + j])) }
+            return sum
+        }
+    }
+
+    /// Runs `body` for every output of a layer on all cores, in blocks, reporting progress.
+    /// Only bootstrapping layers call it, and their plans come with a key (checked at init).
+    func bootstrapLayer(count: Int, name: String, progress: Progress,
+                        _ body: @Sendable (Evaluator, Int) -> LweCiphertext) -> [LweCiphertext] {
+        let block = 16 * ProcessInfoCores.active
+        var outputs: [LweCiphertext] = []
+        outputs.reserveCapacity(count)
+        progress(name, 0, count)
+        for start in stride(from: 0, to: count, by: block) {
+            let size = min(block, count - start)
+            outputs += key!.parallelMap(count: size) { evaluator, offset in body(evaluator, start + offset) }
+            progress(name, outputs.count, count)
+        }
+        return outputs
+    }
+}

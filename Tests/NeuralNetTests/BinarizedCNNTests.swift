@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+@testable import NeuralNet
+
+struct BinarizedCNNTests {
+    static let mnist = try! Dataset.mnist(folder: SharedData.root + "/mnist")
+
+    /// A 4×4 image, one 3×3 filter, no pooling, two classes: small enough to compute by hand.
+    static func tiny(activation: BinarizedCNN.Activation) -> BinarizedCNN {
+        let shape = BinarizedCNN.Shape(imageSide: 4, kernelSide: 3, stride: 1, filterCount: 1, poolSide: 1, classCount: 2)
+        let weights: [Float] = [0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.5]
+        return BinarizedCNN(shape: shape, activation: activation, pixelMean: 0.5, pixelDeviation: 0.5,
+                            filterWeights: weights, thresholds: [0], denseWeights: [1, 0, 0, 0, 0, 0, 0, 1], denseBias: [0, 0],
+                            integer: .init(filterSigns: weights.map { $0 >= 0 ? 1 : -1 }, thresholds: [2], alphas: [128],
+                                           denseWeights: [1, 0, 0, 0, 0, 0, 0, 1], denseBias: [0, 1]))
+    }
+
+    @Test("binary sums, sign activations and scores equal a hand computation")
+    func handComputed() {
+        let model = Self.tiny(activation: .sign)
+        #expect(model.isConsistent)
+        // Pixels ≥ 0.5 are +1: a checkerboard of ±1 in the top-left 3×3 window matches the filter.
+        let image: [Float] = [1, 0, 1, 0,
+                              0, 1, 0, 1,
+                              1, 0, 1, 0,
+                              0, 0, 0, 0]
+        let sums = model.binarySums(model.binarize(image[...]))
+        // Window (0,0) agrees on all 9 positions; window (0,1) disagrees on all 9;
+        // window (1,0): rows 1-3 = [-1 1 -1; 1 -1 1; -1 -1 -1] against [1 -1 1; -1 1 -1; 1 -1 1] → 8 disagree, 1 agrees;
+        // window (1,1): [1 -1 1; -1 1 -1; -1 -1 -1] → 7 agree, 2 disagree.
+        #expect(sums == [9, -9, -7, 5])
+        // sign(S − 2) → [+1, −1, −1, +1]; score 0 = a[0] = 1, score 1 = a[3] + 1 = 2.
+        #expect(model.integerScores(image[...]) == [1, 2])
+        #expect(model.predict(image[...], integer: true) == 1)
+    }
+
+    @Test("scaled ReLU: L = S·K·α in fixed point, then ReLU")
+    func scaledReLUByHand() {
+        let model = Self.tiny(activation: .scaledReLU)
+        let image = [Float](repeating: 1, count: 16)
+        // All pixels +1 and |(1 − 0.5)/0.5| = 1, so K = 1 → 64 in fixed point; S = 1 (five +1 weights, four −1).
+        #expect(model.quantizedScaleMap(image[...]) == [64, 64, 64, 64])
+        #expect(model.integerActivations(image[...]) == [64 * 128, 64 * 128, 64 * 128, 64 * 128])
+    }
+
+    @Test("dense-layer gradients match finite differences (scaled ReLU, where the loss is smooth in them)")
+    func gradientCheck() {
+        var model = Self.tiny(activation: .scaledReLU)
+        model.denseWeights = [0.3, -0.2, 0.1, 0.4, -0.1, 0.2, 0.05, -0.3]
+        model.denseBias = [0.1, -0.1]
+        let layout = ParameterLayout(shape: model.shape)
+        let parameters = model.filterWeights + [0] + model.denseWeights + model.denseBias
+        let image: [Float] = [0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1, 0.9, 0.6, 0.2, 1, 0, 0.4, 0.5, 0.9, 0.3]
+        func loss(_ p: [Float]) -> Float {
+            var scratch = [Float](repeating: 0, count: layout.count)
+            return ForwardBackward(model: model, parameters: p, layout: layout, denseLevels: 7)
+                .accumulate(image: image[...], label: 1, into: &scratch).loss
+        }
+        var gradient = [Float](repeating: 0, count: layout.count)
+        _ = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: 7)
+            .accumulate(image: image[...], label: 1, into: &gradient)
+        for i in Array(layout.dense) + Array(layout.bias) {
+            var plus = parameters, minus = parameters
+            plus[i] += 1e-2
+            minus[i] -= 1e-2
+            let numeric = (loss(plus) - loss(minus)) / 2e-2
+            #expect(abs(numeric - gradient[i]) < 2e-3 * max(1, abs(numeric)), "parameter \(i): \(numeric) vs \(gradient[i])")
+        }
+    }
+
+    @Test("training lowers the loss, is reproducible, and the sign form's integer export matches its QAT forward pass")
+    func training() {
+        let samples = Array(0..<400)
+        var losses: [Double] = []
+        let options = BinarizedCNN.TrainingOptions(epochs: 4, learningRate: 0.005, threads: 2)
+        let model = BinarizedCNN.train(shape: .init(), activation: .sign, on: Self.mnist, samples: samples, options: options) { _, loss, _ in
+            losses.append(loss)
+        }
+        #expect(losses.last! < losses.first!)
+        #expect(model.isConsistent)
+        #expect(BinarizedCNN.train(shape: .init(), activation: .sign, on: Self.mnist, samples: samples, options: options) == model)
+        #expect(model.accuracy(on: Self.mnist, samples: Array(8000..<8200), integer: true) > 0.5)
+    }
+
+    @Test("the bundled CNNs score their recorded accuracies, and integer is within 0.5 points of float on MNIST")
+    func bundledModels() throws {
+        for name in ["paper-bnn-mnist", "paper-bnn-sign-mnist"] {
+            let file = try ModelCatalog.load(name)
+            let cnn = try #require(file.binarizedCNN)
+            #expect(cnn.isConsistent)
+            let split = file.datasetKind.evaluationSamples(in: Self.mnist)
+            #expect(split == Array(8000..<10000))
+            #expect(file.accuracy(on: Self.mnist, samples: split, integer: true) == file.integerAccuracy, "\(name)")
+            #expect(file.accuracy(on: Self.mnist, samples: split, integer: false) == file.floatAccuracy, "\(name)")
+            #expect(abs(file.integerAccuracy - file.floatAccuracy) <= 0.005, "\(name)")
+        }
+    }
+
+    @Test("a model file with an inconsistent CNN is refused with a clear error")
+    func inconsistentFile() throws {
+        var file = try ModelCatalog.load("paper-bnn-sign-mnist")
+        file.binarizedCNN!.integer.thresholds[0] = 7
+        let path = scratchFolder() + "/odd-threshold.json"
+        try file.save(path: path)
+        #expect(throws: ModelError.malformed(path: path, reason: "inconsistent binarized CNN parameters")) {
+            _ = try ModelFile.load(path: path)
+        }
+    }
+}

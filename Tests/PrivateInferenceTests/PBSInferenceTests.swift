@@ -1,0 +1,112 @@
+import Foundation
+import NeuralNet
+import Testing
+import TFHE
+@testable import PrivateInference
+
+/// The real datasets sit beside the repository in `../shared/data`; `OBSCURA_SHARED_DATA` points elsewhere.
+enum SharedData {
+    static let root: String = {
+        if let path = ProcessInfo.processInfo.environment["OBSCURA_SHARED_DATA"] { return path }
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        return here.appendingPathComponent("../../../shared/data").standardized.path
+    }()
+}
+
+/// One evaluation key of the secure 4-bit set, made once for all tests (0.2 s to make, 30 MB).
+enum SecureKeys {
+    static let secret = SecretKey(parameters: .integer4Bit128)
+    static let evaluation = EvaluationKey(secret.makeEvaluationKey())
+}
+
+/// Encrypts, evaluates and decrypts `records`, returning (decrypted scores, reference scores) per record.
+func runEncrypted(_ plan: InferencePlan, _ data: Dataset, _ records: [Int]) throws -> [([Int], [Int])] {
+    var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
+    let server = try PBSInferenceEvaluator(plan: plan, key: plan.bootstrapsPerInference > 0 ? SecureKeys.evaluation : nil)
+    return try records.map { index in
+        let inputs = try client.encrypt(data.sample(index)).map { $0.expanded() }
+        return (try client.decryptScores(try server.evaluate(inputs)), plan.referenceScores(data.sample(index)))
+    }
+}
+
+struct PBSInferenceTests {
+    @Test("perceptron: decrypted scores equal the integer reference's on all 115 test records, with no bootstrap")
+    func perceptronExact() throws {
+        let model = try ModelCatalog.load("paper-perceptron-cancer")
+        let data = try Dataset.breastCancer(folder: SharedData.root + "/breast-cancer")
+        let plan = try InferencePlan(model: model)
+        #expect(plan.bootstrapsPerInference == 0 && plan.parameters.securityBits >= 128)
+        let test = Dataset.breastCancerSplit().test
+        let results = try runEncrypted(plan, data, test)
+        for (index, (decrypted, reference)) in zip(test, results) { #expect(decrypted == reference, "record \(index)") }
+        let correct = zip(test, results).filter { plan.classify(scores: $1.0) == data.labels[$0] }.count
+        #expect(Double(correct) / Double(test.count) == model.integerAccuracy)
+    }
+
+    /// A random sign CNN on 8×8 images: 2 filters 5×5 → 2×4×4 signs → OR-pool 2×2 → 8 → 3 classes.
+    static func tinyNetwork() -> BinarizedCNN {
+        var random = SystemRandomNumberGenerator()
+        let shape = BinarizedCNN.Shape(imageSide: 8, kernelSide: 5, stride: 1, filterCount: 2, poolSide: 2, classCount: 3)
+        let filters = (0..<(shape.filterCount * shape.kernelArea)).map { _ in Float.random(in: -1...1, using: &random) }
+        let dense = (0..<(shape.classCount * shape.featureCount)).map { _ in Int.random(in: -7...7, using: &random) }
+        let thresholds = (0..<shape.filterCount).map { _ in 2 * Int.random(in: -3...3, using: &random) }
+        return BinarizedCNN(shape: shape, activation: .sign, pixelMean: 0.5, pixelDeviation: 0.3, filterWeights: filters,
+                            thresholds: thresholds.map(Float.init), denseWeights: dense.map(Float.init), denseBias: [0, 0, 0],
+                            integer: .init(filterSigns: filters.map { $0 >= 0 ? 1 : -1 }, thresholds: thresholds, alphas: [],
+                                           denseWeights: dense, denseBias: [3, -5, 40]))
+    }
+
+    @Test("a random tiny sign CNN, secure parameters: every decrypted score equals the reference, bootstraps as planned")
+    func tinyCNNExact() throws {
+        let cnn = Self.tinyNetwork()
+        #expect(cnn.isConsistent)
+        let plan = try InferencePlan(modelName: "tiny", network: .signCNN(cnn))
+        #expect(plan.bootstrapsPerInference == 2 * 4 * 4 + 2 * 2 * 2)
+        let images = (0..<4).flatMap { _ in (0..<64).map { _ in Float.random(in: 0...1) } }
+        let data = try Dataset(name: "random", sampleShape: [1, 8, 8], features: images, labels: [0, 1, 2, 0], classNames: ["a", "b", "c"])
+        for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
+    }
+
+    @Test("the bundled sign CNN on a real MNIST image, secure parameters: exact scores (2,160 bootstraps)")
+    func bundledCNNExact() throws {
+        let plan = try InferencePlan(model: try ModelCatalog.load("paper-bnn-sign-mnist"))
+        #expect(plan.bootstrapsPerInference == 3 * 24 * 24 + 3 * 12 * 12)
+        #expect(plan.failureLog2 < -100)
+        let data = try Dataset.mnist(folder: SharedData.root + "/mnist")
+        for (decrypted, reference) in try runEncrypted(plan, data, [8000]) { #expect(decrypted == reference) }
+    }
+
+    @Test("dense planning: each partial sum's range fits the torus and the split is the smallest that decodes")
+    func densePlan() throws {
+        let weights = [[Int]](repeating: [Int](repeating: 7, count: 400), count: 2)
+        let plan = try DensePlan(weights: weights, bias: [100, -100], featureVariance: 1e-12)
+        let largest = plan.chunks.map { $0.count * 7 }.max()! + 100
+        #expect(Double(plan.delta) * Double(2 * largest + 1) < 18_446_744_073_709_551_616)
+        #expect(plan.failureLog2 <= InferencePlan.failureTargetLog2)
+        // 400 weights of 7 at this noise do not decode in one sum; two ±1 weights do.
+        #expect(plan.chunks.count > 1)
+        #expect(try DensePlan(weights: [[1, -1]], bias: [0], featureVariance: 1e-9).chunks.count == 1)
+        #expect(plan.chunks.reduce(0) { $0 + $1.count } == 400)
+    }
+
+    @Test("refused: the scaled-ReLU model, a key of another parameter set, a wrong number of inputs, a missing key")
+    func refusals() throws {
+        #expect(throws: InferenceError.self) { _ = try InferencePlan(model: try ModelCatalog.load("paper-bnn-mnist")) }
+        let plan = try InferencePlan(modelName: "tiny", network: .signCNN(Self.tinyNetwork()))
+        let otherKey = EvaluationKey(SecretKey(parameters: .insecureTestOnly).makeEvaluationKey())
+        #expect(throws: InferenceError.parameterMismatch(expected: "int4-128", found: "INSECURE-test-only")) {
+            _ = try PBSInferenceEvaluator(plan: plan, key: otherKey)
+        }
+        #expect(throws: InferenceError.missingEvaluationKey(bootstraps: plan.bootstrapsPerInference)) {
+            _ = try PBSInferenceEvaluator(plan: plan, key: nil)
+        }
+        let server = try PBSInferenceEvaluator(plan: plan, key: SecureKeys.evaluation)
+        #expect(throws: InferenceError.sizeMismatch(what: "input ciphertexts", expected: 64, found: 3)) {
+            _ = try server.evaluate([LweCiphertext](repeating: .trivial(dimension: 2048, body: 0), count: 3))
+        }
+        var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
+        #expect(throws: InferenceError.sizeMismatch(what: "record values", expected: 64, found: 2)) {
+            _ = try client.encrypt([0, 1][...])
+        }
+    }
+}
