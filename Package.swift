@@ -60,7 +60,7 @@ let package = Package(
         .target(
             name: "NeuralNet",
             dependencies: ["CZlib"],
-            resources: [.copy("Resources/Models")],
+            resources: [.copy("Resources/Models"), .copy("Resources/Samples")],
             swiftSettings: nativeVectorFlags),
         .target(
             name: "PrivateInference",

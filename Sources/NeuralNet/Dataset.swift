@@ -64,14 +64,42 @@ extension Dataset {
             }
             throw .unreadable(path: "\(folder)/\(stem)[.gz]")
         }
-        let images = try IDXReader.images(at: try find("\(split)-images-idx3-ubyte"))
-        let labels = try IDXReader.labels(at: try find("\(split)-labels-idx1-ubyte"))
+        return try idx(images: try find("\(split)-images-idx3-ubyte"), labels: try find("\(split)-labels-idx1-ubyte"),
+                       name: name, classNames: classNames)
+    }
+
+    /// Images and labels from two IDX files (plain or .gz).
+    public static func idx(images imagePath: String, labels labelPath: String, name: String,
+                           classNames: [String]) throws(DatasetError) -> Dataset {
+        let images = try IDXReader.images(at: imagePath)
+        let labels = try IDXReader.labels(at: labelPath)
         guard images.count == labels.count else {
-            throw .mismatch("\(folder): \(images.count) images but \(labels.count) labels")
+            throw .mismatch("\(imagePath): \(images.count) images but \(labelPath) has \(labels.count) labels")
         }
         return try Dataset(name: name, sampleShape: [1, images.rows, images.columns],
                            features: images.pixels.map { Float($0) / 255 }, labels: labels.map(Int.init),
                            classNames: classNames)
+    }
+
+    /// The 16 MNIST images 8000..<8016 and the 115 breast-cancer test records that ship inside
+    /// Obscura (`Resources/Samples`, see its ATTRIBUTION.md): enough for the demo and the tests.
+    public static func bundledSample(_ kind: DatasetKind) throws(DatasetError) -> Dataset {
+        func resource(_ name: String) throws(DatasetError) -> String {
+            guard let url = Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Samples") else {
+                throw .unreadable(path: "bundled Samples/\(name)")
+            }
+            return url.path
+        }
+        switch kind {
+        case .breastCancer:
+            return try breastCancer(file: try resource("wdbc-test-115.csv"))
+        case .mnist:
+            return try idx(images: try resource("mnist-8000-8015-images-idx3-ubyte"),
+                           labels: try resource("mnist-8000-8015-labels-idx1-ubyte"),
+                           name: "mnist", classNames: (0..<10).map(String.init))
+        case .fashionMNIST:
+            throw .unreadable(path: "no bundled Fashion-MNIST sample (apt-get install dataset-fashion-mnist)")
+        }
     }
 
     /// The MNIST test set (`../shared/data/mnist`). The training set is not available on this
@@ -95,7 +123,11 @@ extension Dataset {
     /// The Wisconsin diagnostic breast cancer data (`wdbc.csv` in scikit-learn's layout: a
     /// header "samples,features,class names...", then one record per line, label last).
     public static func breastCancer(folder: String) throws(DatasetError) -> Dataset {
-        let path = "\(folder)/wdbc.csv"
+        try breastCancer(file: "\(folder)/wdbc.csv")
+    }
+
+    /// Breast-cancer records from one CSV file in the layout of ``breastCancer(folder:)``.
+    public static func breastCancer(file path: String) throws(DatasetError) -> Dataset {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
             throw .unreadable(path: path)
         }

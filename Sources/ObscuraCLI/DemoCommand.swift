@@ -1,92 +1,76 @@
 import ArgumentParser
-import TFHE
+import NeuralNet
+import PrivateInference
 
-/// The README's first command: a client and a server in one process, separated by the bytes
-/// that would cross the network.
+/// The README's first command: private inference end to end on bundled data with bundled models,
+/// a client and a server in one process separated by the bytes that would cross the network.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Encrypt on a client, compute on a server that holds only the evaluation key, decrypt.")
+        abstract: "Private inference on bundled data: the client encrypts, the server computes on ciphertexts, the client decrypts.")
 
-    @Option(help: "First input bit (0 or 1).") var a = 1
-    @Option(help: "Second input bit (0 or 1).") var b = 0
-    @Option(help: "A 4-bit input for the programmable-bootstrapping step (0...15).") var x = 11
+    @Option(help: "MNIST images to classify encrypted with the binarized CNN (0...16; about 20 s each on 2 cores).")
+    var images = 2
 
     func validate() throws {
-        guard [0, 1].contains(a), [0, 1].contains(b) else { throw ValidationError("--a and --b must be 0 or 1") }
-        guard (0...15).contains(x) else { throw ValidationError("--x must be in 0...15") }
+        guard (0...16).contains(images) else { throw ValidationError("--images must be in 0...16 (16 images are bundled)") }
     }
 
     func run() throws {
-        print("Obscura TFHE demo: the server computes on ciphertexts and never sees a key that decrypts.")
-        try runGates()
-        try runLookupTable()
+        print("Obscura demo: the server evaluates each network on ciphertexts with plaintext weights and never holds a key")
+        print("that decrypts; only the client sees its record and the prediction. Parameters: 128-bit (tfhe-rs sets).")
+        try runPerceptron()
+        if images > 0 { try runConvolutionalNetwork() }
     }
 
-    private func runGates() throws {
-        let parameters = TFHEParameters.gates128
-        print("\n[gates] parameter set \(parameters)")
-        var secret: SecretKey!
-        var uploadKey: [UInt8] = []
-        let keygen = Clock.seconds {
-            secret = SecretKey(parameters: parameters)
-            uploadKey = secret.makeEvaluationKey().serialized()
+    private func runPerceptron() throws {
+        print("\n[1] paper-perceptron-cancer: the main paper's binarized perceptron on the 115 bundled breast-cancer test records")
+        var session = try LocalInference(model: try ModelCatalog.load("paper-perceptron-cancer"),
+                                         dataset: try Dataset.bundledSample(.breastCancer))
+        describe(session.plan)
+        var outcomes: [LocalInference.Outcome] = []
+        for index in 0..<session.dataset.count { outcomes.append(try session.run(record: index)) }
+        let names = session.dataset.classNames
+        for outcome in outcomes.prefix(5) {
+            print(String(format: "  record %3d: encrypted prediction %@, label %@, %.2f ms", outcome.record,
+                         names[outcome.encryptedClass], names[outcome.label], outcome.seconds * 1000))
         }
-        print("client: secret key and evaluation key in \(ms(keygen)); evaluation key upload \(mb(uploadKey.count))")
-        var encryptor = Encryptor(secretKey: secret)
-        let upload = [encryptor.encryptSeeded(plaintext: BooleanEncoding.encode(a == 1)),
-                      encryptor.encryptSeeded(plaintext: BooleanEncoding.encode(b == 1))].serialized(parameters: parameters)
-        print("client: encrypted a=\(a), b=\(b): \(upload.count) bytes to upload (seeded ciphertexts)")
-
-        // Server side: only bytes come in.
-        var key: EvaluationKey!
-        let load = try Clock.seconds { key = EvaluationKey(try CompressedEvaluationKey(deserializing: uploadKey, expecting: parameters)) }
-        print("server: evaluation key expanded in \(ms(load))")
-        let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: parameters).map { $0.expanded() }
-        let evaluator = Evaluator(key: key)
-        var results: [(Evaluator.Gate, LweCiphertext, Double)] = []
-        for gate in Evaluator.Gate.allCases {
-            var output: LweCiphertext!
-            let seconds = Clock.seconds { output = evaluator.gate(gate, inputs[0], inputs[1]) }
-            results.append((gate, output, seconds))
-        }
-        let download = results.map(\.1).serialized(parameters: parameters)
-
-        // Client side again.
-        let outputs = try [LweCiphertext](deserializing: download, expecting: parameters)
-        for (index, (gate, _, seconds)) in results.enumerated() {
-            let bit = encryptor.decryptBit(outputs[index])
-            let expected = gate.evaluate(a == 1, b == 1)
-            print("  \(gate.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0))(a, b) = \(bit ? 1 : 0)"
-                  + "  (expected \(expected ? 1 : 0), \(ms(seconds)), one bootstrap)")
-            guard bit == expected else { throw DemoError.wrongResult(gate.rawValue) }
-        }
+        try summarize(outcomes)
     }
 
-    private func runLookupTable() throws {
-        let parameters = TFHEParameters.integer4Bit128
-        print("\n[programmable bootstrapping] parameter set \(parameters)")
-        let secret = SecretKey(parameters: parameters)
-        let key = EvaluationKey(secret.makeEvaluationKey())
-        var encryptor = Encryptor(secretKey: secret)
-        let input = encryptor.encryptInteger(x)
-        let evaluator = Evaluator(key: key)
-        var output: LweInteger!
-        let seconds = try Clock.seconds { output = try evaluator.apply({ ($0 * $0 + 3) % 16 }, to: input) }
-        let value = encryptor.decrypt(output)
-        print("  server: f(x) = (x² + 3) mod 16 on encrypted x in \(ms(seconds)), one bootstrap")
-        print("  client: decrypts f(\(x)) = \(value) (expected \((x * x + 3) % 16))")
-        guard value == (x * x + 3) % 16 else { throw DemoError.wrongResult("lookup table") }
+    private func runConvolutionalNetwork() throws {
+        print("\n[2] paper-bnn-sign-mnist: the paper's binarized CNN with sign activations on \(images) bundled MNIST images")
+        var session = try LocalInference(model: try ModelCatalog.load("paper-bnn-sign-mnist"), dataset: try Dataset.bundledSample(.mnist))
+        describe(session.plan)
+        print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB (once per client)", session.keygenSeconds,
+                     Double(session.evaluationKeyBytes) / 1e6))
+        var outcomes: [LocalInference.Outcome] = []
+        for index in 0..<images {
+            let outcome = try session.run(record: index, progress: layerProgress())
+            outcomes.append(outcome)
+            print(String(format: "  MNIST test image %d: encrypted prediction %d, label %d, %.1f s (upload %.0f KB, download %.1f MB)",
+                         8000 + index, outcome.encryptedClass, outcome.label, outcome.seconds,
+                         Double(outcome.uploadBytes) / 1e3, Double(outcome.downloadBytes) / 1e6))
+        }
+        try summarize(outcomes)
     }
 
-    private func ms(_ seconds: Double) -> String { String(format: "%.1f ms", seconds * 1000) }
-    private func mb(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }
+    /// Prints accuracy and exactness, and fails the demo if any decrypted score differs from the
+    /// plaintext integer reference.
+    private func summarize(_ outcomes: [LocalInference.Outcome]) throws {
+        let correct = outcomes.filter { $0.encryptedClass == $0.label }.count
+        let exact = outcomes.filter(\.exact).count
+        let times = outcomes.map(\.seconds).sorted()
+        print(String(format: "  %d/%d correct; decrypted scores equal the plaintext integer reference on %d/%d; median %.3f s per record",
+                     correct, outcomes.count, exact, outcomes.count, times[times.count / 2]))
+        guard exact == outcomes.count else { throw DemoError.wrongResult("\(outcomes.count - exact) encrypted inference(s)") }
+    }
 }
 
 enum DemoError: Error, CustomStringConvertible {
     case wrongResult(String)
     var description: String {
         switch self {
-        case .wrongResult(let what): "the decrypted result of \(what) is wrong"
+        case .wrongResult(let what): "the decrypted result of \(what) differs from the plaintext reference"
         }
     }
 }

@@ -19,10 +19,11 @@ struct InferenceOptions: ParsableArguments {
 /// Prints the plan: where the bootstraps go and how likely a decoding failure is.
 func describe(_ plan: InferencePlan) {
     print("plan for \(plan.modelName) on \(plan.parameters.name) (\(plan.parameters.securityBits)-bit, \(plan.parameters.source)):")
+    func failure(_ log2: Double) -> String { log2 <= -200 ? "below 2^-200" : String(format: "2^%.1f", log2) }
     for step in plan.steps {
-        print(String(format: "  %@: %d bootstraps, p-fail 2^%.1f", step.name, step.bootstraps, step.failureLog2))
+        print("  \(step.name): \(step.bootstraps) bootstraps, p-fail \(failure(step.failureLog2))")
     }
-    print(String(format: "  total %d bootstraps per inference, p-fail 2^%.1f", plan.bootstrapsPerInference, plan.failureLog2))
+    print("  total \(plan.bootstrapsPerInference) bootstraps per inference, p-fail \(failure(plan.failureLog2))")
 }
 
 /// A progress line per layer on standard error.

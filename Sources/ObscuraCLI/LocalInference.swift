@@ -25,13 +25,21 @@ struct LocalInference {
     private var client: InferenceClient
     private let server: PBSInferenceEvaluator
 
-    /// Loads the model and its data, generates the client's keys and sets up the server with the
-    /// serialized evaluation key only.
+    let evaluationSplit: [Int]
+
+    /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
     init(model name: String, dataFolder: String?) throws {
         let model = try ModelCatalog.load(name)
+        try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder))
+    }
+
+    /// Compiles the model, generates the client's keys and sets up the server with the serialized
+    /// evaluation key only.
+    init(model: ModelFile, dataset: Dataset) throws {
         let plan = try InferencePlan(model: model)
         self.plan = plan
-        dataset = try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder)
+        self.dataset = dataset
+        evaluationSplit = model.datasetKind.evaluationSamples(in: dataset)
         guard dataset.sampleSize == model.inputSize else {
             throw InferenceError.sizeMismatch(what: "\(dataset.name) record values", expected: model.inputSize, found: dataset.sampleSize)
         }
@@ -51,12 +59,8 @@ struct LocalInference {
 
     /// The records of the model's evaluation split, or of `range` ("A..<B"), the first `limit` of them.
     func records(range: String?, limit: Int?) throws -> [Int] {
-        let all = try range.map { try parseRange($0, count: dataset.count) } ?? modelSplit()
+        let all = try range.map { try parseRange($0, count: dataset.count) } ?? evaluationSplit
         return Array(all.prefix(limit ?? all.count))
-    }
-
-    private func modelSplit() throws -> [Int] {
-        try ModelCatalog.load(plan.modelName).datasetKind.evaluationSamples(in: dataset)
     }
 
     /// Encrypts record `index`, evaluates it on the server, decrypts, and checks the scores
