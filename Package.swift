@@ -64,7 +64,7 @@ let package = Package(
             swiftSettings: nativeVectorFlags),
         .target(
             name: "PrivateInference",
-            dependencies: ["TFHE", "NeuralNet"],
+            dependencies: ["TFHE", "CipherCircuits", "NeuralNet"],
             swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,18 +1,20 @@
 import Foundation
 
-/// The main paper's binarized perceptron (its breast-cancer model): the client standardizes a
-/// record with the training set's statistics (Batchnorm) and keeps the signs (Binactive), the
-/// server computes sign(α·Σ w_i·x_i + b) with binary weights w_i = sign(W_i).
+/// The main paper's binarized perceptron (its breast-cancer model): the client shifts each
+/// feature by a per-feature threshold (Batchnorm's learned shift) and keeps the signs
+/// (Binactive), the server computes sign(α·Σ w_i·x_i + b) with binary weights w_i = sign(W_i).
+///
+/// The thresholds are learned from the training records: for each feature, the split that best
+/// separates the two classes on its own (a decision stump). Only the sign of the shifted value
+/// reaches the network, so Batchnorm's scale plays no part.
 ///
 /// Its exact integer form, the contract for encrypted engines: score = Σ w_i·x_i with
 /// w_i, x_i ∈ {-1, +1}, class 1 (benign) iff score ≥ ``integerThreshold``. Because α > 0 and the
 /// score has the parity of the feature count, the threshold ⌈-b/α⌉ (moved up to that parity)
 /// makes the integer form decide exactly as the float form does on every record.
 public struct BinarizedPerceptron: Codable, Sendable, Equatable {
-    /// The training set's per-feature mean (client-side Batchnorm).
-    public var featureMeans: [Float]
-    /// The training set's per-feature standard deviation.
-    public var featureDeviations: [Float]
+    /// Per-feature thresholds: x_i = +1 where the feature reaches its threshold, else -1.
+    public var featureThresholds: [Float]
     /// sign(W_i) ∈ {-1, +1}.
     public var weightSigns: [Int]
     /// α = mean |W_i|, the XNOR-Net scale.
@@ -25,12 +27,10 @@ public struct BinarizedPerceptron: Codable, Sendable, Equatable {
     /// The number of input features.
     public var featureCount: Int { weightSigns.count }
 
-    /// Batchnorm then Binactive: each feature standardized and replaced by its sign (±1).
+    /// Batchnorm then Binactive: each feature shifted by its threshold and replaced by its sign (±1).
     public func binarize(_ record: ArraySlice<Float>) -> [Int] {
         precondition(record.count == featureCount, "expected \(featureCount) features")
-        return zip(record, zip(featureMeans, featureDeviations)).map { value, stats in
-            (value - stats.0) / stats.1 >= 0 ? 1 : -1
-        }
+        return zip(record, featureThresholds).map { $0 >= $1 ? 1 : -1 }
     }
 
     /// Σ w_i·x_i on binarized inputs: the only thing the server computes.
@@ -90,13 +90,12 @@ extension BinarizedPerceptron {
     public static func train(on data: Dataset, samples: [Int], options: TrainingOptions = .init(),
                              progress: (Int, Double, Double) -> Void = { _, _, _ in }) -> BinarizedPerceptron {
         let d = data.sampleSize
-        var means = [Float](repeating: 0, count: d), deviations = [Float](repeating: 0, count: d)
-        for i in samples { for (j, v) in data.sample(i).enumerated() { means[j] += v } }
-        means = means.map { $0 / Float(samples.count) }
-        for i in samples { for (j, v) in data.sample(i).enumerated() { deviations[j] += (v - means[j]) * (v - means[j]) } }
-        deviations = deviations.map { max(($0 / Float(samples.count)).squareRoot(), 1e-6) }
-        let stats = BinarizedPerceptron(featureMeans: means, featureDeviations: deviations,
-                                        weightSigns: [Int](repeating: 1, count: d), alpha: 1, bias: 0, integerThreshold: 0)
+        let thresholds = (0..<d).map { feature in
+            stumpThreshold(values: samples.map { data.sample($0)[data.sample($0).startIndex + feature] },
+                           labels: samples.map { data.labels[$0] })
+        }
+        let stats = BinarizedPerceptron(featureThresholds: thresholds, weightSigns: [Int](repeating: 1, count: d),
+                                        alpha: 1, bias: 0, integerThreshold: 0)
         let inputs = samples.map { stats.binarize(data.sample($0)).map(Float.init) }
         let targets = samples.map { Float(data.labels[$0]) }
 
@@ -140,9 +139,28 @@ extension BinarizedPerceptron {
         return binarized(stats: stats, weights: weights, bias: bias)
     }
 
+    /// The threshold t among the values that maximizes the accuracy of "class 1 iff value ≥ t"
+    /// or of its opposite (the first such value on ties).
+    static func stumpThreshold(values: [Float], labels: [Int]) -> Float {
+        let order = values.indices.sorted { values[$0] < values[$1] }
+        let positives = labels.reduce(0, +)
+        // Walking up the sorted values: below holds the records under the candidate threshold.
+        var belowPositives = 0, best = (score: -1, threshold: values[order[0]])
+        for (rank, index) in order.enumerated() {
+            if rank == 0 || values[index] != values[order[rank - 1]] {
+                let belowNegatives = rank - belowPositives
+                let aboveCorrect = (positives - belowPositives) + belowNegatives
+                let score = max(aboveCorrect, values.count - aboveCorrect)
+                if score > best.score { best = (score, values[index]) }
+            }
+            belowPositives += labels[index]
+        }
+        return best.threshold
+    }
+
     static func binarized(stats: BinarizedPerceptron, weights: [Float], bias: Float) -> BinarizedPerceptron {
         let alpha = max(weights.reduce(0) { $0 + abs($1) } / Float(weights.count), 1e-6)
-        return BinarizedPerceptron(featureMeans: stats.featureMeans, featureDeviations: stats.featureDeviations,
+        return BinarizedPerceptron(featureThresholds: stats.featureThresholds,
                                    weightSigns: weights.map { $0 >= 0 ? 1 : -1 }, alpha: alpha, bias: bias,
                                    integerThreshold: threshold(alpha: alpha, bias: bias, featureCount: weights.count))
     }

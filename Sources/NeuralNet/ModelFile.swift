@@ -145,9 +145,9 @@ public struct ModelFile: Codable, Sendable, Equatable {
         }
         switch (model.perceptron, model.binarizedCNN) {
         case (let p?, nil):
-            guard p.featureMeans.count == p.featureCount, p.featureDeviations.count == p.featureCount,
+            guard p.featureThresholds.count == p.featureCount, p.featureThresholds.allSatisfy(\.isFinite),
                   p.weightSigns.allSatisfy({ $0 == 1 || $0 == -1 }), p.alpha > 0,
-                  p.featureDeviations.allSatisfy({ $0 > 0 }) else {
+                  p.alpha.isFinite, p.bias.isFinite else {
                 throw .malformed(path: path, reason: "inconsistent perceptron parameters")
             }
         case (nil, let cnn?):

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CipherCircuits
 import Foundation
 import NeuralNet
 import PrivateInference
@@ -10,6 +11,10 @@ struct InferenceOptions: ParsableArguments {
     @Option(help: "The dataset folder (default: the model's dataset folder).") var data: String?
     @Option(help: "Records A..<B instead of the model's evaluation split.") var range: String?
     @Option(help: "Take only the first N records.") var images: Int?
+    @Option(help: "pbs (default): linear layers and sign bootstraps; bitwise: the paper's bit-level circuits (perceptron).")
+    var mode: InferenceMode = .pbs
+    @Option(help: "Bitwise mode's circuits: paper (as published) or fast (majority carries, fewer bootstraps).")
+    var circuit: CircuitMethod = .paper
 
     func validate() throws {
         if let images, images < 1 { throw ValidationError("--images must be at least 1") }
@@ -45,20 +50,20 @@ struct InferLocal: ParsableCommand {
     @OptionGroup var options: InferenceOptions
 
     func run() throws {
-        var session = try LocalInference(model: options.model, dataFolder: options.data)
-        describe(session.plan)
+        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit)
+        if options.mode == .pbs { describe(session.plan) }
         print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB", session.keygenSeconds,
                      Double(session.evaluationKeyBytes) / 1e6))
         let records = try session.records(range: options.range, limit: options.images ?? 10)
         var mismatches = 0
-        let showLayers = session.plan.bootstrapsPerInference > 0
+        let showLayers = options.mode == .pbs && session.plan.bootstrapsPerInference > 0
         for index in records {
             let progress = layerProgress(quiet: !showLayers)
             let outcome: LocalInference.Outcome = try session.run(record: index, progress: progress)
             if !outcome.exact { mismatches += 1 }
-            print(String(format: "record %5d: encrypted class %d, plaintext reference %d, label %d, %@, %.3f s",
+            print(String(format: "record %5d: encrypted class %d, plaintext reference %d, label %d, %@, %.3f s, %d bootstraps",
                          index, outcome.encryptedClass, outcome.referenceClass, outcome.label,
-                         outcome.exact ? "scores exact" : "SCORES DIFFER", outcome.seconds))
+                         outcome.exact ? "scores exact" : "SCORES DIFFER", outcome.seconds, outcome.bootstraps))
         }
         guard mismatches == 0 else { throw ValidationError("\(mismatches) record(s) decrypted to scores other than the reference's") }
     }
@@ -73,8 +78,8 @@ struct BenchInfer: ParsableCommand {
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
 
     func run() throws {
-        var session = try LocalInference(model: options.model, dataFolder: options.data)
-        if !json { describe(session.plan) }
+        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit)
+        if !json && options.mode == .pbs { describe(session.plan) }
         let records = try session.records(range: options.range, limit: options.images)
         let progress = Progress(total: records.count, label: "encrypted inferences", quiet: false)
         var outcomes: [LocalInference.Outcome] = []
@@ -92,13 +97,15 @@ struct BenchInfer: ParsableCommand {
         report.add("encrypted_accuracy", Double(outcomes.filter { $0.encryptedClass == $0.label }.count) / count, "")
         report.add("plaintext_accuracy", Double(outcomes.filter { $0.referenceClass == $0.label }.count) / count, "")
         report.add("exact_match_rate", Double(outcomes.filter(\.exact).count) / count, "")
-        report.add("bootstraps_per_image", Double(session.plan.bootstrapsPerInference), "")
-        report.add("threads", Double(ProcessInfoCores.active), "")
+        report.add("bootstraps_per_image", Double(outcomes[0].bootstraps), "")
+        // The bitwise circuits are one dependent chain of gates: one thread.
+        report.add("threads", Double(options.mode == .pbs ? ProcessInfoCores.active : 1), "")
         report.add("upload_bytes_per_image", Double(outcomes[0].uploadBytes), "B")
         report.add("download_bytes_per_image", Double(outcomes[0].downloadBytes), "B")
         report.add("evaluation_key_bytes", Double(session.evaluationKeyBytes), "B")
-        report.add("security_bits", Double(session.plan.parameters.securityBits), "bits")
-        report.add("failure_log2_per_image", session.plan.failureLog2, "")
+        let parameters = options.mode == .pbs ? session.plan.parameters : BitwisePerceptronEvaluator.parameters
+        report.add("security_bits", Double(parameters.securityBits), "bits")
+        if options.mode == .pbs { report.add("failure_log2_per_image", max(session.plan.failureLog2, -999), "") }
         if json { print(report.json()) }
     }
 }

@@ -1,10 +1,21 @@
+import ArgumentParser
+import CipherCircuits
 import Foundation
 import NeuralNet
 import PrivateInference
 import TFHE
 
-/// A client and a `pbs`-mode server in one process, separated by the bytes that would cross
-/// the network: what `infer-local`, `bench infer` and the demo run.
+/// How the server evaluates the network.
+enum InferenceMode: String, ExpressibleByArgument, CaseIterable {
+    /// Linear layers on LWE integers, one sign bootstrap per neuron (the default).
+    case pbs
+    /// The main paper's design: boolean ciphertexts and bit-level circuits (perceptron only,
+    /// end to end).
+    case bitwise
+}
+
+/// A client and a server in one process, separated by the bytes that would cross the network:
+/// what `infer-local`, `bench infer` and the demo run.
 struct LocalInference {
     /// One record's outcome.
     struct Outcome {
@@ -16,45 +27,65 @@ struct LocalInference {
         let seconds: Double
         let uploadBytes: Int
         let downloadBytes: Int
+        let bootstraps: Int
     }
 
-    let plan: InferencePlan
+    /// The two engines, each a client and a server.
+    private enum Engine {
+        case pbs(InferenceClient, PBSInferenceEvaluator)
+        case bitwise(BitwisePerceptronClient, BitwisePerceptronEvaluator)
+    }
+
+    let model: ModelFile
     let dataset: Dataset
+    let mode: InferenceMode
     let evaluationKeyBytes: Int
     let keygenSeconds: Double
-    private var client: InferenceClient
-    private let server: PBSInferenceEvaluator
-
     let evaluationSplit: [Int]
+    /// The pbs plan (also describes the model in bitwise mode).
+    let plan: InferencePlan
+    private var engine: Engine
 
     /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
-    init(model name: String, dataFolder: String?) throws {
+    init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper) throws {
         let model = try ModelCatalog.load(name)
-        try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder))
+        try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder),
+                      mode: mode, circuit: circuit)
     }
 
     /// Compiles the model, generates the client's keys and sets up the server with the serialized
     /// evaluation key only.
-    init(model: ModelFile, dataset: Dataset) throws {
-        let plan = try InferencePlan(model: model)
-        self.plan = plan
-        self.dataset = dataset
-        evaluationSplit = model.datasetKind.evaluationSamples(in: dataset)
+    init(model: ModelFile, dataset: Dataset, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper) throws {
         guard dataset.sampleSize == model.inputSize else {
             throw InferenceError.sizeMismatch(what: "\(dataset.name) record values", expected: model.inputSize, found: dataset.sampleSize)
         }
-        // A plan without bootstraps (the perceptron: one linear layer) needs no evaluation key.
-        let needsKey = plan.bootstrapsPerInference > 0
-        var client: InferenceClient!
+        let plan = try InferencePlan(model: model)
+        self.model = model
+        self.plan = plan
+        self.dataset = dataset
+        self.mode = mode
+        evaluationSplit = model.datasetKind.evaluationSamples(in: dataset)
         var upload: [UInt8] = []
-        keygenSeconds = Clock.seconds {
-            client = InferenceClient(plan: plan)
-            if needsKey { upload = client.makeEvaluationKey().serialized() }
+        let start = Clock.now()
+        switch mode {
+        case .pbs:
+            // A plan without bootstraps (the perceptron: one linear layer) needs no evaluation key.
+            let client = InferenceClient(plan: plan)
+            if plan.bootstrapsPerInference > 0 { upload = client.makeEvaluationKey().serialized() }
+            keygenSeconds = Double(Clock.now() - start) / 1e9
+            let key = upload.isEmpty ? nil : EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: plan.parameters))
+            engine = .pbs(client, try PBSInferenceEvaluator(plan: plan, key: key))
+        case .bitwise:
+            guard let perceptron = model.perceptron else {
+                throw InferenceError.unsupportedModel("bitwise mode runs the perceptron end to end; for the CNN see `bench infer-layers`")
+            }
+            let client = BitwisePerceptronClient(perceptron: perceptron)
+            upload = client.makeEvaluationKey().serialized()
+            keygenSeconds = Double(Clock.now() - start) / 1e9
+            let key = EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: BitwisePerceptronEvaluator.parameters))
+            engine = .bitwise(client, try BitwisePerceptronEvaluator(perceptron: perceptron, method: circuit, key: key))
         }
-        self.client = client
         evaluationKeyBytes = upload.count
-        let key = needsKey ? EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: plan.parameters)) : nil
-        server = try PBSInferenceEvaluator(plan: plan, key: key)
     }
 
     /// The records of the model's evaluation split, or of `range` ("A..<B"), the first `limit` of them.
@@ -63,23 +94,39 @@ struct LocalInference {
         return Array(all.prefix(limit ?? all.count))
     }
 
-    /// Encrypts record `index`, evaluates it on the server, decrypts, and checks the scores
-    /// against the integer reference.
+    /// Encrypts record `index`, evaluates it on the server, decrypts, and checks the result
+    /// against the integer reference (scores, and in bitwise mode the class bit too).
     mutating func run(record index: Int, progress: @escaping PBSInferenceEvaluator.Progress = { _, _, _ in }) throws -> Outcome {
         let record = dataset.sample(index)
-        var uploadBytes = 0, downloadBytes = 0
-        var scores: [Int] = []
-        let seconds = try Clock.seconds {
+        let reference = plan.referenceScores(record)
+        let referenceClass = plan.classify(scores: reference)
+        var uploadBytes = 0, downloadBytes = 0, bootstraps = 0
+        var scores: [Int] = [], decided = -1
+        let start = Clock.now()
+        switch engine {
+        case .pbs(var client, let server):
             let upload = try client.encrypt(record).serialized(parameters: plan.parameters)
-            uploadBytes = upload.count
             let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
             let download = try server.evaluate(inputs, progress: progress).serialized(parameters: plan.parameters)
-            downloadBytes = download.count
             scores = try client.decryptScores(try [LweCiphertext](deserializing: download, expecting: plan.parameters))
+            decided = plan.classify(scores: scores)
+            (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, plan.bootstrapsPerInference)
+            engine = .pbs(client, server)
+        case .bitwise(var client, let server):
+            let parameters = BitwisePerceptronEvaluator.parameters
+            let upload = try client.encrypt(record).serialized(parameters: parameters)
+            let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: parameters).map { $0.expanded() }
+            let result = try server.evaluate(inputs)
+            let download = result.outputs.serialized(parameters: parameters)
+            let decrypted = client.decrypt(try [LweCiphertext](deserializing: download, expecting: parameters))
+            (scores, decided) = ([decrypted.score], decrypted.decision)
+            (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, result.bootstraps)
+            engine = .bitwise(client, server)
         }
-        let reference = plan.referenceScores(record)
-        return Outcome(record: index, label: dataset.labels[index], encryptedClass: plan.classify(scores: scores),
-                       referenceClass: plan.classify(scores: reference), exact: scores == reference, seconds: seconds,
-                       uploadBytes: uploadBytes, downloadBytes: downloadBytes)
+        return Outcome(record: index, label: dataset.labels[index], encryptedClass: decided, referenceClass: referenceClass,
+                       exact: scores == reference && decided == referenceClass, seconds: Double(Clock.now() - start) / 1e9,
+                       uploadBytes: uploadBytes, downloadBytes: downloadBytes, bootstraps: bootstraps)
     }
 }
+
+extension CircuitMethod: ExpressibleByArgument {}

@@ -29,7 +29,7 @@ struct PerceptronTests {
         #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, featureCount: 3) == 3)
         // With 4 features s is even: the threshold is 4.
         #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, featureCount: 4) == 4)
-        let tiny = BinarizedPerceptron(featureMeans: [0, 0, 0], featureDeviations: [1, 1, 1], weightSigns: [1, -1, 1],
+        let tiny = BinarizedPerceptron(featureThresholds: [0, 0, 0], weightSigns: [1, -1, 1],
                                        alpha: 0.5, bias: -1.2, integerThreshold: 3)
         #expect(tiny.integerScore(tiny.binarize([1, -1, 2])) == 3)
         #expect(tiny.predictInteger([1, -1, 2]) == 1 && tiny.predictFloat([1, -1, 2]) == 1)

@@ -1,4 +1,5 @@
 import Foundation
+import CipherCircuits
 import NeuralNet
 import Testing
 import TFHE
@@ -107,6 +108,28 @@ struct PBSInferenceTests {
         var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
         #expect(throws: InferenceError.sizeMismatch(what: "record values", expected: 64, found: 2)) {
             _ = try client.encrypt([0, 1][...])
+        }
+    }
+}
+
+struct BitwiseInferenceTests {
+    @Test("bitwise perceptron (the paper's circuits and the fast ones), gates-128: exact score and class on real records")
+    func bitwisePerceptron() throws {
+        let perceptron = try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)
+        let data = try Dataset.breastCancer(folder: SharedData.root + "/breast-cancer")
+        var client = BitwisePerceptronClient(perceptron: perceptron)
+        let key = EvaluationKey(client.makeEvaluationKey())
+        for (method, record) in [(CircuitMethod.paper, 0), (.fast, 1), (.fast, 5)] {
+            let server = try BitwisePerceptronEvaluator(perceptron: perceptron, method: method, key: key)
+            let inputs = try client.encrypt(data.sample(record)).map { $0.expanded() }
+            let result = try server.evaluate(inputs)
+            let decrypted = client.decrypt(result.outputs)
+            #expect(decrypted.score == perceptron.integerScore(perceptron.binarize(data.sample(record))), "\(method) record \(record)")
+            #expect(decrypted.decision == perceptron.predictInteger(data.sample(record)), "\(method) record \(record)")
+            #expect(result.bootstraps > 0)
+        }
+        #expect(throws: InferenceError.parameterMismatch(expected: "gates-128", found: "int4-128")) {
+            _ = try BitwisePerceptronEvaluator(perceptron: perceptron, method: .fast, key: SecureKeys.evaluation)
         }
     }
 }

@@ -1,0 +1,89 @@
+import CipherCircuits
+import NeuralNet
+import TFHE
+
+/// The main paper's `bitwise` mode for its binarized perceptron: the client encrypts each
+/// binarized feature as one boolean ciphertext (gates-128 set); the server computes
+/// x_i·w_i = h-xnor(x_i, w_i) with the clear weight bits (free), widens each to ±1 with ep(),
+/// adds them into an n-bit score and compares it with the clear threshold, all with the
+/// circuits of `CipherCircuits` in the paper's design or the faster one.
+///
+/// The server returns the score's bits and the class bit; the client decrypts both.
+public struct BitwisePerceptronEvaluator: Sendable {
+    /// The model.
+    public let perceptron: BinarizedPerceptron
+    /// The circuit design.
+    public let method: CircuitMethod
+    /// The client's gates-128 evaluation key.
+    public let key: EvaluationKey
+
+    /// The boolean set this mode runs on.
+    public static let parameters = TFHEParameters.gates128
+
+    /// An evaluator with a client's gates-128 evaluation key.
+    public init(perceptron: BinarizedPerceptron, method: CircuitMethod, key: EvaluationKey) throws(InferenceError) {
+        guard key.parameters == Self.parameters else {
+            throw .parameterMismatch(expected: Self.parameters.name, found: key.parameters.name)
+        }
+        self.perceptron = perceptron
+        self.method = method
+        self.key = key
+    }
+
+    /// Bits of the two's-complement score: enough for ±featureCount.
+    public var scoreWidth: Int { Int.bitWidth - perceptron.featureCount.leadingZeroBitCount + 1 }
+
+    /// The score's bits (least significant first) followed by the class bit; the number of
+    /// bootstraps it took.
+    public func evaluate(_ inputs: [LweCiphertext]) throws(InferenceError) -> (outputs: [LweCiphertext], bootstraps: Int) {
+        guard inputs.count == perceptron.featureCount else {
+            throw .sizeMismatch(what: "input ciphertexts", expected: perceptron.featureCount, found: inputs.count)
+        }
+        let circuit = CircuitEvaluator(key: key)
+        let terms = zip(inputs, perceptron.weightSigns).map { input, weight in
+            circuit.extend(circuit.xnor(.encrypted(input), .plain(weight > 0)), width: scoreWidth)
+        }
+        let score = circuit.sum(terms, method: method)
+        let threshold = EncryptedInteger.plain(Int64(perceptron.integerThreshold - 1), width: scoreWidth)
+        let decision = circuit.greaterThan(score, threshold, method: method)
+        let outputs = (score.bits + [decision]).map { bit in
+            switch bit {
+            case .encrypted(let ciphertext): ciphertext
+            case .plain(let value): LweCiphertext.trivial(dimension: Self.parameters.bigLweDimension, body: BooleanEncoding.encode(value))
+            }
+        }
+        return (outputs, circuit.bootstrapCount)
+    }
+}
+
+/// The client side of the bitwise perceptron: one boolean ciphertext per binarized feature.
+public struct BitwisePerceptronClient: Sendable {
+    /// The model.
+    public let perceptron: BinarizedPerceptron
+    private var encryptor: Encryptor
+
+    /// A client with a fresh gates-128 secret key.
+    public init(perceptron: BinarizedPerceptron) {
+        self.perceptron = perceptron
+        encryptor = Encryptor(secretKey: SecretKey(parameters: BitwisePerceptronEvaluator.parameters))
+    }
+
+    /// The evaluation key to send to the server.
+    public func makeEvaluationKey() -> CompressedEvaluationKey { encryptor.secretKey.makeEvaluationKey() }
+
+    /// The record's binarized features, encrypted bit by bit (+1 ↦ true).
+    public mutating func encrypt(_ record: ArraySlice<Float>) throws(InferenceError) -> [SeededLweCiphertext] {
+        guard record.count == perceptron.featureCount else {
+            throw .sizeMismatch(what: "record values", expected: perceptron.featureCount, found: record.count)
+        }
+        return perceptron.binarize(record).map { encryptor.encryptSeeded(plaintext: BooleanEncoding.encode($0 > 0)) }
+    }
+
+    /// The decrypted score and class.
+    public func decrypt(_ outputs: [LweCiphertext]) -> (score: Int, decision: Int) {
+        let bits = outputs.map { encryptor.decryptBit($0) }
+        let raw = bits.dropLast().enumerated().reduce(Int64(0)) { $0 | ($1.element ? Int64(1) << $1.offset : 0) }
+        let score = EncryptedInteger.signExtend(raw, width: bits.count - 1)
+        return (Int(score), bits.last! ? 1 : 0)
+    }
+}
