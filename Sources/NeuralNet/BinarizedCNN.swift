@@ -22,6 +22,14 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         case sign
     }
 
+    /// How a pooling window is reduced.
+    public enum Pooling: String, Codable, Sendable {
+        /// The window's maximum (for ±1 values: their OR), one bootstrap per output when encrypted.
+        case max
+        /// The window's sum: linear, so free when encrypted.
+        case sum
+    }
+
     /// Sizes of the layers.
     public struct Shape: Codable, Sendable, Equatable {
         /// Input images are imageSide × imageSide, one channel.
@@ -32,19 +40,22 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         public var stride = 1
         /// The number of binary filters.
         public var filterCount = 3
-        /// Max pooling over poolSide × poolSide windows (1: no pooling).
+        /// Pooling over poolSide × poolSide windows (1: no pooling).
         public var poolSide = 2
+        /// How each window is reduced.
+        public var pooling = Pooling.max
         /// The number of classes.
         public var classCount = 10
 
         /// A shape from its sizes.
         public init(imageSide: Int = 28, kernelSide: Int = 5, stride: Int = 1, filterCount: Int = 3,
-                    poolSide: Int = 2, classCount: Int = 10) {
+                    poolSide: Int = 2, pooling: Pooling = .max, classCount: Int = 10) {
             self.imageSide = imageSide
             self.kernelSide = kernelSide
             self.stride = stride
             self.filterCount = filterCount
             self.poolSide = poolSide
+            self.pooling = pooling
             self.classCount = classCount
         }
 
@@ -58,6 +69,15 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         public var kernelArea: Int { kernelSide * kernelSide }
         /// Pixels per image.
         public var pixelCount: Int { imageSide * imageSide }
+
+        /// The positions (filter, row, column in one flat index) that pooled feature `feature` reduces.
+        public func poolWindow(_ feature: Int) -> [Int] {
+            let side = convolutionSide, pooled = pooledSide
+            let c = feature / (pooled * pooled), i = (feature / pooled) % pooled, j = feature % pooled
+            return (0..<(poolSide * poolSide)).map { w in
+                (c * side + i * poolSide + w / poolSide) * side + j * poolSide + w % poolSide
+            }
+        }
 
         var isValid: Bool {
             imageSide > 0 && kernelSide > 0 && kernelSide <= imageSide && stride > 0 && filterCount > 0
@@ -201,23 +221,15 @@ extension BinarizedCNN {
         return sums
     }
 
-    /// Max pooling of per-filter maps, filter by filter.
-    func maxPool<T: Comparable>(_ maps: [T]) -> [T] {
-        let s = shape, side = s.convolutionSide, pooled = s.pooledSide
-        var output: [T] = []
-        output.reserveCapacity(s.featureCount)
-        for c in 0..<s.filterCount {
-            for i in 0..<pooled {
-                for j in 0..<pooled {
-                    var best = maps[(c * side + i * s.poolSide) * side + j * s.poolSide]
-                    for u in 0..<s.poolSide {
-                        for v in 0..<s.poolSide { best = max(best, maps[(c * side + i * s.poolSide + u) * side + j * s.poolSide + v]) }
-                    }
-                    output.append(best)
-                }
+    /// Pooling of per-filter maps, filter by filter.
+    func pool<T: Comparable & AdditiveArithmetic>(_ maps: [T]) -> [T] {
+        (0..<shape.featureCount).map { feature in
+            let window = shape.poolWindow(feature).map { maps[$0] }
+            switch shape.pooling {
+            case .max: return window.max()!
+            case .sum: return window.reduce(.zero, +)
             }
         }
-        return output
     }
 
     /// The integer form's activations after the convolution (sign: ±1; scaled ReLU: ReLU(S·K·α)
@@ -236,7 +248,7 @@ extension BinarizedCNN {
 
     /// The dense layer's input: the pooled activations.
     public func integerFeatures(_ image: ArraySlice<Float>) -> [Int] {
-        maxPool(integerActivations(image))
+        pool(integerActivations(image))
     }
 
     /// The integer reference's class scores.
@@ -261,7 +273,7 @@ extension BinarizedCNN {
             let k = scaleMap(image), alphas = Self.alphas(filterWeights, shape: shape)
             activations = sums.indices.map { max(0, Float(sums[$0]) * k[$0 % area] * alphas[$0 / area]) }
         }
-        let features = maxPool(activations), count = shape.featureCount
+        let features = pool(activations), count = shape.featureCount
         return (0..<shape.classCount).map { k in
             var total = denseBias[k]
             for j in 0..<count { total += denseWeights[k * count + j] * features[j] }

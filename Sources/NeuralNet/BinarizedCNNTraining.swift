@@ -228,22 +228,18 @@ struct ForwardBackward: Sendable {
                 }
             }
         }
-        // Max pooling, remembering where each maximum came from.
-        var features = [Float](repeating: 0, count: s.featureCount), sources = [Int](repeating: 0, count: s.featureCount)
-        let pooled = s.pooledSide
-        for c in 0..<s.filterCount {
-            for i in 0..<pooled {
-                for j in 0..<pooled {
-                    var best = -Float.infinity, source = 0
-                    for u in 0..<s.poolSide {
-                        for v in 0..<s.poolSide {
-                            let p = c * area + (i * s.poolSide + u) * side + j * s.poolSide + v
-                            if activations[p] > best { best = activations[p]; source = p }
-                        }
-                    }
-                    features[(c * pooled + i) * pooled + j] = best
-                    sources[(c * pooled + i) * pooled + j] = source
-                }
+        // Pooling; max pooling remembers where each maximum came from.
+        var features = [Float](repeating: 0, count: s.featureCount), sources = [[Int]](repeating: [], count: s.featureCount)
+        for feature in 0..<s.featureCount {
+            let window = s.poolWindow(feature)
+            switch s.pooling {
+            case .max:
+                let source = window.max { activations[$0] < activations[$1] || (activations[$0] == activations[$1] && $0 > $1) }!
+                features[feature] = activations[source]
+                sources[feature] = [source]
+            case .sum:
+                features[feature] = window.reduce(0) { $0 + activations[$1] }
+                sources[feature] = window
             }
         }
         let f = s.featureCount
@@ -272,22 +268,24 @@ struct ForwardBackward: Sendable {
         }
         var alphaGradient = [Float](repeating: 0, count: s.filterCount)
         for feature in 0..<f where featureGradient[feature] != 0 {
-            let p = sources[feature], c = p / area, i = (p % area) / side, j = p % side
-            let sumGradient: Float
-            switch model.activation {
-            case .sign:
-                let z = sums[p] - thresholds[c]
-                guard abs(z) <= signWindow else { continue }
-                sumGradient = featureGradient[feature] / signWindow
-                gradient[layout.thresholds.lowerBound + c] -= sumGradient
-            case .scaledReLU:
-                guard activations[p] > 0 else { continue }
-                sumGradient = featureGradient[feature] * scale[i * side + j] * alphas[c]
-                alphaGradient[c] += featureGradient[feature] * sums[p] * scale[i * side + j]
-            }
-            for u in 0..<k {
-                for v in 0..<k {
-                    gradient[layout.filters.lowerBound + (c * k + u) * k + v] += sumGradient * x[(i * s.stride + u) * s.imageSide + j * s.stride + v]
+            for p in sources[feature] {
+                let c = p / area, i = (p % area) / side, j = p % side
+                let sumGradient: Float
+                switch model.activation {
+                case .sign:
+                    let z = sums[p] - thresholds[c]
+                    guard abs(z) <= signWindow else { continue }
+                    sumGradient = featureGradient[feature] / signWindow
+                    gradient[layout.thresholds.lowerBound + c] -= sumGradient
+                case .scaledReLU:
+                    guard activations[p] > 0 else { continue }
+                    sumGradient = featureGradient[feature] * scale[i * side + j] * alphas[c]
+                    alphaGradient[c] += featureGradient[feature] * sums[p] * scale[i * side + j]
+                }
+                for u in 0..<k {
+                    for v in 0..<k {
+                        gradient[layout.filters.lowerBound + (c * k + u) * k + v] += sumGradient * x[(i * s.stride + u) * s.imageSide + j * s.stride + v]
+                    }
                 }
             }
         }

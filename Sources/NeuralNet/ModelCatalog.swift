@@ -19,7 +19,13 @@ public enum ModelCatalog {
         Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, network: (.init(), .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, network: (.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
         Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, network: (.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
+        // Ours: stride 2 and no pooling, 6·12·12 = 864 sign bootstraps (the paper's topology needs 2,160).
+        Recipe(name: "fast-mnist", datasetKind: .mnist, network: (fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, network: (fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
     ]
+
+    /// The TFHE-friendly topology of the fast models.
+    static let fastShape = BinarizedCNN.Shape(stride: 2, filterCount: 6, poolSide: 1)
 
     /// Bundled model names.
     public static var names: [String] { recipes.map(\.name) }
@@ -78,12 +84,12 @@ extension BinarizedCNN {
         let s = shape
         let conv = "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) stride \(s.stride) "
             + "(\(s.imageSide)² → \(s.filterCount)×\(s.convolutionSide)²)"
-        let pool = s.poolSide > 1 ? " → max pool \(s.poolSide)×\(s.poolSide)" : ""
+        let pool = s.poolSide > 1 ? " → \(s.pooling.rawValue) pool \(s.poolSide)×\(s.poolSide)" : ""
         switch activation {
         case .scaledReLU:
             return "Batchnorm + Binactive + K map (client) → \(conv) ⊙ K ⊙ α → ReLU\(pool) → dense \(s.featureCount) → \(s.classCount) (8-bit integer weights)"
         case .sign:
-            return "Batchnorm + Binactive (client) → \(conv) → sign(S − t), even |t| ≤ \(Self.maxThreshold)\(pool) (OR of ±1) → dense \(s.featureCount) → \(s.classCount) (integer weights)"
+            return "Batchnorm + Binactive (client) → \(conv) → sign(S − t), even |t| ≤ \(Self.maxThreshold)\(pool) → dense \(s.featureCount) → \(s.classCount) (integer weights)"
         }
     }
 }

@@ -5,7 +5,7 @@ import TFHE
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Obscura (build with -c release: debug figures mean nothing).",
-        subcommands: [BenchTFHE.self, BenchCircuits.self, BenchInfer.self])
+        subcommands: [BenchTFHE.self, BenchCircuits.self, BenchInfer.self, BenchInferLayers.self])
 }
 
 struct BenchTFHE: ParsableCommand {

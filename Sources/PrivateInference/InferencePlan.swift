@@ -146,7 +146,8 @@ public struct InferencePlan: Sendable {
             + log2(Double(convolutionOutputs))
         var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + sign", bootstraps: convolutionOutputs,
                             failureLog2: convolutionFailure)]
-        if s.poolSide > 1 {
+        let orPooling = s.poolSide > 1 && s.pooling == .max
+        if orPooling {
             // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
             let window = s.poolSide * s.poolSide
             let bits = Int.bitWidth - (2 * window - 2).leadingZeroBitCount  // ⌈log2(2p² − 1)⌉
@@ -158,10 +159,16 @@ public struct InferencePlan: Sendable {
             poolDelta = 0
         }
         let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * s.featureCount)..<(($0 + 1) * s.featureCount)]) }
-        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out.
-        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureVariance: 2 * noise.bootstrapOutputVariance)
+        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a sum
+        // pool adds p² of them into each feature.
+        let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
+        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
+                                  featureVariance: 2 * Double(summed) * noise.bootstrapOutputVariance)
         featureDelta = dense.featureDelta
         (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
+        if summed > 1 {
+            planned.append(Step(name: "sum pool \(s.poolSide)×\(s.poolSide) (linear)", bootstraps: 0, failureLog2: -.infinity))
+        }
         planned.append(Step(name: "dense \(s.featureCount) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
                             bootstraps: 0, failureLog2: dense.failureLog2))
         steps = planned
@@ -192,17 +199,18 @@ public struct InferencePlan: Sendable {
     }
 }
 
-/// The message space of a dense layer whose inputs are ±1 ciphertexts and whose outputs the
+/// The message space of a dense layer whose inputs are integers in [-m, m] (±1 signs, or sums of
+/// m of them) and whose outputs the
 /// client decrypts: the fewest contiguous partial sums per score such that each partial sum's
 /// value range fits the torus and its noise decodes with failure below the target.
 struct DensePlan {
     let delta: UInt64
-    /// The inputs' scale: any value above the noise works, so they use the score scale.
+    /// The inputs' scale: the partial sums are linear in them, so they share the score scale.
     var featureDelta: UInt64 { delta }
     let chunks: [Range<Int>]
     let failureLog2: Double
 
-    init(weights: [[Int]], bias: [Int], featureVariance: Double) throws(InferenceError) {
+    init(weights: [[Int]], bias: [Int], featureMagnitude: Int = 1, featureVariance: Double) throws(InferenceError) {
         let features = weights[0].count
         for count in 1...max(1, features) {
             let bounds = (0...count).map { $0 * features / count }
@@ -210,7 +218,7 @@ struct DensePlan {
             var largest = 0, normSquared = 0
             for (k, row) in weights.enumerated() {
                 for (g, range) in ranges.enumerated() {
-                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } + (g == 0 ? abs(bias[k]) : 0))
+                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } * featureMagnitude + (g == 0 ? abs(bias[k]) : 0))
                     normSquared = max(normSquared, row[range].reduce(0) { $0 + $1 * $1 })
                 }
             }

@@ -40,7 +40,9 @@ public struct PBSInferenceEvaluator: Sendable {
             return denseScores(inputs, weights: p.weightSigns, bias: [0])
         case .signCNN(let cnn):
             let activations = convolutionSigns(inputs, cnn: cnn, progress: progress)
-            let features = cnn.shape.poolSide > 1 ? pooledOr(activations, cnn: cnn, progress: progress) : activations
+            let s = cnn.shape
+            let features = s.poolSide == 1 ? activations
+                : s.pooling == .max ? pooledOr(activations, cnn: cnn, progress: progress) : pooledSum(activations, cnn: cnn)
             return denseScores(features, weights: cnn.integer.denseWeights, bias: cnn.integer.denseBias)
         }
     }
@@ -48,7 +50,7 @@ public struct PBSInferenceEvaluator: Sendable {
     /// sign(Σ sign(W)·x − t) for every filter and position: a free linear sum, then one bootstrap.
     func convolutionSigns(_ inputs: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
         let s = cnn.shape, side = s.convolutionSide, area = side * side
-        let outputDelta = s.poolSide > 1 ? plan.poolDelta : plan.featureDelta
+        let outputDelta = s.poolSide > 1 && s.pooling == .max ? plan.poolDelta : plan.featureDelta
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: outputDelta)
         let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension
         return bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
@@ -66,16 +68,21 @@ public struct PBSInferenceEvaluator: Sendable {
 
     /// OR over each pooling window of ±1 values: sign(Σ a + p² − 1), one bootstrap.
     func pooledOr(_ activations: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
-        let s = cnn.shape, side = s.convolutionSide, pooled = s.pooledSide
+        let s = cnn.shape
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: plan.featureDelta)
         let offset = UInt64(s.poolSide * s.poolSide - 1) &* plan.poolDelta, dimension = plan.parameters.bigLweDimension
-        return bootstrapLayer(count: s.featureCount, name: "max pool", progress: progress) { evaluator, index in
-            let c = index / (pooled * pooled), i = (index / pooled) % pooled, j = index % pooled
+        return bootstrapLayer(count: s.featureCount, name: "max pool", progress: progress) { evaluator, feature in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
-            for u in 0..<s.poolSide {
-                for v in 0..<s.poolSide { sum.add(activations[(c * side + i * s.poolSide + u) * side + j * s.poolSide + v]) }
-            }
+            for position in s.poolWindow(feature) { sum.add(activations[position]) }
             return evaluator.bootstrap(sum, table: table)
+        }
+    }
+
+    /// The sum over each pooling window: linear, no bootstrap.
+    func pooledSum(_ activations: [LweCiphertext], cnn: BinarizedCNN) -> [LweCiphertext] {
+        let dimension = plan.parameters.bigLweDimension
+        return (0..<cnn.shape.featureCount).map { feature in
+            cnn.shape.poolWindow(feature).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
         }
     }
 

@@ -34,6 +34,16 @@ struct BinarizedCNNTests {
         #expect(model.predict(image[...], integer: true) == 1)
     }
 
+    @Test("sum pooling adds each window; max pooling takes its largest value")
+    func pooling() {
+        var model = Self.tiny(activation: .sign)
+        model.shape = .init(imageSide: 4, kernelSide: 3, stride: 1, filterCount: 1, poolSide: 2, pooling: .sum, classCount: 2)
+        #expect(model.shape.poolWindow(0) == [0, 1, 2, 3])
+        #expect(model.pool([1, -1, -1, 1]) == [0])
+        model.shape.pooling = .max
+        #expect(model.pool([1, -1, -1, 1]) == [1])
+    }
+
     @Test("scaled ReLU: L = S·K·α in fixed point, then ReLU")
     func scaledReLUByHand() {
         let model = Self.tiny(activation: .scaledReLU)
@@ -84,7 +94,7 @@ struct BinarizedCNNTests {
 
     @Test("the bundled CNNs score their recorded accuracies, and integer is within 0.5 points of float on MNIST")
     func bundledModels() throws {
-        for name in ["paper-bnn-mnist", "paper-bnn-sign-mnist"] {
+        for name in ["paper-bnn-mnist", "paper-bnn-sign-mnist", "fast-mnist"] {
             let file = try ModelCatalog.load(name)
             let cnn = try #require(file.binarizedCNN)
             #expect(cnn.isConsistent)
@@ -93,6 +103,7 @@ struct BinarizedCNNTests {
             #expect(file.accuracy(on: Self.mnist, samples: split, integer: true) == file.integerAccuracy, "\(name)")
             #expect(file.accuracy(on: Self.mnist, samples: split, integer: false) == file.floatAccuracy, "\(name)")
             #expect(abs(file.integerAccuracy - file.floatAccuracy) <= 0.005, "\(name)")
+            #expect(file.integerAccuracy > 0.9, "\(name)")
         }
     }
 

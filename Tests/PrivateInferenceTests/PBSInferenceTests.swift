@@ -68,13 +68,14 @@ struct PBSInferenceTests {
         for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
     }
 
-    @Test("the bundled sign CNN on a real MNIST image, secure parameters: exact scores (2,160 bootstraps)")
-    func bundledCNNExact() throws {
-        let plan = try InferencePlan(model: try ModelCatalog.load("paper-bnn-sign-mnist"))
-        #expect(plan.bootstrapsPerInference == 3 * 24 * 24 + 3 * 12 * 12)
+    @Test("the bundled sign CNNs on a real MNIST image, secure parameters: exact scores",
+          arguments: [("paper-bnn-sign-mnist", 3 * 24 * 24 + 3 * 12 * 12, 8000), ("fast-mnist", 6 * 12 * 12, 8001)])
+    func bundledCNNExact(name: String, bootstraps: Int, image: Int) throws {
+        let plan = try InferencePlan(model: try ModelCatalog.load(name))
+        #expect(plan.bootstrapsPerInference == bootstraps)
         #expect(plan.failureLog2 < -100)
         let data = try Dataset.mnist(folder: SharedData.root + "/mnist")
-        for (decrypted, reference) in try runEncrypted(plan, data, [8000]) { #expect(decrypted == reference) }
+        for (decrypted, reference) in try runEncrypted(plan, data, [image]) { #expect(decrypted == reference) }
     }
 
     @Test("dense planning: each partial sum's range fits the torus and the split is the smallest that decodes")

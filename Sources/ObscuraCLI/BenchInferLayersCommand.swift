@@ -1,0 +1,84 @@
+import ArgumentParser
+import CipherCircuits
+import Foundation
+import NeuralNet
+import TFHE
+
+/// The paper's `bitwise` mode on its binarized CNN (`paper-bnn-mnist`), layer by layer: each
+/// layer's circuit is run on one output (fresh encryptions of the reference's inputs to that
+/// layer), checked against the integer reference, timed on one thread, and extrapolated to the
+/// layer's output count. End to end it would take hours; this measures what it would cost.
+struct BenchInferLayers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer-layers",
+        abstract: "Bitwise mode on paper-bnn-mnist: per-layer time from one timed output per layer, extrapolated.")
+
+    @Option(help: "The circuit designs to time: paper, fast, or both.") var circuits: String = "paper,fast"
+    @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
+
+    func run() throws {
+        let methods = try circuits.split(separator: ",").map { name in
+            guard let method = CircuitMethod(rawValue: String(name)) else { throw ValidationError("unknown circuit design '\(name)'") }
+            return method
+        }
+        let cnn = try ModelCatalog.load("paper-bnn-mnist").binarizedCNN!
+        let image = try Dataset.bundledSample(.mnist).sample(0)
+        let s = cnn.shape, side = s.convolutionSide, area = side * side
+        let secret = SecretKey(parameters: .gates128)
+        let circuit = CircuitEvaluator(key: EvaluationKey(secret.makeEvaluationKey()))
+        var encryptor = Encryptor(secretKey: secret)
+
+        // Widths from the integer form: S in 7 bits, L = S·K·α and its pooled maxima in 22 bits
+        // (|L| ≤ 25·180·256), the dense accumulator in 38 bits (432 terms of 8-bit weights).
+        let (sumWidth, activationWidth, scoreWidth) = (7, 22, 38)
+        let bits = cnn.binarize(image), sums = cnn.binarySums(bits), k = cnn.quantizedScaleMap(image)
+        let activations = cnn.integerActivations(image), features = cnn.integerFeatures(image)
+        let (c, i, j) = (0, 10, 12), position = c * area + i * side + j
+        let encryptedImage = bits.map { HybridBit.encrypted(encryptor.encrypt(bit: $0 > 0)) }
+        let filter = BinarizedConvolution(weights: cnn.integer.filterSigns[(c * s.kernelArea)..<((c + 1) * s.kernelArea)].map { $0 > 0 },
+                                          size: s.kernelSide, accumulatorWidth: sumWidth)
+
+        var report = Report(jsonOnly: json)
+        report.add("bitwise_parameter_security_bits", Double(TFHEParameters.gates128.securityBits), "bits")
+        for method in methods {
+            var total = 0.0
+            func layer(_ name: String, outputs: Int, expected: Int64, _ body: () -> EncryptedInteger) throws {
+                let before = circuit.bootstrapCount
+                var result: EncryptedInteger!
+                let seconds = Clock.seconds { result = body() }
+                guard encryptor.decrypt(result) == expected else {
+                    throw ValidationError("\(name) (\(method.rawValue)): decrypted \(encryptor.decrypt(result)), reference \(expected)")
+                }
+                report.add("bitwise_\(name)_\(method.rawValue)_bootstraps_per_output", Double(circuit.bootstrapCount - before), "")
+                report.add("bitwise_\(name)_\(method.rawValue)_s", seconds * Double(outputs), "s")
+                total += seconds * Double(outputs)
+            }
+            try layer("conv", outputs: s.filterCount * area, expected: Int64(sums[position])) {
+                filter.output(image: encryptedImage, side: s.imageSide, row: i, column: j, circuit: circuit, method: method)
+            }
+            let sum = encryptor.encrypt(Int64(sums[position]), width: activationWidth)
+            let scale = encryptor.encrypt(Int64(k[i * side + j]), width: activationWidth)
+            let rawScaled = Int64(sums[position] * k[i * side + j] * cnn.integer.alphas[c])
+            try layer("scale_k_alpha", outputs: s.filterCount * area, expected: rawScaled) {
+                circuit.multiply(circuit.multiply(sum, scale, method: method), byPlain: Int64(cnn.integer.alphas[c]), method: method)
+            }
+            try layer("relu", outputs: s.filterCount * area, expected: max(0, rawScaled)) {
+                circuit.relu(encryptor.encrypt(rawScaled, width: activationWidth), method: method)
+            }
+            let window = s.poolWindow(0)
+            let pooledInputs = window.map { encryptor.encrypt(Int64(activations[$0]), width: activationWidth) }
+            try layer("max_pool", outputs: s.featureCount, expected: Int64(features[0])) {
+                circuit.maximum(ofWindow: pooledInputs, method: method)
+            }
+            let weight = Int64(cnn.integer.denseWeights[0]), accumulator = Int64(cnn.integer.denseBias[0])
+            let feature = encryptor.encrypt(Int64(features[0]), width: scoreWidth)
+            let partial = encryptor.encrypt(accumulator, width: scoreWidth)
+            try layer("dense_term", outputs: s.classCount * s.featureCount, expected: accumulator + weight * Int64(features[0])) {
+                circuit.add(partial, circuit.multiply(feature, byPlain: weight, method: method), method: method)
+            }
+            report.add("bitwise_total_\(method.rawValue)_one_thread_s", total, "s")
+            report.add("bitwise_total_\(method.rawValue)_all_cores_s", total / Double(ProcessInfoCores.active), "s")
+        }
+        if json { print(report.json()) }
+    }
+}
