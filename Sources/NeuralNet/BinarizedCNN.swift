@@ -315,17 +315,21 @@ extension BinarizedCNN {
 
 /// Work split over all cores.
 enum Parallel {
+    /// body(i) for i in 0..<count, concurrently, in index order.
+    static func map<T: Sendable>(count: Int, _ body: @Sendable (Int) -> T) -> [T] {
+        let slots = UnsafeMutableBufferPointer<T?>.allocate(capacity: count)
+        slots.initialize(repeating: nil)
+        defer { slots.deinitialize(); slots.deallocate() }
+        nonisolated(unsafe) let output = slots
+        DispatchQueue.concurrentPerform(iterations: count) { output[$0] = body($0) }
+        return slots.map { $0! }
+    }
+
     /// Σ body(i) for i in 0..<count, in as many chunks as there are cores.
     static func sum(count: Int, _ body: @Sendable (Int) -> Int) -> Int {
         let chunks = max(1, min(count, ProcessInfo.processInfo.activeProcessorCount))
-        let totals = UnsafeMutableBufferPointer<Int>.allocate(capacity: chunks)
-        defer { totals.deallocate() }
-        nonisolated(unsafe) let output = totals
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
-            var total = 0
-            for i in stride(from: chunk, to: count, by: chunks) { total += body(i) }
-            output[chunk] = total
-        }
-        return totals.reduce(0, +)
+        return map(count: chunks) { chunk in
+            stride(from: chunk, to: count, by: chunks).reduce(0) { $0 + body($1) }
+        }.reduce(0, +)
     }
 }

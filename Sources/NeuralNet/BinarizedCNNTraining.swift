@@ -68,40 +68,27 @@ extension BinarizedCNN {
             for start in stride(from: 0, to: order.count, by: options.batchSize) {
                 let batch = order[start..<min(start + options.batchSize, order.count)].map { samples[$0] }
                 let pass = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: options.denseLevels)
-                var gradients = [[Float]](repeating: [], count: threads)
-                var losses = [Double](repeating: 0, count: threads), corrects = [Int](repeating: 0, count: threads)
-                gradients.withUnsafeMutableBufferPointer { gradientSlots in
-                    nonisolated(unsafe) let slots = gradientSlots
-                    losses.withUnsafeMutableBufferPointer { lossSlots in
-                        nonisolated(unsafe) let lossOut = lossSlots
-                        corrects.withUnsafeMutableBufferPointer { correctSlots in
-                            nonisolated(unsafe) let correctOut = correctSlots
-                            DispatchQueue.concurrentPerform(iterations: threads) { t in
-                                var gradient = [Float](repeating: 0, count: layout.count)
-                                var loss = 0.0, correct = 0
-                                for b in stride(from: t, to: batch.count, by: threads) {
-                                    var shifts = SplitMix64(seed: options.seed ^ UInt64(epoch) << 40 ^ UInt64(start + b))
-                                    let image = shifted(data.sample(batch[b]), side: shape.imageSide, maxShift: options.maxShift, using: &shifts)
-                                    let result = pass.accumulate(image: image[...], label: data.labels[batch[b]], into: &gradient)
-                                    loss += Double(result.loss)
-                                    correct += result.correct ? 1 : 0
-                                }
-                                slots[t] = gradient
-                                lossOut[t] = loss
-                                correctOut[t] = correct
-                            }
-                        }
+                let results = Parallel.map(count: threads) { t -> ([Float], Double, Int) in
+                    var gradient = [Float](repeating: 0, count: layout.count)
+                    var loss = 0.0, correct = 0
+                    for b in stride(from: t, to: batch.count, by: threads) {
+                        var shifts = SplitMix64(seed: options.seed ^ UInt64(epoch) << 40 ^ UInt64(start + b))
+                        let image = shifted(data.sample(batch[b]), side: shape.imageSide, maxShift: options.maxShift, using: &shifts)
+                        let result = pass.accumulate(image: image[...], label: data.labels[batch[b]], into: &gradient)
+                        loss += Double(result.loss)
+                        correct += result.correct ? 1 : 0
                     }
+                    return (gradient, loss, correct)
                 }
-                var gradient = gradients[0]
-                for t in 1..<threads { for i in 0..<layout.count { gradient[i] += gradients[t][i] } }
+                var gradient = results[0].0
+                for r in results.dropFirst() { for i in 0..<layout.count { gradient[i] += r.0[i] } }
                 let scale = 1 / Float(batch.count)
                 for i in layout.filters where abs(parameters[i]) > 1 { gradient[i] = 0 }
                 adam.step(&parameters, gradient: gradient.map { $0 * scale })
                 for i in layout.filters { parameters[i] = min(max(parameters[i], -1), 1) }
                 for i in layout.thresholds { parameters[i] = min(max(parameters[i], -Float(maxThreshold) - 1), Float(maxThreshold) + 1) }
-                epochLoss += losses.reduce(0, +)
-                epochCorrect += corrects.reduce(0, +)
+                epochLoss += results.reduce(0) { $0 + $1.1 }
+                epochCorrect += results.reduce(0) { $0 + $1.2 }
             }
             model = exported(model, parameters: parameters, layout: layout, denseLevels: options.denseLevels)
             progress(epoch, epochLoss / Double(samples.count), Double(epochCorrect) / Double(samples.count))

@@ -8,21 +8,40 @@ public enum ModelCatalog {
         public let name: String
         /// Its dataset.
         public let datasetKind: DatasetKind
-        /// Binarized CNN shape and activation; nil for the perceptron.
-        let network: (shape: BinarizedCNN.Shape, activation: BinarizedCNN.Activation, options: BinarizedCNN.TrainingOptions)?
+        /// Its architecture and training settings.
+        let architecture: Architecture
+    }
+
+    /// The families of bundled models.
+    enum Architecture: Sendable {
+        /// The paper's binarized perceptron.
+        case perceptron
+        /// A binarized CNN.
+        case binarizedCNN(BinarizedCNN.Shape, BinarizedCNN.Activation, BinarizedCNN.TrainingOptions)
+        /// CryptoNets' topology with a polynomial activation.
+        case polynomial(activation: [Float], BinarizedCNN.TrainingOptions)
     }
 
     /// Every bundled model's recipe.
     public static let recipes: [Recipe] = [
-        Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, network: nil),
-        Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, network: (.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
-        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, network: (.init(), .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
-        Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, network: (.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
-        Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, network: (.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, architecture: .perceptron),
+        Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
+        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
+        Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         // Ours: stride 2 and no pooling, 6·12·12 = 864 sign bootstraps (the paper's topology needs 2,160).
-        Recipe(name: "fast-mnist", datasetKind: .mnist, network: (fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
-        Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, network: (fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "fast-mnist", datasetKind: .mnist, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
+               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+        Recipe(name: "cryptodl-mnist", datasetKind: .mnist,
+               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+        Recipe(name: "cryptodl-fashion", datasetKind: .fashionMNIST,
+               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
     ]
+
+    /// CryptoDL's activation: the degree-2 least-squares fit of ReLU on [-4, 4].
+    static let cryptoDLActivation = PolynomialNetwork.reluApproximation(degree: 2, bound: 4)
 
     /// The TFHE-friendly topology of the fast models.
     static let fastShape = BinarizedCNN.Shape(stride: 2, filterCount: 6, poolSide: 1)
@@ -47,7 +66,7 @@ public enum ModelCatalog {
     public static func train(_ name: String, dataFolder: String,
                              progress: (Int, Double, Double) -> Void = { _, _, _ in }) throws -> ModelFile {
         guard let recipe = recipes.first(where: { $0.name == name }) else { throw ModelError.unknownModel(name) }
-        guard let network = recipe.network else {
+        if case .perceptron = recipe.architecture {
             let data = try Dataset.breastCancer(folder: dataFolder)
             let model = BinarizedPerceptron.train(on: data, samples: Dataset.breastCancerSplit().train, progress: progress)
             return ModelFile(name: name, task: "binary classification (0 malignant, 1 benign)", datasetKind: .breastCancer,
@@ -70,11 +89,24 @@ public enum ModelCatalog {
         case .breastCancer:
             throw ModelError.unknownModel(name)
         }
-        let cnn = BinarizedCNN.train(shape: network.shape, activation: network.activation, on: training, samples: samples,
-                                     options: network.options, progress: progress)
-        return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind,
-                         dataset: description, architecture: cnn.architectureDescription, binarizedCNN: cnn,
-                         evaluationData: evaluation)
+        switch recipe.architecture {
+        case .binarizedCNN(let shape, let activation, let options):
+            let cnn = BinarizedCNN.train(shape: shape, activation: activation, on: training, samples: samples,
+                                         options: options, progress: progress)
+            return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind,
+                             dataset: description, architecture: cnn.architectureDescription, binarizedCNN: cnn,
+                             evaluationData: evaluation)
+        case .polynomial(let activation, let options):
+            let network = PolynomialNetwork.train(.cryptoNets(activation: activation, seed: options.seed), on: training,
+                                                  samples: samples, options: options, progress: progress)
+            let terms = activation.enumerated().filter { $0.element != 0 }.map { String(format: "%.3g·x^%d", $0.element, $0.offset) }
+            return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind, dataset: description,
+                             architecture: "conv 5×5×5 stride 2 pad 1 (28² → 5×13²) → \(terms.joined(separator: " + ")) → dense 845 → 100 "
+                                 + "→ same activation → dense 100 → 10 (integer form: 4-bit inputs, 8 fraction bits, shifts)",
+                             polynomialNetwork: network, evaluationData: evaluation)
+        case .perceptron:
+            throw ModelError.unknownModel(name)
+        }
     }
 }
 

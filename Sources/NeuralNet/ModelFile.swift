@@ -68,7 +68,7 @@ public enum DatasetKind: String, Codable, Sendable {
 }
 
 /// A model file: JSON, versioned, with what the model is, how it was trained and evaluated,
-/// and its parameters: exactly one of ``perceptron`` and ``binarizedCNN``.
+/// and its parameters: exactly one of ``perceptron``, ``binarizedCNN`` and ``polynomialNetwork``.
 ///
 /// Format version 2 (this build): the fields below; a network's float parameters sit beside
 /// its exact integer form. Version 1 files (perceptron only, no `datasetKind`) are refused with
@@ -99,11 +99,14 @@ public struct ModelFile: Codable, Sendable, Equatable {
     public var perceptron: BinarizedPerceptron?
     /// The parameters of a binarized CNN.
     public var binarizedCNN: BinarizedCNN?
+    /// The parameters of a network with polynomial activations (CryptoNets, CryptoDL).
+    public var polynomialNetwork: PolynomialNetwork?
 
     /// A model file around a perceptron or a CNN, with its accuracies measured on `data`'s
     /// evaluation split.
     public init(name: String, task: String, datasetKind: DatasetKind, dataset: String, architecture: String,
-                perceptron: BinarizedPerceptron? = nil, binarizedCNN: BinarizedCNN? = nil, evaluationData data: Dataset) {
+                perceptron: BinarizedPerceptron? = nil, binarizedCNN: BinarizedCNN? = nil,
+                polynomialNetwork: PolynomialNetwork? = nil, evaluationData data: Dataset) {
         formatVersion = Self.currentVersion
         self.name = name
         self.task = task
@@ -113,6 +116,7 @@ public struct ModelFile: Codable, Sendable, Equatable {
         self.architecture = architecture
         self.perceptron = perceptron
         self.binarizedCNN = binarizedCNN
+        self.polynomialNetwork = polynomialNetwork
         floatAccuracy = 0
         integerAccuracy = 0
         let samples = datasetKind.evaluationSamples(in: data)
@@ -123,11 +127,14 @@ public struct ModelFile: Codable, Sendable, Equatable {
     /// Accuracy of the float or the integer form on `samples` of `data`.
     public func accuracy(on data: Dataset, samples: [Int], integer: Bool) -> Double {
         if let perceptron { return perceptron.accuracy(on: data, samples: samples, integer: integer) }
-        return binarizedCNN!.accuracy(on: data, samples: samples, integer: integer)
+        if let binarizedCNN { return binarizedCNN.accuracy(on: data, samples: samples, integer: integer) }
+        return polynomialNetwork!.accuracy(on: data, samples: samples, integer: integer)
     }
 
     /// The number of inputs a record or image must have.
-    public var inputSize: Int { perceptron?.featureCount ?? binarizedCNN!.shape.pixelCount }
+    public var inputSize: Int {
+        perceptron?.featureCount ?? binarizedCNN?.shape.pixelCount ?? polynomialNetwork!.inputSide * polynomialNetwork!.inputSide
+    }
 
     /// Reads a model file.
     public static func load(path: String) throws(ModelError) -> ModelFile {
@@ -143,25 +150,27 @@ public struct ModelFile: Codable, Sendable, Equatable {
         } catch {
             throw .malformed(path: path, reason: Self.describe(error))
         }
-        switch (model.perceptron, model.binarizedCNN) {
-        case (let p?, nil):
+        switch (model.perceptron, model.binarizedCNN, model.polynomialNetwork) {
+        case (let p?, nil, nil):
             guard p.featureThresholds.count == p.featureCount, p.featureThresholds.allSatisfy(\.isFinite),
                   p.weightSigns.allSatisfy({ $0 == 1 || $0 == -1 }), p.alpha > 0,
                   p.alpha.isFinite, p.bias.isFinite else {
                 throw .malformed(path: path, reason: "inconsistent perceptron parameters")
             }
-        case (nil, let cnn?):
+        case (nil, let cnn?, nil):
             guard cnn.isConsistent else { throw .malformed(path: path, reason: "inconsistent binarized CNN parameters") }
+        case (nil, nil, let network?):
+            guard network.isConsistent else { throw .malformed(path: path, reason: "inconsistent polynomial network parameters") }
         default:
-            throw .malformed(path: path, reason: "needs exactly one of 'perceptron' and 'binarizedCNN'")
+            throw .malformed(path: path, reason: "needs exactly one of 'perceptron', 'binarizedCNN' and 'polynomialNetwork'")
         }
         return model
     }
 
-    /// Writes the model as pretty-printed JSON.
+    /// Writes the model as compact JSON with sorted keys (weights make up most of a file).
     public func save(path: String) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.sortedKeys]
         try encoder.encode(self).write(to: URL(fileURLWithPath: path))
     }
 

@@ -104,8 +104,8 @@ public struct InferencePlan: Sendable {
         } else if let cnn = model.binarizedCNN, cnn.activation == .sign {
             try self.init(modelName: model.name, network: .signCNN(cnn), parameters: parameters)
         } else {
-            throw .unsupportedModel("\(model.name): pbs mode evaluates perceptrons and sign-activation CNNs; "
-                + "the scaled-ReLU CNN multiplies by the encrypted K map (use its sign variant)")
+            throw .unsupportedModel("\(model.name): pbs mode evaluates perceptrons and sign-activation CNNs; the scaled-ReLU "
+                + "CNN multiplies by the encrypted K map (use its sign variant) and polynomial networks are for RLWE schemes")
         }
     }
 
