@@ -34,6 +34,8 @@ public enum ModelCatalog {
         Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
                architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+        Recipe(name: "cryptonets-fashion", datasetKind: .fashionMNIST,
+               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-mnist", datasetKind: .mnist,
                architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-fashion", datasetKind: .fashionMNIST,
