@@ -69,13 +69,7 @@ struct BinarizedCNNTests {
         var gradient = [Float](repeating: 0, count: layout.count)
         _ = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: 7)
             .accumulate(image: image[...], label: 1, into: &gradient)
-        for i in Array(layout.dense) + Array(layout.bias) {
-            var plus = parameters, minus = parameters
-            plus[i] += 1e-2
-            minus[i] -= 1e-2
-            let numeric = (loss(plus) - loss(minus)) / 2e-2
-            #expect(abs(numeric - gradient[i]) < 2e-3 * max(1, abs(numeric)), "parameter \(i): \(numeric) vs \(gradient[i])")
-        }
+        expectFiniteDifferences(gradient, at: parameters, indices: Array(layout.dense) + Array(layout.bias), tolerance: 2e-3, loss: loss)
     }
 
     @Test("training lowers the loss, is reproducible, and the sign form's integer export matches its QAT forward pass")

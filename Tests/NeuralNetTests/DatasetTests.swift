@@ -17,6 +17,20 @@ func writeFixture(_ path: String, _ data: Data) throws {
     try data.write(to: URL(fileURLWithPath: path))
 }
 
+/// Expects `gradient[i]` to match the central difference of `loss` at `parameters` (step 0.01)
+/// within `tolerance` relative to max(1, |difference|), for every i in `indices`.
+func expectFiniteDifferences(_ gradient: [Float], at parameters: [Float], indices: [Int], tolerance: Float,
+                             sourceLocation: SourceLocation = #_sourceLocation, loss: ([Float]) -> Float) {
+    for i in indices {
+        var plus = parameters, minus = parameters
+        plus[i] += 1e-2
+        minus[i] -= 1e-2
+        let numeric = (loss(plus) - loss(minus)) / 2e-2
+        #expect(abs(numeric - gradient[i]) < tolerance * max(1, abs(numeric)), "parameter \(i): \(numeric) vs \(gradient[i])",
+                sourceLocation: sourceLocation)
+    }
+}
+
 /// A scratch folder for hand-made bad files.
 func scratchFolder() -> String {
     let path = NSTemporaryDirectory() + "obscura-dataset-tests-\(UUID().uuidString)"

@@ -39,13 +39,7 @@ struct PolynomialNetworkTests {
                 return network.with(parameters: p).accumulate(image: image, label: 2, into: &scratch).loss
             }
             let base = network.parameters
-            for i in base.indices {
-                var plus = base, minus = base
-                plus[i] += 1e-2
-                minus[i] -= 1e-2
-                let numeric = (loss(plus) - loss(minus)) / 2e-2
-                #expect(abs(numeric - gradient[i]) < 3e-3 * max(1, abs(numeric)), "parameter \(i): \(numeric) vs \(gradient[i])")
-            }
+            expectFiniteDifferences(gradient, at: base, indices: Array(base.indices), tolerance: 3e-3, loss: loss)
         }
     }
 
