@@ -137,19 +137,37 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
 
     /// The exact integer form's class scores (scale 2^-fraction bits of the last layer).
     public func integerScores(_ image: ArraySlice<Float>) -> [Int64] {
+        integerScores(image, weights: quantizedWeights())
+    }
+
+    /// Each layer's weights rounded to ``weightFractionBits`` fraction bits (empty for activations):
+    /// computed once per batch of images rather than once per image.
+    func quantizedWeights() -> [[Int64]] {
+        let unit = Float(1 << Self.weightFractionBits)
+        return layers.map { layer in
+            switch layer {
+            case .convolution(let c): c.weights.map { Int64(($0 * unit).rounded()) }
+            case .dense(let d): d.weights.map { Int64(($0 * unit).rounded()) }
+            case .polynomial: []
+            }
+        }
+    }
+
+    /// The integer form's scores with the layers' weights already quantized.
+    func integerScores(_ image: ArraySlice<Float>, weights quantizedLayers: [[Int64]]) -> [Int64] {
         let unit = Float(1 << Self.weightFractionBits)
         var x = image.map { Int64(($0 * Float(1 << Self.inputFractionBits)).rounded()) }
         var scale = Self.inputFractionBits
         for (index, layer) in layers.enumerated() {
             switch layer {
             case .convolution(let c):
-                let weights = c.weights.map { Int64(($0 * unit).rounded()) }
+                let weights = quantizedLayers[index]
                 scale += Self.weightFractionBits
                 var out = (0..<c.outputCount).map { Self.quantize(c.bias[$0 / (c.outputSide * c.outputSide)], fractionBits: scale) }
                 c.forEachProduct { o, w, i in out[o] += weights[w] * x[i] }
                 x = out
             case .dense(let d):
-                let weights = d.weights.map { Int64(($0 * unit).rounded()) }
+                let weights = quantizedLayers[index]
                 scale += Self.weightFractionBits
                 x = (0..<d.outputCount).map { o in
                     var total = Self.quantize(d.bias[o], fractionBits: scale)
@@ -190,8 +208,11 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
 
     /// Accuracy of the float or the integer form on `samples` of `data`, on all cores.
     public func accuracy(on data: Dataset, samples: [Int], integer: Bool) -> Double {
+        let weights = integer ? quantizedWeights() : []
         let correct = Parallel.sum(count: samples.count) { i in
-            predict(data.sample(samples[i]), integer: integer) == data.labels[samples[i]] ? 1 : 0
+            let image = data.sample(samples[i])
+            let predicted = integer ? BinarizedCNN.argmax(integerScores(image, weights: weights)) : BinarizedCNN.argmax(floatScores(image))
+            return predicted == data.labels[samples[i]] ? 1 : 0
         }
         return Double(correct) / Double(samples.count)
     }
