@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 #if canImport(FoundationEssentials)
@@ -34,11 +34,18 @@ let package = Package(
         .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "PrivateInference", targets: ["PrivateInference"]),
+        .library(name: "ObscuraAPI", targets: ["ObscuraAPI"]),
+        .library(name: "ObscuraClient", targets: ["ObscuraClient"]),
+        .library(name: "ObscuraServer", targets: ["ObscuraServer"]),
         .executable(name: "obscura", targets: ["ObscuraCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", exact: "2.28.1", traits: []),
+        .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
     ],
     targets: [
         .target(
@@ -66,6 +73,24 @@ let package = Package(
             name: "PrivateInference",
             dependencies: ["TFHE", "CipherCircuits", "NeuralNet"],
             swiftSettings: nativeVectorFlags),
+        .target(name: "ObscuraAPI"),
+        .target(
+            name: "ObscuraClient",
+            dependencies: ["ObscuraAPI", "PrivateInference"],
+            swiftSettings: nativeVectorFlags),
+        .target(
+            name: "ObscuraServer",
+            dependencies: [
+                "ObscuraAPI",
+                "PrivateInference",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: [.copy("openapi.json")],
+            swiftSettings: nativeVectorFlags),
         .executableTarget(
             name: "ObscuraCLI",
             dependencies: [
@@ -73,6 +98,9 @@ let package = Package(
                 "CipherCircuits",
                 "NeuralNet",
                 "PrivateInference",
+                "ObscuraAPI",
+                "ObscuraClient",
+                "ObscuraServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeVectorFlags),
@@ -81,6 +109,7 @@ let package = Package(
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

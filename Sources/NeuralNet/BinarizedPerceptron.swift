@@ -190,11 +190,12 @@ struct Adam {
     }
 }
 
-/// SplitMix64: a small, seedable generator for reproducible training (not for cryptography).
-struct SplitMix64: RandomNumberGenerator {
+/// SplitMix64: a small, seedable generator for reproducible training and test data (never for
+/// keys or encryption, which use `CSPRNG`).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

@@ -1,12 +1,18 @@
 import ArgumentParser
+import Foundation
 import NeuralNet
+import ObscuraClient
+import ObscuraServer
 import PrivateInference
+import TFHE
 
-/// The README's first command: private inference end to end on bundled data with bundled models,
-/// a client and a server in one process separated by the bytes that would cross the network.
-struct Demo: ParsableCommand {
+/// The README's first command: private inference end to end through the HTTP API. It starts the
+/// server in this process on loopback with the bundled models, and a client that keeps its
+/// secret key, registers its evaluation key, encrypts bundled test records, submits them, polls
+/// with a progress bar, downloads and decrypts.
+struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Private inference on bundled data: the client encrypts, the server computes on ciphertexts, the client decrypts.")
+        abstract: "Private inference on bundled data through an in-process server on loopback: the client encrypts, the server computes on ciphertexts, the client decrypts.")
 
     @Option(help: "MNIST images to classify encrypted with the binarized CNN (0...16; about 20 s each on 2 cores).")
     var images = 2
@@ -15,54 +21,66 @@ struct Demo: ParsableCommand {
         guard (0...16).contains(images) else { throw ValidationError("--images must be in 0...16 (16 images are bundled)") }
     }
 
-    func run() throws {
-        print("Obscura demo: the server evaluates each network on ciphertexts with plaintext weights and never holds a key")
-        print("that decrypts; only the client sees its record and the prediction. Parameters: 128-bit (tfhe-rs sets).")
-        try runPerceptron()
-        if images > 0 { try runConvolutionalNetwork() }
-    }
-
-    private func runPerceptron() throws {
-        print("\n[1] paper-perceptron-cancer: the main paper's binarized perceptron on the 115 bundled breast-cancer test records")
-        var session = try LocalInference(model: try ModelCatalog.load("paper-perceptron-cancer"),
-                                         dataset: try Dataset.bundledSample(.breastCancer))
-        describe(session.plan)
-        var outcomes: [LocalInference.Outcome] = []
-        for index in 0..<session.dataset.count { outcomes.append(try session.run(record: index)) }
-        let names = session.dataset.classNames
-        for outcome in outcomes.prefix(5) {
-            print(String(format: "  record %3d: encrypted prediction %@, label %@, %.2f ms", outcome.record,
-                         names[outcome.encryptedClass], names[outcome.label], outcome.seconds * 1000))
+    func run() async throws {
+        print("Obscura demo: a server on loopback evaluates each network on ciphertexts with plaintext weights and never holds")
+        print("a key that decrypts; only the client sees its record and the prediction. Parameters: 128-bit (tfhe-rs sets).")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-demo-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try await ObscuraServer(configuration: ServerConfiguration(port: 0, dataDirectory: directory),
+                                             models: try ModelRegistry.bundled(), logLevel: .warning)
+        let running = try await server.start()
+        print("server: http://127.0.0.1:\(running.port), serving \(server.models.entries.count) models, state in \(directory)")
+        do {
+            let service = ServiceClient(baseURL: running.url)
+            try await classify(model: "paper-perceptron-cancer", records: nil, service: service,
+                               heading: "[1] the main paper's binarized perceptron on the 115 bundled breast-cancer test records")
+            if images > 0 {
+                try await classify(model: "paper-bnn-sign-mnist", records: images, service: service,
+                                   heading: "[2] the paper's binarized CNN with sign activations on \(images) bundled MNIST test images")
+            }
+        } catch {
+            await running.stop()
+            throw error
         }
-        try summarize(outcomes)
+        await running.stop()
     }
 
-    private func runConvolutionalNetwork() throws {
-        print("\n[2] paper-bnn-sign-mnist: the paper's binarized CNN with sign activations on \(images) bundled MNIST images")
-        var session = try LocalInference(model: try ModelCatalog.load("paper-bnn-sign-mnist"), dataset: try Dataset.bundledSample(.mnist))
-        describe(session.plan)
-        print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB (once per client)", session.keygenSeconds,
-                     Double(session.evaluationKeyBytes) / 1e6))
-        var outcomes: [LocalInference.Outcome] = []
-        for index in 0..<images {
-            let outcome = try session.run(record: index, progress: layerProgress())
-            outcomes.append(outcome)
-            print(String(format: "  MNIST test image %d: encrypted prediction %d, label %d, %.1f s (upload %.0f KB, download %.1f MB)",
-                         8000 + index, outcome.encryptedClass, outcome.label, outcome.seconds,
-                         Double(outcome.uploadBytes) / 1e3, Double(outcome.downloadBytes) / 1e6))
-        }
-        try summarize(outcomes)
-    }
-
-    /// Prints accuracy and exactness, and fails the demo if any decrypted score differs from the
+    /// Classifies the first `records` bundled records (all when nil) through the server, prints
+    /// each prediction beside its label, and fails if any decrypted score differs from the
     /// plaintext integer reference.
-    private func summarize(_ outcomes: [LocalInference.Outcome]) throws {
-        let correct = outcomes.filter { $0.encryptedClass == $0.label }.count
-        let exact = outcomes.filter(\.exact).count
-        let times = outcomes.map(\.seconds).sorted()
-        print(String(format: "  %d/%d correct; decrypted scores equal the plaintext integer reference on %d/%d; median %.3f s per record",
-                     correct, outcomes.count, exact, outcomes.count, times[times.count / 2]))
-        guard exact == outcomes.count else { throw DemoError.wrongResult("\(outcomes.count - exact) encrypted inference(s)") }
+    private func classify(model name: String, records: Int?, service: ServiceClient, heading: String) async throws {
+        print("\n\(heading) (\(name))")
+        let model = try ModelCatalog.load(name)
+        let plan = try InferencePlan(model: model)
+        describe(plan)
+        let dataset = try Dataset.bundledSample(model.datasetKind)
+        let start = Clock.now()
+        var classifier = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+        if classifier.keyID != nil {
+            print(String(format: "client: keys made and evaluation key registered in %.1f s (uploaded once per client)",
+                         Double(Clock.now() - start) / 1e9))
+        }
+        let verbose = records != nil
+        var (correct, exact, times) = (0, 0, [Double]())
+        for index in 0..<(records ?? dataset.count) {
+            let record = dataset.sample(index)
+            let bar = JobProgressBar(label: "record \(index)")
+            let began = Clock.now()
+            let prediction = try await classifier.classify(record) { if verbose { bar.show($0) } }
+            bar.finish()
+            times.append(Double(Clock.now() - began) / 1e9)
+            if prediction.predictedClass == dataset.labels[index] { correct += 1 }
+            if prediction.scores == plan.referenceScores(record) { exact += 1 }
+            if verbose || index < 5 {
+                print(String(format: "  record %3d: encrypted prediction %@, label %@, %.3f s (upload %.0f KB, download %.0f KB)", index,
+                             dataset.classNames[prediction.predictedClass], dataset.classNames[dataset.labels[index]], times.last!,
+                             Double(prediction.uploadBytes) / 1e3, Double(prediction.downloadBytes) / 1e3))
+            }
+        }
+        times.sort()
+        print(String(format: "  %d/%d correct; decrypted scores equal the plaintext integer reference on %d/%d; median %.3f s per record over HTTP",
+                     correct, times.count, exact, times.count, times[times.count / 2]))
+        guard exact == times.count else { throw DemoError.wrongResult("\(times.count - exact) encrypted inference(s)") }
     }
 }
 

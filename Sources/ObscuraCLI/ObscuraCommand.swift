@@ -1,9 +1,10 @@
 import ArgumentParser
 
 @main
-struct Obscura: ParsableCommand {
+struct Obscura: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "obscura",
         abstract: "Private neural-network inference on homomorphically encrypted data.",
-        subcommands: [Demo.self, InferLocal.self, Bench.self, Models.self, Train.self, Eval.self])
+        subcommands: [Demo.self, Serve.self, Keygen.self, Encrypt.self, Infer.self, Decrypt.self,
+                      InferLocal.self, Bench.self, Models.self, Train.self, Eval.self])
 }

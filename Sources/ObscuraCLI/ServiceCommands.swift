@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import NeuralNet
+import ObscuraAPI
+import ObscuraClient
+import ObscuraServer
+import PrivateInference
+import TFHE
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the private inference server (HTTP API v1, see openapi.json) over the bundled models.")
+
+    @Option(help: "Address to bind (loopback by default; 0.0.0.0 exposes it).") var host = "127.0.0.1"
+    @Option(help: "Port to listen on.") var port = 8080
+    @Option(help: "Folder for the database and the stored keys, inputs and results.") var dataDir = "obscura-data"
+    @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
+    @Option(help: "Jobs evaluated at once (each already uses all cores).") var workers = 1
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        guard queue >= 1, workers >= 1 else { throw ValidationError("--queue and --workers must be at least 1") }
+    }
+
+    func run() async throws {
+        let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers)
+        let server = try await ObscuraServer(configuration: configuration, models: try ModelRegistry.bundled())
+        try await server.run { port in
+            print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (state in \(dataDir))")
+        }
+    }
+}
+
+/// The client's files: where `keygen` writes and the other client commands read.
+struct KeyFolderOption: ParsableArguments {
+    @Option(help: "The client's key folder (secret.osk stays here; evaluation.obk is what the server gets).")
+    var keys = "obscura-keys"
+
+    var secretKeyPath: String { keys + "/secret.osk" }
+    var evaluationKeyPath: String { keys + "/evaluation.obk" }
+
+    func secretKey() throws -> SecretKey {
+        try SecretKey(deserializing: try readBytes(secretKeyPath, what: "secret key (run `obscura keygen` first)"))
+    }
+}
+
+struct Keygen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a client's secret key and the evaluation key a server needs for a model's parameter set.")
+
+    @Option(help: "A bundled model name or a model file.") var model = "paper-bnn-sign-mnist"
+    @OptionGroup var folder: KeyFolderOption
+
+    func run() throws {
+        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        let secret = SecretKey(parameters: plan.parameters)
+        try FileManager.default.createDirectory(atPath: folder.keys, withIntermediateDirectories: true)
+        try writeBytes(secret.serialized(), to: folder.secretKeyPath, permissions: 0o600)
+        let evaluation = secret.makeEvaluationKey().serialized()
+        try writeBytes(evaluation, to: folder.evaluationKeyPath)
+        print("secret key (\(plan.parameters.name), \(plan.parameters.securityBits)-bit): \(folder.secretKeyPath) — never send it anywhere")
+        print(String(format: "evaluation key: %@ (%.1f MB)", folder.evaluationKeyPath, Double(evaluation.count) / 1e6))
+    }
+}
+
+/// A record of a dataset: the bundled sample of the model's dataset unless `--data` names a folder.
+struct RecordOptions: ParsableArguments {
+    @Option(help: "A bundled model name or a model file.") var model = "paper-bnn-sign-mnist"
+    @Option(help: "Dataset folder (default: the small bundled sample of the model's dataset).") var data: String?
+    @Option(help: "The record's index in the dataset.") var record = 0
+
+    func load() throws -> (ModelFile, InferencePlan, Dataset) {
+        let file = try ModelCatalog.load(model)
+        let dataset = try data.map { try file.datasetKind.evaluationData(folder: $0) } ?? Dataset.bundledSample(file.datasetKind)
+        guard (0..<dataset.count).contains(record) else {
+            throw ValidationError("--record \(record) is outside \(dataset.name)'s 0..<\(dataset.count)")
+        }
+        return (file, try InferencePlan(model: file), dataset)
+    }
+}
+
+struct Encrypt: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Binarize and encrypt one record under the client's secret key.")
+
+    @OptionGroup var record: RecordOptions
+    @OptionGroup var folder: KeyFolderOption
+    @Option(help: "Where to write the encrypted input.") var out = "input.bin"
+
+    func run() throws {
+        let (_, plan, dataset) = try record.load()
+        var client = InferenceClient(plan: plan, secretKey: try folder.secretKey())
+        let bytes = try client.encrypt(dataset.sample(record.record)).serialized(parameters: plan.parameters)
+        try writeBytes(bytes, to: out)
+        print("encrypted record \(record.record) of \(dataset.name) (label \(dataset.labels[record.record])): \(out), \(bytes.count) bytes")
+    }
+}
+
+struct Infer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Send an encrypted input to a server, wait for the encrypted result and save it (registers the evaluation key if needed).")
+
+    @Option(help: "The server, e.g. http://127.0.0.1:8080.") var server: String
+    @Option(help: "A bundled model name or a model file.") var model = "paper-bnn-sign-mnist"
+    @OptionGroup var folder: KeyFolderOption
+    @Option(help: "The encrypted input (from `obscura encrypt`).") var input = "input.bin"
+    @Option(help: "Where to write the encrypted result.") var out = "result.bin"
+
+    func run() async throws {
+        guard let url = URL(string: server), url.scheme != nil else { throw ValidationError("--server must be a URL such as http://127.0.0.1:8080") }
+        let service = ServiceClient(baseURL: url)
+        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        var keyID: String?
+        if plan.bootstrapsPerInference > 0 {
+            keyID = try await service.registerKey(try readBytes(folder.evaluationKeyPath, what: "evaluation key"), forModel: plan.modelName).id
+        }
+        let job = try await service.submit(model: plan.modelName, keyID: keyID, input: try readBytes(input, what: "encrypted input"))
+        let bar = JobProgressBar(label: "inference \(job.id.prefix(8))")
+        let result = try await service.waitForResult(job.id) { bar.show($0) }
+        bar.finish()
+        try writeBytes(result, to: out)
+        print("encrypted result: \(out), \(result.count) bytes")
+    }
+}
+
+struct Decrypt: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Decrypt a result with the client's secret key and print the class and scores.")
+
+    @Option(help: "A bundled model name or a model file.") var model = "paper-bnn-sign-mnist"
+    @OptionGroup var folder: KeyFolderOption
+    @Option(help: "The encrypted result (from `obscura infer`).") var result = "result.bin"
+
+    func run() throws {
+        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        let client = InferenceClient(plan: plan, secretKey: try folder.secretKey())
+        let scores = try client.decryptScores(try [LweCiphertext](deserializing: try readBytes(result, what: "encrypted result"),
+                                                                   expecting: plan.parameters))
+        print("class \(plan.classify(scores: scores)); scores \(scores)")
+    }
+}
+
+/// A progress bar on standard error fed by polled job states: redrawn in place on a terminal
+/// when its text changes, one line per tenth otherwise (logs stay short).
+final class JobProgressBar: @unchecked Sendable {
+    private let label: String
+    private let lock = NSLock()
+    private let interactive = isatty(STDERR_FILENO) != 0
+    private var last = ""
+    private var lastTenth = -1
+
+    init(label: String) { self.label = label }
+
+    func show(_ job: InferenceJob) {
+        lock.withLock {
+            let percent = Int(job.progress * 100)
+            let width = 30, filled = percent * width / 100
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let stage = job.status == .running ? (job.stage ?? "starting") : job.status.rawValue
+            let text = String(format: "  %@ [%@] %3d%% %@", label, bar, percent, stage)
+            guard text != last, interactive || percent / 10 != lastTenth else { return }
+            (last, lastTenth) = (text, percent / 10)
+            fflush(nil)
+            FileHandle.standardError.write(Data((interactive ? "\r\u{1B}[K" + text : text + "\n").utf8))
+        }
+    }
+
+    func finish() {
+        lock.withLock { if interactive && !last.isEmpty { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) } }
+    }
+}
+
+func readBytes(_ path: String, what: String) throws -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read the \(what) at \(path)") }
+    return [UInt8](data)
+}
+
+/// Writes a file; with `permissions` (the secret key: 0o600) the file is created with them, so
+/// it is never readable by others, not even for a moment.
+func writeBytes(_ bytes: [UInt8], to path: String, permissions: Int? = nil) throws {
+    guard let permissions else { return try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) }
+    if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
+    guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: permissions]) else {
+        throw ValidationError("cannot write \(path)")
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import ObscuraAPI
+
+/// Why a call to an Obscura server did not give what was asked.
+public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
+    /// The server refused the request (4xx or 5xx) and said why.
+    case refused(status: Int, APIErrorBody)
+    /// The server's queue is full; retry after the given seconds.
+    case queueFull(retryAfter: Int, APIErrorBody)
+    /// The job failed on the server.
+    case jobFailed(id: String, message: String)
+    /// The answer was not what the API promises.
+    case unexpectedResponse(String)
+
+    public var description: String {
+        switch self {
+        case .refused(let status, let body): "server answered \(status) \(body.error): \(body.message)"
+        case .queueFull(let seconds, let body): "server busy (\(body.message)); retry after \(seconds) s"
+        case .jobFailed(let id, let message): "inference \(id) failed on the server: \(message)"
+        case .unexpectedResponse(let what): "unexpected answer from the server: \(what)"
+        }
+    }
+}
+
+/// The HTTP side of a client: one method per route of API version 1, async, on `URLSession` so
+/// that it runs in an iOS or macOS app as well as on Linux. It moves bytes and JSON only; the
+/// cryptography (keys, encryption, decryption) is `PrivateClassifier`'s, on the client's device.
+public struct ServiceClient: Sendable {
+    /// The server's root, e.g. http://127.0.0.1:8080.
+    public let baseURL: URL
+    private let session: URLSession
+
+    public init(baseURL: URL, session: URLSession = .shared) {
+        self.baseURL = baseURL
+        self.session = session
+    }
+
+    /// `GET /healthz`.
+    public func health() async throws -> HealthReport {
+        try decode(try await send("GET", "/healthz"))
+    }
+
+    /// `GET /v1/models`.
+    public func models() async throws -> [ServedModel] {
+        try decode(try await send("GET", "/v1/models"), as: ModelList.self).models
+    }
+
+    /// `POST /v1/keys[?model=NAME]`: registers a serialized evaluation key (never a secret key:
+    /// the server refuses one) and returns its id.
+    public func registerKey(_ bytes: [UInt8], forModel model: String? = nil) async throws -> RegisteredKey {
+        try decode(try await send("POST", "/v1/keys", query: model.map { ["model": $0] } ?? [:], body: bytes))
+    }
+
+    /// `POST /v1/models/{name}/inferences?key=ID`: submits an encrypted input; the job runs in
+    /// the background.
+    public func submit(model: String, keyID: String?, input: [UInt8]) async throws -> InferenceJob {
+        try decode(try await send("POST", "/v1/models/\(model)/inferences", query: keyID.map { ["key": $0] } ?? [:], body: input))
+    }
+
+    /// `GET /v1/inferences/{id}`.
+    public func job(_ id: String) async throws -> InferenceJob {
+        try decode(try await send("GET", "/v1/inferences/\(id)"))
+    }
+
+    /// `GET /v1/inferences/{id}/result`: the encrypted scores of a finished job.
+    public func result(_ id: String) async throws -> [UInt8] {
+        [UInt8](try await send("GET", "/v1/inferences/\(id)/result").0)
+    }
+
+    /// Polls the job until it is done (reporting each status seen) and downloads its result.
+    /// Polling starts at 2 ms and doubles up to `maxPollInterval`, so a job of a millisecond is
+    /// not kept waiting and a job of a minute is not polled hundreds of times.
+    public func waitForResult(_ id: String, maxPollInterval: Duration = .milliseconds(250),
+                              progress: @Sendable (InferenceJob) -> Void = { _ in }) async throws -> [UInt8] {
+        var interval = Duration.milliseconds(2)
+        while true {
+            let job = try await job(id)
+            progress(job)
+            switch job.status {
+            case .done: return try await result(id)
+            case .failed: throw ServiceClientError.jobFailed(id: id, message: job.error ?? "unknown error")
+            case .queued, .running:
+                try await Task.sleep(for: interval)
+                interval = min(interval * 2, maxPollInterval)
+            }
+        }
+    }
+
+    /// Sends a request; a 4xx or 5xx answer becomes a `ServiceClientError` carrying the server's
+    /// JSON error.
+    func send(_ method: String, _ path: String, query: [String: String] = [:], body: [UInt8]? = nil)
+        async throws -> (Data, HTTPURLResponse) {
+        guard var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false) else {
+            throw ServiceClientError.unexpectedResponse("bad URL \(baseURL)\(path)")
+        }
+        if !query.isEmpty { components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) } }
+        guard let url = components.url else { throw ServiceClientError.unexpectedResponse("bad URL \(components)") }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        request.timeoutInterval = 600
+        if let body {
+            request.setValue(ObscuraAPI.binaryContentType, forHTTPHeaderField: "Content-Type")
+            request.httpBody = Data(body)
+        }
+        let (data, response) = try await session.data(for: request)
+        guard let http = response as? HTTPURLResponse else { throw ServiceClientError.unexpectedResponse("not an HTTP response") }
+        guard (200..<300).contains(http.statusCode) else {
+            let error = (try? JSONDecoder().decode(APIErrorBody.self, from: data))
+                ?? APIErrorBody(error: "http_\(http.statusCode)", message: String(decoding: data.prefix(200), as: UTF8.self))
+            if http.statusCode == 503 {
+                let retry = http.value(forHTTPHeaderField: "Retry-After").flatMap(Int.init) ?? 1
+                throw ServiceClientError.queueFull(retryAfter: retry, error)
+            }
+            throw ServiceClientError.refused(status: http.statusCode, error)
+        }
+        return (data, http)
+    }
+
+    private func decode<T: Decodable>(_ answer: (Data, HTTPURLResponse), as type: T.Type = T.self) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: answer.0)
+        } catch {
+            throw ServiceClientError.unexpectedResponse("\(T.self) expected: \(error)")
+        }
+    }
+}

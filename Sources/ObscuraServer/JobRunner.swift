@@ -1,0 +1,151 @@
+import Dispatch
+import Foundation
+import ObscuraAPI
+import PrivateInference
+import TFHE
+
+/// Runs accepted jobs: loads the job's input and its client's evaluation key, evaluates the plan
+/// off Swift's cooperative threads (an evaluation keeps every core busy for seconds, which must
+/// not stall the HTTP handlers), stores the result and records the outcome.
+struct JobRunner: Sendable {
+    let models: ModelRegistry
+    let store: ServiceStore
+    let queue: JobQueue
+    let progress: ProgressBoard
+    let keys: EvaluationKeyCache
+
+    /// Runs jobs from the queue until it is closed.
+    func work() async {
+        while let id = await queue.next() {
+            await queue.started()
+            let outcome = await run(jobID: id)
+            await queue.finished(succeeded: outcome.succeeded, bootstraps: outcome.bootstraps, seconds: outcome.seconds)
+            progress.remove(id)
+        }
+    }
+
+    /// Runs one job and records its outcome in the store; never throws, a failure is recorded.
+    private func run(jobID id: String) async -> (succeeded: Bool, bootstraps: Int, seconds: Double) {
+        guard var job = try? await store.job(id: id) else { return (false, 0, 0) }
+        do {
+            guard let entry = models.entry(named: job.model) else { throw APIError.notFound("unknown_model", "model \(job.model) is no longer served") }
+            job.status = .running
+            job.startedAt = Date().timeIntervalSince1970
+            job.attempts += 1
+            job.stage = nil
+            try await store.update(job)
+            progress.start(id, totalBootstraps: entry.plan.bootstrapsPerInference)
+            let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: entry.plan.parameters) }
+            let input = try store.inputBytes(id: id)
+            let board = progress
+            let (result, seconds) = try await Self.offCooperativePool {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let evaluator = try PBSInferenceEvaluator(plan: entry.plan, key: key)
+                let inputs = try [SeededLweCiphertext](deserializing: input, expecting: entry.plan.parameters).map { $0.expanded() }
+                let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
+                return (outputs.serialized(parameters: entry.plan.parameters), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            job.status = .done
+            job.progress = 1
+            job.stage = nil
+            job.finishedAt = Date().timeIntervalSince1970
+            job.evaluationSeconds = seconds
+            try await store.finish(job, result: result)
+            return (true, job.bootstraps, seconds)
+        } catch {
+            job.status = .failed
+            job.error = (error as? APIError)?.message ?? String(describing: error)
+            job.finishedAt = Date().timeIntervalSince1970
+            try? await store.update(job)
+            return (false, 0, 0)
+        }
+    }
+
+    /// Runs blocking work on a Dispatch thread and awaits its result.
+    static func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(with: Result { try work() })
+            }
+        }
+    }
+}
+
+/// Evaluation keys expanded to the Fourier domain, the most recently used first: expanding a
+/// key costs about as much as a hundred bootstraps, and a client usually sends several inputs.
+actor EvaluationKeyCache {
+    private let store: ServiceStore
+    private let capacity: Int
+    private var entries: [(id: String, key: EvaluationKey)] = []
+
+    init(store: ServiceStore, capacity: Int) {
+        self.store = store
+        self.capacity = max(1, capacity)
+    }
+
+    /// The key with this id, expanded, checked against the parameter set the plan needs.
+    func key(id: String, parameters: TFHEParameters) async throws -> EvaluationKey {
+        if let index = entries.firstIndex(where: { $0.id == id }) {
+            let entry = entries.remove(at: index)
+            entries.insert(entry, at: 0)
+            return entry.key
+        }
+        let bytes = try store.keyBytes(id: id)
+        let key = try await JobRunner.offCooperativePool {
+            EvaluationKey(try CompressedEvaluationKey(deserializing: bytes, expecting: parameters))
+        }
+        entries.insert((id, key), at: 0)
+        if entries.count > capacity { entries.removeLast() }
+        return key
+    }
+}
+
+/// The progress of running jobs, updated from the evaluator's worker threads and read by
+/// `GET /v1/inferences/{id}`: a lock, not an actor, because the reports come from Dispatch threads.
+final class ProgressBoard: @unchecked Sendable {
+    private struct Entry {
+        var totalBootstraps: Int
+        var finishedLayers = 0
+        var fraction = 0.0
+        var stage: String?
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+
+    func start(_ id: String, totalBootstraps: Int) {
+        lock.withLock { entries[id] = Entry(totalBootstraps: totalBootstraps) }
+    }
+
+    /// A layer's progress: `done` of its `total` outputs.
+    func report(_ id: String, layer: String, done: Int, total: Int) {
+        lock.withLock {
+            guard var entry = entries[id] else { return }
+            if entry.totalBootstraps > 0 {
+                entry.fraction = min(1, Double(entry.finishedLayers + done) / Double(entry.totalBootstraps))
+            }
+            if done == total { entry.finishedLayers += total }
+            entry.stage = layer
+            entries[id] = entry
+        }
+    }
+
+    /// The running job's fraction done and stage.
+    func current(_ id: String) -> (fraction: Double, stage: String?)? {
+        lock.withLock { entries[id].map { ($0.fraction, $0.stage) } }
+    }
+
+    func remove(_ id: String) {
+        lock.withLock { _ = entries.removeValue(forKey: id) }
+    }
+}
+
+extension Optional {
+    /// `map` with an async transform.
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        switch self {
+        case .some(let value): try await transform(value)
+        case .none: nil
+        }
+    }
+}

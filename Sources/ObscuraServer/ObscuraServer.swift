@@ -1,0 +1,314 @@
+import Crypto
+import Foundation
+import Hummingbird
+import Logging
+import ObscuraAPI
+import PrivateInference
+import ServiceLifecycle
+import TFHE
+
+/// The private inference service: an HTTP API (Hummingbird) over the models of a
+/// ``ModelRegistry``, a SQLite store (GRDB) for what must survive a restart, a bounded job queue
+/// and workers that evaluate on ciphertexts with the clients' evaluation keys. It has no route,
+/// type or code path that accepts a secret key: the binary readers refuse one by its magic bytes.
+public struct ObscuraServer: Sendable {
+    /// Where it listens and what it accepts.
+    public let configuration: ServerConfiguration
+    /// The models it serves.
+    public let models: ModelRegistry
+    /// Its persistent state.
+    public let store: ServiceStore
+    let queue: JobQueue
+    let progress = ProgressBoard()
+    let runner: JobRunner
+    let logger: Logger
+
+    /// Opens the store in the configured data directory and re-queues every job that a previous
+    /// run accepted but did not finish (they run again from their stored input).
+    public init(configuration: ServerConfiguration, models: ModelRegistry, logLevel: Logger.Level = .info) async throws {
+        self.configuration = configuration
+        self.models = models
+        store = try ServiceStore(directory: configuration.dataDirectory)
+        queue = JobQueue(capacity: configuration.queueCapacity)
+        runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
+                           keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys))
+        var logger = Logger(label: "obscura")
+        logger.logLevel = logLevel
+        self.logger = logger
+        for var job in try await store.unfinishedJobs() {
+            job.status = .queued
+            job.progress = 0
+            job.stage = nil
+            try await store.update(job)
+            await queue.reserveRecovered()
+            await queue.enqueue(job.id)
+            logger.notice("re-queued job \(job.id) (\(job.model)) interrupted by a restart")
+        }
+    }
+
+    /// Serves until the process gets SIGTERM or SIGINT; `onListening` receives the bound port
+    /// (useful with port 0). A job being evaluated at shutdown finishes first; queued jobs stay
+    /// queued in the store and run after the next start.
+    public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        try await serve(ServiceGroup(configuration: .init(services: [makeApplication(onListening: onListening)],
+                                                          gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)))
+    }
+
+    /// Runs the HTTP service group beside the workers; when the group ends, the workers stop
+    /// taking jobs.
+    func serve(_ services: ServiceGroup) async throws {
+        let (queue, runner, workers) = (queue, runner, configuration.workers)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, workers) { group.addTask { await runner.work() } }
+            group.addTask {
+                do {
+                    try await services.run()
+                } catch {
+                    await queue.close()
+                    throw error
+                }
+                await queue.close()
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    func makeApplication(onListening: @escaping @Sendable (Int) async -> Void) -> some Service {
+        let port = configuration.port
+        return Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: port), serverName: "obscura"),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    /// The routes of API version 1 (see `openapi.json`).
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: JSONErrorMiddleware())
+        router.get("/healthz") { _, _ in try await json(health()) }
+        router.get("/metrics") { _, _ in try await metrics() }
+        router.get("/v1/openapi.json") { _, _ in try openAPIDocument() }
+        router.get("/v1/models") { _, _ in try await json(modelList()) }
+        router.post("/v1/keys") { request, _ in try await registerKey(request) }
+        router.post("/v1/models/{name}/inferences") { request, context in
+            try await submit(request, model: try context.parameters.require("name"))
+        }
+        router.get("/v1/inferences/{id}") { _, context in
+            try await json(job(id: try context.parameters.require("id")))
+        }
+        router.get("/v1/inferences/{id}/result") { _, context in
+            try await result(id: try context.parameters.require("id"))
+        }
+        return router
+    }
+
+    // MARK: Routes
+
+    func health() async -> HealthReport {
+        HealthReport(status: "ok", models: models.entries.count, queued: await queue.queued, running: await queue.running)
+    }
+
+    func modelList() async throws -> ModelList {
+        let means = try await store.statistics().meanSeconds
+        return ModelList(models: models.entries.map { entry in
+            var listing = entry.listing
+            listing.observedLatencySeconds = means[listing.name]
+            return listing
+        })
+    }
+
+    /// `POST /v1/keys[?model=NAME]`: a seeded evaluation key in the binary format. Refused: a
+    /// secret key (by its magic bytes, before anything else is read), the insecure test set,
+    /// malformed or oversized bytes, and, with `model`, a key of another parameter set.
+    func registerKey(_ request: Request) async throws -> Response {
+        var request = request
+        let bytes = Array(try await request.collectBody(upTo: configuration.maxKeyBytes).readableBytesView)
+        let key: CompressedEvaluationKey
+        do {
+            key = try CompressedEvaluationKey(deserializing: bytes, limit: configuration.maxKeyBytes)
+        } catch .secretKeyNotAccepted {
+            throw APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
+        } catch {
+            throw APIError.badRequest("invalid_key", "not a valid evaluation key: \(error)")
+        }
+        guard !key.parameters.isInsecureTestOnly else {
+            throw APIError.badRequest("insecure_parameters", "parameter set \(key.parameters.name) is for tests only and is refused")
+        }
+        if let name = request.uri.queryParameters.get("model") {
+            let entry = try servedModel(name)
+            guard entry.plan.parameters == key.parameters else { throw keyModelMismatch(key.parameters.name, entry) }
+        }
+        let id = SHA256.hash(data: bytes).prefix(16).map { String(format: "%02x", $0) }.joined()
+        let existing = try await store.key(id: id)
+        let registered = RegisteredKey(id: id, parameterSet: key.parameters.name, bytes: bytes.count)
+        try await store.register(registered, bytes: bytes)
+        logger.info("registered evaluation key \(id) (\(key.parameters.name), \(bytes.count) bytes)")
+        return try json(registered, status: existing == nil ? .created : .ok)
+    }
+
+    /// `POST /v1/models/{name}/inferences?key=ID`: an encrypted input (a list of seeded
+    /// ciphertexts). Everything is checked before a slot is taken and anything is stored.
+    func submit(_ request: Request, model name: String) async throws -> Response {
+        let entry = try servedModel(name)
+        let keyID = request.uri.queryParameters.get("key")
+        if let keyID {
+            guard let key = try await store.key(id: keyID) else { throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered") }
+            guard key.parameterSet == entry.plan.parameters.name else { throw keyModelMismatch(key.parameterSet, entry) }
+        } else if entry.needsEvaluationKey {
+            throw APIError.badRequest("missing_key", "model \(name) takes \(entry.plan.bootstrapsPerInference) bootstraps: register an evaluation key and pass ?key=ID")
+        }
+        var request = request
+        let input = Array(try await request.collectBody(upTo: configuration.maxInputBytes).readableBytesView)
+        let ciphertexts: [SeededLweCiphertext]
+        do {
+            ciphertexts = try [SeededLweCiphertext](deserializing: input, expecting: entry.plan.parameters, limit: configuration.maxInputBytes)
+        } catch {
+            throw APIError.badRequest("invalid_input", "not an encrypted input for \(name) (\(entry.plan.parameters.name)): \(error)")
+        }
+        guard ciphertexts.count == entry.plan.inputCount else {
+            throw APIError.badRequest("wrong_input_size", "model \(name) takes \(entry.plan.inputCount) ciphertexts, got \(ciphertexts.count)")
+        }
+        try await queue.reserve()
+        let job = InferenceJob(id: UUID().uuidString.lowercased(), model: name, keyId: keyID, status: .queued, progress: 0, stage: nil,
+                               error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
+                               evaluationSeconds: nil, bootstraps: entry.plan.bootstrapsPerInference, attempts: 0)
+        do {
+            try await store.insert(job, input: input)
+        } catch {
+            await queue.cancelReservation()
+            throw error
+        }
+        await queue.enqueue(job.id)
+        var response = try json(job, status: .accepted)
+        response.headers[.location] = "/v1/inferences/\(job.id)"
+        return response
+    }
+
+    /// The job with its live progress.
+    func job(id: String) async throws -> InferenceJob {
+        guard var job = try await store.job(id: id) else { throw APIError.notFound("unknown_job", "no inference \(id)") }
+        if job.status == .running, let current = progress.current(id) {
+            job.progress = current.fraction
+            job.stage = current.stage
+        }
+        return job
+    }
+
+    /// The encrypted scores of a finished job.
+    func result(id: String) async throws -> Response {
+        let job = try await job(id: id)
+        switch job.status {
+        case .done:
+            let bytes = try store.resultBytes(id: id)
+            return Response(status: .ok, headers: [.contentType: ObscuraAPI.binaryContentType],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+        case .failed:
+            throw APIError.conflict("job_failed", "inference \(id) failed: \(job.error ?? "unknown error")")
+        case .queued, .running:
+            throw APIError.conflict("not_finished", "inference \(id) is \(job.status.rawValue) (\(Int(job.progress * 100))% done)")
+        }
+    }
+
+    /// Prometheus text exposition.
+    func metrics() async throws -> Response {
+        let stored = try await store.statistics().counts
+        let (queued, running, completed, failed, refused) = await (queue.queued, queue.running, queue.completed, queue.failed, queue.refused)
+        let (bootstraps, seconds) = await (queue.bootstraps, queue.evaluationSeconds)
+        var lines = [
+            "# HELP obscura_jobs Jobs in the queue by state.", "# TYPE obscura_jobs gauge",
+            "obscura_jobs{state=\"queued\"} \(queued)", "obscura_jobs{state=\"running\"} \(running)",
+            "# HELP obscura_queue_capacity Jobs accepted and unfinished, at most.", "# TYPE obscura_queue_capacity gauge",
+            "obscura_queue_capacity \(queue.capacity)",
+            "# HELP obscura_jobs_finished_total Jobs finished since the server started.", "# TYPE obscura_jobs_finished_total counter",
+            "obscura_jobs_finished_total{outcome=\"done\"} \(completed)", "obscura_jobs_finished_total{outcome=\"failed\"} \(failed)",
+            "# HELP obscura_jobs_refused_total Submissions refused with 503 because the queue was full.",
+            "# TYPE obscura_jobs_refused_total counter", "obscura_jobs_refused_total \(refused)",
+            "# HELP obscura_jobs_stored Jobs in the store by status, across restarts.", "# TYPE obscura_jobs_stored gauge",
+        ]
+        for status in [JobStatus.queued, .running, .done, .failed] {
+            lines.append("obscura_jobs_stored{status=\"\(status.rawValue)\"} \(stored[status] ?? 0)")
+        }
+        lines += [
+            "# HELP obscura_bootstraps_total Bootstraps of finished jobs since the server started.",
+            "# TYPE obscura_bootstraps_total counter", "obscura_bootstraps_total \(bootstraps)",
+            "# HELP obscura_evaluation_seconds_total Evaluation time of finished jobs.",
+            "# TYPE obscura_evaluation_seconds_total counter", "obscura_evaluation_seconds_total \(seconds)",
+            "# HELP obscura_bootstraps_per_second Bootstraps per second of evaluation time.",
+            "# TYPE obscura_bootstraps_per_second gauge",
+            "obscura_bootstraps_per_second \(seconds > 0 ? Double(bootstraps) / seconds : 0)",
+        ]
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n") + "\n")))
+    }
+
+    /// The OpenAPI document of this API.
+    func openAPIDocument() throws -> Response {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "json") else {
+            throw APIError(status: .internalServerError, code: "internal", message: "openapi.json is missing from the build")
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: try Data(contentsOf: url))))
+    }
+
+    // MARK: Helpers
+
+    private func servedModel(_ name: String) throws(APIError) -> ServedModelEntry {
+        guard let entry = models.entry(named: name) else { throw .notFound("unknown_model", "no model named \(name) is served") }
+        return entry
+    }
+
+    private func keyModelMismatch(_ keySet: String, _ entry: ServedModelEntry) -> APIError {
+        .conflict("key_model_mismatch", "the key is for parameter set \(keySet); model \(entry.listing.name) needs \(entry.plan.parameters.name)")
+    }
+}
+
+/// A JSON answer (keys sorted, so answers are reproducible).
+func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return Response(status: status, headers: [.contentType: "application/json"],
+                    body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+}
+
+/// A server running in this process (the demo, the service bench, the tests): its port, and a
+/// way to stop it gracefully.
+public struct RunningServer: Sendable {
+    /// The bound port.
+    public let port: Int
+    private let services: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    fileprivate init(port: Int, services: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.services = services
+        self.task = task
+    }
+
+    /// The server's root URL on loopback.
+    public var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+
+    /// Stops listening, lets a running job finish, and waits.
+    public func stop() async {
+        await services.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}
+
+extension ObscuraServer {
+    /// Starts serving in a background task and returns once the port is bound.
+    public func start() async throws -> RunningServer {
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let services = ServiceGroup(configuration: .init(services: [makeApplication { continuation.yield($0) }], logger: logger))
+        let task = Task {
+            defer { continuation.finish() }
+            try await serve(services)
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            try await task.value
+            throw APIError(status: .internalServerError, code: "not_started", message: "the server stopped before listening")
+        }
+        return RunningServer(port: port, services: services, task: task)
+    }
+}

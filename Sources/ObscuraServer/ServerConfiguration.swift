@@ -1,0 +1,31 @@
+/// How an Obscura server listens, where it keeps its state and how much work it accepts.
+public struct ServerConfiguration: Sendable {
+    /// The address to bind: loopback unless the operator says otherwise.
+    public var host: String
+    /// The port; 0 picks a free one (the server reports it once listening).
+    public var port: Int
+    /// The folder holding the database (`obscura.sqlite`) and the blobs (keys, inputs, results).
+    public var dataDirectory: String
+    /// Jobs accepted and not yet finished (queued plus running); beyond it, 503 with Retry-After.
+    public var queueCapacity: Int
+    /// Jobs evaluated at once. Each job already uses every core, so 1 is the default.
+    public var workers: Int
+    /// The largest evaluation key accepted (the 128-bit integer set's seeded key is about 30 MB).
+    public var maxKeyBytes: Int
+    /// The largest encrypted input accepted.
+    public var maxInputBytes: Int
+    /// Evaluation keys kept expanded in memory (each about 60 MB in the Fourier domain).
+    public var cachedKeys: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
+                workers: Int = 1, maxKeyBytes: Int = 64 << 20, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4) {
+        self.host = host
+        self.port = port
+        self.dataDirectory = dataDirectory
+        self.queueCapacity = queueCapacity
+        self.workers = workers
+        self.maxKeyBytes = maxKeyBytes
+        self.maxInputBytes = maxInputBytes
+        self.cachedKeys = cachedKeys
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import NeuralNet
+import ObscuraAPI
+@testable import ObscuraClient
+@testable import ObscuraServer
+import PrivateInference
+import TFHE
+
+/// Shared fixtures: a tiny sign CNN (40 bootstraps, so a job takes a fraction of a second), the
+/// bundled perceptron, keys made once, and a server on loopback in a fresh folder.
+enum Fixtures {
+    /// A fixed sign CNN on 8×8 images: 2 filters 5×5 → 2×4×4 signs → OR-pool 2×2 → 8 → 3 classes.
+    static let tinyPlan: InferencePlan = {
+        var random = SplitMix64(seed: 11)
+        let shape = BinarizedCNN.Shape(imageSide: 8, kernelSide: 5, stride: 1, filterCount: 2, poolSide: 2, classCount: 3)
+        let filters = (0..<(shape.filterCount * shape.kernelArea)).map { _ in Float.random(in: -1...1, using: &random) }
+        let dense = (0..<(shape.classCount * shape.featureCount)).map { _ in Int.random(in: -7...7, using: &random) }
+        let thresholds = [2, -2]
+        let cnn = BinarizedCNN(shape: shape, activation: .sign, pixelMean: 0.5, pixelDeviation: 0.3, filterWeights: filters,
+                               thresholds: thresholds.map(Float.init), denseWeights: dense.map(Float.init), denseBias: [0, 0, 0],
+                               integer: .init(filterSigns: filters.map { $0 >= 0 ? 1 : -1 }, thresholds: thresholds, alphas: [],
+                                              denseWeights: dense, denseBias: [3, -5, 4]))
+        return try! InferencePlan(modelName: "tiny-cnn", network: .signCNN(cnn))
+    }()
+
+    static let perceptronModel = try! ModelCatalog.load("paper-perceptron-cancer")
+
+    static let models = ModelRegistry([
+        ServedModelEntry(plan: tinyPlan, task: "random 8×8 images, 3 classes (test model)", dataset: "random",
+                         inputShape: [1, 8, 8], integerAccuracy: 0),
+        try! ServedModelEntry(model: perceptronModel),
+    ])
+
+    /// The client's secret key for the 4-bit integer set, and one of the boolean set (a valid key
+    /// of the wrong parameter set for these models).
+    static let secretKey = SecretKey(parameters: .integer4Bit128)
+    static let otherSetKey = SecretKey(parameters: .gates128).makeEvaluationKey().serialized()
+
+    /// A random 8×8 image.
+    static func image(_ seed: UInt64) -> [Float] {
+        var random = SplitMix64(seed: seed)
+        return (0..<64).map { _ in Float.random(in: 0...1, using: &random) }
+    }
+
+    /// A fresh temporary data directory.
+    static func temporaryDirectory() -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-test-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url.path
+    }
+
+    /// A server on a free loopback port in `directory`.
+    static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20) async throws
+        -> (RunningServer, ServiceClient) {
+        let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity,
+                                                maxInputBytes: maxInputBytes)
+        let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
+        let running = try await server.start()
+        return (running, ServiceClient(baseURL: running.url))
+    }
+}
+
+extension ServiceClient {
+    /// A raw request, answering the status and body whatever the status.
+    func raw(_ method: String, _ path: String, query: [String: String] = [:], body: [UInt8]? = nil) async throws -> (Int, Data) {
+        do {
+            let (data, response) = try await send(method, path, query: query, body: body)
+            return (response.statusCode, data)
+        } catch ServiceClientError.refused(let status, let error) {
+            return (status, try JSONEncoder().encode(error))
+        } catch ServiceClientError.queueFull(_, let error) {
+            return (503, try JSONEncoder().encode(error))
+        }
+    }
+}

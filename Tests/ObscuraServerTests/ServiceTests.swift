@@ -1,0 +1,206 @@
+import Foundation
+import NeuralNet
+import ObscuraAPI
+@testable import ObscuraClient
+@testable import ObscuraServer
+import PrivateInference
+import Testing
+import TFHE
+
+/// The service on loopback, through real HTTP, with the 128-bit parameter set.
+@Suite(.serialized)
+struct ServiceTests {
+    @Test("round trip through HTTP: decrypted scores equal the integer reference (tiny CNN with bootstraps, bundled perceptron)")
+    func roundTrip() async throws {
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory())
+        let health = try await service.health()
+        #expect(health.status == "ok" && health.models == 2)
+        var classifier = try await PrivateClassifier.connect(to: service, plan: Fixtures.tinyPlan, secretKey: Fixtures.secretKey)
+        #expect(classifier.keyID != nil)
+        for seed in [1, 2, 3] as [UInt64] {
+            let image = Fixtures.image(seed)
+            let prediction = try await classifier.classify(image[...])
+            #expect(prediction.scores == Fixtures.tinyPlan.referenceScores(image[...]), "image \(seed)")
+            let job = try await service.job(prediction.jobID)
+            #expect(job.status == .done && job.progress == 1 && job.bootstraps == 40 && job.attempts == 1)
+        }
+        let perceptronPlan = try InferencePlan(model: Fixtures.perceptronModel)
+        var perceptron = try await PrivateClassifier.connect(to: service, plan: perceptronPlan, secretKey: Fixtures.secretKey)
+        #expect(perceptron.keyID == nil)
+        let records = try Dataset.bundledSample(.breastCancer)
+        for index in 0..<3 {
+            let prediction = try await perceptron.classify(records.sample(index))
+            #expect(prediction.scores == perceptronPlan.referenceScores(records.sample(index)))
+        }
+        let listed = try await service.models()
+        #expect(listed.first { $0.name == "tiny-cnn" }?.observedLatencySeconds != nil)
+        let (status, metrics) = try await service.raw("GET", "/metrics")
+        let text = String(decoding: metrics, as: UTF8.self)
+        #expect(status == 200 && text.contains("obscura_jobs_finished_total{outcome=\"done\"} 6") && text.contains("obscura_bootstraps_total 120"))
+        await server.stop()
+    }
+
+    @Test("bad inputs: a clear 4xx with a JSON error each, and nothing stored changes")
+    func badInputs() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, service) = try await Fixtures.startServer(directory: directory, maxInputBytes: 64 << 10)
+        let plan = Fixtures.tinyPlan
+        let key = try await service.registerKey(InferenceClient(plan: plan, secretKey: Fixtures.secretKey).makeEvaluationKey().serialized())
+        let otherKey = try await service.registerKey(Fixtures.otherSetKey)
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        let input = try client.encrypt(Fixtures.image(9)[...]).serialized(parameters: plan.parameters)
+        let wrongSet = Array(input[0..<8]) + [UInt8(TFHEParameters.gates128.id & 0xFF), UInt8(TFHEParameters.gates128.id >> 8)] + Array(input[10...])
+        let inferences = "/v1/models/tiny-cnn/inferences"
+        let cases: [(String, String, String, [String: String], [UInt8], Int, String)] = [
+            ("truncated ciphertext", "POST", inferences, ["key": key.id], Array(input.dropLast(7)), 400, "invalid_input"),
+            ("wrong parameter set", "POST", inferences, ["key": key.id], wrongSet, 400, "invalid_input"),
+            ("too few ciphertexts", "POST", inferences, ["key": key.id],
+             try Array(client.encrypt(Fixtures.image(9)[...]).prefix(5)).serialized(parameters: plan.parameters), 400, "wrong_input_size"),
+            ("unknown key id", "POST", inferences, ["key": "0123456789abcdef0123456789abcdef"], input, 404, "unknown_key"),
+            ("key/model mismatch", "POST", inferences, ["key": otherKey.id], input, 409, "key_model_mismatch"),
+            ("missing key", "POST", inferences, [:], input, 400, "missing_key"),
+            ("unknown model", "POST", "/v1/models/nope/inferences", ["key": key.id], input, 404, "unknown_model"),
+            ("oversized body", "POST", inferences, ["key": key.id], [UInt8](repeating: 0, count: 65 << 10), 413, "body_too_large"),
+            ("secret key as evaluation key", "POST", "/v1/keys", [:], Fixtures.secretKey.serialized(), 400, "secret_key_refused"),
+            ("garbage as key", "POST", "/v1/keys", [:], [UInt8](repeating: 7, count: 100), 400, "invalid_key"),
+            ("insecure test parameters", "POST", "/v1/keys", [:],
+             SecretKey(parameters: .insecureTestOnly).makeEvaluationKey().serialized(), 400, "insecure_parameters"),
+            ("key for another model's set", "POST", "/v1/keys", ["model": "tiny-cnn"], Fixtures.otherSetKey, 409, "key_model_mismatch"),
+            ("unknown job", "GET", "/v1/inferences/none", [:], [], 404, "unknown_job"),
+            ("unknown route", "GET", "/v2/everything", [:], [], 404, "not_found"),
+        ]
+        let before = try await server.storeSnapshot(directory: directory)
+        for (name, method, path, query, body, status, code) in cases {
+            let (answered, data) = try await service.raw(method, path, query: query, body: method == "POST" ? body : nil)
+            let error = try? JSONDecoder().decode(APIErrorBody.self, from: data)
+            #expect(answered == status, "\(name)")
+            #expect(error?.error == code, "\(name): \(String(decoding: data.prefix(200), as: UTF8.self))")
+            #expect(error.map { !$0.message.isEmpty } == true, "\(name)")
+        }
+        #expect(try await server.storeSnapshot(directory: directory) == before)
+        // The good request still works after all that.
+        let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
+        let result = try await service.waitForResult(job.id)
+        #expect(try client.decryptScores(try [LweCiphertext](deserializing: result)) == plan.referenceScores(Fixtures.image(9)[...]))
+        await server.stop()
+    }
+
+    @Test("restart: keys and finished results survive, and a job interrupted while running is re-queued and completes")
+    func restartSurvival() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let plan = Fixtures.tinyPlan
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        let image = Fixtures.image(21)
+        var (server, service) = try await Fixtures.startServer(directory: directory)
+        let key = try await service.registerKey(client.makeEvaluationKey().serialized())
+        let first = try await service.submit(model: "tiny-cnn", keyID: key.id, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters))
+        let before = try await service.waitForResult(first.id)
+        await server.stop()
+
+        // A job the previous run had started when it died: its row says running.
+        let store = try ServiceStore(directory: directory)
+        let interrupted = InferenceJob(id: "interrupted-job", model: "tiny-cnn", keyId: key.id, status: .running, progress: 0.5,
+                                       stage: "conv+sign", error: nil, createdAt: 1, startedAt: 2, finishedAt: nil,
+                                       evaluationSeconds: nil, bootstraps: 40, attempts: 1)
+        try await store.insert(interrupted, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters))
+
+        (server, service) = try await Fixtures.startServer(directory: directory)
+        #expect(try await service.result(first.id) == before)
+        let recovered = try await service.waitForResult("interrupted-job")
+        #expect(try client.decryptScores(try [LweCiphertext](deserializing: recovered)) == plan.referenceScores(image[...]))
+        #expect(try await service.job("interrupted-job").attempts == 2)
+        // The key registered before the restart is still usable.
+        let again = try await service.submit(model: "tiny-cnn", keyID: key.id, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters))
+        _ = try await service.waitForResult(again.id)
+        await server.stop()
+    }
+
+    @Test("bounded load: 8 concurrent clients × 2 jobs on a 3-slot queue; every job completes or is refused with 503, none lost")
+    func boundedLoad() async throws {
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), queueCapacity: 3)
+        let plan = Fixtures.tinyPlan
+        let key = try await service.registerKey(InferenceClient(plan: plan, secretKey: Fixtures.secretKey).makeEvaluationKey().serialized())
+        let outcomes = try await withThrowingTaskGroup(of: [String].self) { group in
+            for clientIndex in 0..<8 {
+                group.addTask {
+                    var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+                    var outcomes: [String] = []
+                    for jobIndex in 0..<2 {
+                        let image = Fixtures.image(UInt64(100 + 2 * clientIndex + jobIndex))
+                        let input = try client.encrypt(image[...]).serialized(parameters: plan.parameters)
+                        do {
+                            let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
+                            let scores = try client.decryptScores(try [LweCiphertext](deserializing: try await service.waitForResult(job.id)))
+                            outcomes.append(scores == plan.referenceScores(image[...]) ? "completed" : "wrong")
+                        } catch ServiceClientError.queueFull(let retryAfter, _) {
+                            outcomes.append(retryAfter > 0 ? "refused" : "no retry-after")
+                        }
+                    }
+                    return outcomes
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(outcomes.count == 16)
+        #expect(outcomes.allSatisfy { $0 == "completed" || $0 == "refused" })
+        #expect(outcomes.filter { $0 == "completed" }.count >= 3)
+        #expect(outcomes.contains("refused"))
+        let health = try await service.health()
+        #expect(health.queued == 0 && health.running == 0)
+        await server.stop()
+    }
+
+    @Test("the OpenAPI document: every documented operation answers with a documented status and the required fields")
+    func openAPIConformance() async throws {
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory())
+        let (status, data) = try await service.raw("GET", "/v1/openapi.json")
+        #expect(status == 200)
+        let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let paths = try #require(document["paths"] as? [String: [String: Any]])
+        let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]])
+        #expect(Set(paths.keys) == ["/healthz", "/metrics", "/v1/openapi.json", "/v1/models", "/v1/keys",
+                                     "/v1/models/{name}/inferences", "/v1/inferences/{id}", "/v1/inferences/{id}/result"])
+        let plan = Fixtures.tinyPlan
+        let keyBytes = InferenceClient(plan: plan, secretKey: Fixtures.secretKey).makeEvaluationKey().serialized()
+        let key = try await service.registerKey(keyBytes)
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        let input = try client.encrypt(Fixtures.image(5)[...]).serialized(parameters: plan.parameters)
+        let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
+        _ = try await service.waitForResult(job.id)
+        let requests: [(String, String, [String: String], [UInt8]?)] = [
+            ("/healthz", "/healthz", [:], nil), ("/metrics", "/metrics", [:], nil), ("/v1/openapi.json", "/v1/openapi.json", [:], nil),
+            ("/v1/models", "/v1/models", [:], nil), ("/v1/keys", "/v1/keys", [:], keyBytes),
+            ("/v1/models/{name}/inferences", "/v1/models/tiny-cnn/inferences", ["key": key.id], input),
+            ("/v1/inferences/{id}", "/v1/inferences/\(job.id)", [:], nil),
+            ("/v1/inferences/{id}/result", "/v1/inferences/\(job.id)/result", [:], nil),
+        ]
+        for (template, path, query, body) in requests {
+            let method = body == nil ? "get" : "post"
+            let operation = try #require(paths[template]?[method] as? [String: Any], "\(method) \(template) is documented")
+            let responses = try #require(operation["responses"] as? [String: Any])
+            let (answered, data) = try await service.raw(method.uppercased(), path, query: query, body: body)
+            #expect(responses[String(answered)] != nil, "\(method) \(template) answered \(answered), not documented")
+            let documented = responses[String(answered)] as? [String: Any]
+            let content = documented?["content"] as? [String: Any]
+            if let reference = ((content?["application/json"] as? [String: Any])?["schema"] as? [String: Any])?["$ref"] as? String {
+                let schema = try #require(schemas[String(reference.split(separator: "/").last!)])
+                let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "\(template) answers JSON")
+                for field in schema["required"] as? [String] ?? [] { #expect(object[field] != nil, "\(template) answer lacks \(field)") }
+            }
+        }
+        await server.stop()
+    }
+}
+
+extension RunningServer {
+    /// Everything stored: the rows of both tables and the blob files with their sizes.
+    func storeSnapshot(directory: String) async throws -> [String] {
+        let blobs = FileManager.default.enumerator(atPath: directory + "/blobs")?.compactMap { $0 as? String } ?? []
+        let sizes = blobs.map { path in
+            "\(path) \((try? FileManager.default.attributesOfItem(atPath: directory + "/blobs/" + path)[.size] as? Int) ?? -1)"
+        }
+        let store = try ServiceStore(directory: directory)
+        let statistics = try await store.statistics()
+        return sizes.sorted() + statistics.counts.map { "\($0.key.rawValue)=\($0.value)" }.sorted()
+    }
+}
