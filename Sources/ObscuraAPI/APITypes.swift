@@ -50,12 +50,17 @@ public struct ServedModel: Codable, Sendable, Equatable {
     public var bootstrapsPerInference: Int
     /// Mean server time of the inferences this server has finished for the model, if any.
     public var observedLatencySeconds: Double?
+    /// What an inference should take on this server: the observed mean if there is one, else
+    /// the model's bootstraps times this server's measured time per bootstrap (nil until the
+    /// server has evaluated anything, and for a model without bootstraps, nil until observed).
+    public var expectedLatencySeconds: Double?
     /// The integer model's accuracy on its evaluation split.
     public var integerAccuracy: Double
 
     public init(name: String, task: String, dataset: String, inputShape: [Int], inputCiphertexts: Int,
                 outputCiphertexts: Int, backend: String, parameterSet: String, securityBits: Int,
-                bootstrapsPerInference: Int, observedLatencySeconds: Double?, integerAccuracy: Double) {
+                bootstrapsPerInference: Int, observedLatencySeconds: Double?, expectedLatencySeconds: Double?,
+                integerAccuracy: Double) {
         self.name = name
         self.task = task
         self.dataset = dataset
@@ -67,6 +72,7 @@ public struct ServedModel: Codable, Sendable, Equatable {
         self.securityBits = securityBits
         self.bootstrapsPerInference = bootstrapsPerInference
         self.observedLatencySeconds = observedLatencySeconds
+        self.expectedLatencySeconds = expectedLatencySeconds
         self.integerAccuracy = integerAccuracy
     }
 }

@@ -2,10 +2,10 @@ import ArgumentParser
 import ObscuraMath
 import TFHE
 
-struct Bench: ParsableCommand {
+struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Obscura (build with -c release: debug figures mean nothing).",
-        subcommands: [BenchTFHE.self, BenchCircuits.self, BenchInfer.self, BenchInferLayers.self])
+        subcommands: [BenchTFHE.self, BenchCircuits.self, BenchInfer.self, BenchInferLayers.self, BenchService.self])
 }
 
 struct BenchTFHE: ParsableCommand {

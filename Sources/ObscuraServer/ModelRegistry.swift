@@ -6,7 +6,7 @@ import PrivateInference
 public struct ServedModelEntry: Sendable {
     /// The compiled plan: message spaces, bootstraps, parameter set.
     public let plan: InferencePlan
-    /// The listing, without the observed latency (the server fills that in).
+    /// The listing, without the observed and expected latencies (the server fills them in).
     public let listing: ServedModel
 
     /// A model with its plan and description.
@@ -15,7 +15,7 @@ public struct ServedModelEntry: Sendable {
         listing = ServedModel(name: plan.modelName, task: task, dataset: dataset, inputShape: inputShape,
                               inputCiphertexts: plan.inputCount, outputCiphertexts: plan.outputCount, backend: "tfhe-pbs",
                               parameterSet: plan.parameters.name, securityBits: plan.parameters.securityBits,
-                              bootstrapsPerInference: plan.bootstrapsPerInference, observedLatencySeconds: nil,
+                              bootstrapsPerInference: plan.bootstrapsPerInference, observedLatencySeconds: nil, expectedLatencySeconds: nil,
                               integerAccuracy: integerAccuracy)
     }
 

@@ -111,9 +111,13 @@ public struct ObscuraServer: Sendable {
 
     func modelList() async throws -> ModelList {
         let means = try await store.statistics().meanSeconds
+        let (bootstraps, seconds) = await (queue.bootstraps, queue.evaluationSeconds)
+        let secondsPerBootstrap = bootstraps > 0 ? seconds / Double(bootstraps) : nil
         return ModelList(models: models.entries.map { entry in
             var listing = entry.listing
             listing.observedLatencySeconds = means[listing.name]
+            listing.expectedLatencySeconds = means[listing.name]
+                ?? (listing.bootstrapsPerInference > 0 ? secondsPerBootstrap.map { $0 * Double(listing.bootstrapsPerInference) } : nil)
             return listing
         })
     }

@@ -33,7 +33,8 @@ struct ServiceTests {
             #expect(prediction.scores == perceptronPlan.referenceScores(records.sample(index)))
         }
         let listed = try await service.models()
-        #expect(listed.first { $0.name == "tiny-cnn" }?.observedLatencySeconds != nil)
+        let tiny = try #require(listed.first { $0.name == "tiny-cnn" })
+        #expect(tiny.observedLatencySeconds != nil && tiny.expectedLatencySeconds == tiny.observedLatencySeconds)
         let (status, metrics) = try await service.raw("GET", "/metrics")
         let text = String(decoding: metrics, as: UTF8.self)
         #expect(status == 200 && text.contains("obscura_jobs_finished_total{outcome=\"done\"} 6") && text.contains("obscura_bootstraps_total 120"))
