@@ -27,6 +27,7 @@ struct Serve: AsyncParsableCommand {
         let server = try await ObscuraServer(configuration: configuration, models: try ModelRegistry.bundled())
         try await server.run { port in
             print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (state in \(dataDir))")
+            fflush(nil)
         }
     }
 }
