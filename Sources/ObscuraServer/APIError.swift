@@ -31,14 +31,23 @@ struct APIError: Error, Sendable {
 }
 
 /// Turns every error a route throws into a JSON `APIErrorBody`: ours as they are, Hummingbird's
-/// own (413 for an oversized body, 404 for an unknown route) with a code derived from the status,
-/// anything else as a 500 that names no internals.
+/// own (413 for an oversized body, 404 for an unknown route, which becomes 405 with `Allow` when
+/// the path exists under other methods) with a code derived from the status, anything else as a
+/// 500 that names no internals.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The API's routes: method and path template ("{name}" matches one path segment).
+    let routes: [(method: HTTPRequest.Method, template: String)]
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let error as APIError {
             return error.response()
+        } catch let error as any HTTPResponseError where error.status == .notFound && !allowedMethods(request.uri.path).isEmpty {
+            var response = APIError(status: .methodNotAllowed, code: "method_not_allowed",
+                                    message: "\(request.method) is not allowed on \(request.uri.path)").response()
+            response.headers[.allow] = allowedMethods(request.uri.path).map(\.rawValue).joined(separator: ", ")
+            return response
         } catch let error as any HTTPResponseError {
             let code = error.status == .contentTooLarge ? "body_too_large" : error.status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_")
             let message = error.status == .contentTooLarge ? "the request body exceeds this route's size limit" : error.status.reasonPhrase
@@ -47,5 +56,16 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("internal error: \(error)")
             return APIError(status: .internalServerError, code: "internal", message: "internal server error").response()
         }
+    }
+}
+
+extension JSONErrorMiddleware {
+    /// The methods the API has for `path`.
+    func allowedMethods(_ path: String) -> [HTTPRequest.Method] {
+        let segments = path.split(separator: "/")
+        return routes.filter { route in
+            let pattern = route.template.split(separator: "/")
+            return pattern.count == segments.count && zip(pattern, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+        }.map(\.method)
     }
 }

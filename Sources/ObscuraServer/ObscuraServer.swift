@@ -82,25 +82,37 @@ public struct ObscuraServer: Sendable {
             logger: logger)
     }
 
-    /// The routes of API version 1 (see `openapi.json`).
+    /// The routes of API version 1, as `openapi.json` documents them.
+    static let routes: [(method: HTTPRequest.Method, template: String)] = [
+        (.get, "/healthz"), (.get, "/metrics"), (.get, "/v1/openapi.json"), (.get, "/v1/models"), (.post, "/v1/keys"),
+        (.post, "/v1/models/{name}/inferences"), (.get, "/v1/inferences/{id}"), (.get, "/v1/inferences/{id}/result"),
+    ]
+
+    /// The router: each of `routes` with its handler.
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: JSONErrorMiddleware())
-        router.get("/healthz") { _, _ in try await json(health()) }
-        router.get("/metrics") { _, _ in try await metrics() }
-        router.get("/v1/openapi.json") { _, _ in try openAPIDocument() }
-        router.get("/v1/models") { _, _ in try await json(modelList()) }
-        router.post("/v1/keys") { request, _ in try await registerKey(request) }
-        router.post("/v1/models/{name}/inferences") { request, context in
-            try await submit(request, model: try context.parameters.require("name"))
-        }
-        router.get("/v1/inferences/{id}") { _, context in
-            try await json(job(id: try context.parameters.require("id")))
-        }
-        router.get("/v1/inferences/{id}/result") { _, context in
-            try await result(id: try context.parameters.require("id"))
+        router.add(middleware: JSONErrorMiddleware(routes: Self.routes))
+        for (method, template) in Self.routes {
+            router.on(RouterPath(template), method: method) { request, context in
+                try await handle(method, template, request, context)
+            }
         }
         return router
+    }
+
+    /// Dispatches a request of a documented route.
+    private func handle(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext)
+        async throws -> Response {
+        switch template {
+        case "/healthz": return try json(await health())
+        case "/metrics": return try await metrics()
+        case "/v1/openapi.json": return try openAPIDocument()
+        case "/v1/models": return try json(await modelList())
+        case "/v1/keys": return try await registerKey(request)
+        case "/v1/models/{name}/inferences": return try await submit(request, model: try context.parameters.require("name"))
+        case "/v1/inferences/{id}": return try json(await job(id: try context.parameters.require("id")))
+        default: return try await result(id: try context.parameters.require("id"))
+        }
     }
 
     // MARK: Routes

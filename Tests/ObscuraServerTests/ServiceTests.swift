@@ -159,8 +159,10 @@ struct ServiceTests {
         let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let paths = try #require(document["paths"] as? [String: [String: Any]])
         let schemas = try #require((document["components"] as? [String: Any])?["schemas"] as? [String: [String: Any]])
-        #expect(Set(paths.keys) == ["/healthz", "/metrics", "/v1/openapi.json", "/v1/models", "/v1/keys",
-                                     "/v1/models/{name}/inferences", "/v1/inferences/{id}", "/v1/inferences/{id}/result"])
+        let documented = Set(paths.flatMap { path, operations in operations.keys.map { "\($0.uppercased()) \(path)" } })
+        #expect(documented == Set(ObscuraServer.routes.map { "\($0.method.rawValue) \($0.template)" }))
+        let (wrongMethod, _) = try await service.raw("POST", "/healthz", body: [1])
+        #expect(wrongMethod == 405)
         let plan = Fixtures.tinyPlan
         let keyBytes = InferenceClient(plan: plan, secretKey: Fixtures.secretKey).makeEvaluationKey().serialized()
         let key = try await service.registerKey(keyBytes)
