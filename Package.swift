@@ -110,6 +110,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

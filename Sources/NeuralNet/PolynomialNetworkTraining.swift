@@ -21,14 +21,20 @@ extension PolynomialNetwork {
     /// Least-squares polynomial of `degree` fitted to ReLU on [-bound, bound] (CryptoDL's
     /// approach: a low-degree stand-in trained into the network).
     public static func reluApproximation(degree: Int, bound: Float) -> [Float] {
-        let samples = (0...200).map { -bound + 2 * bound * Float($0) / 200 }
+        polynomialApproximation(of: .relu, degree: degree, bound: bound)
+    }
+
+    /// Least-squares polynomial of `degree` (coefficients from x^0 up) fitted to `activation` on
+    /// 201 evenly spaced points of [-bound, bound], as CryptoDL fits ReLU, sigmoid and tanh.
+    public static func polynomialApproximation(of activation: ApproximatedActivation, degree: Int, bound: Float) -> [Float] {
+        let samples = (0...200).map { -Double(bound) + 2 * Double(bound) * Double($0) / 200 }
         let n = degree + 1
         var normal = [[Double]](repeating: [Double](repeating: 0, count: n + 1), count: n)
         for x in samples {
-            let powers = (0..<n).map { pow(Double(x), Double($0)) }
+            let powers = (0..<n).map { pow(x, Double($0)) }
             for r in 0..<n {
                 for c in 0..<n { normal[r][c] += powers[r] * powers[c] }
-                normal[r][n] += powers[r] * Double(max(x, 0))
+                normal[r][n] += powers[r] * activation(x)
             }
         }
         // Gaussian elimination with partial pivoting on the normal equations.
@@ -163,5 +169,19 @@ extension PolynomialNetwork {
             progress(epoch, epochLoss / Double(samples.count), Double(epochCorrect) / Double(samples.count))
         }
         return network
+    }
+}
+
+/// The activations that CryptoDL replaces by fitted low-degree polynomials.
+public enum ApproximatedActivation: String, CaseIterable, Sendable {
+    case relu, sigmoid, tanh
+
+    /// The exact activation.
+    public func callAsFunction(_ x: Double) -> Double {
+        switch self {
+        case .relu: max(x, 0)
+        case .sigmoid: 1 / (1 + exp(-x))
+        case .tanh: Foundation.tanh(x)
+        }
     }
 }

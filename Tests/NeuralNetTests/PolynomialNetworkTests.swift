@@ -51,6 +51,25 @@ struct PolynomialNetworkTests {
         #expect(worst < 0.6)
     }
 
+    @Test("sigmoid and tanh fits (CryptoDL): the symmetry of the function, and a smaller squared error than the Taylor polynomial of the same degree",
+          arguments: [(ApproximatedActivation.sigmoid, [0.5, 0.25, 0, -1.0 / 48]), (.tanh, [0, 1, 0, -1.0 / 3])])
+    func sigmoidAndTanhFits(activation: ApproximatedActivation, taylor: [Double]) {
+        let c = PolynomialNetwork.polynomialApproximation(of: activation, degree: 3, bound: 4).map(Double.init)
+        #expect(abs(c[0] - activation(0)) < 1e-4 && abs(c[2]) < 1e-4, "\(activation) - f(0) is odd: \(c)")
+        func squaredError(_ p: [Double]) -> Double {
+            stride(from: -4.0, through: 4, by: 0.04).reduce(0) { sum, x in
+                let value = p.enumerated().reduce(0) { $0 + $1.element * pow(x, Double($1.offset)) }
+                return sum + (value - activation(x)) * (value - activation(x))
+            }
+        }
+        #expect(squaredError(c) < squaredError(taylor) / 10, "\(activation)")
+        // On [-4, 4] a cubic follows the sigmoid within 0.04 and tanh within 0.22.
+        let worst = stride(from: -4.0, through: 4, by: 0.25).map { x in
+            abs(c.enumerated().reduce(0) { $0 + $1.element * pow(x, Double($1.offset)) } - activation(x))
+        }.max()!
+        #expect(worst < (activation == .sigmoid ? 0.04 : 0.22), "\(activation): \(worst)")
+    }
+
     @Test("bundled cryptonets-mnist: its recorded accuracies, ≥ 97.5%, integer within 0.5 points")
     func bundledCryptoNets() throws {
         let file = try ModelCatalog.load("cryptonets-mnist")
