@@ -9,7 +9,7 @@ public enum ModelCatalog {
         /// Its dataset.
         public let datasetKind: DatasetKind
         /// Its architecture and training settings.
-        let architecture: Architecture
+        var architecture: Architecture
     }
 
     /// The families of bundled models.
@@ -20,9 +20,25 @@ public enum ModelCatalog {
         case binarizedCNN(BinarizedCNN.Shape, BinarizedCNN.Activation, BinarizedCNN.TrainingOptions)
         /// CryptoNets' topology with a polynomial activation.
         case polynomial(activation: [Float], BinarizedCNN.TrainingOptions)
+
+        /// The same with the given epochs and seed, where set.
+        func overriding(epochs: Int?, seed: UInt64?) -> Architecture {
+            func apply(_ options: BinarizedCNN.TrainingOptions) -> BinarizedCNN.TrainingOptions {
+                var options = options
+                if let epochs { options.epochs = epochs }
+                if let seed { options.seed = seed }
+                return options
+            }
+            switch self {
+            case .perceptron: return self
+            case .binarizedCNN(let shape, let activation, let options): return .binarizedCNN(shape, activation, apply(options))
+            case .polynomial(let activation, let options): return .polynomial(activation: activation, apply(options))
+            }
+        }
     }
 
     /// Every bundled model's recipe.
+    /// (The perceptron's training has its own options and ignores `epochs` and `seed` overrides.)
     public static let recipes: [Recipe] = [
         Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, architecture: .perceptron),
         Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
@@ -63,11 +79,13 @@ public enum ModelCatalog {
         return try ModelFile.load(path: nameOrPath)
     }
 
-    /// Trains a bundled model from its dataset folder with its fixed seed and split.
-    /// `progress` receives (epoch, mean loss, training accuracy).
-    public static func train(_ name: String, dataFolder: String,
+    /// Trains a bundled model from its dataset folder with its fixed seed and split; `epochs` and
+    /// `seed` replace the recipe's (the bundled files use the recipe's own). `progress` receives
+    /// (epoch, mean loss, training accuracy).
+    public static func train(_ name: String, dataFolder: String, epochs: Int? = nil, seed: UInt64? = nil,
                              progress: (Int, Double, Double) -> Void = { _, _, _ in }) throws -> ModelFile {
-        guard let recipe = recipes.first(where: { $0.name == name }) else { throw ModelError.unknownModel(name) }
+        guard var recipe = recipes.first(where: { $0.name == name }) else { throw ModelError.unknownModel(name) }
+        recipe.architecture = recipe.architecture.overriding(epochs: epochs, seed: seed)
         if case .perceptron = recipe.architecture {
             let data = try Dataset.breastCancer(folder: dataFolder)
             let model = BinarizedPerceptron.train(on: data, samples: Dataset.breastCancerSplit().train, progress: progress)

@@ -25,6 +25,8 @@ struct Train: ParsableCommand {
     @Argument(help: "The bundled model to train (see `obscura models`).") var name: String
     @Option(help: "The dataset folder (default: the model's dataset folder).") var data: String?
     @Option(help: "Where to write the model file (default: NAME.json).") var output: String?
+    @Option(help: "Epochs instead of the recipe's (CNNs only; the bundled file uses the recipe's).") var epochs: Int?
+    @Option(help: "Seed instead of the recipe's (CNNs only).") var seed: UInt64?
 
     func run() throws {
         guard let recipe = ModelCatalog.recipes.first(where: { $0.name == name }) else {
@@ -32,7 +34,7 @@ struct Train: ParsableCommand {
         }
         let folder = data ?? recipe.datasetKind.defaultFolder
         let start = Clock.now()
-        let model = try ModelCatalog.train(name, dataFolder: folder) { epoch, loss, accuracy in
+        let model = try ModelCatalog.train(name, dataFolder: folder, epochs: epochs, seed: seed) { epoch, loss, accuracy in
             if recipe.datasetKind != .breastCancer || epoch % 25 == 0 || epoch == 1 {
                 print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%  (%.0f s)", epoch, loss, accuracy * 100,
                              Double(Clock.now() - start) / 1e9))

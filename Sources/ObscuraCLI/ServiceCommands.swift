@@ -16,6 +16,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder for the database and the stored keys, inputs and results.") var dataDir = "obscura-data"
     @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
     @Option(help: "Jobs evaluated at once (each already uses all cores).") var workers = 1
+    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable). Default: every bundled model pbs mode runs.")
+    var models: [String] = []
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
@@ -24,7 +26,8 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers)
-        let server = try await ObscuraServer(configuration: configuration, models: try ModelRegistry.bundled())
+        let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
+        let server = try await ObscuraServer(configuration: configuration, models: registry)
         try await server.run { port in
             print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (state in \(dataDir))")
             fflush(nil)

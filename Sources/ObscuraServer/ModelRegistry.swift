@@ -54,8 +54,41 @@ public struct ModelRegistry: Sendable {
         return ModelRegistry(entries)
     }
 
+    /// The named models (bundled names or model files); a model `pbs` mode cannot run is an
+    /// error naming it.
+    public static func loading(_ namesOrPaths: [String]) throws -> ModelRegistry {
+        var entries: [ServedModelEntry] = []
+        for name in namesOrPaths {
+            do {
+                entries.append(try ServedModelEntry(model: try ModelCatalog.load(name)))
+            } catch let error as InferenceError {
+                throw ModelRegistryError.notServable(model: name, reason: error.description)
+            }
+        }
+        let names = entries.map(\.listing.name)
+        if let repeated = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
+            throw ModelRegistryError.duplicateName(repeated)
+        }
+        return ModelRegistry(entries)
+    }
+
     /// The model named `name`.
     public func entry(named name: String) -> ServedModelEntry? {
         entries.first { $0.listing.name == name }
+    }
+}
+
+/// Why a set of models cannot be served.
+public enum ModelRegistryError: Error, Equatable, CustomStringConvertible {
+    /// `pbs` mode cannot run the model (e.g. the scaled-ReLU CNN or a polynomial network).
+    case notServable(model: String, reason: String)
+    /// Two models share a name, so a request could not say which it means.
+    case duplicateName(String)
+
+    public var description: String {
+        switch self {
+        case .notServable(let model, let reason): "\(model) cannot be served: \(reason)"
+        case .duplicateName(let name): "two of the served models are named \(name)"
+        }
     }
 }
