@@ -136,8 +136,7 @@ struct Decrypt: ParsableCommand {
     func run() throws {
         let plan = try InferencePlan(model: try ModelCatalog.load(model))
         let client = InferenceClient(plan: plan, secretKey: try folder.secretKey())
-        let scores = try client.decryptScores(try [LweCiphertext](deserializing: try readBytes(result, what: "encrypted result"),
-                                                                   expecting: plan.parameters))
+        let scores = try client.decryptScores(serialized: try readBytes(result, what: "encrypted result"))
         print("class \(plan.classify(scores: scores)); scores \(scores)")
     }
 }

@@ -63,7 +63,7 @@ public struct PrivateClassifier: Sendable {
 
     /// Decrypts a downloaded result into scores and class.
     public func decrypt(_ result: [UInt8]) throws -> (predictedClass: Int, scores: [Int]) {
-        let scores = try client.decryptScores(try [LweCiphertext](deserializing: result, expecting: plan.parameters))
+        let scores = try client.decryptScores(serialized: result)
         return (plan.classify(scores: scores), scores)
     }
 

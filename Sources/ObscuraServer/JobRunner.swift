@@ -43,7 +43,7 @@ struct JobRunner: Sendable {
                 let evaluator = try PBSInferenceEvaluator(plan: entry.plan, key: key)
                 let inputs = try [SeededLweCiphertext](deserializing: input, expecting: entry.plan.parameters).map { $0.expanded() }
                 let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                return (outputs.serialized(parameters: entry.plan.parameters), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                return (entry.plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
             job.status = .done
             job.progress = 1

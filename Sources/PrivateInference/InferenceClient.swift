@@ -33,6 +33,11 @@ public struct InferenceClient: Sendable {
         return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta) }
     }
 
+    /// The scores of a result as the server sends it (`InferencePlan.serializeResult`).
+    public func decryptScores(serialized bytes: [UInt8]) throws -> [Int] {
+        try decryptScores(try [LweCiphertext](deserializingRounded: bytes, expecting: plan.parameters))
+    }
+
     /// The scores: each score's partial sums decrypted and added.
     public func decryptScores(_ outputs: [LweCiphertext]) throws(InferenceError) -> [Int] {
         guard outputs.count == plan.outputCount else {

@@ -109,6 +109,12 @@ public struct InferencePlan: Sendable {
         }
     }
 
+    /// A result as it goes to the client: the partial sums with every word rounded to 32 bits
+    /// (half the bytes; the plan's failure probability includes the rounding).
+    public func serializeResult(_ outputs: [LweCiphertext]) -> [UInt8] {
+        outputs.serializedRounded(parameters: parameters)
+    }
+
     /// Compiles `network` for parameter set `parameters`.
     public init(modelName: String, network: Network, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
         self.parameters = parameters
@@ -121,7 +127,8 @@ public struct InferencePlan: Sendable {
         case .perceptron(let perceptron):
             inputCount = perceptron.featureCount
             poolDelta = 0
-            let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance)
+            let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance,
+                                      resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
             inputDelta = dense.featureDelta
             featureDelta = dense.featureDelta
             (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, 1)
@@ -163,7 +170,8 @@ public struct InferencePlan: Sendable {
         // pool adds p² of them into each feature.
         let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
         let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
-                                  featureVariance: 2 * Double(summed) * noise.bootstrapOutputVariance)
+                                  featureVariance: 2 * Double(summed) * noise.bootstrapOutputVariance,
+                                  resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
         featureDelta = dense.featureDelta
         (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
         if summed > 1 {
@@ -210,7 +218,10 @@ struct DensePlan {
     let chunks: [Range<Int>]
     let failureLog2: Double
 
-    init(weights: [[Int]], bias: [Int], featureMagnitude: Int = 1, featureVariance: Double) throws(InferenceError) {
+    /// `resultVariance` is the noise the result picks up on its way to the client (the rounding
+    /// of `serializedRounded`), added to every partial sum.
+    init(weights: [[Int]], bias: [Int], featureMagnitude: Int = 1, featureVariance: Double,
+         resultVariance: Double = 0) throws(InferenceError) {
         let features = weights[0].count
         for count in 1...max(1, features) {
             let bounds = (0...count).map { $0 * features / count }
@@ -225,7 +236,7 @@ struct DensePlan {
             // Values in [−largest, largest] at scale Δ stay inside (−1/2, 1/2) with half a step to spare.
             let delta = UInt64(Double.pow2(64) / Double(2 * largest + 2))
             let margin = Double(delta) / 2 / Double.pow2(64)
-            let sigma = (featureVariance * Double(normSquared)).squareRoot()
+            let sigma = (featureVariance * Double(normSquared) + resultVariance).squareRoot()
             let failure = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot())) + log2(Double(weights.count * count))
             if failure <= InferencePlan.failureTargetLog2 {
                 self.delta = delta

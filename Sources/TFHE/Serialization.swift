@@ -59,7 +59,7 @@ public enum ObscuraFormat {
     /// Object kinds.
     public enum Kind: UInt16, Sendable {
         case lweCiphertext = 1, seededLweCiphertext = 2, compressedEvaluationKey = 3, secretKey = 4
-        case lweCiphertextList = 5, seededLweCiphertextList = 6
+        case lweCiphertextList = 5, seededLweCiphertextList = 6, roundedLweCiphertextList = 7
     }
 
     static let headerSize = 12
@@ -288,6 +288,37 @@ extension Array where Element == LweCiphertext {
                                           elementSize: { ($0.bigLweDimension + 1) * 8 },
                                           read: { (reader: inout ByteReader) throws(SerializationError) in
                                               try LweCiphertext(readingPayloadFrom: &reader) })
+    }
+}
+
+extension Array where Element == LweCiphertext {
+    /// The list with every word rounded to its top 32 bits (kind 7): half the bytes of
+    /// `serialized(parameters:)`, for results that are only decrypted. Each word moves by a
+    /// uniform error in [-2^31, 2^31), so the phase gains at most `roundingPhaseVariance`.
+    public func serializedRounded(parameters: TFHEParameters) -> [UInt8] {
+        ListFormat.serialize(self, kind: .roundedLweCiphertextList, parameters: parameters,
+                             elementSize: (parameters.bigLweDimension + 1) * 4) { ciphertext, writer in
+            precondition(ciphertext.dimension == parameters.bigLweDimension)
+            for word in ciphertext.storage { writer.write32(UInt32(truncatingIfNeeded: (word &+ (1 << 31)) >> 32)) }
+        }
+    }
+
+    /// Reads a rounded list; the low 32 bits of every word come back as zeros.
+    public init(deserializingRounded bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
+                limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
+        self = try ListFormat.deserialize(bytes, kind: .roundedLweCiphertextList, expecting: parameters, limit: limit,
+                                          elementSize: { ($0.bigLweDimension + 1) * 4 },
+                                          read: { (reader: inout ByteReader) throws(SerializationError) in
+                                              var storage = [UInt64](repeating: 0, count: reader.parameters.bigLweDimension + 1)
+                                              for i in storage.indices { storage[i] = UInt64(try reader.read32()) << 32 }
+                                              return LweCiphertext(storage: storage)
+                                          })
+    }
+
+    /// The largest phase variance (torus units) that rounding adds to a big-key ciphertext:
+    /// n + 1 errors of variance 2^64/12 (in 2^-64 units), each weighted by a key bit of at most 1.
+    public static func roundingPhaseVariance(_ parameters: TFHEParameters) -> Double {
+        Double(parameters.bigLweDimension + 1) / 12 / Double.pow2(64)
     }
 }
 

@@ -82,7 +82,7 @@ struct ServiceTests {
         // The good request still works after all that.
         let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         let result = try await service.waitForResult(job.id)
-        #expect(try client.decryptScores(try [LweCiphertext](deserializing: result)) == plan.referenceScores(Fixtures.image(9)[...]))
+        #expect(try client.decryptScores(serialized: result) == plan.referenceScores(Fixtures.image(9)[...]))
         await server.stop()
     }
 
@@ -108,7 +108,7 @@ struct ServiceTests {
         (server, service) = try await Fixtures.startServer(directory: directory)
         #expect(try await service.result(first.id) == before)
         let recovered = try await service.waitForResult("interrupted-job")
-        #expect(try client.decryptScores(try [LweCiphertext](deserializing: recovered)) == plan.referenceScores(image[...]))
+        #expect(try client.decryptScores(serialized: recovered) == plan.referenceScores(image[...]))
         #expect(try await service.job("interrupted-job").attempts == 2)
         // The key registered before the restart is still usable.
         let again = try await service.submit(model: "tiny-cnn", keyID: key.id, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters))
@@ -131,7 +131,7 @@ struct ServiceTests {
                         let input = try client.encrypt(image[...]).serialized(parameters: plan.parameters)
                         do {
                             let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
-                            let scores = try client.decryptScores(try [LweCiphertext](deserializing: try await service.waitForResult(job.id)))
+                            let scores = try client.decryptScores(serialized: try await service.waitForResult(job.id))
                             outcomes.append(scores == plan.referenceScores(image[...]) ? "completed" : "wrong")
                         } catch ServiceClientError.queueFull(let retryAfter, _) {
                             outcomes.append(retryAfter > 0 ? "refused" : "no retry-after")

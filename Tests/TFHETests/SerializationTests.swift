@@ -28,6 +28,32 @@ struct SerializationTests {
         #expect(try CompressedEvaluationKey(deserializing: bytes) == compressed)
     }
 
+    @Test("rounded lists: half the bytes, every word within 2^31, measured phase error within the budgeted variance")
+    func roundedLists() throws {
+        let parameters = TFHEParameters.integer4Bit128
+        let secret = SecretKey(parameters: parameters, deterministicSeed: Seed128(low: 5, high: 5))
+        var encryptor = Encryptor(secretKey: secret)
+        let messages = (0..<200).map { UInt64($0 % 16) &* parameters.delta }
+        let ciphertexts = messages.map { encryptor.encryptSeeded(plaintext: $0).expanded() }
+        let full = ciphertexts.serialized(parameters: parameters), rounded = ciphertexts.serializedRounded(parameters: parameters)
+        #expect(rounded.count - 16 == (full.count - 16) / 2)
+        let restored = try [LweCiphertext](deserializingRounded: rounded, expecting: parameters)
+        var sumOfSquares = 0.0
+        for (original, back) in zip(ciphertexts, restored) {
+            for (a, b) in zip(original.storage, back.storage) { #expect(abs(Double(Int64(bitPattern: a &- b))) <= Double.pow2(31)) }
+            let error = Double(Int64(bitPattern: secret.phase(back) &- secret.phase(original))) / Double.pow2(64)
+            sumOfSquares += error * error
+        }
+        // The budget assumes every key bit is 1; a uniform key has about half of them.
+        let measured = sumOfSquares / Double(ciphertexts.count), bound = [LweCiphertext].roundingPhaseVariance(parameters)
+        #expect(measured < bound && measured > bound / 4, "measured \(measured), bound \(bound)")
+        #expect(throws: SerializationError.self) { _ = try [LweCiphertext](deserializing: rounded) }
+        #expect(throws: SerializationError.self) { _ = try [LweCiphertext](deserializingRounded: full) }
+        for length in stride(from: 0, to: rounded.count, by: 997) {
+            #expect(throws: SerializationError.self) { _ = try [LweCiphertext](deserializingRounded: Array(rounded[0..<length])) }
+        }
+    }
+
     @Test("the seeded upload is a small fraction of the full ciphertext")
     func seededIsSmaller() {
         let (secret, _) = KeyCache.shared.keys(.gates128)
@@ -107,11 +133,12 @@ struct SerializationTests {
             let length = Int(rng.next() % 200)
             var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             if round % 2 == 0 { bytes = Array(header) + bytes }
-            if round % 4 == 0, bytes.count > 6 { bytes[6] = UInt8(1 + rng.next() % 6); bytes[7] = 0 }
+            if round % 4 == 0, bytes.count > 6 { bytes[6] = UInt8(1 + rng.next() % 7); bytes[7] = 0 }
             _ = try? SeededLweCiphertext(deserializing: bytes)
             _ = try? LweCiphertext(deserializing: bytes)
             _ = try? [SeededLweCiphertext](deserializing: bytes)
             _ = try? [LweCiphertext](deserializing: bytes)
+            _ = try? [LweCiphertext](deserializingRounded: bytes)
             _ = try? CompressedEvaluationKey(deserializing: bytes)
             _ = try? SecretKey(deserializing: bytes)
         }
