@@ -35,49 +35,47 @@ struct BenchService: AsyncParsableCommand {
         var local = try LocalInference(model: file, dataset: dataset)
         let localSeconds = try (0..<2).map { try local.run(record: $0).seconds }.sorted()[0]
 
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-bench-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let server = try await ObscuraServer(configuration: ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queue),
-                                             models: ModelRegistry([try ServedModelEntry(model: file)]), logLevel: .warning)
-        let running = try await server.start()
-        let service = ServiceClient(baseURL: running.url)
+        let (clients, jobs, quiet) = (clients, jobs, json)
+        let (singleSeconds, wall, outcomes) = try await withLoopbackServer(
+            models: ModelRegistry([try ServedModelEntry(model: file)]), queueCapacity: queue) { _, running in
+            let service = ServiceClient(baseURL: running.url)
 
-        // One uncontended job: the HTTP path's cost over the same evaluation in process.
-        var single = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
-        let began = Clock.now()
-        _ = try await single.classify(dataset.sample(0))
-        let singleSeconds = Double(Clock.now() - began) / 1e9
+            // One uncontended job: the HTTP path's cost over the same evaluation in process.
+            var single = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+            let began = Clock.now()
+            _ = try await single.classify(dataset.sample(0))
+            let singleSeconds = Double(Clock.now() - began) / 1e9
 
-        let progress = Progress(total: clients * jobs, label: "service jobs", quiet: json)
-        let start = Clock.now()
-        let (clients, jobs) = (clients, jobs)
-        let outcomes = try await withThrowingTaskGroup(of: [Outcome].self) { group in
-            for client in 0..<clients {
-                group.addTask {
-                    var classifier = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
-                    var outcomes: [Outcome] = []
-                    for job in 0..<jobs {
-                        let record = dataset.sample((client * jobs + job) % dataset.count)
-                        let began = Clock.now()
-                        do {
-                            let prediction = try await classifier.classify(record)
-                            outcomes.append(.completed(seconds: Double(Clock.now() - began) / 1e9,
-                                                       exact: prediction.scores == plan.referenceScores(record)))
-                        } catch ServiceClientError.queueFull {
-                            outcomes.append(.refused)
-                        } catch {
-                            outcomes.append(.lost(String(describing: error)))
+            let progress = Progress(total: clients * jobs, label: "service jobs", quiet: quiet)
+            let start = Clock.now()
+            let outcomes = try await withThrowingTaskGroup(of: [Outcome].self) { group in
+                for client in 0..<clients {
+                    group.addTask {
+                        var classifier = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+                        var outcomes: [Outcome] = []
+                        for job in 0..<jobs {
+                            let record = dataset.sample((client * jobs + job) % dataset.count)
+                            let began = Clock.now()
+                            do {
+                                let prediction = try await classifier.classify(record)
+                                outcomes.append(.completed(seconds: Double(Clock.now() - began) / 1e9,
+                                                           exact: prediction.scores == plan.referenceScores(record)))
+                            } catch ServiceClientError.queueFull {
+                                outcomes.append(.refused)
+                            } catch {
+                                outcomes.append(.lost(String(describing: error)))
+                            }
+                            progress.advance()
                         }
-                        progress.advance()
+                        return outcomes
                     }
-                    return outcomes
                 }
+                return try await group.reduce(into: []) { $0 += $1 }
             }
-            return try await group.reduce(into: []) { $0 += $1 }
+            let wall = Double(Clock.now() - start) / 1e9
+            progress.finish()
+            return (singleSeconds, wall, outcomes)
         }
-        let wall = Double(Clock.now() - start) / 1e9
-        progress.finish()
-        await running.stop()
 
         var latencies: [Double] = [], exact = 0, refused = 0, lost: [String] = []
         for outcome in outcomes {

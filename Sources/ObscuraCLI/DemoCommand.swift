@@ -24,13 +24,8 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         print("Obscura demo: a server on loopback evaluates each network on ciphertexts with plaintext weights and never holds")
         print("a key that decrypts; only the client sees its record and the prediction. Parameters: 128-bit (tfhe-rs sets).")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-demo-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let server = try await ObscuraServer(configuration: ServerConfiguration(port: 0, dataDirectory: directory),
-                                             models: try ModelRegistry.bundled(), logLevel: .warning)
-        let running = try await server.start()
-        print("server: http://127.0.0.1:\(running.port), serving \(server.models.entries.count) models, state in \(directory)")
-        do {
+        try await withLoopbackServer(models: try ModelRegistry.bundled()) { server, running in
+            print("server: http://127.0.0.1:\(running.port), serving \(server.models.entries.count) models, state in a temporary folder")
             let service = ServiceClient(baseURL: running.url)
             try await classify(model: "paper-perceptron-cancer", records: nil, service: service,
                                heading: "[1] the main paper's binarized perceptron on the 115 bundled breast-cancer test records")
@@ -38,11 +33,7 @@ struct Demo: AsyncParsableCommand {
                 try await classify(model: "paper-bnn-sign-mnist", records: images, service: service,
                                    heading: "[2] the paper's binarized CNN with sign activations on \(images) bundled MNIST test images")
             }
-        } catch {
-            await running.stop()
-            throw error
         }
-        await running.stop()
     }
 
     /// Classifies the first `records` bundled records (all when nil) through the server, prints

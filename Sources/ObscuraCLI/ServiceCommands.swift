@@ -35,6 +35,26 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// Runs `body` against an Obscura server started in this process on a free loopback port, with
+/// its state in a temporary folder; stops the server and removes the folder afterwards, also when
+/// `body` throws (the demo and `bench service`).
+func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
+                           _ body: (ObscuraServer, RunningServer) async throws -> T) async throws -> T {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let server = try await ObscuraServer(configuration: ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity),
+                                         models: models, logLevel: .warning)
+    let running = try await server.start()
+    do {
+        let result = try await body(server, running)
+        await running.stop()
+        return result
+    } catch {
+        await running.stop()
+        throw error
+    }
+}
+
 /// The client's files: where `keygen` writes and the other client commands read.
 struct KeyFolderOption: ParsableArguments {
     @Option(help: "The client's key folder (secret.osk stays here; evaluation.obk is what the server gets).")

@@ -83,35 +83,56 @@ public struct ObscuraServer: Sendable {
     }
 
     /// The routes of API version 1, as `openapi.json` documents them.
-    static let routes: [(method: HTTPRequest.Method, template: String)] = [
-        (.get, "/healthz"), (.get, "/metrics"), (.get, "/v1/openapi.json"), (.get, "/v1/models"), (.post, "/v1/keys"),
-        (.post, "/v1/models/{name}/inferences"), (.get, "/v1/inferences/{id}"), (.get, "/v1/inferences/{id}/result"),
-    ]
+    enum Route: CaseIterable {
+        case health, metrics, openAPI, models, registerKey, submit, job, result
 
-    /// The router: each of `routes` with its handler.
+        var method: HTTPRequest.Method {
+            switch self {
+            case .registerKey, .submit: .post
+            case .health, .metrics, .openAPI, .models, .job, .result: .get
+            }
+        }
+
+        var template: String {
+            switch self {
+            case .health: "/healthz"
+            case .metrics: "/metrics"
+            case .openAPI: "/v1/openapi.json"
+            case .models: "/v1/models"
+            case .registerKey: "/v1/keys"
+            case .submit: "/v1/models/{name}/inferences"
+            case .job: "/v1/inferences/{id}"
+            case .result: "/v1/inferences/{id}/result"
+            }
+        }
+    }
+
+    /// Method and path template of every route.
+    static var routes: [(method: HTTPRequest.Method, template: String)] { Route.allCases.map { ($0.method, $0.template) } }
+
+    /// The router: each route with its handler.
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: JSONErrorMiddleware(routes: Self.routes))
-        for (method, template) in Self.routes {
-            router.on(RouterPath(template), method: method) { request, context in
-                try await handle(method, template, request, context)
+        for route in Route.allCases {
+            router.on(RouterPath(route.template), method: route.method) { request, context in
+                try await handle(route, request, context)
             }
         }
         return router
     }
 
     /// Dispatches a request of a documented route.
-    private func handle(_ method: HTTPRequest.Method, _ template: String, _ request: Request, _ context: BasicRequestContext)
-        async throws -> Response {
-        switch template {
-        case "/healthz": return try json(await health())
-        case "/metrics": return try await metrics()
-        case "/v1/openapi.json": return try openAPIDocument()
-        case "/v1/models": return try json(await modelList())
-        case "/v1/keys": return try await registerKey(request)
-        case "/v1/models/{name}/inferences": return try await submit(request, model: try context.parameters.require("name"))
-        case "/v1/inferences/{id}": return try json(await job(id: try context.parameters.require("id")))
-        default: return try await result(id: try context.parameters.require("id"))
+    private func handle(_ route: Route, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        switch route {
+        case .health: try json(await health())
+        case .metrics: try await metrics()
+        case .openAPI: try openAPIDocument()
+        case .models: try json(await modelList())
+        case .registerKey: try await registerKey(request)
+        case .submit: try await submit(request, model: try context.parameters.require("name"))
+        case .job: try json(await job(id: try context.parameters.require("id")))
+        case .result: try await result(id: try context.parameters.require("id"))
         }
     }
 
