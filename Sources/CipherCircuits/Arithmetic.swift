@@ -100,6 +100,28 @@ extension CircuitEvaluator {
         return rows.count == 1 ? rows[0] : add(rows[0], rows[1], method: .fast)
     }
 
+    /// Σ (2·b_i − 1) over the bits b_i (true ↦ +1, false ↦ −1) as a `width`-bit two's-complement
+    /// integer: the heart of a binarized neuron.
+    ///
+    /// Paper: each bit widened by ep() (free) and accumulated by ripple additions at the full
+    /// width. Fast: the bits are counted by a carry-save tree on a popcount only as wide as it
+    /// needs, 2·popcount − count is formed two bits wider, and the result is resized for free
+    /// (`width` must hold ±count).
+    public func sumOfSigns(_ bits: [HybridBit], width: Int, method: CircuitMethod) -> EncryptedInteger {
+        precondition(!bits.isEmpty && width >= 2)
+        switch method {
+        case .paper:
+            return sum(bits.map { extend($0, width: width) }, method: .paper)
+        case .fast:
+            let count = bits.count
+            let countWidth = count.bitWidth - count.leadingZeroBitCount
+            let ones = bits.map { EncryptedInteger(bits: [$0] + Array(repeating: .plain(false), count: countWidth)) }
+            let popcount = sum(ones, method: .fast)       // countWidth + 1 bits, non-negative
+            let doubled = popcount.shiftedLeft(1).resized(to: countWidth + 2, signed: false)
+            return add(doubled, .plain(Int64(-count), width: countWidth + 2), method: .fast).resized(to: width)
+        }
+    }
+
     /// x · y modulo 2^n, signed (two's complement multiplication modulo 2^n is unsigned
     /// multiplication of the same bits): partial products x·2^i ∧ y_i (eq. 12), then summed.
     public func multiply(_ x: EncryptedInteger, _ y: EncryptedInteger, method: CircuitMethod = .fast) -> EncryptedInteger {

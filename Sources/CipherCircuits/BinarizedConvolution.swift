@@ -33,10 +33,9 @@ public struct BinarizedConvolution: Sendable {
 
     /// The output at (row, column) of an image of `side × side` encrypted bits.
     ///
-    /// Paper: each h-xnor (free) widened by ep() (free) and accumulated by ripple additions at the
-    /// full accumulator width. Fast: the 25 XNOR bits are counted by a carry-save tree on a
-    /// popcount as wide as it needs (5 bits), S = 2·popcount - 25 is formed in 6 bits, and
-    /// the result is sign-extended to the accumulator width for free.
+    /// The h-xnor products are free; their sum S = Σ ±1 is ``CircuitEvaluator/sumOfSigns(_:width:method:)``:
+    /// the paper's ripple accumulation at the full width, or a popcount as wide as it needs (5
+    /// bits) then S = 2·popcount − 25, sign-extended for free.
     public func output(image: [HybridBit], side: Int, row: Int, column: Int, circuit: CircuitEvaluator,
                        method: CircuitMethod) -> EncryptedInteger {
         var products: [HybridBit] = []
@@ -45,18 +44,6 @@ public struct BinarizedConvolution: Sendable {
                 products.append(circuit.xnor(image[(row + a) * side + column + b], .plain(weights[a * size + b])))
             }
         }
-        switch method {
-        case .paper:
-            let terms = products.map { circuit.extend($0, width: accumulatorWidth) }
-            return circuit.sum(terms, method: .paper)
-        case .fast:
-            let count = products.count
-            let countWidth = count.bitWidth - count.leadingZeroBitCount
-            let ones = products.map { EncryptedInteger(bits: [$0] + Array(repeating: .plain(false), count: countWidth)) }
-            let popcount = circuit.sum(ones, method: .fast)              // countWidth + 1 bits, non-negative
-            let doubled = popcount.shiftedLeft(1).resized(to: countWidth + 2, signed: false)
-            let signed = circuit.add(doubled, .plain(Int64(-count), width: countWidth + 2), method: .fast)
-            return signed.resized(to: accumulatorWidth)
-        }
+        return circuit.sumOfSigns(products, width: accumulatorWidth, method: method)
     }
 }

@@ -10,6 +10,9 @@ import Foundation
 /// - ``Activation/sign`` (one bootstrap per neuron): sign(S − t) with an even integer
 ///   threshold |t| ≤ 6 that folds batch norm, bias and the positive scales α and K into one
 ///   constant; max pooling of ±1 values is their OR; a dense layer with small integer weights.
+///   With ``activationLevels`` L > 1 the activation is the staircase Σ_k sign(S − t_k) over L
+///   thresholds per filter (L + 1 values), still one bootstrap per neuron: its blind rotation
+///   is read at L coefficients, one per threshold.
 ///
 /// Both forms keep their trained float parameters beside the exact integer form
 /// (``IntegerForm``), the contract that encrypted engines must reproduce bit for bit.
@@ -89,23 +92,45 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
     public struct IntegerForm: Codable, Sendable, Equatable {
         /// sign(W) ∈ {-1, +1}, filter by filter, row by row.
         public var filterSigns: [Int]
-        /// Sign activation: the even thresholds t_c.
+        /// Sign activation: the even thresholds t_{c,k}, filter by filter.
         public var thresholds: [Int]
-        /// Scaled ReLU: round(α_c · 2^alphaFractionBits).
+        /// Scaled ReLU: round(g_c·α_c · 2^alphaFractionBits), with g_c the folded batch norm's
+        /// scale (1 without one), so negative where g_c is.
         public var alphas: [Int]
+        /// Scaled ReLU: the folded batch norm's shift b_c in activation units
+        /// 2^-(scale + alpha fraction bits), added before the ReLU (empty: none).
+        public var activationBiases: [Int]
         /// Dense weights, class by class.
         public var denseWeights: [Int]
         /// Dense biases.
         public var denseBias: [Int]
 
         /// An integer form from its parts.
-        public init(filterSigns: [Int], thresholds: [Int], alphas: [Int], denseWeights: [Int], denseBias: [Int]) {
+        public init(filterSigns: [Int], thresholds: [Int], alphas: [Int], activationBiases: [Int] = [],
+                    denseWeights: [Int], denseBias: [Int]) {
             self.filterSigns = filterSigns
             self.thresholds = thresholds
             self.alphas = alphas
+            self.activationBiases = activationBiases
             self.denseWeights = denseWeights
             self.denseBias = denseBias
         }
+
+        private enum CodingKeys: String, CodingKey { case filterSigns, thresholds, alphas, activationBiases, denseWeights, denseBias }
+
+        /// Decodes an integer form; files from before batch norm have no `activationBiases`.
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            filterSigns = try c.decode([Int].self, forKey: .filterSigns)
+            thresholds = try c.decode([Int].self, forKey: .thresholds)
+            alphas = try c.decode([Int].self, forKey: .alphas)
+            activationBiases = try c.decodeIfPresent([Int].self, forKey: .activationBiases) ?? []
+            denseWeights = try c.decode([Int].self, forKey: .denseWeights)
+            denseBias = try c.decode([Int].self, forKey: .denseBias)
+        }
+
+        /// The bias of filter c's activations (0 without batch norm).
+        func activationBias(_ c: Int) -> Int { activationBiases.isEmpty ? 0 : activationBiases[c] }
     }
 
     /// The largest threshold magnitude of the sign activation: with a 25-term sum S ∈ [-25, 25],
@@ -127,8 +152,15 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
     public var pixelDeviation: Float
     /// Trained latent filter weights W (sign(W) is used; α = mean |W| per filter).
     public var filterWeights: [Float]
-    /// Trained latent thresholds (sign activation).
+    /// Sign activation: thresholds per filter (1: sign(S − t); more: a staircase).
+    public var activationLevels: Int
+    /// Trained latent thresholds (sign activation), filter by filter, ``activationLevels`` each.
     public var thresholds: [Float]
+    /// Scaled ReLU: batch norm after the scaled convolution, folded to one affine map per filter,
+    /// ReLU(g_c·S·K·α_c + b_c): the scales g_c (empty: no batch norm, g = 1, b = 0).
+    public var normalizationScales: [Float]
+    /// Scaled ReLU: the folded batch norm's shifts b_c.
+    public var normalizationShifts: [Float]
     /// Trained dense weights, class by class.
     public var denseWeights: [Float]
     /// Trained dense biases.
@@ -137,17 +169,48 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
     public var integer: IntegerForm
 
     /// A network from its parts (check ``isConsistent`` before use).
-    public init(shape: Shape, activation: Activation, pixelMean: Float, pixelDeviation: Float, filterWeights: [Float],
-                thresholds: [Float], denseWeights: [Float], denseBias: [Float], integer: IntegerForm) {
+    public init(shape: Shape, activation: Activation, activationLevels: Int = 1, pixelMean: Float, pixelDeviation: Float,
+                filterWeights: [Float], thresholds: [Float], normalizationScales: [Float] = [], normalizationShifts: [Float] = [],
+                denseWeights: [Float], denseBias: [Float], integer: IntegerForm) {
         self.shape = shape
         self.activation = activation
+        self.activationLevels = activationLevels
         self.pixelMean = pixelMean
         self.pixelDeviation = pixelDeviation
         self.filterWeights = filterWeights
         self.thresholds = thresholds
+        self.normalizationScales = normalizationScales
+        self.normalizationShifts = normalizationShifts
         self.denseWeights = denseWeights
         self.denseBias = denseBias
         self.integer = integer
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case shape, activation, activationLevels, pixelMean, pixelDeviation, filterWeights, thresholds, normalizationScales, normalizationShifts
+        case denseWeights, denseBias, integer
+    }
+
+    /// Decodes a network; files from before batch norm and staircases have neither (one level).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        shape = try c.decode(Shape.self, forKey: .shape)
+        activation = try c.decode(Activation.self, forKey: .activation)
+        activationLevels = try c.decodeIfPresent(Int.self, forKey: .activationLevels) ?? 1
+        pixelMean = try c.decode(Float.self, forKey: .pixelMean)
+        pixelDeviation = try c.decode(Float.self, forKey: .pixelDeviation)
+        filterWeights = try c.decode([Float].self, forKey: .filterWeights)
+        thresholds = try c.decode([Float].self, forKey: .thresholds)
+        normalizationScales = try c.decodeIfPresent([Float].self, forKey: .normalizationScales) ?? []
+        normalizationShifts = try c.decodeIfPresent([Float].self, forKey: .normalizationShifts) ?? []
+        denseWeights = try c.decode([Float].self, forKey: .denseWeights)
+        denseBias = try c.decode([Float].self, forKey: .denseBias)
+        integer = try c.decode(IntegerForm.self, forKey: .integer)
+    }
+
+    /// The folded batch norm (g_c, b_c) of filter c; (1, 0) without one.
+    func normalization(_ c: Int) -> (scale: Float, shift: Float) {
+        normalizationScales.isEmpty ? (1, 0) : (normalizationScales[c], normalizationShifts[c])
     }
 
     /// Whether the sizes of every array agree with the shape and the integer form is in range.
@@ -160,11 +223,16 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
               pixelDeviation > 0 else { return false }
         switch activation {
         case .sign:
-            return thresholds.count == s.filterCount && integer.thresholds.count == s.filterCount
+            return activationLevels >= 1 && thresholds.count == s.filterCount * activationLevels
+                && integer.thresholds.count == s.filterCount * activationLevels
                 && integer.thresholds.allSatisfy { $0 % 2 == 0 && abs($0) <= Self.maxThreshold }
                 && s.kernelArea + Self.maxThreshold < 32
         case .scaledReLU:
-            return integer.alphas.count == s.filterCount && integer.alphas.allSatisfy { $0 >= 0 }
+            let normalized = normalizationScales.count == normalizationShifts.count
+                && (normalizationScales.isEmpty || normalizationScales.count == s.filterCount)
+                && (normalizationScales + normalizationShifts).allSatisfy(\.isFinite)
+            return integer.alphas.count == s.filterCount && normalized
+                && (integer.activationBiases.isEmpty || integer.activationBiases.count == s.filterCount)
         }
     }
 }
@@ -232,17 +300,20 @@ extension BinarizedCNN {
         }
     }
 
-    /// The integer form's activations after the convolution (sign: ±1; scaled ReLU: ReLU(S·K·α)
-    /// in units of 2^-(scale + alpha fraction bits)).
+    /// The integer form's activations after the convolution (sign: Σ_k ±1; scaled ReLU:
+    /// ReLU(S·K·α + b) in units of 2^-(scale + alpha fraction bits)).
     public func integerActivations(_ image: ArraySlice<Float>) -> [Int] {
         let sums = binarySums(binarize(image))
         let area = shape.convolutionSide * shape.convolutionSide
         switch activation {
         case .sign:
-            return sums.indices.map { sums[$0] > integer.thresholds[$0 / area] ? 1 : -1 }
+            return sums.indices.map { p in
+                let c = p / area
+                return (0..<activationLevels).reduce(0) { $0 + (sums[p] > integer.thresholds[c * activationLevels + $1] ? 1 : -1) }
+            }
         case .scaledReLU:
             let k = quantizedScaleMap(image)
-            return sums.indices.map { max(0, sums[$0] * k[$0 % area] * integer.alphas[$0 / area]) }
+            return sums.indices.map { max(0, sums[$0] * k[$0 % area] * integer.alphas[$0 / area] + integer.activationBias($0 / area)) }
         }
     }
 
@@ -268,10 +339,16 @@ extension BinarizedCNN {
         let activations: [Float]
         switch activation {
         case .sign:
-            activations = sums.indices.map { Float(sums[$0]) > thresholds[$0 / area] ? 1 : -1 }
+            activations = sums.indices.map { p in
+                let c = p / area
+                return (0..<activationLevels).reduce(0) { $0 + (Float(sums[p]) > thresholds[c * activationLevels + $1] ? 1 : -1) }
+            }
         case .scaledReLU:
             let k = scaleMap(image), alphas = Self.alphas(filterWeights, shape: shape)
-            activations = sums.indices.map { max(0, Float(sums[$0]) * k[$0 % area] * alphas[$0 / area]) }
+            activations = sums.indices.map { p in
+                let (g, b) = normalization(p / area)
+                return max(0, g * Float(sums[p]) * k[p % area] * alphas[p / area] + b)
+            }
         }
         let features = pool(activations), count = shape.featureCount
         return (0..<shape.classCount).map { k in

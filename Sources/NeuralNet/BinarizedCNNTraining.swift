@@ -16,12 +16,16 @@ extension BinarizedCNN {
         public var denseLevels = 7
         /// Training images are shifted by up to this many pixels in each direction (augmentation).
         public var maxShift = 2
+        /// Sign activation: thresholds per filter (1: sign; more: a staircase of that many steps).
+        public var activationLevels = 1
         /// Threads computing a batch's gradient.
         public var threads = ProcessInfo.processInfo.activeProcessorCount
 
         /// Public memberwise initializer.
         public init(epochs: Int = 30, learningRate: Float = 0.005, batchSize: Int = 50, seed: UInt64 = 11,
-                    denseLevels: Int = 7, maxShift: Int = 2, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                    denseLevels: Int = 7, maxShift: Int = 2, activationLevels: Int = 1,
+                    threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+            self.activationLevels = activationLevels
             self.epochs = epochs
             self.learningRate = learningRate
             self.batchSize = batchSize
@@ -49,25 +53,37 @@ extension BinarizedCNN {
 
         var random = SplitMix64(seed: options.seed)
         func uniform(_ scale: Float) -> Float { (Float(random.next() % 2_000_001) / 1_000_000 - 1) * scale }
-        let layout = ParameterLayout(shape: shape)
+        let levels = activation == .sign ? max(1, options.activationLevels) : 1
+        let layout = ParameterLayout(shape: shape, activation: activation, levels: levels)
         var parameters = [Float](repeating: 0, count: layout.count)
         for i in layout.filters { parameters[i] = uniform(0.5) }
+        // A staircase's thresholds start spread over [-4, 4] so that their gradients differ.
+        if levels > 1 {
+            for (n, i) in layout.thresholds.enumerated() { parameters[i] = -4 + 8 * Float(n % levels) / Float(levels - 1) }
+        }
+        for i in layout.normalization.prefix(shape.filterCount) { parameters[i] = 1 }
         for i in layout.dense { parameters[i] = uniform((3 / Float(shape.featureCount)).squareRoot()) }
 
-        var model = BinarizedCNN(shape: shape, activation: activation, pixelMean: Float(mean), pixelDeviation: Float(deviation),
+        var model = BinarizedCNN(shape: shape, activation: activation, activationLevels: levels, pixelMean: Float(mean), pixelDeviation: Float(deviation),
                                  filterWeights: [], thresholds: [], denseWeights: [], denseBias: [],
                                  integer: IntegerForm(filterSigns: [], thresholds: [], alphas: [], denseWeights: [], denseBias: []))
         var adam = Adam(count: layout.count, learningRate: options.learningRate)
         var order = Array(samples.indices)
         let threads = max(1, options.threads)
+        var statistics: [BatchNormStatistics] = []
         for epoch in 1...options.epochs {
             random.shuffle(&order)
+            if activation == .scaledReLU {
+                statistics = BatchNormStatistics.measure(model: model, parameters: parameters, layout: layout, on: data,
+                                                         samples: Array(samples.prefix(1000)))
+            }
             let fraction = Float(epoch - 1) / Float(options.epochs)
             adam.learningRate = options.learningRate * 0.5 * (1 + cos(Float.pi * fraction))
             var epochLoss = 0.0, epochCorrect = 0
             for start in stride(from: 0, to: order.count, by: options.batchSize) {
                 let batch = order[start..<min(start + options.batchSize, order.count)].map { samples[$0] }
-                let pass = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: options.denseLevels)
+                let pass = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: options.denseLevels,
+                                           statistics: statistics)
                 let results = Parallel.map(count: threads) { t -> ([Float], Double, Int) in
                     var gradient = [Float](repeating: 0, count: layout.count)
                     var loss = 0.0, correct = 0
@@ -90,7 +106,7 @@ extension BinarizedCNN {
                 epochLoss += results.reduce(0) { $0 + $1.1 }
                 epochCorrect += results.reduce(0) { $0 + $1.2 }
             }
-            model = exported(model, parameters: parameters, layout: layout, denseLevels: options.denseLevels)
+            model = exported(model, parameters: parameters, layout: layout, denseLevels: options.denseLevels, statistics: statistics)
             progress(epoch, epochLoss / Double(samples.count), Double(epochCorrect) / Double(samples.count))
         }
         return model
@@ -108,8 +124,10 @@ extension BinarizedCNN {
         return output
     }
 
-    /// The model with its float parameters set from the flat vector and its integer form exported.
-    static func exported(_ base: BinarizedCNN, parameters: [Float], layout: ParameterLayout, denseLevels: Int) -> BinarizedCNN {
+    /// The model with its float parameters set from the flat vector and its integer form exported
+    /// (batch norm folded into one scale and shift per filter).
+    static func exported(_ base: BinarizedCNN, parameters: [Float], layout: ParameterLayout, denseLevels: Int,
+                         statistics: [BatchNormStatistics]) -> BinarizedCNN {
         var model = base
         let shape = model.shape
         model.filterWeights = Array(parameters[layout.filters])
@@ -127,10 +145,16 @@ extension BinarizedCNN {
         case .scaledReLU:
             model.thresholds = []
             model.integer.thresholds = []
-            model.integer.alphas = alphas(model.filterWeights, shape: shape).map { Int(($0 * Float(1 << alphaFractionBits)).rounded()) }
+            let folded = BatchNormStatistics.fold(parameters: parameters, layout: layout, statistics: statistics)
+            model.normalizationScales = folded.map(\.scale)
+            model.normalizationShifts = folded.map(\.shift)
             // Activations are in units of 2^-(scale + alpha fraction bits); biases join them there.
-            let quantizer = DenseQuantizer(weights: model.denseWeights, levels: 127)
             let activationUnit = Float(1 << (scaleFractionBits + alphaFractionBits))
+            model.integer.alphas = zip(alphas(model.filterWeights, shape: shape), folded).map {
+                Int(($0 * $1.scale * Float(1 << alphaFractionBits)).rounded())
+            }
+            model.integer.activationBiases = folded.map { Int(($0.shift * activationUnit).rounded()) }
+            let quantizer = DenseQuantizer(weights: model.denseWeights, levels: 127)
             model.integer.denseWeights = model.denseWeights.map { quantizer.level($0) }
             model.integer.denseBias = model.denseBias.map { quantizer.unclampedLevel($0 * activationUnit) }
         }
@@ -140,13 +164,17 @@ extension BinarizedCNN {
 
 /// Where each group of trained parameters sits in the flat vector Adam updates.
 struct ParameterLayout {
-    let filters: Range<Int>, thresholds: Range<Int>, dense: Range<Int>, bias: Range<Int>
+    let filters: Range<Int>, thresholds: Range<Int>, normalization: Range<Int>, dense: Range<Int>, bias: Range<Int>
     var count: Int { bias.upperBound }
 
-    init(shape: BinarizedCNN.Shape) {
-        filters = 0..<(shape.filterCount * shape.kernelArea)
-        thresholds = filters.upperBound..<(filters.upperBound + shape.filterCount)
-        dense = thresholds.upperBound..<(thresholds.upperBound + shape.classCount * shape.featureCount)
+    /// Sign activations train `levels` thresholds per filter; scaled ReLU trains batch norm's
+    /// γ_c then β_c instead.
+    init(shape: BinarizedCNN.Shape, activation: BinarizedCNN.Activation, levels: Int = 1) {
+        let filterCount = shape.filterCount
+        filters = 0..<(filterCount * shape.kernelArea)
+        thresholds = filters.upperBound..<(filters.upperBound + (activation == .sign ? filterCount * levels : 0))
+        normalization = thresholds.upperBound..<(thresholds.upperBound + (activation == .scaledReLU ? 2 * filterCount : 0))
+        dense = normalization.upperBound..<(normalization.upperBound + shape.classCount * shape.featureCount)
         bias = dense.upperBound..<(dense.upperBound + shape.classCount)
     }
 }
@@ -169,12 +197,18 @@ struct ForwardBackward: Sendable {
     let model: BinarizedCNN
     let layout: ParameterLayout
     let signs: [Float], alphas: [Float], thresholds: [Float], dense: [Float], bias: [Float]
+    /// Scaled ReLU: batch norm's γ_c, β_c and the statistics it normalizes with.
+    let gammas: [Float], betas: [Float], statistics: [BatchNormStatistics]
     /// The straight-through window of the sign activation.
     let signWindow: Float = 6
 
-    init(model: BinarizedCNN, parameters: [Float], layout: ParameterLayout, denseLevels: Int) {
+    init(model: BinarizedCNN, parameters: [Float], layout: ParameterLayout, denseLevels: Int, statistics: [BatchNormStatistics] = []) {
         self.model = model
         self.layout = layout
+        let filterCount = model.shape.filterCount
+        gammas = Array(parameters[layout.normalization.prefix(filterCount)])
+        betas = Array(parameters[layout.normalization.dropFirst(filterCount)])
+        self.statistics = statistics.isEmpty ? Array(repeating: .identity, count: filterCount) : statistics
         let weights = Array(parameters[layout.filters])
         signs = weights.map { $0 >= 0 ? 1 : -1 }
         alphas = BinarizedCNN.alphas(weights, shape: model.shape)
@@ -194,11 +228,11 @@ struct ForwardBackward: Sendable {
 
     /// Adds this image's loss gradient to `gradient`; returns its loss and whether it was right.
     func accumulate(image: ArraySlice<Float>, label: Int, into gradient: inout [Float]) -> (loss: Float, correct: Bool) {
-        let s = model.shape, side = s.convolutionSide, area = side * side, k = s.kernelSide
+        let s = model.shape, side = s.convolutionSide, area = side * side, k = s.kernelSide, levels = model.activationLevels
         let x = model.binarize(image).map(Float.init)
         let scale = model.activation == .scaledReLU ? model.scaleMap(image) : []
         var sums = [Float](repeating: 0, count: s.filterCount * area)
-        var activations = sums
+        var activations = sums, normalized = sums
         for c in 0..<s.filterCount {
             for i in 0..<side {
                 for j in 0..<side {
@@ -209,8 +243,11 @@ struct ForwardBackward: Sendable {
                     let p = c * area + i * side + j
                     sums[p] = total
                     switch model.activation {
-                    case .sign: activations[p] = total > thresholds[c] ? 1 : -1
-                    case .scaledReLU: activations[p] = max(0, total * scale[i * side + j] * alphas[c])
+                    case .sign:
+                        activations[p] = (0..<levels).reduce(0) { $0 + (total > thresholds[c * levels + $1] ? 1 : -1) }
+                    case .scaledReLU:
+                        normalized[p] = statistics[c].normalize(total * scale[i * side + j] * alphas[c])
+                        activations[p] = max(0, gammas[c] * normalized[p] + betas[c])
                     }
                 }
             }
@@ -260,14 +297,23 @@ struct ForwardBackward: Sendable {
                 let sumGradient: Float
                 switch model.activation {
                 case .sign:
-                    let z = sums[p] - thresholds[c]
-                    guard abs(z) <= signWindow else { continue }
-                    sumGradient = featureGradient[feature] / signWindow
-                    gradient[layout.thresholds.lowerBound + c] -= sumGradient
+                    // Straight through every step of the staircase near S.
+                    var passed: Float = 0
+                    for level in 0..<levels where abs(sums[p] - thresholds[c * levels + level]) <= signWindow {
+                        passed += featureGradient[feature] / signWindow
+                        gradient[layout.thresholds.lowerBound + c * levels + level] -= featureGradient[feature] / signWindow
+                    }
+                    guard passed != 0 else { continue }
+                    sumGradient = passed
                 case .scaledReLU:
                     guard activations[p] > 0 else { continue }
-                    sumGradient = featureGradient[feature] * scale[i * side + j] * alphas[c]
-                    alphaGradient[c] += featureGradient[feature] * sums[p] * scale[i * side + j]
+                    let outputGradient = featureGradient[feature]
+                    gradient[layout.normalization.lowerBound + c] += outputGradient * normalized[p]
+                    gradient[layout.normalization.lowerBound + s.filterCount + c] += outputGradient
+                    // Through batch norm (its statistics held fixed) to L = S·K·α.
+                    let scaledGradient = outputGradient * gammas[c] / statistics[c].deviation
+                    sumGradient = scaledGradient * scale[i * side + j] * alphas[c]
+                    alphaGradient[c] += scaledGradient * sums[p] * scale[i * side + j]
                 }
                 for u in 0..<k {
                     for v in 0..<k {
@@ -285,5 +331,58 @@ struct ForwardBackward: Sendable {
             }
         }
         return (loss, correct)
+    }
+}
+
+/// Batch norm's statistics of one filter's scaled sums L = S·K·α: mean and deviation over a
+/// fixed set of training images, measured afresh at the start of every epoch (population
+/// statistics rather than per-batch ones, which the per-image gradient workers cannot share;
+/// gradients treat them as constants).
+struct BatchNormStatistics: Sendable, Equatable {
+    var mean: Float, deviation: Float
+
+    /// No normalization.
+    static let identity = BatchNormStatistics(mean: 0, deviation: 1)
+
+    func normalize(_ value: Float) -> Float { (value - mean) / deviation }
+
+    /// Each filter's statistics at the current parameters over `samples` (no augmentation).
+    static func measure(model: BinarizedCNN, parameters: [Float], layout: ParameterLayout, on data: Dataset,
+                        samples: [Int]) -> [BatchNormStatistics] {
+        let shape = model.shape, area = shape.convolutionSide * shape.convolutionSide
+        var current = model
+        current.filterWeights = Array(parameters[layout.filters])
+        current.integer.filterSigns = current.filterWeights.map { $0 >= 0 ? 1 : -1 }
+        let alphas = BinarizedCNN.alphas(current.filterWeights, shape: shape)
+        let frozen = current
+        let moments = Parallel.map(count: samples.count) { n -> [(Double, Double)] in
+            let image = data.sample(samples[n])
+            let sums = frozen.binarySums(frozen.binarize(image)), k = frozen.scaleMap(image)
+            return (0..<shape.filterCount).map { c in
+                var total = 0.0, squares = 0.0
+                for p in 0..<area {
+                    let value = Double(Float(sums[c * area + p]) * k[p] * alphas[c])
+                    total += value
+                    squares += value * value
+                }
+                return (total, squares)
+            }
+        }
+        let count = Double(samples.count * area)
+        return (0..<shape.filterCount).map { c in
+            let mean = moments.reduce(0) { $0 + $1[c].0 } / count
+            let variance = moments.reduce(0) { $0 + $1[c].1 } / count - mean * mean
+            return BatchNormStatistics(mean: Float(mean), deviation: Float(max(variance, 1e-6).squareRoot()))
+        }
+    }
+
+    /// γ·(L − μ)/σ + β folded into g·L + b for every filter.
+    static func fold(parameters: [Float], layout: ParameterLayout, statistics: [BatchNormStatistics]) -> [(scale: Float, shift: Float)] {
+        let filterCount = layout.normalization.count / 2
+        return (0..<filterCount).map { c in
+            let gamma = parameters[layout.normalization.lowerBound + c], beta = parameters[layout.normalization.lowerBound + filterCount + c]
+            let stats = statistics.isEmpty ? .identity : statistics[c]
+            return (gamma / stats.deviation, beta - gamma * stats.mean / stats.deviation)
+        }
     }
 }

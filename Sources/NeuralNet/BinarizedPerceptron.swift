@@ -1,21 +1,26 @@
 import Foundation
 
 /// The main paper's binarized perceptron (its breast-cancer model): the client shifts each
-/// feature by a per-feature threshold (Batchnorm's learned shift) and keeps the signs
+/// feature by per-feature thresholds (Batchnorm's learned shifts) and keeps the signs
 /// (Binactive), the server computes sign(α·Σ w_i·x_i + b) with binary weights w_i = sign(W_i).
 ///
-/// The thresholds are learned from the training records: for each feature, the split that best
-/// separates the two classes on its own (a decision stump). Only the sign of the shifted value
-/// reaches the network, so Batchnorm's scale plays no part.
+/// Each feature goes through ``levels`` Binactives at increasing thresholds (a thermometer
+/// code: +1 for every threshold the value reaches), so the server sees `levels` binary inputs
+/// per feature and the perceptron can weigh how far a value lies from the others, while input
+/// and weights stay binary. With one level the thresholds are the training records' best
+/// decision stumps; with more, the training values' quantiles i/(levels + 1).
 ///
 /// Its exact integer form, the contract for encrypted engines: score = Σ w_i·x_i with
 /// w_i, x_i ∈ {-1, +1}, class 1 (benign) iff score ≥ ``integerThreshold``. Because α > 0 and the
-/// score has the parity of the feature count, the threshold ⌈-b/α⌉ (moved up to that parity)
+/// score has the parity of the input count, the threshold ⌈-b/α⌉ (moved up to that parity)
 /// makes the integer form decide exactly as the float form does on every record.
 public struct BinarizedPerceptron: Codable, Sendable, Equatable {
-    /// Per-feature thresholds: x_i = +1 where the feature reaches its threshold, else -1.
+    /// Per-input thresholds, level by level (input `level · featureCount + f` reads feature f):
+    /// x_i = +1 where the feature reaches its threshold, else -1.
     public var featureThresholds: [Float]
-    /// sign(W_i) ∈ {-1, +1}.
+    /// Binactive levels per feature (1 in the paper's form; files without the field have 1).
+    public var levels: Int
+    /// sign(W_i) ∈ {-1, +1}, one per binary input.
     public var weightSigns: [Int]
     /// α = mean |W_i|, the XNOR-Net scale.
     public var alpha: Float
@@ -24,15 +29,47 @@ public struct BinarizedPerceptron: Codable, Sendable, Equatable {
     /// Class 1 iff the integer score reaches this.
     public var integerThreshold: Int
 
-    /// The number of input features.
-    public var featureCount: Int { weightSigns.count }
-
-    /// Batchnorm then Binactive: each feature shifted by its threshold and replaced by its sign (±1).
-    public func binarize(_ record: ArraySlice<Float>) -> [Int] {
-        precondition(record.count == featureCount, "expected \(featureCount) features")
-        return zip(record, featureThresholds).map { $0 >= $1 ? 1 : -1 }
+    /// A perceptron from its parts.
+    public init(featureThresholds: [Float], levels: Int = 1, weightSigns: [Int], alpha: Float, bias: Float, integerThreshold: Int) {
+        self.featureThresholds = featureThresholds
+        self.levels = levels
+        self.weightSigns = weightSigns
+        self.alpha = alpha
+        self.bias = bias
+        self.integerThreshold = integerThreshold
     }
 
+    private enum CodingKeys: String, CodingKey { case featureThresholds, levels, weightSigns, alpha, bias, integerThreshold }
+
+    /// Decodes a perceptron; `levels` defaults to 1 (files written before it existed).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        featureThresholds = try c.decode([Float].self, forKey: .featureThresholds)
+        levels = try c.decodeIfPresent(Int.self, forKey: .levels) ?? 1
+        weightSigns = try c.decode([Int].self, forKey: .weightSigns)
+        alpha = try c.decode(Float.self, forKey: .alpha)
+        bias = try c.decode(Float.self, forKey: .bias)
+        integerThreshold = try c.decode(Int.self, forKey: .integerThreshold)
+    }
+
+    /// The number of binary inputs the server sees (features × levels).
+    public var inputCount: Int { weightSigns.count }
+    /// The number of raw features in a record.
+    public var featureCount: Int { levels > 0 ? inputCount / levels : 0 }
+
+    /// Whether the parts agree: one threshold per input, whole levels, finite values, ±1 weights.
+    public var isConsistent: Bool {
+        levels >= 1 && inputCount % levels == 0 && featureThresholds.count == inputCount
+            && featureThresholds.allSatisfy(\.isFinite) && weightSigns.allSatisfy({ $0 == 1 || $0 == -1 })
+            && alpha > 0 && alpha.isFinite && bias.isFinite
+    }
+
+    /// Batchnorm then Binactive: each feature compared with each of its thresholds (±1 per input).
+    public func binarize(_ record: ArraySlice<Float>) -> [Int] {
+        precondition(record.count == featureCount, "expected \(featureCount) features")
+        let base = record.startIndex, features = featureCount
+        return featureThresholds.indices.map { record[base + $0 % features] >= featureThresholds[$0] ? 1 : -1 }
+    }
     /// Σ w_i·x_i on binarized inputs: the only thing the server computes.
     public func integerScore(_ bits: [Int]) -> Int {
         zip(weightSigns, bits).reduce(0) { $0 + $1.0 * $1.1 }
@@ -56,10 +93,10 @@ public struct BinarizedPerceptron: Codable, Sendable, Equatable {
         return Double(correct) / Double(samples.count)
     }
 
-    /// The smallest score s with the parity of the feature count and α·s + b ≥ 0.
-    static func threshold(alpha: Float, bias: Float, featureCount: Int) -> Int {
+    /// The smallest score s with the parity of the input count and α·s + b ≥ 0.
+    static func threshold(alpha: Float, bias: Float, inputCount: Int) -> Int {
         var t = Int((-bias / alpha).rounded(.up))
-        if (t - featureCount) % 2 != 0 { t += 1 }
+        if (t - inputCount) % 2 != 0 { t += 1 }
         return t
     }
 }
@@ -75,13 +112,46 @@ extension BinarizedPerceptron {
         public var batchSize = 32
         /// The seed of the weight initialization and the batch order.
         public var seed: UInt64 = 7
+        /// Binactive levels per feature; nil chooses among ``levelCandidates`` by a 5-fold
+        /// cross-validation on the training records (the test records play no part).
+        public var levels: Int? = nil
         /// Public memberwise initializer.
-        public init(epochs: Int = 300, learningRate: Float = 0.01, batchSize: Int = 32, seed: UInt64 = 7) {
+        public init(epochs: Int = 300, learningRate: Float = 0.01, batchSize: Int = 32, seed: UInt64 = 7, levels: Int? = nil) {
             self.epochs = epochs
             self.learningRate = learningRate
             self.batchSize = batchSize
             self.seed = seed
+            self.levels = levels
         }
+    }
+
+    /// The levels per feature that cross-validation chooses from.
+    public static let levelCandidates = [1, 3, 5, 7, 9]
+
+    /// Mean validation accuracy of training with `options` over `folds` folds of `samples`
+    /// (a seeded shuffle, then contiguous folds).
+    public static func crossValidationAccuracy(on data: Dataset, samples: [Int], options: TrainingOptions, folds: Int = 5) -> Double {
+        var order = samples
+        var random = SplitMix64(seed: options.seed ^ 0xC0FFEE)
+        random.shuffle(&order)
+        let accuracies = (0..<folds).map { fold in
+            let validation = stride(from: fold, to: order.count, by: folds).map { order[$0] }
+            let training = order.indices.filter { $0 % folds != fold }.map { order[$0] }
+            return train(on: data, samples: training, options: options).accuracy(on: data, samples: validation, integer: true)
+        }
+        return accuracies.reduce(0, +) / Double(folds)
+    }
+
+    /// The candidate with the best cross-validated accuracy (the fewest levels on ties), and
+    /// every candidate's accuracy.
+    public static func chooseLevels(on data: Dataset, samples: [Int], options: TrainingOptions)
+        -> (levels: Int, scores: [(levels: Int, accuracy: Double)]) {
+        let scores = levelCandidates.map { levels -> (levels: Int, accuracy: Double) in
+            var candidate = options
+            candidate.levels = levels
+            return (levels, crossValidationAccuracy(on: data, samples: samples, options: candidate))
+        }
+        return (scores.max { $0.accuracy < $1.accuracy || ($0.accuracy == $1.accuracy && $0.levels > $1.levels) }!.levels, scores)
     }
 
     /// Trains on `samples` of a binary-labelled dataset: logistic loss on α·Σ sign(W_i)·x_i + b,
@@ -89,12 +159,14 @@ extension BinarizedPerceptron {
     /// fixed seed. `progress` receives (epoch, mean loss, training accuracy) once per epoch.
     public static func train(on data: Dataset, samples: [Int], options: TrainingOptions = .init(),
                              progress: (Int, Double, Double) -> Void = { _, _, _ in }) -> BinarizedPerceptron {
-        let d = data.sampleSize
-        let thresholds = (0..<d).map { feature in
-            stumpThreshold(values: samples.map { data.sample($0)[data.sample($0).startIndex + feature] },
-                           labels: samples.map { data.labels[$0] })
+        guard let chosen = options.levels else {
+            var options = options
+            options.levels = chooseLevels(on: data, samples: samples, options: options).levels
+            return train(on: data, samples: samples, options: options, progress: progress)
         }
-        let stats = BinarizedPerceptron(featureThresholds: thresholds, weightSigns: [Int](repeating: 1, count: d),
+        let levels = max(1, chosen), d = data.sampleSize * levels
+        let thresholds = binactiveThresholds(on: data, samples: samples, levels: levels)
+        let stats = BinarizedPerceptron(featureThresholds: thresholds, levels: levels, weightSigns: [Int](repeating: 1, count: d),
                                         alpha: 1, bias: 0, integerThreshold: 0)
         let inputs = samples.map { stats.binarize(data.sample($0)).map(Float.init) }
         let targets = samples.map { Float(data.labels[$0]) }
@@ -139,6 +211,19 @@ extension BinarizedPerceptron {
         return binarized(stats: stats, weights: weights, bias: bias)
     }
 
+    /// Thresholds level by level: one level takes each feature's best stump, more take the
+    /// training values' quantiles i/(levels + 1), i = 1 … levels (the nearest record's value).
+    static func binactiveThresholds(on data: Dataset, samples: [Int], levels: Int) -> [Float] {
+        let columns = (0..<data.sampleSize).map { feature in samples.map { data.sample($0)[data.sample($0).startIndex + feature] } }
+        if levels == 1 {
+            return columns.map { stumpThreshold(values: $0, labels: samples.map { data.labels[$0] }) }
+        }
+        let sorted = columns.map { $0.sorted() }
+        return (1...levels).flatMap { level in
+            sorted.map { values in values[Int((Double(level) / Double(levels + 1) * Double(values.count - 1)).rounded())] }
+        }
+    }
+
     /// The threshold t among the values that maximizes the accuracy of "class 1 iff value ≥ t"
     /// or of its opposite (the first such value on ties).
     static func stumpThreshold(values: [Float], labels: [Int]) -> Float {
@@ -160,9 +245,9 @@ extension BinarizedPerceptron {
 
     static func binarized(stats: BinarizedPerceptron, weights: [Float], bias: Float) -> BinarizedPerceptron {
         let alpha = max(weights.reduce(0) { $0 + abs($1) } / Float(weights.count), 1e-6)
-        return BinarizedPerceptron(featureThresholds: stats.featureThresholds,
+        return BinarizedPerceptron(featureThresholds: stats.featureThresholds, levels: stats.levels,
                                    weightSigns: weights.map { $0 >= 0 ? 1 : -1 }, alpha: alpha, bias: bias,
-                                   integerThreshold: threshold(alpha: alpha, bias: bias, featureCount: weights.count))
+                                   integerThreshold: threshold(alpha: alpha, bias: bias, inputCount: weights.count))
     }
 }
 

@@ -81,17 +81,27 @@ public enum ModelCatalog {
 
     /// Trains a bundled model from its dataset folder with its fixed seed and split; `epochs` and
     /// `seed` replace the recipe's (the bundled files use the recipe's own). `progress` receives
-    /// (epoch, mean loss, training accuracy).
+    /// (epoch, mean loss, training accuracy); `log` receives choices made on the way (the
+    /// perceptron's cross-validated levels).
     public static func train(_ name: String, dataFolder: String, epochs: Int? = nil, seed: UInt64? = nil,
+                             log: (String) -> Void = { _ in },
                              progress: (Int, Double, Double) -> Void = { _, _, _ in }) throws -> ModelFile {
         guard var recipe = recipes.first(where: { $0.name == name }) else { throw ModelError.unknownModel(name) }
         recipe.architecture = recipe.architecture.overriding(epochs: epochs, seed: seed)
         if case .perceptron = recipe.architecture {
             let data = try Dataset.breastCancer(folder: dataFolder)
-            let model = BinarizedPerceptron.train(on: data, samples: Dataset.breastCancerSplit().train, progress: progress)
+            let samples = Dataset.breastCancerSplit().train
+            var options = BinarizedPerceptron.TrainingOptions()
+            let choice = BinarizedPerceptron.chooseLevels(on: data, samples: samples, options: options)
+            log("Binactive levels per feature, 5-fold cross-validation on the \(samples.count) training records: "
+                + choice.scores.map { String(format: "%d: %.2f%%", $0.levels, $0.accuracy * 100) }.joined(separator: ", ")
+                + " → \(choice.levels)")
+            options.levels = choice.levels
+            let model = BinarizedPerceptron.train(on: data, samples: samples, options: options, progress: progress)
             return ModelFile(name: name, task: "binary classification (0 malignant, 1 benign)", datasetKind: .breastCancer,
                              dataset: "Wisconsin diagnostic breast cancer (569 records, 30 features)",
-                             architecture: "Batchnorm + Binactive (client) → binarized dense 30 → 1 with α, bias → sign",
+                             architecture: "Batchnorm + Binactive at \(model.levels) thresholds per feature (client, thermometer code) "
+                                 + "→ binarized dense \(model.inputCount) → 1 with α, bias → sign",
                              perceptron: model, evaluationData: data)
         }
         let training: Dataset, samples: [Int], evaluation: Dataset, description: String
@@ -139,9 +149,12 @@ extension BinarizedCNN {
         let pool = s.poolSide > 1 ? " → \(s.pooling.rawValue) pool \(s.poolSide)×\(s.poolSide)" : ""
         switch activation {
         case .scaledReLU:
-            return "Batchnorm + Binactive + K map (client) → \(conv) ⊙ K ⊙ α → ReLU\(pool) → dense \(s.featureCount) → \(s.classCount) (8-bit integer weights)"
+            let norm = normalizationScales.isEmpty ? "" : " → batch norm (folded)"
+            return "Batchnorm + Binactive + K map (client) → \(conv) ⊙ K ⊙ α\(norm) → ReLU\(pool) → dense \(s.featureCount) → \(s.classCount) (8-bit integer weights)"
         case .sign:
-            return "Batchnorm + Binactive (client) → \(conv) → sign(S − t), even |t| ≤ \(Self.maxThreshold)\(pool) → dense \(s.featureCount) → \(s.classCount) (integer weights)"
+            let step = activationLevels == 1 ? "sign(S − t), even |t| ≤ \(Self.maxThreshold)"
+                : "Σ_{k<\(activationLevels)} sign(S − t_k) (\(activationLevels + 1) levels), even |t_k| ≤ \(Self.maxThreshold)"
+            return "Batchnorm + Binactive (client) → \(conv) → \(step)\(pool) → dense \(s.featureCount) → \(s.classCount) (integer weights)"
         }
     }
 }

@@ -152,9 +152,7 @@ public struct ModelFile: Codable, Sendable, Equatable {
         }
         switch (model.perceptron, model.binarizedCNN, model.polynomialNetwork) {
         case (let p?, nil, nil):
-            guard p.featureThresholds.count == p.featureCount, p.featureThresholds.allSatisfy(\.isFinite),
-                  p.weightSigns.allSatisfy({ $0 == 1 || $0 == -1 }), p.alpha > 0,
-                  p.alpha.isFinite, p.bias.isFinite else {
+            guard p.isConsistent else {
                 throw .malformed(path: path, reason: "inconsistent perceptron parameters")
             }
         case (nil, let cnn?, nil):

@@ -28,9 +28,15 @@ struct BenchInferLayers: ParsableCommand {
         let circuit = CircuitEvaluator(key: EvaluationKey(secret.makeEvaluationKey()))
         var encryptor = Encryptor(secretKey: secret)
 
-        // Widths from the integer form: S in 7 bits, L = S·K·α and its pooled maxima in 22 bits
-        // (|L| ≤ 25·180·256), the dense accumulator in 38 bits (432 terms of 8-bit weights).
-        let (sumWidth, activationWidth, scoreWidth) = (7, 22, 38)
+        // Widths from the integer form: S in 7 bits; L = S·K·α + b and its pooled maxima in as many
+        // bits as |L| needs (K ≤ the largest standardized pixel in fixed point); the dense
+        // accumulator in as many as 432 terms of 8-bit weights need.
+        func signedWidth(_ bound: Int) -> Int { Int.bitWidth - bound.leadingZeroBitCount + 1 }
+        let largestK = Int((max(1 - cnn.pixelMean, cnn.pixelMean) / cnn.pixelDeviation * Float(1 << BinarizedCNN.scaleFractionBits)).rounded(.up))
+        let largestActivation = s.kernelArea * largestK * cnn.integer.alphas.map(abs).max()!
+            + (cnn.integer.activationBiases.map(abs).max() ?? 0)
+        let largestScore = s.featureCount * cnn.integer.denseWeights.map(abs).max()! * largestActivation + cnn.integer.denseBias.map(abs).max()!
+        let (sumWidth, activationWidth, scoreWidth) = (7, signedWidth(largestActivation), signedWidth(largestScore))
         let bits = cnn.binarize(image), sums = cnn.binarySums(bits), k = cnn.quantizedScaleMap(image)
         let activations = cnn.integerActivations(image), features = cnn.integerFeatures(image)
         let (c, i, j) = (0, 10, 12), position = c * area + i * side + j
@@ -58,9 +64,11 @@ struct BenchInferLayers: ParsableCommand {
             }
             let sum = encryptor.encrypt(Int64(sums[position]), width: activationWidth)
             let scale = encryptor.encrypt(Int64(k[i * side + j]), width: activationWidth)
-            let rawScaled = Int64(sums[position] * k[i * side + j] * cnn.integer.alphas[c])
-            try layer("scale_k_alpha", outputs: s.filterCount * area, expected: rawScaled) {
-                circuit.multiply(circuit.multiply(sum, scale, method: method), byPlain: Int64(cnn.integer.alphas[c]), method: method)
+            let bias = Int64(cnn.integer.activationBiases.isEmpty ? 0 : cnn.integer.activationBiases[c])
+            let rawScaled = Int64(sums[position] * k[i * side + j] * cnn.integer.alphas[c]) + bias
+            try layer("scale_k_alpha_bias", outputs: s.filterCount * area, expected: rawScaled) {
+                let product = circuit.multiply(circuit.multiply(sum, scale, method: method), byPlain: Int64(cnn.integer.alphas[c]), method: method)
+                return circuit.add(product, .plain(bias, width: activationWidth), method: method)
             }
             try layer("relu", outputs: s.filterCount * area, expected: max(0, rawScaled)) {
                 circuit.relu(encryptor.encrypt(rawScaled, width: activationWidth), method: method)
@@ -70,10 +78,12 @@ struct BenchInferLayers: ParsableCommand {
             try layer("max_pool", outputs: s.featureCount, expected: Int64(features[0])) {
                 circuit.maximum(ofWindow: pooledInputs, method: method)
             }
-            let weight = Int64(cnn.integer.denseWeights[0]), accumulator = Int64(cnn.integer.denseBias[0])
-            let feature = encryptor.encrypt(Int64(features[0]), width: scoreWidth)
+            // One term w·f + accumulator of class 0, on its first feature with a nonzero weight.
+            let term = (0..<s.featureCount).first { cnn.integer.denseWeights[$0] != 0 } ?? 0
+            let weight = Int64(cnn.integer.denseWeights[term]), accumulator = Int64(cnn.integer.denseBias[0])
+            let feature = encryptor.encrypt(Int64(features[term]), width: scoreWidth)
             let partial = encryptor.encrypt(accumulator, width: scoreWidth)
-            try layer("dense_term", outputs: s.classCount * s.featureCount, expected: accumulator + weight * Int64(features[0])) {
+            try layer("dense_term", outputs: s.classCount * s.featureCount, expected: accumulator + weight * Int64(features[term])) {
                 circuit.add(partial, circuit.multiply(feature, byPlain: weight, method: method), method: method)
             }
             report.add("bitwise_total_\(method.rawValue)_one_thread_s", total, "s")

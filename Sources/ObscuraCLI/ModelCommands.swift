@@ -34,7 +34,7 @@ struct Train: ParsableCommand {
         }
         let folder = data ?? recipe.datasetKind.defaultFolder
         let start = Clock.now()
-        let model = try ModelCatalog.train(name, dataFolder: folder, epochs: epochs, seed: seed) { epoch, loss, accuracy in
+        let model = try ModelCatalog.train(name, dataFolder: folder, epochs: epochs, seed: seed, log: { print($0) }) { epoch, loss, accuracy in
             if recipe.datasetKind != .breastCancer || epoch % 25 == 0 || epoch == 1 {
                 print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%  (%.0f s)", epoch, loss, accuracy * 100,
                              Double(Clock.now() - start) / 1e9))

@@ -3,10 +3,10 @@ import NeuralNet
 import TFHE
 
 /// The main paper's `bitwise` mode for its binarized perceptron: the client encrypts each
-/// binarized feature as one boolean ciphertext (gates-128 set); the server computes
-/// x_i·w_i = h-xnor(x_i, w_i) with the clear weight bits (free), widens each to ±1 with ep(),
-/// adds them into an n-bit score and compares it with the clear threshold, all with the
-/// circuits of `CipherCircuits` in the paper's design or the faster one.
+/// binary input as one boolean ciphertext (gates-128 set); the server computes
+/// x_i·w_i = h-xnor(x_i, w_i) with the clear weight bits (free), adds the ±1 products into an
+/// n-bit score (the paper: ep() and ripple additions; fast: a popcount tree) and compares it with
+/// the clear threshold, all with the circuits of `CipherCircuits`.
 ///
 /// The server returns the score's bits and the class bit; the client decrypts both.
 public struct BitwisePerceptronEvaluator: Sendable {
@@ -30,20 +30,20 @@ public struct BitwisePerceptronEvaluator: Sendable {
         self.key = key
     }
 
-    /// Bits of the two's-complement score: enough for ±featureCount.
-    public var scoreWidth: Int { Int.bitWidth - perceptron.featureCount.leadingZeroBitCount + 1 }
+    /// Bits of the two's-complement score: enough for ±inputCount.
+    public var scoreWidth: Int { Int.bitWidth - perceptron.inputCount.leadingZeroBitCount + 1 }
 
     /// The score's bits (least significant first) followed by the class bit; the number of
     /// bootstraps it took.
     public func evaluate(_ inputs: [LweCiphertext]) throws(InferenceError) -> (outputs: [LweCiphertext], bootstraps: Int) {
-        guard inputs.count == perceptron.featureCount else {
-            throw .sizeMismatch(what: "input ciphertexts", expected: perceptron.featureCount, found: inputs.count)
+        guard inputs.count == perceptron.inputCount else {
+            throw .sizeMismatch(what: "input ciphertexts", expected: perceptron.inputCount, found: inputs.count)
         }
         let circuit = CircuitEvaluator(key: key)
-        let terms = zip(inputs, perceptron.weightSigns).map { input, weight in
-            circuit.extend(circuit.xnor(.encrypted(input), .plain(weight > 0)), width: scoreWidth)
+        let products = zip(inputs, perceptron.weightSigns).map { input, weight in
+            circuit.xnor(.encrypted(input), .plain(weight > 0))
         }
-        let score = circuit.sum(terms, method: method)
+        let score = circuit.sumOfSigns(products, width: scoreWidth, method: method)
         let threshold = EncryptedInteger.plain(Int64(perceptron.integerThreshold - 1), width: scoreWidth)
         let decision = circuit.greaterThan(score, threshold, method: method)
         let outputs = (score.bits + [decision]).map { bit in
@@ -56,7 +56,7 @@ public struct BitwisePerceptronEvaluator: Sendable {
     }
 }
 
-/// The client side of the bitwise perceptron: one boolean ciphertext per binarized feature.
+/// The client side of the bitwise perceptron: one boolean ciphertext per binary input.
 public struct BitwisePerceptronClient: Sendable {
     /// The model.
     public let perceptron: BinarizedPerceptron

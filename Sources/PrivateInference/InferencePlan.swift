@@ -125,7 +125,7 @@ public struct InferencePlan: Sendable {
         let cnn: BinarizedCNN
         switch network {
         case .perceptron(let perceptron):
-            inputCount = perceptron.featureCount
+            inputCount = perceptron.inputCount
             poolDelta = 0
             let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance,
                                       resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
@@ -141,18 +141,23 @@ public struct InferencePlan: Sendable {
         guard cnn.activation == .sign, cnn.isConsistent else {
             throw .unsupportedModel("\(modelName): not a consistent sign-activation CNN")
         }
-        let s = cnn.shape
+        let s = cnn.shape, levels = cnn.activationLevels
         guard s.kernelArea + BinarizedCNN.maxThreshold < 32 else {
             throw .unsupportedModel("a \(s.kernelSide)×\(s.kernelSide) sum does not fit one sign bootstrap")
+        }
+        guard levels == 1 || s.poolSide == 1 || s.pooling == .sum else {
+            throw .unsupportedModel("\(modelName): max pooling of staircase activations (only ±1 signs pool by OR)")
         }
         inputCount = s.pixelCount
         // |S − t| ≤ 31 odd: every pre-activation is at least 1/64 away from 0 and 1/2.
         inputDelta = UInt64(1) << 58
         let convolutionOutputs = s.filterCount * s.convolutionSide * s.convolutionSide
+        // Every threshold's reading has the same 1/64 margin (the shift moves the phase by whole steps).
         let convolutionFailure = noise.failureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
-            + log2(Double(convolutionOutputs))
-        var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + sign", bootstraps: convolutionOutputs,
-                            failureLog2: convolutionFailure)]
+            + log2(Double(convolutionOutputs * levels))
+        let activationName = levels == 1 ? "sign" : "\(levels)-step staircase (one bootstrap read at \(levels) coefficients)"
+        var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + \(activationName)",
+                            bootstraps: convolutionOutputs, failureLog2: convolutionFailure)]
         let orPooling = s.poolSide > 1 && s.pooling == .max
         if orPooling {
             // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
@@ -166,11 +171,12 @@ public struct InferencePlan: Sendable {
             poolDelta = 0
         }
         let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * s.featureCount)..<(($0 + 1) * s.featureCount)]) }
-        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a sum
-        // pool adds p² of them into each feature.
+        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a
+        // staircase adds its L readings of one blind rotation (noises taken as fully correlated:
+        // L² times one reading's variance), a sum pool p² activations into each feature.
         let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
-        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
-                                  featureVariance: 2 * Double(summed) * noise.bootstrapOutputVariance,
+        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed * levels,
+                                  featureVariance: 2 * Double(summed * levels * levels) * noise.bootstrapOutputVariance,
                                   resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
         featureDelta = dense.featureDelta
         (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
@@ -208,7 +214,7 @@ public struct InferencePlan: Sendable {
 }
 
 /// The message space of a dense layer whose inputs are integers in [-m, m] (±1 signs, or sums of
-/// m of them) and whose outputs the
+/// m of them: staircases, sum pools) and whose outputs the
 /// client decrypts: the fewest contiguous partial sums per score such that each partial sum's
 /// value range fits the torus and its noise decodes with failure below the target.
 struct DensePlan {

@@ -52,17 +52,23 @@ public struct PBSInferenceEvaluator: Sendable {
         let s = cnn.shape, side = s.convolutionSide, area = side * side
         let outputDelta = s.poolSide > 1 && s.pooling == .max ? plan.poolDelta : plan.featureDelta
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: outputDelta)
-        let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension
+        let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension, levels = cnn.activationLevels
+        // One step of the ±1 sum, 1/64 of the torus, is 2N/64 coefficients of the accumulator.
+        let stepCoefficients = plan.parameters.polynomialSize / 32
         return bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
             let c = index / area, i = (index % area) / side, j = index % side
-            var sum = LweCiphertext.trivial(dimension: dimension, body: 0 &- UInt64(bitPattern: Int64(cnn.integer.thresholds[c])) &* inputDelta)
+            // Shifted by the largest threshold; reading coefficient (t_max − t_k)·N/32 moves the
+            // phase back up by t_max − t_k steps of 1/64, so it reads sign(S − t_k).
+            let thresholds = cnn.integer.thresholds[(c * levels)..<((c + 1) * levels)], largest = thresholds.max()!
+            var sum = LweCiphertext.trivial(dimension: dimension, body: 0 &- UInt64(bitPattern: Int64(largest)) &* inputDelta)
             for u in 0..<s.kernelSide {
                 for v in 0..<s.kernelSide {
                     let input = inputs[(i * s.stride + u) * s.imageSide + j * s.stride + v]
                     if cnn.integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v] > 0 { sum.add(input) } else { sum.subtract(input) }
                 }
             }
-            return evaluator.bootstrap(sum, table: table)
+            let readings = evaluator.bootstrap(sum, table: table, coefficients: thresholds.map { (largest - $0) * stepCoefficients })
+            return readings.dropFirst().reduce(into: readings[0]) { $0.add($1) }
         }
     }
 

@@ -53,13 +53,22 @@ public final class Evaluator {
     /// Programmable bootstrapping: returns a fresh encryption, under the big key, of the
     /// table's value at the input's phase index, with noise independent of the input's.
     public func bootstrap(_ input: LweCiphertext, table: LookupTable) -> LweCiphertext {
+        bootstrap(input, table: table, coefficients: [0])[0]
+    }
+
+    /// Multi-value bootstrapping: one blind rotation, then one sample extraction per entry of
+    /// `coefficients`. Coefficient j reads the table at the input's phase moved up by j/(2N),
+    /// so one bootstrap evaluates the table at several shifts of the same input (for example a
+    /// sign against several thresholds). Each output has the noise of a single bootstrap; the
+    /// outputs share their blind rotation, so their noises are not independent.
+    public func bootstrap(_ input: LweCiphertext, table: LookupTable, coefficients: [Int]) -> [LweCiphertext] {
         precondition(input.dimension == parameters.bigLweDimension, "input is not under the big key")
         precondition(table.polynomial.count == parameters.polynomialSize, "table size mismatch")
         keySwitch(input)
         modulusSwitch()
         blindRotate(table: table)
         bootstrapCount += 1
-        return sampleExtract()
+        return coefficients.map(sampleExtract(coefficient:))
     }
 
     /// Key switching from the big key (64-bit) to the small key, at 32-bit precision:
@@ -154,12 +163,14 @@ public final class Evaluator {
         ws.externalProduct.addExternalProduct(key.bootstrappingKey[i], of: ws.difference, into: ws.accumulator, fft: key.fft)
     }
 
-    /// Sample extraction of coefficient 0: an LWE ciphertext of dimension k·N under the big key.
-    func sampleExtract() -> LweCiphertext {
+    /// Sample extraction of one coefficient (0: the table at the input's phase): an LWE
+    /// ciphertext of dimension k·N under the big key.
+    func sampleExtract(coefficient: Int = 0) -> LweCiphertext {
         let p = parameters
         var storage = [UInt64](repeating: 0, count: p.bigLweDimension + 1)
         storage.withUnsafeMutableBufferPointer {
-            GlweCiphertext.sampleExtract(workspace.accumulator, k: p.glweDimension, n: p.polynomialSize, into: $0.baseAddress!)
+            GlweCiphertext.sampleExtract(workspace.accumulator, k: p.glweDimension, n: p.polynomialSize,
+                                         coefficient: coefficient, into: $0.baseAddress!)
         }
         return LweCiphertext(storage: storage)
     }

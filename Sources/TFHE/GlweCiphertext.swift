@@ -37,14 +37,17 @@ public struct GlweCiphertext: Sendable, Hashable {
         return LweCiphertext(storage: out)
     }
 
-    /// Sample extraction on raw storage: a'_{tN} = A_t[0], a'_{tN+j} = -A_t[N-j], b' = B[0].
-    static func sampleExtract(_ acc: UnsafePointer<UInt64>, k: Int, n: Int, into out: UnsafeMutablePointer<UInt64>) {
+    /// Sample extraction of coefficient h on raw storage: a'_{tN+j} = A_t[h-j] for j ≤ h,
+    /// -A_t[N+h-j] beyond (the negacyclic wrap), b' = B[h].
+    static func sampleExtract(_ acc: UnsafePointer<UInt64>, k: Int, n: Int, coefficient h: Int = 0,
+                              into out: UnsafeMutablePointer<UInt64>) {
+        precondition(h >= 0 && h < n, "coefficient out of range")
         for t in 0..<k {
-            let a = acc + t * n
-            out[t * n] = a[0]
-            for j in 1..<n { out[t * n + j] = 0 &- a[n - j] }
+            let a = acc + t * n, row = out + t * n
+            for j in 0...h { row[j] = a[h - j] }
+            for j in (h + 1)..<n { row[j] = 0 &- a[n + h - j] }
         }
-        out[k * n] = acc[k * n]
+        out[k * n] = acc[k * n + h]
     }
 }
 

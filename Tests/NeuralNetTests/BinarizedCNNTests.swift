@@ -34,6 +34,25 @@ struct BinarizedCNNTests {
         #expect(model.predict(image[...], integer: true) == 1)
     }
 
+    @Test("a staircase activation adds the signs against each threshold")
+    func staircaseByHand() {
+        var model = Self.tiny(activation: .sign)
+        model.activationLevels = 3
+        model.thresholds = [-4, 0, 4]
+        model.integer.thresholds = [-4, 0, 6]
+        #expect(model.isConsistent)
+        let image: [Float] = [1, 0, 1, 0,
+                              0, 1, 0, 1,
+                              1, 0, 1, 0,
+                              0, 0, 0, 0]
+        // S = [9, −9, −7, 5] (see the hand computation above) against thresholds −4, 0, 6.
+        #expect(model.integerActivations(image[...]) == [3, -3, -3, 1])
+        // Score 0 = a[0] = 3; score 1 = a[3] + 1 = 2.
+        #expect(model.integerScores(image[...]) == [3, 2])
+        model.integer.thresholds = [-4, 0]
+        #expect(!model.isConsistent)
+    }
+
     @Test("sum pooling adds each window; max pooling takes its largest value")
     func pooling() {
         var model = Self.tiny(activation: .sign)
@@ -51,6 +70,28 @@ struct BinarizedCNNTests {
         // All pixels +1 and |(1 − 0.5)/0.5| = 1, so K = 1 → 64 in fixed point; S = 1 (five +1 weights, four −1).
         #expect(model.quantizedScaleMap(image[...]) == [64, 64, 64, 64])
         #expect(model.integerActivations(image[...]) == [64 * 128, 64 * 128, 64 * 128, 64 * 128])
+        // Folded batch norm: a negative scale makes α negative, the shift is added before the ReLU.
+        var normalized = model
+        normalized.integer.alphas = [-128]
+        normalized.integer.activationBiases = [9000]
+        #expect(normalized.isConsistent)
+        #expect(normalized.integerActivations(image[...]) == [9000 - 64 * 128, 9000 - 64 * 128, 9000 - 64 * 128, 9000 - 64 * 128])
+        normalized.integer.activationBiases = [100]
+        #expect(normalized.integerActivations(image[...]) == [0, 0, 0, 0])
+    }
+
+    @Test("batch norm folds into one scale and shift per filter: γ·(L − μ)/σ + β = g·L + b")
+    func batchNormFolding() {
+        let layout = ParameterLayout(shape: Self.tiny(activation: .scaledReLU).shape, activation: .scaledReLU)
+        var parameters = [Float](repeating: 0, count: layout.count)
+        parameters[layout.normalization.lowerBound] = 1.5        // γ
+        parameters[layout.normalization.lowerBound + 1] = -0.25  // β
+        let statistics = BatchNormStatistics(mean: 2, deviation: 0.5)
+        let folded = BatchNormStatistics.fold(parameters: parameters, layout: layout, statistics: [statistics])
+        #expect(folded[0].scale == 3 && folded[0].shift == -6.25)
+        for value: Float in [-3, 0, 0.5, 7] {
+            #expect(abs(folded[0].scale * value + folded[0].shift - (1.5 * statistics.normalize(value) - 0.25)) < 1e-5)
+        }
     }
 
     @Test("dense-layer gradients match finite differences (scaled ReLU, where the loss is smooth in them)")
@@ -58,18 +99,21 @@ struct BinarizedCNNTests {
         var model = Self.tiny(activation: .scaledReLU)
         model.denseWeights = [0.3, -0.2, 0.1, 0.4, -0.1, 0.2, 0.05, -0.3]
         model.denseBias = [0.1, -0.1]
-        let layout = ParameterLayout(shape: model.shape)
-        let parameters = model.filterWeights + [0] + model.denseWeights + model.denseBias
+        let layout = ParameterLayout(shape: model.shape, activation: .scaledReLU)
+        // Batch norm's γ = 1.3 and β = 0.2, normalizing with mean 0.1 and deviation 0.8.
+        let parameters = model.filterWeights + [1.3, 0.2] + model.denseWeights + model.denseBias
+        let statistics = [BatchNormStatistics(mean: 0.1, deviation: 0.8)]
         let image: [Float] = [0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1, 0.9, 0.6, 0.2, 1, 0, 0.4, 0.5, 0.9, 0.3]
         func loss(_ p: [Float]) -> Float {
             var scratch = [Float](repeating: 0, count: layout.count)
-            return ForwardBackward(model: model, parameters: p, layout: layout, denseLevels: 7)
+            return ForwardBackward(model: model, parameters: p, layout: layout, denseLevels: 7, statistics: statistics)
                 .accumulate(image: image[...], label: 1, into: &scratch).loss
         }
         var gradient = [Float](repeating: 0, count: layout.count)
-        _ = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: 7)
+        _ = ForwardBackward(model: model, parameters: parameters, layout: layout, denseLevels: 7, statistics: statistics)
             .accumulate(image: image[...], label: 1, into: &gradient)
-        expectFiniteDifferences(gradient, at: parameters, indices: Array(layout.dense) + Array(layout.bias), tolerance: 2e-3, loss: loss)
+        expectFiniteDifferences(gradient, at: parameters, indices: Array(layout.normalization) + Array(layout.dense) + Array(layout.bias),
+                                tolerance: 2e-3, loss: loss)
     }
 
     @Test("training lowers the loss, is reproducible, and the sign form's integer export matches its QAT forward pass")

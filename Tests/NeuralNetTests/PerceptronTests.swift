@@ -26,15 +26,31 @@ struct PerceptronTests {
     @Test("the integer threshold equals a hand computation on a tiny perceptron")
     func handComputedThreshold() {
         // α = 0.5, b = -1.2: α·s + b ≥ 0 ⇔ s ≥ 2.4; with 3 features s is odd, so the threshold is 3.
-        #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, featureCount: 3) == 3)
+        #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, inputCount: 3) == 3)
         // With 4 features s is even: the threshold is 4.
-        #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, featureCount: 4) == 4)
+        #expect(BinarizedPerceptron.threshold(alpha: 0.5, bias: -1.2, inputCount: 4) == 4)
         let tiny = BinarizedPerceptron(featureThresholds: [0, 0, 0], weightSigns: [1, -1, 1],
                                        alpha: 0.5, bias: -1.2, integerThreshold: 3)
         #expect(tiny.integerScore(tiny.binarize([1, -1, 2])) == 3)
         #expect(tiny.predictInteger([1, -1, 2]) == 1 && tiny.predictFloat([1, -1, 2]) == 1)
         #expect(tiny.integerScore(tiny.binarize([1, 1, 2])) == 1)
         #expect(tiny.predictInteger([1, 1, 2]) == 0 && tiny.predictFloat([1, 1, 2]) == 0)
+    }
+
+    @Test("Binactive at several levels is a thermometer code, level by level, and files without levels read as one")
+    func thermometerBinarization() throws {
+        // Two features, two levels: thresholds (0, 10) at level 1 and (1, 20) at level 2.
+        let p = BinarizedPerceptron(featureThresholds: [0, 10, 1, 20], levels: 2, weightSigns: [1, 1, -1, 1],
+                                    alpha: 1, bias: 0, integerThreshold: 0)
+        #expect(p.featureCount == 2 && p.inputCount == 4 && p.isConsistent)
+        #expect(p.binarize([0.5, 25]) == [1, 1, -1, 1])
+        #expect(p.binarize([2, 5]) == [1, -1, 1, -1])
+        #expect(p.integerScore(p.binarize([2, 5])) == -2)
+        let old = Data(#"{"featureThresholds":[0,1],"weightSigns":[1,-1],"alpha":1,"bias":0,"integerThreshold":0}"#.utf8)
+        #expect(try JSONDecoder().decode(BinarizedPerceptron.self, from: old).levels == 1)
+        var uneven = p
+        uneven.levels = 3
+        #expect(!uneven.isConsistent)
     }
 
     @Test("the bundled model's recorded accuracies are what it scores")

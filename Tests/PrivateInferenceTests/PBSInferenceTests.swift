@@ -68,6 +68,28 @@ struct PBSInferenceTests {
         for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
     }
 
+    @Test("a random tiny staircase CNN (3 thresholds per filter, sum pooling), secure parameters: exact scores, one bootstrap per neuron")
+    func tinyStaircaseExact() throws {
+        var cnn = Self.tinyNetwork()
+        var random = SystemRandomNumberGenerator()
+        cnn.activationLevels = 3
+        cnn.shape.pooling = .sum
+        cnn.integer.thresholds = (0..<(3 * cnn.shape.filterCount)).map { _ in 2 * Int.random(in: -3...3, using: &random) }
+        cnn.thresholds = cnn.integer.thresholds.map(Float.init)
+        // Features reach ±12 (4 activations of ±3), so smaller dense weights keep one feature's
+        // partial sum decodable under the readings' correlated noise.
+        cnn.integer.denseWeights = cnn.integer.denseWeights.map { _ in Int.random(in: -2...2, using: &random) }
+        cnn.integer.denseBias = [3, -5, 4]
+        #expect(cnn.isConsistent)
+        let plan = try InferencePlan(modelName: "tiny-staircase", network: .signCNN(cnn))
+        #expect(plan.bootstrapsPerInference == 2 * 4 * 4)
+        let images = (0..<4).flatMap { _ in (0..<64).map { _ in Float.random(in: 0...1) } }
+        let data = try Dataset(name: "random", sampleShape: [1, 8, 8], features: images, labels: [0, 1, 2, 0], classNames: ["a", "b", "c"])
+        for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
+        cnn.shape.pooling = .max
+        #expect(throws: InferenceError.self) { _ = try InferencePlan(modelName: "max-pooled staircase", network: .signCNN(cnn)) }
+    }
+
     @Test("the bundled sign CNNs on a real MNIST image, secure parameters: exact scores",
           arguments: [("paper-bnn-sign-mnist", 3 * 24 * 24 + 3 * 12 * 12, 8000), ("fast-mnist", 6 * 12 * 12, 8001)])
     func bundledCNNExact(name: String, bootstraps: Int, image: Int) throws {
@@ -116,11 +138,15 @@ struct PBSInferenceTests {
 struct BitwiseInferenceTests {
     @Test("bitwise perceptron (the paper's circuits and the fast ones), gates-128: exact score and class on real records")
     func bitwisePerceptron() throws {
-        let perceptron = try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)
+        let bundled = try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)
         let data = try Dataset.breastCancer(folder: SharedData.root + "/breast-cancer")
-        var client = BitwisePerceptronClient(perceptron: perceptron)
-        let key = EvaluationKey(client.makeEvaluationKey())
-        for (method, record) in [(CircuitMethod.paper, 0), (.fast, 1), (.fast, 5)] {
+        // The paper's ripple circuits on a one-level perceptron (30 inputs) keep the test short;
+        // the fast circuits run the bundled model's thermometer inputs.
+        let oneLevel = BinarizedPerceptron.train(on: data, samples: Dataset.breastCancerSplit().train,
+                                                 options: .init(epochs: 20, levels: 1))
+        for (perceptron, method, record) in [(oneLevel, CircuitMethod.paper, 0), (bundled, .fast, 1), (bundled, .fast, 5)] {
+            var client = BitwisePerceptronClient(perceptron: perceptron)
+            let key = EvaluationKey(client.makeEvaluationKey())
             let server = try BitwisePerceptronEvaluator(perceptron: perceptron, method: method, key: key)
             let inputs = try client.encrypt(data.sample(record)).map { $0.expanded() }
             let result = try server.evaluate(inputs)
@@ -130,7 +156,7 @@ struct BitwiseInferenceTests {
             #expect(result.bootstraps > 0)
         }
         #expect(throws: InferenceError.parameterMismatch(expected: "gates-128", found: "int4-128")) {
-            _ = try BitwisePerceptronEvaluator(perceptron: perceptron, method: .fast, key: SecureKeys.evaluation)
+            _ = try BitwisePerceptronEvaluator(perceptron: bundled, method: .fast, key: SecureKeys.evaluation)
         }
     }
 }

@@ -25,6 +25,25 @@ struct ProgrammableBootstrapTests {
         }
     }
 
+    @Test("multi-value bootstrapping: coefficient j reads the table at the phase moved by j/(2N)")
+    func multiValueReadings() {
+        let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
+        var encryptor = Encryptor(secretKey: secret)
+        let evaluator = Evaluator(key: key)
+        let n = TFHEParameters.integer4Bit128.polynomialSize
+        // Odd z at scale 1/64 against a constant table: coefficient m·N/32 reads sign(z + m).
+        let out = UInt64(1) << 60, table = LookupTable(polynomialSize: n, constant: out)
+        let shifts = [0, 2, 4, 6, 12]
+        for z in stride(from: -19, through: 19, by: 2) {
+            let input = encryptor.encrypt(plaintext: UInt64(bitPattern: Int64(z)) &* (UInt64(1) << 58))
+            let readings = evaluator.bootstrap(input, table: table, coefficients: shifts.map { $0 * n / 32 })
+            for (shift, reading) in zip(shifts, readings) {
+                #expect(encryptor.decryptSigned(reading, delta: out) == (z + shift > 0 ? 1 : -1), "z \(z) shift \(shift)")
+            }
+        }
+        #expect(evaluator.bootstrapCount == 20)
+    }
+
     @Test("linear operations need no bootstrap and decrypt exactly")
     func linearOperations() throws {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
