@@ -14,7 +14,7 @@ public struct BinarizedConvolution: Sendable {
     /// A filter; `weights.count` must be `size²`.
     public init(weights: [Bool], size: Int, accumulatorWidth: Int) {
         precondition(weights.count == size * size)
-        precondition(accumulatorWidth >= (2 * size * size).bitWidth - (2 * size * size).leadingZeroBitCount + 1)
+        precondition(accumulatorWidth >= EncryptedInteger.width(holding: 2 * size * size))
         self.weights = weights
         self.size = size
         self.accumulatorWidth = accumulatorWidth

@@ -46,6 +46,11 @@ public struct EncryptedInteger: Sendable {
         return Self.signExtend(value, width: width)
     }
 
+    /// The fewest two's-complement bits that hold every integer in [-bound, bound].
+    public static func width(holding bound: Int) -> Int {
+        Int.bitWidth - bound.magnitude.leadingZeroBitCount + 1
+    }
+
     /// Reads the low `width` bits of a value as two's complement.
     public static func signExtend(_ value: Int64, width: Int) -> Int64 {
         width == 64 ? value : (value << Int64(64 - width)) >> Int64(64 - width)

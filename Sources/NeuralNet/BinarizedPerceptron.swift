@@ -146,10 +146,11 @@ extension BinarizedPerceptron {
     /// every candidate's accuracy.
     public static func chooseLevels(on data: Dataset, samples: [Int], options: TrainingOptions)
         -> (levels: Int, scores: [(levels: Int, accuracy: Double)]) {
-        let scores = levelCandidates.map { levels -> (levels: Int, accuracy: Double) in
+        // The candidates train independently: one per core.
+        let scores = Parallel.map(count: levelCandidates.count) { index -> (levels: Int, accuracy: Double) in
             var candidate = options
-            candidate.levels = levels
-            return (levels, crossValidationAccuracy(on: data, samples: samples, options: candidate))
+            candidate.levels = levelCandidates[index]
+            return (levelCandidates[index], crossValidationAccuracy(on: data, samples: samples, options: candidate))
         }
         return (scores.max { $0.accuracy < $1.accuracy || ($0.accuracy == $1.accuracy && $0.levels > $1.levels) }!.levels, scores)
     }

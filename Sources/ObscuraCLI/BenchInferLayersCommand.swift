@@ -31,12 +31,12 @@ struct BenchInferLayers: ParsableCommand {
         // Widths from the integer form: S in 7 bits; L = S·K·α + b and its pooled maxima in as many
         // bits as |L| needs (K ≤ the largest standardized pixel in fixed point); the dense
         // accumulator in as many as 432 terms of 8-bit weights need.
-        func signedWidth(_ bound: Int) -> Int { Int.bitWidth - bound.leadingZeroBitCount + 1 }
         let largestK = Int((max(1 - cnn.pixelMean, cnn.pixelMean) / cnn.pixelDeviation * Float(1 << BinarizedCNN.scaleFractionBits)).rounded(.up))
         let largestActivation = s.kernelArea * largestK * cnn.integer.alphas.map(abs).max()!
             + (cnn.integer.activationBiases.map(abs).max() ?? 0)
         let largestScore = s.featureCount * cnn.integer.denseWeights.map(abs).max()! * largestActivation + cnn.integer.denseBias.map(abs).max()!
-        let (sumWidth, activationWidth, scoreWidth) = (7, signedWidth(largestActivation), signedWidth(largestScore))
+        let (sumWidth, activationWidth, scoreWidth) = (7, EncryptedInteger.width(holding: largestActivation),
+                                                     EncryptedInteger.width(holding: largestScore))
         let bits = cnn.binarize(image), sums = cnn.binarySums(bits), k = cnn.quantizedScaleMap(image)
         let activations = cnn.integerActivations(image), features = cnn.integerFeatures(image)
         let (c, i, j) = (0, 10, 12), position = c * area + i * side + j

@@ -31,7 +31,7 @@ public struct BitwisePerceptronEvaluator: Sendable {
     }
 
     /// Bits of the two's-complement score: enough for ±inputCount.
-    public var scoreWidth: Int { Int.bitWidth - perceptron.inputCount.leadingZeroBitCount + 1 }
+    public var scoreWidth: Int { EncryptedInteger.width(holding: perceptron.inputCount) }
 
     /// The score's bits (least significant first) followed by the class bit; the number of
     /// bootstraps it took.

@@ -53,7 +53,8 @@ public final class Evaluator {
     /// Programmable bootstrapping: returns a fresh encryption, under the big key, of the
     /// table's value at the input's phase index, with noise independent of the input's.
     public func bootstrap(_ input: LweCiphertext, table: LookupTable) -> LweCiphertext {
-        bootstrap(input, table: table, coefficients: [0])[0]
+        rotateAccumulator(input, table: table)
+        return sampleExtract()
     }
 
     /// Multi-value bootstrapping: one blind rotation, then one sample extraction per entry of
@@ -62,13 +63,19 @@ public final class Evaluator {
     /// sign against several thresholds). Each output has the noise of a single bootstrap; the
     /// outputs share their blind rotation, so their noises are not independent.
     public func bootstrap(_ input: LweCiphertext, table: LookupTable, coefficients: [Int]) -> [LweCiphertext] {
+        rotateAccumulator(input, table: table)
+        return coefficients.map(sampleExtract(coefficient:))
+    }
+
+    /// Everything of a bootstrap but the extraction: key switch, modulus switch and blind
+    /// rotation of `table` into the workspace's accumulator.
+    func rotateAccumulator(_ input: LweCiphertext, table: LookupTable) {
         precondition(input.dimension == parameters.bigLweDimension, "input is not under the big key")
         precondition(table.polynomial.count == parameters.polynomialSize, "table size mismatch")
         keySwitch(input)
         modulusSwitch()
         blindRotate(table: table)
         bootstrapCount += 1
-        return coefficients.map(sampleExtract(coefficient:))
     }
 
     /// Key switching from the big key (64-bit) to the small key, at 32-bit precision:
