@@ -10,9 +10,10 @@ import Foundation
 /// - ``Activation/sign`` (one bootstrap per neuron): sign(S − t) with an even integer
 ///   threshold |t| ≤ 6 that folds batch norm, bias and the positive scales α and K into one
 ///   constant; max pooling of ±1 values is their OR; a dense layer with small integer weights.
-///   With ``activationLevels`` L > 1 the activation is the staircase Σ_k sign(S − t_k) over L
-///   thresholds per filter (L + 1 values), still one bootstrap per neuron: its blind rotation
-///   is read at L coefficients, one per threshold.
+///   With ``activationLevels`` L > 1 each filter has L thresholds and yields L sign maps,
+///   sign(S − t_k), which pool and feed the dense layer as channels of their own: still one
+///   bootstrap per neuron, whose blind rotation is read at L coefficients (one per threshold).
+///   The dense layer thereby learns its own function of each S within the thresholds' range.
 ///
 /// Both forms keep their trained float parameters beside the exact integer form
 /// (``IntegerForm``), the contract that encrypted engines must reproduce bit for bit.
@@ -66,14 +67,13 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         public var convolutionSide: Int { (imageSide - kernelSide) / stride + 1 }
         /// The side of one pooled map.
         public var pooledSide: Int { convolutionSide / poolSide }
-        /// The dense layer's input size.
-        public var featureCount: Int { filterCount * pooledSide * pooledSide }
         /// Weights per filter.
         public var kernelArea: Int { kernelSide * kernelSide }
         /// Pixels per image.
         public var pixelCount: Int { imageSide * imageSide }
 
-        /// The positions (filter, row, column in one flat index) that pooled feature `feature` reduces.
+        /// The positions (channel, row, column in one flat index) that pooled feature `feature`
+        /// (channel, pooled row, pooled column) reduces.
         public func poolWindow(_ feature: Int) -> [Int] {
             let side = convolutionSide, pooled = pooledSide
             let c = feature / (pooled * pooled), i = (feature / pooled) % pooled, j = feature % pooled
@@ -152,7 +152,7 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
     public var pixelDeviation: Float
     /// Trained latent filter weights W (sign(W) is used; α = mean |W| per filter).
     public var filterWeights: [Float]
-    /// Sign activation: thresholds per filter (1: sign(S − t); more: a staircase).
+    /// Sign activation: thresholds per filter, each read as a channel of its own (1: sign(S − t)).
     public var activationLevels: Int
     /// Trained latent thresholds (sign activation), filter by filter, ``activationLevels`` each.
     public var thresholds: [Float]
@@ -217,7 +217,7 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
     public var isConsistent: Bool {
         let s = shape
         guard s.isValid, filterWeights.count == s.filterCount * s.kernelArea,
-              denseWeights.count == s.classCount * s.featureCount, denseBias.count == s.classCount,
+              denseWeights.count == s.classCount * featureCount, denseBias.count == s.classCount,
               integer.filterSigns.count == filterWeights.count, integer.filterSigns.allSatisfy({ $0 == 1 || $0 == -1 }),
               integer.denseWeights.count == denseWeights.count, integer.denseBias.count == s.classCount,
               pixelDeviation > 0 else { return false }
@@ -289,9 +289,24 @@ extension BinarizedCNN {
         return sums
     }
 
-    /// Pooling of per-filter maps, filter by filter.
+    /// Activation maps after the convolution: one per filter and threshold.
+    public var channelCount: Int { shape.filterCount * activationLevels }
+    /// The dense layer's input size: every channel's pooled map.
+    public var featureCount: Int { channelCount * shape.pooledSide * shape.pooledSide }
+
+    /// The sign activations of every channel, channel c·L + k reading sign(S_c − t_{c,k}),
+    /// map by map, row by row.
+    func signChannels<T: Comparable>(_ sums: [Int], thresholds: [T], _ value: (Int) -> T) -> [Int] {
+        let area = shape.convolutionSide * shape.convolutionSide, levels = activationLevels
+        return (0..<(channelCount * area)).map { q in
+            let channel = q / area, c = channel / levels
+            return value(sums[c * area + q % area]) > thresholds[channel] ? 1 : -1
+        }
+    }
+
+    /// Pooling of per-channel maps, channel by channel.
     func pool<T: Comparable & AdditiveArithmetic>(_ maps: [T]) -> [T] {
-        (0..<shape.featureCount).map { feature in
+        (0..<featureCount).map { feature in
             let window = shape.poolWindow(feature).map { maps[$0] }
             switch shape.pooling {
             case .max: return window.max()!
@@ -300,17 +315,14 @@ extension BinarizedCNN {
         }
     }
 
-    /// The integer form's activations after the convolution (sign: Σ_k ±1; scaled ReLU:
-    /// ReLU(S·K·α + b) in units of 2^-(scale + alpha fraction bits)).
+    /// The integer form's activation maps after the convolution (sign: ±1 per channel; scaled
+    /// ReLU: ReLU(S·K·α + b) in units of 2^-(scale + alpha fraction bits)).
     public func integerActivations(_ image: ArraySlice<Float>) -> [Int] {
         let sums = binarySums(binarize(image))
         let area = shape.convolutionSide * shape.convolutionSide
         switch activation {
         case .sign:
-            return sums.indices.map { p in
-                let c = p / area
-                return (0..<activationLevels).reduce(0) { $0 + (sums[p] > integer.thresholds[c * activationLevels + $1] ? 1 : -1) }
-            }
+            return signChannels(sums, thresholds: integer.thresholds) { $0 }
         case .scaledReLU:
             let k = quantizedScaleMap(image)
             return sums.indices.map { max(0, sums[$0] * k[$0 % area] * integer.alphas[$0 / area] + integer.activationBias($0 / area)) }
@@ -324,7 +336,7 @@ extension BinarizedCNN {
 
     /// The integer reference's class scores.
     public func integerScores(_ image: ArraySlice<Float>) -> [Int] {
-        let features = integerFeatures(image), count = shape.featureCount
+        let features = integerFeatures(image), count = featureCount
         return (0..<shape.classCount).map { k in
             var total = integer.denseBias[k]
             for j in 0..<count { total += integer.denseWeights[k * count + j] * features[j] }
@@ -339,10 +351,7 @@ extension BinarizedCNN {
         let activations: [Float]
         switch activation {
         case .sign:
-            activations = sums.indices.map { p in
-                let c = p / area
-                return (0..<activationLevels).reduce(0) { $0 + (Float(sums[p]) > thresholds[c * activationLevels + $1] ? 1 : -1) }
-            }
+            activations = signChannels(sums, thresholds: thresholds) { Float($0) }.map(Float.init)
         case .scaledReLU:
             let k = scaleMap(image), alphas = Self.alphas(filterWeights, shape: shape)
             activations = sums.indices.map { p in
@@ -350,7 +359,7 @@ extension BinarizedCNN {
                 return max(0, g * Float(sums[p]) * k[p % area] * alphas[p / area] + b)
             }
         }
-        let features = pool(activations), count = shape.featureCount
+        let features = pool(activations), count = featureCount
         return (0..<shape.classCount).map { k in
             var total = denseBias[k]
             for j in 0..<count { total += denseWeights[k * count + j] * features[j] }

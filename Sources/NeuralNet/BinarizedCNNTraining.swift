@@ -16,7 +16,7 @@ extension BinarizedCNN {
         public var denseLevels = 7
         /// Training images are shifted by up to this many pixels in each direction (augmentation).
         public var maxShift = 2
-        /// Sign activation: thresholds per filter (1: sign; more: a staircase of that many steps).
+        /// Sign activation: thresholds per filter, each a sign channel of its own (1: one sign).
         public var activationLevels = 1
         /// Threads computing a batch's gradient.
         public var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -57,12 +57,12 @@ extension BinarizedCNN {
         let layout = ParameterLayout(shape: shape, activation: activation, levels: levels)
         var parameters = [Float](repeating: 0, count: layout.count)
         for i in layout.filters { parameters[i] = uniform(0.5) }
-        // A staircase's thresholds start spread over [-4, 4] so that their gradients differ.
+        // Several thresholds start spread over [-4, 4] so that their channels differ.
         if levels > 1 {
             for (n, i) in layout.thresholds.enumerated() { parameters[i] = -4 + 8 * Float(n % levels) / Float(levels - 1) }
         }
         for i in layout.normalization.prefix(shape.filterCount) { parameters[i] = 1 }
-        for i in layout.dense { parameters[i] = uniform((3 / Float(shape.featureCount)).squareRoot()) }
+        for i in layout.dense { parameters[i] = uniform((3 / Float(layout.dense.count / shape.classCount)).squareRoot()) }
 
         var model = BinarizedCNN(shape: shape, activation: activation, activationLevels: levels, pixelMean: Float(mean), pixelDeviation: Float(deviation),
                                  filterWeights: [], thresholds: [], denseWeights: [], denseBias: [],
@@ -170,11 +170,11 @@ struct ParameterLayout {
     /// Sign activations train `levels` thresholds per filter; scaled ReLU trains batch norm's
     /// γ_c then β_c instead.
     init(shape: BinarizedCNN.Shape, activation: BinarizedCNN.Activation, levels: Int = 1) {
-        let filterCount = shape.filterCount
+        let filterCount = shape.filterCount, featureCount = filterCount * levels * shape.pooledSide * shape.pooledSide
         filters = 0..<(filterCount * shape.kernelArea)
         thresholds = filters.upperBound..<(filters.upperBound + (activation == .sign ? filterCount * levels : 0))
         normalization = thresholds.upperBound..<(thresholds.upperBound + (activation == .scaledReLU ? 2 * filterCount : 0))
-        dense = normalization.upperBound..<(normalization.upperBound + shape.classCount * shape.featureCount)
+        dense = normalization.upperBound..<(normalization.upperBound + shape.classCount * featureCount)
         bias = dense.upperBound..<(dense.upperBound + shape.classCount)
     }
 }
@@ -232,7 +232,7 @@ struct ForwardBackward: Sendable {
         let x = model.binarize(image).map(Float.init)
         let scale = model.activation == .scaledReLU ? model.scaleMap(image) : []
         var sums = [Float](repeating: 0, count: s.filterCount * area)
-        var activations = sums, normalized = sums
+        var activations = [Float](repeating: 0, count: model.channelCount * area), normalized = sums
         for c in 0..<s.filterCount {
             for i in 0..<side {
                 for j in 0..<side {
@@ -244,7 +244,9 @@ struct ForwardBackward: Sendable {
                     sums[p] = total
                     switch model.activation {
                     case .sign:
-                        activations[p] = (0..<levels).reduce(0) { $0 + (total > thresholds[c * levels + $1] ? 1 : -1) }
+                        for level in 0..<levels {
+                            activations[(c * levels + level) * area + i * side + j] = total > thresholds[c * levels + level] ? 1 : -1
+                        }
                     case .scaledReLU:
                         normalized[p] = statistics[c].normalize(total * scale[i * side + j] * alphas[c])
                         activations[p] = max(0, gammas[c] * normalized[p] + betas[c])
@@ -253,8 +255,9 @@ struct ForwardBackward: Sendable {
             }
         }
         // Pooling; max pooling remembers where each maximum came from.
-        var features = [Float](repeating: 0, count: s.featureCount), sources = [[Int]](repeating: [], count: s.featureCount)
-        for feature in 0..<s.featureCount {
+        let f = model.featureCount
+        var features = [Float](repeating: 0, count: f), sources = [[Int]](repeating: [], count: f)
+        for feature in 0..<f {
             let window = s.poolWindow(feature)
             switch s.pooling {
             case .max:
@@ -266,7 +269,6 @@ struct ForwardBackward: Sendable {
                 sources[feature] = window
             }
         }
-        let f = s.featureCount
         var logits = bias
         for cls in 0..<s.classCount {
             var total: Float = 0
@@ -292,19 +294,17 @@ struct ForwardBackward: Sendable {
         }
         var alphaGradient = [Float](repeating: 0, count: s.filterCount)
         for feature in 0..<f where featureGradient[feature] != 0 {
-            for p in sources[feature] {
-                let c = p / area, i = (p % area) / side, j = p % side
+            for source in sources[feature] {
+                // The activation map `source` belongs to channel c·L + level; p indexes the sums.
+                let channel = source / area, c = channel / levels, i = (source % area) / side, j = source % side
+                let p = c * area + source % area
                 let sumGradient: Float
                 switch model.activation {
                 case .sign:
-                    // Straight through every step of the staircase near S.
-                    var passed: Float = 0
-                    for level in 0..<levels where abs(sums[p] - thresholds[c * levels + level]) <= signWindow {
-                        passed += featureGradient[feature] / signWindow
-                        gradient[layout.thresholds.lowerBound + c * levels + level] -= featureGradient[feature] / signWindow
-                    }
-                    guard passed != 0 else { continue }
-                    sumGradient = passed
+                    // Straight through the sign where S is near the channel's threshold.
+                    guard abs(sums[p] - thresholds[channel]) <= signWindow else { continue }
+                    sumGradient = featureGradient[feature] / signWindow
+                    gradient[layout.thresholds.lowerBound + channel] -= sumGradient
                 case .scaledReLU:
                     guard activations[p] > 0 else { continue }
                     let outputGradient = featureGradient[feature]

@@ -42,11 +42,11 @@ public enum ModelCatalog {
     public static let recipes: [Recipe] = [
         Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, architecture: .perceptron),
         Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
-        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, architecture: .binarizedCNN(signShape, .sign, .init(epochs: 60, learningRate: 0.002, denseLevels: 3, maxShift: 1, activationLevels: 3))),
         Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
         Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         // Ours: stride 2 and no pooling, 6·12·12 = 864 sign bootstraps (the paper's topology needs 2,160).
-        Recipe(name: "fast-mnist", datasetKind: .mnist, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 0))),
+        Recipe(name: "fast-mnist", datasetKind: .mnist, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
         Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
                architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
@@ -60,6 +60,10 @@ public enum ModelCatalog {
 
     /// CryptoDL's activation: the degree-2 least-squares fit of ReLU on [-4, 4].
     static let cryptoDLActivation = PolynomialNetwork.reluApproximation(degree: 2, bound: 4)
+
+    /// The paper's topology for sign activations: sum pooling is linear, so free when encrypted,
+    /// where max pooling costs a bootstrap per feature and threshold.
+    static let signShape = BinarizedCNN.Shape(pooling: .sum)
 
     /// The TFHE-friendly topology of the fast models.
     static let fastShape = BinarizedCNN.Shape(stride: 2, filterCount: 6, poolSide: 1)
@@ -150,11 +154,11 @@ extension BinarizedCNN {
         switch activation {
         case .scaledReLU:
             let norm = normalizationScales.isEmpty ? "" : " → batch norm (folded)"
-            return "Batchnorm + Binactive + K map (client) → \(conv) ⊙ K ⊙ α\(norm) → ReLU\(pool) → dense \(s.featureCount) → \(s.classCount) (8-bit integer weights)"
+            return "Batchnorm + Binactive + K map (client) → \(conv) ⊙ K ⊙ α\(norm) → ReLU\(pool) → dense \(featureCount) → \(s.classCount) (8-bit integer weights)"
         case .sign:
             let step = activationLevels == 1 ? "sign(S − t), even |t| ≤ \(Self.maxThreshold)"
-                : "Σ_{k<\(activationLevels)} sign(S − t_k) (\(activationLevels + 1) levels), even |t_k| ≤ \(Self.maxThreshold)"
-            return "Batchnorm + Binactive (client) → \(conv) → \(step)\(pool) → dense \(s.featureCount) → \(s.classCount) (integer weights)"
+                : "sign(S − t_k) for \(activationLevels) thresholds per filter (\(channelCount) channels), even |t_k| ≤ \(Self.maxThreshold)"
+            return "Batchnorm + Binactive (client) → \(conv) → \(step)\(pool) → dense \(featureCount) → \(s.classCount) (integer weights)"
         }
     }
 }

@@ -34,7 +34,7 @@ struct BenchInferLayers: ParsableCommand {
         let largestK = Int((max(1 - cnn.pixelMean, cnn.pixelMean) / cnn.pixelDeviation * Float(1 << BinarizedCNN.scaleFractionBits)).rounded(.up))
         let largestActivation = s.kernelArea * largestK * cnn.integer.alphas.map(abs).max()!
             + (cnn.integer.activationBiases.map(abs).max() ?? 0)
-        let largestScore = s.featureCount * cnn.integer.denseWeights.map(abs).max()! * largestActivation + cnn.integer.denseBias.map(abs).max()!
+        let largestScore = cnn.featureCount * cnn.integer.denseWeights.map(abs).max()! * largestActivation + cnn.integer.denseBias.map(abs).max()!
         let (sumWidth, activationWidth, scoreWidth) = (7, EncryptedInteger.width(holding: largestActivation),
                                                      EncryptedInteger.width(holding: largestScore))
         let bits = cnn.binarize(image), sums = cnn.binarySums(bits), k = cnn.quantizedScaleMap(image)
@@ -75,15 +75,15 @@ struct BenchInferLayers: ParsableCommand {
             }
             let window = s.poolWindow(0)
             let pooledInputs = window.map { encryptor.encrypt(Int64(activations[$0]), width: activationWidth) }
-            try layer("max_pool", outputs: s.featureCount, expected: Int64(features[0])) {
+            try layer("max_pool", outputs: cnn.featureCount, expected: Int64(features[0])) {
                 circuit.maximum(ofWindow: pooledInputs, method: method)
             }
             // One term w·f + accumulator of class 0, on its first feature with a nonzero weight.
-            let term = (0..<s.featureCount).first { cnn.integer.denseWeights[$0] != 0 } ?? 0
+            let term = (0..<cnn.featureCount).first { cnn.integer.denseWeights[$0] != 0 } ?? 0
             let weight = Int64(cnn.integer.denseWeights[term]), accumulator = Int64(cnn.integer.denseBias[0])
             let feature = encryptor.encrypt(Int64(features[term]), width: scoreWidth)
             let partial = encryptor.encrypt(accumulator, width: scoreWidth)
-            try layer("dense_term", outputs: s.classCount * s.featureCount, expected: accumulator + weight * Int64(features[term])) {
+            try layer("dense_term", outputs: s.classCount * cnn.featureCount, expected: accumulator + weight * Int64(features[term])) {
                 circuit.add(partial, circuit.multiply(feature, byPlain: weight, method: method), method: method)
             }
             report.add("bitwise_total_\(method.rawValue)_one_thread_s", total, "s")

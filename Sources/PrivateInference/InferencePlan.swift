@@ -145,9 +145,6 @@ public struct InferencePlan: Sendable {
         guard s.kernelArea + BinarizedCNN.maxThreshold < 32 else {
             throw .unsupportedModel("a \(s.kernelSide)×\(s.kernelSide) sum does not fit one sign bootstrap")
         }
-        guard levels == 1 || s.poolSide == 1 || s.pooling == .sum else {
-            throw .unsupportedModel("\(modelName): max pooling of staircase activations (only ±1 signs pool by OR)")
-        }
         inputCount = s.pixelCount
         // |S − t| ≤ 31 odd: every pre-activation is at least 1/64 away from 0 and 1/2.
         inputDelta = UInt64(1) << 58
@@ -155,7 +152,7 @@ public struct InferencePlan: Sendable {
         // Every threshold's reading has the same 1/64 margin (the shift moves the phase by whole steps).
         let convolutionFailure = noise.failureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
             + log2(Double(convolutionOutputs * levels))
-        let activationName = levels == 1 ? "sign" : "\(levels)-step staircase (one bootstrap read at \(levels) coefficients)"
+        let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
         var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + \(activationName)",
                             bootstraps: convolutionOutputs, failureLog2: convolutionFailure)]
         let orPooling = s.poolSide > 1 && s.pooling == .max
@@ -165,25 +162,29 @@ public struct InferencePlan: Sendable {
             let bits = Int.bitWidth - (2 * window - 2).leadingZeroBitCount  // ⌈log2(2p² − 1)⌉
             poolDelta = UInt64(1) << (63 - bits)
             let margin = Double(poolDelta) / torus
-            planned.append(Step(name: "max pool \(s.poolSide)×\(s.poolSide) (OR of signs)", bootstraps: s.featureCount,
-                                failureLog2: noise.failureLog2(inputNorm: Double(s.poolSide), margin: margin) + log2(Double(s.featureCount))))
+            planned.append(Step(name: "max pool \(s.poolSide)×\(s.poolSide) (OR of signs)", bootstraps: cnn.featureCount,
+                                failureLog2: noise.failureLog2(inputNorm: Double(s.poolSide), margin: margin) + log2(Double(cnn.featureCount))))
         } else {
             poolDelta = 0
         }
-        let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * s.featureCount)..<(($0 + 1) * s.featureCount)]) }
-        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a
-        // staircase adds its L readings of one blind rotation (noises taken as fully correlated:
-        // L² times one reading's variance), a sum pool p² activations into each feature.
+        let features = cnn.featureCount
+        let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * features)..<(($0 + 1) * features)]) }
+        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a sum
+        // pool adds p² of them into each feature. The L readings of one blind rotation go to
+        // different features and their noises may be slightly correlated, which the noise
+        // model's multi-value factor bounds. OR pooling bootstraps again, so its features are
+        // independent.
         let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
-        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed * levels,
-                                  featureVariance: 2 * Double(summed * levels * levels) * noise.bootstrapOutputVariance,
+        let correlation = NoiseModel.multiValueVarianceFactor(readings: orPooling ? 1 : levels)
+        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
+                                  featureVariance: 2 * Double(summed) * correlation * noise.bootstrapOutputVariance,
                                   resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
         featureDelta = dense.featureDelta
         (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
         if summed > 1 {
             planned.append(Step(name: "sum pool \(s.poolSide)×\(s.poolSide) (linear)", bootstraps: 0, failureLog2: -.infinity))
         }
-        planned.append(Step(name: "dense \(s.featureCount) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
+        planned.append(Step(name: "dense \(features) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
                             bootstraps: 0, failureLog2: dense.failureLog2))
         steps = planned
     }
@@ -214,7 +215,7 @@ public struct InferencePlan: Sendable {
 }
 
 /// The message space of a dense layer whose inputs are integers in [-m, m] (±1 signs, or sums of
-/// m of them: staircases, sum pools) and whose outputs the
+/// m of them: sum pools) and whose outputs the
 /// client decrypts: the fewest contiguous partial sums per score such that each partial sum's
 /// value range fits the torus and its noise decodes with failure below the target.
 struct DensePlan {
@@ -235,7 +236,8 @@ struct DensePlan {
             var largest = 0, normSquared = 0
             for (k, row) in weights.enumerated() {
                 for (g, range) in ranges.enumerated() {
-                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } * featureMagnitude + (g == 0 ? abs(bias[k]) : 0))
+                    let share = Self.biasShare(bias[k], chunk: g, of: count)
+                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } * featureMagnitude + abs(share))
                     normSquared = max(normSquared, row[range].reduce(0) { $0 + $1 * $1 })
                 }
             }
@@ -252,5 +254,12 @@ struct DensePlan {
             }
         }
         throw .unsupportedModel("the dense layer's weights are too large to decode exactly")
+    }
+
+    /// The part of a score's bias that partial sum g of `count` carries: the bias is spread
+    /// over the partial sums (the shares add up to it exactly) so that no single one holds
+    /// all of its range.
+    static func biasShare(_ bias: Int, chunk g: Int, of count: Int) -> Int {
+        bias * (g + 1) / count - bias * g / count
     }
 }

@@ -47,7 +47,9 @@ public struct PBSInferenceEvaluator: Sendable {
         }
     }
 
-    /// sign(Σ sign(W)·x − t) for every filter and position: a free linear sum, then one bootstrap.
+    /// sign(Σ sign(W)·x − t_k) for every filter, threshold and position: a free linear sum, then
+    /// one bootstrap read at one coefficient per threshold. Returns the channel maps in the
+    /// model's order (channel c·L + k, row, column).
     func convolutionSigns(_ inputs: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
         let s = cnn.shape, side = s.convolutionSide, area = side * side
         let outputDelta = s.poolSide > 1 && s.pooling == .max ? plan.poolDelta : plan.featureDelta
@@ -55,7 +57,7 @@ public struct PBSInferenceEvaluator: Sendable {
         let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension, levels = cnn.activationLevels
         // One step of the ±1 sum, 1/64 of the torus, is 2N/64 coefficients of the accumulator.
         let stepCoefficients = plan.parameters.polynomialSize / 32
-        return bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
+        let neurons = bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
             let c = index / area, i = (index % area) / side, j = index % side
             // Shifted by the largest threshold; reading coefficient (t_max − t_k)·N/32 moves the
             // phase back up by t_max − t_k steps of 1/64, so it reads sign(S − t_k).
@@ -67,8 +69,11 @@ public struct PBSInferenceEvaluator: Sendable {
                     if cnn.integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v] > 0 { sum.add(input) } else { sum.subtract(input) }
                 }
             }
-            let readings = evaluator.bootstrap(sum, table: table, coefficients: thresholds.map { (largest - $0) * stepCoefficients })
-            return readings.dropFirst().reduce(into: readings[0]) { $0.add($1) }
+            return evaluator.bootstrap(sum, table: table, coefficients: thresholds.map { (largest - $0) * stepCoefficients })
+        }
+        return (0..<(cnn.channelCount * area)).map { q in
+            let channel = q / area
+            return neurons[(channel / levels) * area + q % area][channel % levels]
         }
     }
 
@@ -77,17 +82,17 @@ public struct PBSInferenceEvaluator: Sendable {
         let s = cnn.shape
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: plan.featureDelta)
         let offset = UInt64(s.poolSide * s.poolSide - 1) &* plan.poolDelta, dimension = plan.parameters.bigLweDimension
-        return bootstrapLayer(count: s.featureCount, name: "max pool", progress: progress) { evaluator, feature in
+        return bootstrapLayer(count: cnn.featureCount, name: "max pool", progress: progress) { evaluator, feature in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
             for position in s.poolWindow(feature) { sum.add(activations[position]) }
-            return evaluator.bootstrap(sum, table: table)
-        }
+            return [evaluator.bootstrap(sum, table: table)]
+        }.map { $0[0] }
     }
 
     /// The sum over each pooling window: linear, no bootstrap.
     func pooledSum(_ activations: [LweCiphertext], cnn: BinarizedCNN) -> [LweCiphertext] {
         let dimension = plan.parameters.bigLweDimension
-        return (0..<cnn.shape.featureCount).map { feature in
+        return (0..<cnn.featureCount).map { feature in
             cnn.shape.poolWindow(feature).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
         }
     }
@@ -98,18 +103,20 @@ public struct PBSInferenceEvaluator: Sendable {
         let dimension = plan.parameters.bigLweDimension
         return (0..<plan.outputCount).map { index in
             let k = index / chunks.count, g = index % chunks.count
-            var sum = LweCiphertext.trivial(dimension: dimension, body: g == 0 ? UInt64(bitPattern: Int64(bias[k])) &* delta : 0)
+            let share = DensePlan.biasShare(bias[k], chunk: g, of: chunks.count)
+            var sum = LweCiphertext.trivial(dimension: dimension, body: UInt64(bitPattern: Int64(share)) &* delta)
             for j in chunks[g] where weights[k * count + j] != 0 { sum.add(features[j], times: Int64(weights[k * count + j])) }
             return sum
         }
     }
 
-    /// Runs `body` for every output of a layer on all cores, in blocks, reporting progress.
-    /// Only bootstrapping layers call it, and their plans come with a key (checked at init).
+    /// Runs `body` for every neuron of a layer on all cores, in blocks, reporting progress; a
+    /// neuron returns its bootstrap's readings. Only bootstrapping layers call it, and their
+    /// plans come with a key (checked at init).
     func bootstrapLayer(count: Int, name: String, progress: Progress,
-                        _ body: @Sendable (Evaluator, Int) -> LweCiphertext) -> [LweCiphertext] {
+                        _ body: @Sendable (Evaluator, Int) -> [LweCiphertext]) -> [[LweCiphertext]] {
         let block = 16 * ProcessInfoCores.active
-        var outputs: [LweCiphertext] = []
+        var outputs: [[LweCiphertext]] = []
         outputs.reserveCapacity(count)
         progress(name, 0, count)
         for start in stride(from: 0, to: count, by: block) {

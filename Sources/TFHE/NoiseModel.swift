@@ -44,6 +44,23 @@ public struct NoiseModel: Sendable {
         return Double(p.lweDimension) * (keyTerm + roundingTerm)
     }
 
+    /// The largest correlation between the output noises of two readings (coefficients) of one
+    /// blind rotation that plans allow for. The key-noise part of the output is uncorrelated
+    /// across coefficients (the digits are independent and centred), but the decomposition's
+    /// rounding error is multiplied by the GLWE key, whose bits have mean 1/2: two coefficients
+    /// of that product share about half their variance (less where the negacyclic wrap flips
+    /// signs). So the correlation stays below 1/2; `NoiseTests` measures it (about 0.15-0.2
+    /// at lags of 256-512 on int4-128) over 1,200 multi-value bootstraps.
+    public static let multiValueCorrelationBound = 0.5
+
+    /// The factor by which a weighted sum of L readings of one blind rotation can exceed the
+    /// variance of the same sum of independent bootstrap outputs, when every pairwise
+    /// correlation is at most ρ = ``multiValueCorrelationBound``: Var(Σ a_k X_k) ≤
+    /// σ²·(Σ a_k² + ρ·(Σ|a_k|)²) ≤ σ²·Σ a_k²·(1 + ρ·(L − 1)), by Cauchy–Schwarz.
+    public static func multiValueVarianceFactor(readings: Int) -> Double {
+        1 + multiValueCorrelationBound * Double(max(0, readings - 1))
+    }
+
     /// Variance added by key switching from the big key to the small key, at 32-bit precision.
     public var keySwitchVariance: Double {
         let p = parameters

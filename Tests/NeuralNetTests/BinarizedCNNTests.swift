@@ -34,21 +34,29 @@ struct BinarizedCNNTests {
         #expect(model.predict(image[...], integer: true) == 1)
     }
 
-    @Test("a staircase activation adds the signs against each threshold")
-    func staircaseByHand() {
+    @Test("several thresholds per filter give one sign channel each, all read by the dense layer")
+    func thresholdChannelsByHand() {
         var model = Self.tiny(activation: .sign)
         model.activationLevels = 3
-        model.thresholds = [-4, 0, 4]
+        model.thresholds = [-4, 0, 6]
         model.integer.thresholds = [-4, 0, 6]
-        #expect(model.isConsistent)
+        #expect(!model.isConsistent, "the dense layer still reads one channel")
+        // Features: channel k's map (4 positions) at 4k ..< 4k + 4.
+        var dense = [Int](repeating: 0, count: 2 * 12)
+        dense[0] = 1; dense[11] = 2                     // class 0: ch 0 at (0,0), ch 2 at (1,1)
+        dense[12 + 3] = 1; dense[12 + 7] = 1; dense[12 + 11] = 1  // class 1: (1,1) of every channel
+        model.integer.denseWeights = dense
+        model.denseWeights = dense.map(Float.init)
+        #expect(model.isConsistent && model.channelCount == 3 && model.featureCount == 12)
         let image: [Float] = [1, 0, 1, 0,
                               0, 1, 0, 1,
                               1, 0, 1, 0,
                               0, 0, 0, 0]
-        // S = [9, −9, −7, 5] (see the hand computation above) against thresholds −4, 0, 6.
-        #expect(model.integerActivations(image[...]) == [3, -3, -3, 1])
-        // Score 0 = a[0] = 3; score 1 = a[3] + 1 = 2.
-        #expect(model.integerScores(image[...]) == [3, 2])
+        // S = [9, −9, −7, 5] (see the hand computation above) against thresholds −4, 0 and 6.
+        #expect(model.integerActivations(image[...]) == [1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, -1])
+        // Score 0 = 1 + 2·(−1) = −1; score 1 = 1 + 1 − 1 + bias 1 = 2 (the float form has no bias).
+        #expect(model.integerScores(image[...]) == [-1, 2])
+        #expect(model.floatScores(image[...]) == [-1, 1])
         model.integer.thresholds = [-4, 0]
         #expect(!model.isConsistent)
     }
@@ -130,7 +138,7 @@ struct BinarizedCNNTests {
         #expect(model.accuracy(on: Self.mnist, samples: Array(8000..<8200), integer: true) > 0.5)
     }
 
-    @Test("the bundled CNNs score their recorded accuracies, and integer is within 0.5 points of float on MNIST")
+    @Test("the bundled CNNs score their recorded accuracies, the integer form loses at most 0.5 points to float, and the MNIST sign models reach 97%")
     func bundledModels() throws {
         for name in ["paper-bnn-mnist", "paper-bnn-sign-mnist", "fast-mnist"] {
             let file = try ModelCatalog.load(name)
@@ -140,8 +148,9 @@ struct BinarizedCNNTests {
             #expect(split == Array(8000..<10000))
             #expect(file.accuracy(on: Self.mnist, samples: split, integer: true) == file.integerAccuracy, "\(name)")
             #expect(file.accuracy(on: Self.mnist, samples: split, integer: false) == file.floatAccuracy, "\(name)")
-            #expect(abs(file.integerAccuracy - file.floatAccuracy) <= 0.005, "\(name)")
-            #expect(file.integerAccuracy > 0.9, "\(name)")
+            // The sign models train quantization-aware, so their integer form may beat the latent floats.
+            #expect(file.integerAccuracy >= file.floatAccuracy - 0.005, "\(name)")
+            #expect(file.integerAccuracy >= (cnn.activation == .sign ? 0.97 : 0.9), "\(name)")
         }
     }
 

@@ -14,7 +14,7 @@ enum Fixtures {
         var random = SplitMix64(seed: 11)
         let shape = BinarizedCNN.Shape(imageSide: 8, kernelSide: 5, stride: 1, filterCount: 2, poolSide: 2, classCount: 3)
         let filters = (0..<(shape.filterCount * shape.kernelArea)).map { _ in Float.random(in: -1...1, using: &random) }
-        let dense = (0..<(shape.classCount * shape.featureCount)).map { _ in Int.random(in: -7...7, using: &random) }
+        let dense = (0..<(shape.classCount * shape.filterCount * shape.pooledSide * shape.pooledSide)).map { _ in Int.random(in: -7...7, using: &random) }
         let thresholds = [2, -2]
         let cnn = BinarizedCNN(shape: shape, activation: .sign, pixelMean: 0.5, pixelDeviation: 0.3, filterWeights: filters,
                                thresholds: thresholds.map(Float.init), denseWeights: dense.map(Float.init), denseBias: [0, 0, 0],

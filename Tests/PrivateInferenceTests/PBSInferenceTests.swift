@@ -49,7 +49,7 @@ struct PBSInferenceTests {
         var random = SystemRandomNumberGenerator()
         let shape = BinarizedCNN.Shape(imageSide: 8, kernelSide: 5, stride: 1, filterCount: 2, poolSide: 2, classCount: 3)
         let filters = (0..<(shape.filterCount * shape.kernelArea)).map { _ in Float.random(in: -1...1, using: &random) }
-        let dense = (0..<(shape.classCount * shape.featureCount)).map { _ in Int.random(in: -7...7, using: &random) }
+        let dense = (0..<(shape.classCount * shape.filterCount * shape.pooledSide * shape.pooledSide)).map { _ in Int.random(in: -7...7, using: &random) }
         let thresholds = (0..<shape.filterCount).map { _ in 2 * Int.random(in: -3...3, using: &random) }
         return BinarizedCNN(shape: shape, activation: .sign, pixelMean: 0.5, pixelDeviation: 0.3, filterWeights: filters,
                             thresholds: thresholds.map(Float.init), denseWeights: dense.map(Float.init), denseBias: [0, 0, 0],
@@ -68,30 +68,31 @@ struct PBSInferenceTests {
         for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
     }
 
-    @Test("a random tiny staircase CNN (3 thresholds per filter, sum pooling), secure parameters: exact scores, one bootstrap per neuron")
-    func tinyStaircaseExact() throws {
+    @Test("a random tiny CNN reading 3 thresholds per neuron, sum and OR pooling, secure parameters: exact scores, one conv bootstrap per neuron")
+    func tinyThresholdChannelsExact() throws {
         var cnn = Self.tinyNetwork()
         var random = SystemRandomNumberGenerator()
         cnn.activationLevels = 3
-        cnn.shape.pooling = .sum
         cnn.integer.thresholds = (0..<(3 * cnn.shape.filterCount)).map { _ in 2 * Int.random(in: -3...3, using: &random) }
         cnn.thresholds = cnn.integer.thresholds.map(Float.init)
-        // Features reach ±12 (4 activations of ±3), so smaller dense weights keep one feature's
-        // partial sum decodable under the readings' correlated noise.
-        cnn.integer.denseWeights = cnn.integer.denseWeights.map { _ in Int.random(in: -2...2, using: &random) }
-        cnn.integer.denseBias = [3, -5, 4]
-        #expect(cnn.isConsistent)
-        let plan = try InferencePlan(modelName: "tiny-staircase", network: .signCNN(cnn))
-        #expect(plan.bootstrapsPerInference == 2 * 4 * 4)
-        let images = (0..<4).flatMap { _ in (0..<64).map { _ in Float.random(in: 0...1) } }
-        let data = try Dataset(name: "random", sampleShape: [1, 8, 8], features: images, labels: [0, 1, 2, 0], classNames: ["a", "b", "c"])
-        for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<4)) { #expect(decrypted == reference) }
-        cnn.shape.pooling = .max
-        #expect(throws: InferenceError.self) { _ = try InferencePlan(modelName: "max-pooled staircase", network: .signCNN(cnn)) }
+        // Weights within ±3, as the sum-pooled bundled model's: ±7 on a sum of 4 correlated
+        // readings is more range than one partial sum can decode.
+        cnn.integer.denseWeights = (0..<(cnn.shape.classCount * cnn.featureCount)).map { _ in Int.random(in: -3...3, using: &random) }
+        cnn.denseWeights = cnn.integer.denseWeights.map(Float.init)
+        let images = (0..<3).flatMap { _ in (0..<64).map { _ in Float.random(in: 0...1) } }
+        let data = try Dataset(name: "random", sampleShape: [1, 8, 8], features: images, labels: [0, 1, 2], classNames: ["a", "b", "c"])
+        for pooling in [BinarizedCNN.Pooling.sum, .max] {
+            cnn.shape.pooling = pooling
+            #expect(cnn.isConsistent)
+            let plan = try InferencePlan(modelName: "tiny-channels", network: .signCNN(cnn))
+            // 2 filters × 16 positions; OR pooling adds one bootstrap per feature (6 channels × 4).
+            #expect(plan.bootstrapsPerInference == 2 * 4 * 4 + (pooling == .max ? 6 * 2 * 2 : 0))
+            for (decrypted, reference) in try runEncrypted(plan, data, Array(0..<3)) { #expect(decrypted == reference, "\(pooling)") }
+        }
     }
 
     @Test("the bundled sign CNNs on a real MNIST image, secure parameters: exact scores",
-          arguments: [("paper-bnn-sign-mnist", 3 * 24 * 24 + 3 * 12 * 12, 8000), ("fast-mnist", 6 * 12 * 12, 8001)])
+          arguments: [("paper-bnn-sign-mnist", 3 * 24 * 24, 8000), ("fast-mnist", 6 * 12 * 12, 8001)])
     func bundledCNNExact(name: String, bootstraps: Int, image: Int) throws {
         let plan = try InferencePlan(model: try ModelCatalog.load(name))
         #expect(plan.bootstrapsPerInference == bootstraps)
@@ -104,8 +105,11 @@ struct PBSInferenceTests {
     func densePlan() throws {
         let weights = [[Int]](repeating: [Int](repeating: 7, count: 400), count: 2)
         let plan = try DensePlan(weights: weights, bias: [100, -100], featureVariance: 1e-12)
-        let largest = plan.chunks.map { $0.count * 7 }.max()! + 100
+        let count = plan.chunks.count
+        let largest = plan.chunks.indices.map { plan.chunks[$0].count * 7 + abs(DensePlan.biasShare(100, chunk: $0, of: count)) }.max()!
         #expect(Double(plan.delta) * Double(2 * largest + 1) < 18_446_744_073_709_551_616)
+        // The bias is spread over the partial sums and adds up exactly.
+        #expect((0..<count).map { DensePlan.biasShare(-100, chunk: $0, of: count) }.reduce(0, +) == -100)
         #expect(plan.failureLog2 <= InferencePlan.failureTargetLog2)
         // 400 weights of 7 at this noise do not decode in one sum; two ±1 weights do.
         #expect(plan.chunks.count > 1)

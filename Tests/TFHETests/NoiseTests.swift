@@ -50,6 +50,33 @@ struct NoiseTests {
         #expect(switchedVariance < 2 * predictedSwitched && switchedVariance > predictedSwitched / 2)
     }
 
+    @Test("1,200 multi-value bootstraps, int4-128: the noises of readings of one blind rotation are uncorrelated within the planned bound")
+    func multiValueReadingsCorrelation() {
+        let parameters = TFHEParameters.integer4Bit128
+        let (secret, key) = KeyCache.shared.keys(parameters, seed: 11)
+        var encryptor = Encryptor(secretKey: secret)
+        let count = 1200
+        // Readings as far apart as the sign models' thresholds: all stay on the +1/8 half.
+        let coefficients = [0, 256, 512]
+        let inputs = (0..<count).map { _ in encryptor.encrypt(bit: true) }
+        let errors: [[Double]] = key.parallelMap(count: count) { evaluator, i in
+            evaluator.bootstrap(inputs[i], table: evaluator.gateTable, coefficients: coefficients)
+                .map { Self.torusError(secret.phase($0), BooleanEncoding.eighth) }
+        }
+        let variance = Self.variance(errors.map { $0[0] })
+        #expect(variance < 2 * NoiseModel(parameters).bootstrapOutputVariance)
+        for a in coefficients.indices {
+            for b in coefficients.indices where a < b {
+                let x = errors.map { $0[a] }, y = errors.map { $0[b] }
+                let mx = x.reduce(0, +) / Double(count), my = y.reduce(0, +) / Double(count)
+                let covariance = zip(x, y).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / Double(count - 1)
+                let correlation = covariance / (Self.variance(x) * Self.variance(y)).squareRoot()
+                print("int4-128 readings \(coefficients[a]) and \(coefficients[b]): correlation \(correlation)")
+                #expect(abs(correlation) < NoiseModel.multiValueCorrelationBound)
+            }
+        }
+    }
+
     @Test("every secure set meets p-fail <= 2^-64 at its budget, by the model", arguments: TFHEParameters.secureSets)
     func failureProbabilities(parameters: TFHEParameters) {
         let model = NoiseModel(parameters)
