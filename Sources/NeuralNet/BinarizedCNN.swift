@@ -67,6 +67,8 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         public var convolutionSide: Int { (imageSide - kernelSide) / stride + 1 }
         /// The side of one pooled map.
         public var pooledSide: Int { convolutionSide / poolSide }
+        /// The dense layer's input size when every filter yields `channelsPerFilter` activation maps.
+        public func featureCount(channelsPerFilter: Int) -> Int { filterCount * channelsPerFilter * pooledSide * pooledSide }
         /// Weights per filter.
         public var kernelArea: Int { kernelSide * kernelSide }
         /// Pixels per image.
@@ -292,7 +294,7 @@ extension BinarizedCNN {
     /// Activation maps after the convolution: one per filter and threshold.
     public var channelCount: Int { shape.filterCount * activationLevels }
     /// The dense layer's input size: every channel's pooled map.
-    public var featureCount: Int { channelCount * shape.pooledSide * shape.pooledSide }
+    public var featureCount: Int { shape.featureCount(channelsPerFilter: activationLevels) }
 
     /// The sign activations of every channel, channel c·L + k reading sign(S_c − t_{c,k}),
     /// map by map, row by row.

@@ -170,7 +170,7 @@ struct ParameterLayout {
     /// Sign activations train `levels` thresholds per filter; scaled ReLU trains batch norm's
     /// γ_c then β_c instead.
     init(shape: BinarizedCNN.Shape, activation: BinarizedCNN.Activation, levels: Int = 1) {
-        let filterCount = shape.filterCount, featureCount = filterCount * levels * shape.pooledSide * shape.pooledSide
+        let filterCount = shape.filterCount, featureCount = shape.featureCount(channelsPerFilter: levels)
         filters = 0..<(filterCount * shape.kernelArea)
         thresholds = filters.upperBound..<(filters.upperBound + (activation == .sign ? filterCount * levels : 0))
         normalization = thresholds.upperBound..<(thresholds.upperBound + (activation == .scaledReLU ? 2 * filterCount : 0))

@@ -85,8 +85,8 @@ public struct PBSInferenceEvaluator: Sendable {
         return bootstrapLayer(count: cnn.featureCount, name: "max pool", progress: progress) { evaluator, feature in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
             for position in s.poolWindow(feature) { sum.add(activations[position]) }
-            return [evaluator.bootstrap(sum, table: table)]
-        }.map { $0[0] }
+            return evaluator.bootstrap(sum, table: table)
+        }
     }
 
     /// The sum over each pooling window: linear, no bootstrap.
@@ -111,12 +111,12 @@ public struct PBSInferenceEvaluator: Sendable {
     }
 
     /// Runs `body` for every neuron of a layer on all cores, in blocks, reporting progress; a
-    /// neuron returns its bootstrap's readings. Only bootstrapping layers call it, and their
-    /// plans come with a key (checked at init).
-    func bootstrapLayer(count: Int, name: String, progress: Progress,
-                        _ body: @Sendable (Evaluator, Int) -> [LweCiphertext]) -> [[LweCiphertext]] {
+    /// neuron returns a bootstrap's output or its several readings. Only bootstrapping layers
+    /// call it, and their plans come with a key (checked at init).
+    func bootstrapLayer<Output: Sendable>(count: Int, name: String, progress: Progress,
+                                          _ body: @Sendable (Evaluator, Int) -> Output) -> [Output] {
         let block = 16 * ProcessInfoCores.active
-        var outputs: [[LweCiphertext]] = []
+        var outputs: [Output] = []
         outputs.reserveCapacity(count)
         progress(name, 0, count)
         for start in stride(from: 0, to: count, by: block) {
