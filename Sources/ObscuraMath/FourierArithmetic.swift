@@ -12,8 +12,8 @@ public enum FourierArithmetic {
         while j < count {
             let ar = load4(aRe + j), ai = load4(aIm + j)
             let br = load4(bRe + j), bi = load4(bIm + j)
-            store4(outRe + j, ar * br - ai * bi)
-            store4(outIm + j, ar * bi + ai * br)
+            store4(outRe + j, mulSub(ar, br, ai, bi))
+            store4(outIm + j, mulAdd(ar, bi, ai, br))
             j &+= 4
         }
     }

@@ -96,8 +96,8 @@ public final class NegacyclicFFT: Sendable {
                     let a = SIMD4<Double>(low.loadUnaligned(fromByteOffset: j * 4, as: SIMD4<Int32>.self))
                     let b = SIMD4<Double>(high.loadUnaligned(fromByteOffset: j * 4, as: SIMD4<Int32>.self))
                     let cr = load4(tr.baseAddress! + j), ci = load4(ti.baseAddress! + j)
-                    store4(re + j, a * cr - b * ci)
-                    store4(im + j, a * ci + b * cr)
+                    store4(re + j, mulSub(a, cr, b, ci))
+                    store4(im + j, mulAdd(a, ci, b, cr))
                     j &+= 4
                 }
             }
@@ -126,8 +126,8 @@ public final class NegacyclicFFT: Sendable {
                         store4(im + j, ui + vi)
                         let dr = ur - vr, di = ui - vi
                         let cr = load4(wr + j), ci = load4(wi + j)
-                        store4(re + j + half, dr * cr - di * ci)
-                        store4(im + j + half, dr * ci + di * cr)
+                        store4(re + j + half, mulSub(dr, cr, di, ci))
+                        store4(im + j + half, mulAdd(dr, ci, di, cr))
                         j &+= 4
                     }
                     block = half
@@ -154,17 +154,17 @@ public final class NegacyclicFFT: Sendable {
                             store4(i0 + j, si + ti)
                             let b1r = sr - tr, b1i = si - ti
                             let c2r = load4(w2r + j), c2i = load4(w2i + j)
-                            store4(r0 + j + q, b1r * c2r - b1i * c2i)
-                            store4(i0 + j + q, b1r * c2i + b1i * c2r)
+                            store4(r0 + j + q, mulSub(b1r, c2r, b1i, c2i))
+                            store4(i0 + j + q, mulAdd(b1r, c2i, b1i, c2r))
                             // (x0 - x2) ∓ i(x1 - x3)
                             let b2r = dr + ei, b2i = di - er
                             let b3r = dr - ei, b3i = di + er
                             let c1r = load4(w1r + j), c1i = load4(w1i + j)
-                            store4(r0 + j + 2 * q, b2r * c1r - b2i * c1i)
-                            store4(i0 + j + 2 * q, b2r * c1i + b2i * c1r)
+                            store4(r0 + j + 2 * q, mulSub(b2r, c1r, b2i, c1i))
+                            store4(i0 + j + 2 * q, mulAdd(b2r, c1i, b2i, c1r))
                             let c3r = load4(w3r + j), c3i = load4(w3i + j)
-                            store4(r0 + j + 3 * q, b3r * c3r - b3i * c3i)
-                            store4(i0 + j + 3 * q, b3r * c3i + b3i * c3r)
+                            store4(r0 + j + 3 * q, mulSub(b3r, c3r, b3i, c3i))
+                            store4(i0 + j + 3 * q, mulAdd(b3r, c3i, b3i, c3r))
                             j &+= 4
                         }
                         start &+= block
@@ -234,9 +234,9 @@ public final class NegacyclicFFT: Sendable {
                             let c1r = load4(w1r + j), c1i = load4(w1i + j)
                             let c3r = load4(w3r + j), c3i = load4(w3i + j)
                             // Multiply by the conjugate twiddles.
-                            let e1r = b1r * c2r + b1i * c2i, e1i = b1i * c2r - b1r * c2i
-                            let e2r = b2r * c1r + b2i * c1i, e2i = b2i * c1r - b2r * c1i
-                            let e3r = b3r * c3r + b3i * c3i, e3i = b3i * c3r - b3r * c3i
+                            let e1r = mulAdd(b1r, c2r, b1i, c2i), e1i = mulSub(b1i, c2r, b1r, c2i)
+                            let e2r = mulAdd(b2r, c1r, b2i, c1i), e2i = mulSub(b2i, c1r, b2r, c1i)
+                            let e3r = mulAdd(b3r, c3r, b3i, c3i), e3i = mulSub(b3i, c3r, b3r, c3i)
                             let sr = b0r + e1r, si = b0i + e1i
                             let tr = b0r - e1r, ti = b0i - e1i
                             let ur = e2r + e3r, ui = e2i + e3i
@@ -259,8 +259,8 @@ public final class NegacyclicFFT: Sendable {
                         let ur = load4(re + j), ui = load4(im + j)
                         let xr = load4(re + j + half), xi = load4(im + j + half)
                         let cr = load4(wr + j), ci = load4(wi + j)
-                        let vr = xr * cr + xi * ci
-                        let vi = xi * cr - xr * ci
+                        let vr = mulAdd(xr, cr, xi, ci)
+                        let vi = mulSub(xi, cr, xr, ci)
                         store4(re + j, ur + vr); store4(im + j, ui + vi)
                         store4(re + j + half, ur - vr); store4(im + j + half, ui - vi)
                         j &+= 4
@@ -286,7 +286,7 @@ public final class NegacyclicFFT: Sendable {
                 while j < m {
                     let r = load4(re + j), i = load4(im + j)
                     let cr = load4(ur.baseAddress! + j), ci = load4(ui.baseAddress! + j)
-                    let x = Self.torus4(r * cr - i * ci), y = Self.torus4(r * ci + i * cr)
+                    let x = Self.torus4(mulSub(r, cr, i, ci)), y = Self.torus4(mulAdd(r, ci, i, cr))
                     low.storeBytes(of: low.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<UInt64>.self) &+ x,
                                    toByteOffset: j * 8, as: SIMD4<UInt64>.self)
                     high.storeBytes(of: high.loadUnaligned(fromByteOffset: j * 8, as: SIMD4<UInt64>.self) &+ y,

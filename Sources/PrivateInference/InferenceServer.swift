@@ -57,7 +57,7 @@ public struct PBSInferenceEvaluator: Sendable {
         let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension, levels = cnn.activationLevels
         // One step of the ±1 sum, 1/64 of the torus, is 2N/64 coefficients of the accumulator.
         let stepCoefficients = plan.parameters.polynomialSize / 32
-        let neurons = bootstrapLayer(count: s.filterCount * area, name: "conv+sign", progress: progress) { evaluator, index in
+        let neurons = bootstrapLayer(count: s.filterCount * area, table: table, name: "conv+sign", progress: progress) { index in
             let c = index / area, i = (index % area) / side, j = index % side
             // Shifted by the largest threshold; reading coefficient (t_max − t_k)·N/32 moves the
             // phase back up by t_max − t_k steps of 1/64, so it reads sign(S − t_k).
@@ -69,7 +69,7 @@ public struct PBSInferenceEvaluator: Sendable {
                     if cnn.integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v] > 0 { sum.add(input) } else { sum.subtract(input) }
                 }
             }
-            return evaluator.bootstrap(sum, table: table, coefficients: thresholds.map { (largest - $0) * stepCoefficients })
+            return (sum, thresholds.map { (largest - $0) * stepCoefficients })
         }
         return (0..<(cnn.channelCount * area)).map { q in
             let channel = q / area
@@ -82,11 +82,11 @@ public struct PBSInferenceEvaluator: Sendable {
         let s = cnn.shape
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: plan.featureDelta)
         let offset = UInt64(s.poolSide * s.poolSide - 1) &* plan.poolDelta, dimension = plan.parameters.bigLweDimension
-        return bootstrapLayer(count: cnn.featureCount, name: "max pool", progress: progress) { evaluator, feature in
+        return bootstrapLayer(count: cnn.featureCount, table: table, name: "max pool", progress: progress) { feature in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
             for position in s.poolWindow(feature) { sum.add(activations[position]) }
-            return evaluator.bootstrap(sum, table: table)
-        }
+            return (sum, [0])
+        }.map { $0[0] }
     }
 
     /// The sum over each pooling window: linear, no bootstrap.
@@ -110,18 +110,19 @@ public struct PBSInferenceEvaluator: Sendable {
         }
     }
 
-    /// Runs `body` for every neuron of a layer on all cores, in blocks, reporting progress; a
-    /// neuron returns a bootstrap's output or its several readings. Only bootstrapping layers
-    /// call it, and their plans come with a key (checked at init).
-    func bootstrapLayer<Output: Sendable>(count: Int, name: String, progress: Progress,
-                                          _ body: @Sendable (Evaluator, Int) -> Output) -> [Output] {
-        let block = 16 * ProcessInfoCores.active
-        var outputs: [Output] = []
+    /// Bootstraps every neuron of a layer through `table` on all cores, in blocks, reporting
+    /// progress: `neuron(i)` gives neuron i's linear sum and the coefficients to read its
+    /// bootstrap at. Only bootstrapping layers call it, and their plans come with a key
+    /// (checked at init).
+    func bootstrapLayer(count: Int, table: LookupTable, name: String, progress: Progress,
+                        _ neuron: @Sendable (Int) -> (LweCiphertext, coefficients: [Int])) -> [[LweCiphertext]] {
+        let block = 4 * Evaluator.batchSize * ProcessInfoCores.active
+        var outputs: [[LweCiphertext]] = []
         outputs.reserveCapacity(count)
         progress(name, 0, count)
         for start in stride(from: 0, to: count, by: block) {
             let size = min(block, count - start)
-            outputs += key!.parallelMap(count: size) { evaluator, offset in body(evaluator, start + offset) }
+            outputs += key!.bootstrapInParallel(count: size, table: table) { neuron(start + $0) }
             progress(name, outputs.count, count)
         }
         return outputs

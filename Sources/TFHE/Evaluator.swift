@@ -2,27 +2,30 @@ import Dispatch
 import ObscuraMath
 
 /// Scratch memory for one thread's bootstraps, allocated once so that the CMux loop never
-/// allocates.
+/// allocates. It holds ``Evaluator/batchSize`` accumulators: a batch of bootstraps walks the
+/// keys once, each key row serving every member while it is in cache.
 final class BootstrapWorkspace {
-    let accumulator: UnsafeMutablePointer<UInt64>
+    let accumulators: UnsafeMutablePointer<UInt64>
     let difference: UnsafeMutablePointer<UInt64>
     let externalProduct: ExternalProductWorkspace
+    let inputs: UnsafeMutablePointer<UInt64>
     let switched: UnsafeMutablePointer<UInt32>
     let keySwitchDigits: UnsafeMutablePointer<Int64>
     let rotations: UnsafeMutablePointer<Int>
 
-    init(parameters p: TFHEParameters) {
+    init(parameters p: TFHEParameters, batchSize: Int) {
         let n = p.polynomialSize, components = p.glweDimension + 1
-        accumulator = .allocate(capacity: components * n)
+        accumulators = .allocate(capacity: batchSize * components * n)
         difference = .allocate(capacity: components * n)
         externalProduct = ExternalProductWorkspace(parameters: p)
-        switched = .allocate(capacity: p.lweDimension + 1)
-        keySwitchDigits = .allocate(capacity: p.keySwitchDecomposition.levels)
-        rotations = .allocate(capacity: p.lweDimension + 1)
+        inputs = .allocate(capacity: batchSize * (p.bigLweDimension + 1))
+        switched = .allocate(capacity: batchSize * (p.lweDimension + 1))
+        keySwitchDigits = .allocate(capacity: batchSize * p.keySwitchDecomposition.levels)
+        rotations = .allocate(capacity: batchSize * (p.lweDimension + 1))
     }
 
     deinit {
-        accumulator.deallocate(); difference.deallocate(); switched.deallocate()
+        accumulators.deallocate(); difference.deallocate(); inputs.deallocate(); switched.deallocate()
         keySwitchDigits.deallocate(); rotations.deallocate()
     }
 }
@@ -41,10 +44,16 @@ public final class Evaluator {
     /// The constant +1/8 table that every boolean gate bootstraps with.
     let gateTable: LookupTable
 
+    /// How many bootstraps ``bootstrap(_:table:coefficients:)`` runs together. The keys are far
+    /// larger than the caches (int4-128: a 60 MB Fourier bootstrapping key and a 30 MB
+    /// key-switching key, both read once per bootstrap), so a batch reads each key row from
+    /// memory once for all of its members.
+    public static let batchSize = 4
+
     /// An evaluator with fresh scratch memory.
     public init(key: EvaluationKey) {
         self.key = key
-        workspace = BootstrapWorkspace(parameters: key.parameters)
+        workspace = BootstrapWorkspace(parameters: key.parameters, batchSize: Self.batchSize)
         gateTable = LookupTable(polynomialSize: key.parameters.polynomialSize, constant: BooleanEncoding.eighth)
     }
 
@@ -53,7 +62,7 @@ public final class Evaluator {
     /// Programmable bootstrapping: returns a fresh encryption, under the big key, of the
     /// table's value at the input's phase index, with noise independent of the input's.
     public func bootstrap(_ input: LweCiphertext, table: LookupTable) -> LweCiphertext {
-        rotateAccumulator(input, table: table)
+        rotateAccumulators(CollectionOfOne(input), table: table)
         return sampleExtract()
     }
 
@@ -63,44 +72,69 @@ public final class Evaluator {
     /// sign against several thresholds). Each output has the noise of a single bootstrap; the
     /// outputs share their blind rotation, so their noises are not independent.
     public func bootstrap(_ input: LweCiphertext, table: LookupTable, coefficients: [Int]) -> [LweCiphertext] {
-        rotateAccumulator(input, table: table)
-        return coefficients.map(sampleExtract(coefficient:))
+        rotateAccumulators(CollectionOfOne(input), table: table)
+        return coefficients.map { sampleExtract(coefficient: $0) }
     }
 
-    /// Everything of a bootstrap but the extraction: key switch, modulus switch and blind
-    /// rotation of `table` into the workspace's accumulator.
-    func rotateAccumulator(_ input: LweCiphertext, table: LookupTable) {
-        precondition(input.dimension == parameters.bigLweDimension, "input is not under the big key")
+    /// Multi-value bootstrapping of many inputs through one table, ``batchSize`` at a time:
+    /// input i is read at `coefficients[i]`. The same results as bootstrapping one by one,
+    /// faster, because each batch streams the keys from memory once.
+    public func bootstrap(_ inputs: [LweCiphertext], table: LookupTable, coefficients: [[Int]]) -> [[LweCiphertext]] {
+        precondition(coefficients.count == inputs.count, "one list of coefficients per input")
+        var outputs: [[LweCiphertext]] = []
+        outputs.reserveCapacity(inputs.count)
+        for start in stride(from: 0, to: inputs.count, by: Self.batchSize) {
+            let batch = start..<min(start + Self.batchSize, inputs.count)
+            rotateAccumulators(inputs[batch], table: table)
+            for (member, i) in batch.enumerated() {
+                outputs.append(coefficients[i].map { sampleExtract(member: member, coefficient: $0) })
+            }
+        }
+        return outputs
+    }
+
+    /// Everything of a bootstrap but the extraction, for each of `inputs` (at most
+    /// ``batchSize``): key switch, modulus switch and blind rotation of `table` into the
+    /// member's accumulator.
+    func rotateAccumulators<Inputs: Collection<LweCiphertext>>(_ inputs: Inputs, table: LookupTable) {
+        precondition(inputs.allSatisfy { $0.dimension == parameters.bigLweDimension }, "input is not under the big key")
         precondition(table.polynomial.count == parameters.polynomialSize, "table size mismatch")
-        keySwitch(input)
-        modulusSwitch()
-        blindRotate(table: table)
-        bootstrapCount += 1
+        keySwitch(inputs)
+        modulusSwitch(count: inputs.count)
+        blindRotate(table: table, count: inputs.count)
+        bootstrapCount += inputs.count
     }
 
-    /// Key switching from the big key (64-bit) to the small key, at 32-bit precision:
-    /// out = (0, b) - Σ_i Σ_j d_ij(a_i) · KSK[i][j].
-    func keySwitch(_ input: LweCiphertext) {
+    /// Key switching from the big key (64-bit) to the small key, at 32-bit precision, of each
+    /// member: out = (0, b) - Σ_i Σ_j d_ij(a_i) · KSK[i][j]. Each key row is applied to every
+    /// member before the next is read.
+    func keySwitch<Inputs: Collection<LweCiphertext>>(_ inputs: Inputs) {
         let p = parameters
-        let small = p.lweDimension, width = small + 1
+        let big = p.bigLweDimension, small = p.lweDimension, width = small + 1
         let levels = p.keySwitchDecomposition.levels
         let decomposition = p.keySwitchDecomposition
-        let out = workspace.switched
-        let digits = workspace.keySwitchDigits
-        out.update(repeating: 0, count: small)
-        out[small] = EvaluationKey.roundTo32(input.body)
+        let ws = workspace, members = inputs.count
+        for (member, input) in inputs.enumerated() {
+            input.storage.withUnsafeBufferPointer { ws.inputs.advanced(by: member * (big + 1)).update(from: $0.baseAddress!, count: big + 1) }
+            let out = ws.switched + member * width
+            out.update(repeating: 0, count: small)
+            out[small] = EvaluationKey.roundTo32(input.body)
+        }
         let vectorEnd = width & ~7
-        input.storage.withUnsafeBufferPointer { a in
-            key.keySwitchKey.withUnsafeBufferPointer { ksk in
-                let raw = UnsafeMutableRawPointer(out)
-                for i in 0..<p.bigLweDimension {
-                    decomposition.decompose(a[i], into: digits, stride: 1)
-                    for j in 0..<levels {
-                        let digit = digits[j]
+        key.keySwitchKey.withUnsafeBufferPointer { ksk in
+            for i in 0..<big {
+                for member in 0..<members {
+                    decomposition.decompose(ws.inputs[member * (big + 1) + i], into: ws.keySwitchDigits + member * levels, stride: 1)
+                }
+                for j in 0..<levels {
+                    let row = ksk.baseAddress! + (i * levels + j) * width
+                    let rowRaw = UnsafeRawPointer(row)
+                    for member in 0..<members {
+                        let digit = ws.keySwitchDigits[member * levels + j]
                         if digit == 0 { continue }
+                        let out = ws.switched + member * width
+                        let raw = UnsafeMutableRawPointer(out)
                         let factor = UInt32(truncatingIfNeeded: digit)
-                        let row = ksk.baseAddress! + (i * levels + j) * width
-                        let rowRaw = UnsafeRawPointer(row)
                         let splat = SIMD8<UInt32>(repeating: factor)
                         var t = 0
                         while t < vectorEnd {
@@ -119,64 +153,73 @@ public final class Evaluator {
         }
     }
 
-    /// Centred-mean modulus switch from the 2^32 torus to Z_2N: each mask element is rounded,
-    /// and the body absorbs half of the rounding errors, their expectation over a uniform
-    /// binary key, which halves the variance the switch adds.
-    func modulusSwitch() {
+    /// Centred-mean modulus switch of the first `count` key-switched members from the 2^32
+    /// torus to Z_2N: each mask element is rounded, and the body absorbs half of the rounding
+    /// errors, their expectation over a uniform binary key, which halves the variance the
+    /// switch adds.
+    func modulusSwitch(count: Int) {
         let p = parameters
         let small = p.lweDimension
         let logTwoN = (2 * p.polynomialSize).trailingZeroBitCount
         let shift = UInt32(32 - logTwoN)
         let half = UInt32(1) << (shift - 1)
-        let input = workspace.switched, rotations = workspace.rotations
-        var correction: UInt32 = 0
-        for i in 0..<small {
-            let a = input[i]
-            let rounded = (a &+ half) >> shift
-            rotations[i] = Int(rounded)
-            let error = Int32(bitPattern: (rounded << shift) &- a)
-            correction &+= UInt32(bitPattern: error >> 1)
+        for member in 0..<count {
+            let input = workspace.switched + member * (small + 1), rotations = workspace.rotations + member * (small + 1)
+            var correction: UInt32 = 0
+            for i in 0..<small {
+                let a = input[i]
+                let rounded = (a &+ half) >> shift
+                rotations[i] = Int(rounded)
+                let error = Int32(bitPattern: (rounded << shift) &- a)
+                correction &+= UInt32(bitPattern: error >> 1)
+            }
+            let body = input[small] &+ correction
+            rotations[small] = Int((body &+ half) >> shift)
         }
-        let body = input[small] &+ correction
-        rotations[small] = Int((body &+ half) >> shift)
     }
 
-    /// Blind rotation: acc = X^-b̃ · TV, then acc = CMux(BSK_i; acc, X^ã_i · acc) for each i.
-    func blindRotate(table: LookupTable) {
+    /// Blind rotation of the first `count` members: acc = X^-b̃ · TV, then
+    /// acc = CMux(BSK_i; acc, X^ã_i · acc) for each i, every member in turn on one key GGSW.
+    func blindRotate(table: LookupTable, count: Int) {
         let p = parameters
-        let n = p.polynomialSize, k = p.glweDimension
-        let acc = workspace.accumulator
-        acc.update(repeating: 0, count: k * n)
-        let bodyShift = (2 * n - workspace.rotations[p.lweDimension]) % (2 * n)
-        table.polynomial.withUnsafeBufferPointer { tv in
-            Self.rotate(tv.baseAddress!, by: bodyShift, size: n, into: acc + k * n)
+        let n = p.polynomialSize, k = p.glweDimension, width = p.lweDimension + 1
+        for member in 0..<count {
+            let acc = workspace.accumulators + member * (k + 1) * n
+            acc.update(repeating: 0, count: k * n)
+            let bodyShift = (2 * n - workspace.rotations[member * width + p.lweDimension]) % (2 * n)
+            table.polynomial.withUnsafeBufferPointer { tv in
+                Self.rotate(tv.baseAddress!, by: bodyShift, size: n, into: acc + k * n)
+            }
         }
         for i in 0..<p.lweDimension {
-            let rotation = workspace.rotations[i]
-            if rotation == 0 { continue }
-            cmux(ggswIndex: i, rotation: rotation)
+            for member in 0..<count {
+                let rotation = workspace.rotations[member * width + i]
+                if rotation == 0 { continue }
+                cmux(ggswIndex: i, rotation: rotation, accumulator: workspace.accumulators + member * (k + 1) * n)
+            }
         }
     }
 
     /// acc = CMux(BSK_i; acc, X^rotation · acc) = acc + BSK_i ⊡ (X^rotation · acc - acc).
     @inline(__always)
-    func cmux(ggswIndex i: Int, rotation: Int) {
+    func cmux(ggswIndex i: Int, rotation: Int, accumulator: UnsafeMutablePointer<UInt64>) {
         let p = parameters
         let n = p.polynomialSize, k = p.glweDimension
         let ws = workspace
         for t in 0...k {
-            Self.rotateMinusIdentity(ws.accumulator + t * n, by: rotation, size: n, into: ws.difference + t * n)
+            Self.rotateMinusIdentity(accumulator + t * n, by: rotation, size: n, into: ws.difference + t * n)
         }
-        ws.externalProduct.addExternalProduct(key.bootstrappingKey[i], of: ws.difference, into: ws.accumulator, fft: key.fft)
+        ws.externalProduct.addExternalProduct(key.bootstrappingKey[i], of: ws.difference, into: accumulator, fft: key.fft)
     }
 
-    /// Sample extraction of one coefficient (0: the table at the input's phase): an LWE
-    /// ciphertext of dimension k·N under the big key.
-    func sampleExtract(coefficient: Int = 0) -> LweCiphertext {
+    /// Sample extraction of one coefficient (0: the table at the input's phase) of a member's
+    /// accumulator: an LWE ciphertext of dimension k·N under the big key.
+    func sampleExtract(member: Int = 0, coefficient: Int = 0) -> LweCiphertext {
         let p = parameters
         var storage = [UInt64](repeating: 0, count: p.bigLweDimension + 1)
         storage.withUnsafeMutableBufferPointer {
-            GlweCiphertext.sampleExtract(workspace.accumulator, k: p.glweDimension, n: p.polynomialSize,
+            GlweCiphertext.sampleExtract(workspace.accumulators + member * (p.glweDimension + 1) * p.polynomialSize,
+                                         k: p.glweDimension, n: p.polynomialSize,
                                          coefficient: coefficient, into: $0.baseAddress!)
         }
         return LweCiphertext(storage: storage)
@@ -233,27 +276,43 @@ extension EvaluationKey {
     /// Runs `body(evaluator, index)` for every index in 0..<count on all cores, one evaluator
     /// per worker, and returns the results in index order.
     public func parallelMap<T: Sendable>(count: Int, _ body: @Sendable (Evaluator, Int) -> T) -> [T] {
-        let workers = Swift.max(1, Swift.min(count, ProcessInfoCores.active))
+        parallelBatches(count: count, batchSize: 1) { evaluator, range in [body(evaluator, range.lowerBound)] }
+    }
+
+    /// Runs `body(evaluator, range)` on consecutive ranges of `batchSize` indices (the last
+    /// may be shorter) that cover 0..<count, on all cores, one evaluator per worker; `body`
+    /// returns one result per index of its range. Returns the results in index order.
+    public func parallelBatches<T: Sendable>(count: Int, batchSize: Int,
+                                             _ body: @Sendable (Evaluator, Range<Int>) -> [T]) -> [T] {
+        precondition(batchSize >= 1, "batches hold at least one index")
+        let batches = (count + batchSize - 1) / batchSize
+        let workers = Swift.max(1, Swift.min(batches, ProcessInfoCores.active))
         let results = UnsafeMutablePointer<T?>.allocate(capacity: count)
         results.initialize(repeating: nil, count: count)
         defer { results.deinitialize(count: count); results.deallocate() }
         let shared = UnsafeMutableSendablePointer(results)
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let evaluator = Evaluator(key: self)
-            var index = worker
-            while index < count {
-                shared.pointer[index] = body(evaluator, index)
-                index += workers
+            var batch = worker
+            while batch < batches {
+                let range = (batch * batchSize)..<Swift.min(count, (batch + 1) * batchSize)
+                let outputs = body(evaluator, range)
+                precondition(outputs.count == range.count, "one result per index")
+                for (index, output) in zip(range, outputs) { shared.pointer[index] = output }
+                batch += workers
             }
         }
         return (0..<count).map { results[$0]! }
     }
 
-    /// Bootstraps every input through its table on all cores.
-    public func bootstrapInParallel(_ inputs: [LweCiphertext], tables: [LookupTable]) -> [LweCiphertext] {
-        precondition(tables.count == inputs.count || tables.count == 1, "one table, or one per input")
-        return parallelMap(count: inputs.count) { evaluator, i in
-            evaluator.bootstrap(inputs[i], table: tables.count == 1 ? tables[0] : tables[i])
+    /// Multi-value bootstraps of `count` inputs through one table on all cores, a batch of
+    /// ``Evaluator/batchSize`` per worker at a time: `input(i)` gives input i and the
+    /// coefficients to read it at. Returns the readings of each input, in index order.
+    public func bootstrapInParallel(count: Int, table: LookupTable,
+                                    _ input: @Sendable (Int) -> (LweCiphertext, coefficients: [Int])) -> [[LweCiphertext]] {
+        parallelBatches(count: count, batchSize: Evaluator.batchSize) { evaluator, range in
+            let members = range.map(input)
+            return evaluator.bootstrap(members.map(\.0), table: table, coefficients: members.map(\.coefficients))
         }
     }
 }

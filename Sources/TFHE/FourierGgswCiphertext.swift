@@ -130,8 +130,8 @@ final class ExternalProductWorkspace {
                     for row in 0..<rows {
                         let a = fd + row * n + c
                         let ar = load4(a), ai = load4(a + m), gr = load4(g), gi = load4(g + 4)
-                        accRe += ar * gr - ai * gi
-                        accIm += ar * gi + ai * gr
+                        accRe = accRe.addingProduct(ar, gr).addingProduct(-ai, gi)
+                        accIm = accIm.addingProduct(ar, gi).addingProduct(ai, gr)
                         g += 8
                     }
                     store4(outRe + c, accRe)

@@ -30,8 +30,8 @@ struct NoiseTests {
             let output = evaluator.bootstrap(inputs[i], table: evaluator.gateTable)
             // The same input, key-switched and modulus-switched only: its phase index, under
             // the small key, against the exact 1/8.
-            evaluator.keySwitch(inputs[i])
-            evaluator.modulusSwitch()
+            evaluator.keySwitch([inputs[i]])
+            evaluator.modulusSwitch(count: 1)
             let rotations = evaluator.workspace.rotations
             var index = rotations[parameters.lweDimension]
             for j in 0..<parameters.lweDimension where secret.smallKey[j] == 1 { index -= rotations[j] }
