@@ -109,8 +109,8 @@ public struct InferencePlan: Sendable {
         }
     }
 
-    /// A result as it goes to the client: the partial sums with every word rounded to 32 bits
-    /// (half the bytes; the plan's failure probability includes the rounding).
+    /// A result as it goes to the client: the partial sums with every word rounded to 16 bits
+    /// (a quarter of the bytes; the plan's failure probability includes the rounding).
     public func serializeResult(_ outputs: [LweCiphertext]) -> [UInt8] {
         outputs.serializedRounded(parameters: parameters)
     }

@@ -292,33 +292,34 @@ extension Array where Element == LweCiphertext {
 }
 
 extension Array where Element == LweCiphertext {
-    /// The list with every word rounded to its top 32 bits (kind 7): half the bytes of
+    /// The list with every word rounded to its top 16 bits (kind 7): a quarter of the bytes of
     /// `serialized(parameters:)`, for results that are only decrypted. Each word moves by a
-    /// uniform error in [-2^31, 2^31), so the phase gains at most `roundingPhaseVariance`.
+    /// uniform error in [-2^47, 2^47), so the phase gains at most `roundingPhaseVariance`,
+    /// which plans add to the noise of every result they decode.
     public func serializedRounded(parameters: TFHEParameters) -> [UInt8] {
         ListFormat.serialize(self, kind: .roundedLweCiphertextList, parameters: parameters,
-                             elementSize: (parameters.bigLweDimension + 1) * 4) { ciphertext, writer in
+                             elementSize: (parameters.bigLweDimension + 1) * 2) { ciphertext, writer in
             precondition(ciphertext.dimension == parameters.bigLweDimension)
-            for word in ciphertext.storage { writer.write32(UInt32(truncatingIfNeeded: (word &+ (1 << 31)) >> 32)) }
+            for word in ciphertext.storage { writer.write(UInt16(truncatingIfNeeded: (word &+ (1 << 47)) >> 48)) }
         }
     }
 
-    /// Reads a rounded list; the low 32 bits of every word come back as zeros.
+    /// Reads a rounded list; the low 48 bits of every word come back as zeros.
     public init(deserializingRounded bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
         self = try ListFormat.deserialize(bytes, kind: .roundedLweCiphertextList, expecting: parameters, limit: limit,
-                                          elementSize: { ($0.bigLweDimension + 1) * 4 },
+                                          elementSize: { ($0.bigLweDimension + 1) * 2 },
                                           read: { (reader: inout ByteReader) throws(SerializationError) in
                                               var storage = [UInt64](repeating: 0, count: reader.parameters.bigLweDimension + 1)
-                                              for i in storage.indices { storage[i] = UInt64(try reader.read32()) << 32 }
+                                              for i in storage.indices { storage[i] = UInt64(try reader.read(UInt16.self)) << 48 }
                                               return LweCiphertext(storage: storage)
                                           })
     }
 
     /// The largest phase variance (torus units) that rounding adds to a big-key ciphertext:
-    /// n + 1 errors of variance 2^64/12 (in 2^-64 units), each weighted by a key bit of at most 1.
+    /// n + 1 errors of variance 2^-32/12, each weighted by a key bit of at most 1.
     public static func roundingPhaseVariance(_ parameters: TFHEParameters) -> Double {
-        Double(parameters.bigLweDimension + 1) / 12 / Double.pow2(64)
+        Double(parameters.bigLweDimension + 1) / 12 / Double.pow2(32)
     }
 }
 
