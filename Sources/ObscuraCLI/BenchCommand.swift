@@ -91,7 +91,7 @@ struct BenchTFHE: ParsableCommand {
         let many = 8 * Evaluator.batchSize * ProcessInfoCores.active
         var outputs: [[LweCiphertext]] = []
         let elapsed = Clock.seconds { outputs = key.bootstrapInParallel(count: many, table: table) { _ in (input.ciphertext, [0]) } }
-        precondition(outputs.allSatisfy { encryptor.decrypt(LweInteger(ciphertext: $0[0], range: 0...(p - 1))) == ((p - 2) * (p - 2) + 1) % p },
+        precondition(outputs.allSatisfy { encryptor.decryptInteger($0[0]) == ((p - 2) * (p - 2) + 1) % p },
                      "\(label) batched bootstraps decrypted to a wrong value")
         report.add("\(label)_per_second_all_cores", Double(many) / elapsed, "bootstraps/s")
         report.add("\(label)_failure_log2", NoiseModel(parameters).integerFailureLog2, "log2")

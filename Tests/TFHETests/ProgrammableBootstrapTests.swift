@@ -44,6 +44,26 @@ struct ProgrammableBootstrapTests {
         #expect(evaluator.bootstrapCount == 20)
     }
 
+    @Test("batched bootstraps (a full batch and a partial one, on one core and on all) give word for word the single bootstraps' outputs")
+    func batchesEqualSingles() {
+        let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
+        var encryptor = Encryptor(secretKey: secret)
+        let p = TFHEParameters.integer4Bit128.plaintextModulus
+        let table = LookupTable(parameters: .integer4Bit128) { (3 * $0 + 1) % p }
+        let count = Evaluator.batchSize + 2
+        let inputs = (0..<count).map { encryptor.encryptInteger($0 % p).ciphertext }
+        let coefficients = (0..<count).map { [0, 7 * $0 + 1] }
+        let single = Evaluator(key: key)
+        let expected = zip(inputs, coefficients).map { single.bootstrap($0, table: table, coefficients: $1) }
+        let batched = Evaluator(key: key)
+        #expect(batched.bootstrap(inputs, table: table, coefficients: coefficients) == expected)
+        #expect(batched.bootstrapCount == count)
+        #expect(key.bootstrapInParallel(count: count, table: table) { (inputs[$0], coefficients[$0]) } == expected)
+        for (i, outputs) in expected.enumerated() {
+            #expect(encryptor.decryptInteger(outputs[0]) == (3 * (i % p) + 1) % p)
+        }
+    }
+
     @Test("linear operations need no bootstrap and decrypt exactly")
     func linearOperations() throws {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
