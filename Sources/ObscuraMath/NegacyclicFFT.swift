@@ -273,7 +273,8 @@ public final class NegacyclicFFT: Sendable {
     }
 
     /// Backward transform of split buffers (destroyed) and wrapping addition of the result,
-    /// rounded to the 2^64 torus, into `output` (N words).
+    /// reduced to the 2^64 torus at a precision of 2^13 (see ``torus4(_:)``), into `output`
+    /// (N words). Exact integer results need ``backwardSigned(re:im:into:)``.
     @inlinable
     public func backwardAdd(re: UnsafeMutablePointer<Double>, im: UnsafeMutablePointer<Double>,
                             into output: UnsafeMutablePointer<UInt64>) {
@@ -297,20 +298,18 @@ public final class NegacyclicFFT: Sendable {
         }
     }
 
-    /// ``torus(_:)`` on four lanes without a conversion instruction (AVX2 has none from double
-    /// to 64-bit integers): reduce modulo 2^64 into [-2^63, 2^63], split into a high part
-    /// ⌊r/2^32⌋ and a low part in [0, 2^32], and read each as an integer through the
-    /// 2^52 + 2^51 magic-number trick, which also rounds the low part to nearest.
+    /// Four doubles (in units of the 2^64 torus, of any size) reduced modulo 2^64 to the
+    /// nearest multiple of 2^13, without a conversion instruction (AVX2 has none from double
+    /// to 64-bit integers): in turns, the fraction t - round(t) is exact, and adding 3 places
+    /// it in the low 51 bits of the mantissa, which are read as an integer. The 2^13 step is
+    /// 2^-51 of the torus, far below the rounding of the transform itself (about 2^44 for the
+    /// external product's operands).
     @inlinable @inline(__always)
     public static func torus4(_ x: SIMD4<Double>) -> SIMD4<UInt64> {
-        let reduced = x - (x * 0x1p-64).rounded(.toNearestOrEven) * 0x1p64
-        let high = (reduced * 0x1p-32).rounded(.down)
-        let low = reduced - high * 0x1p32
-        let magic = SIMD4<Double>(repeating: 0x1.8p52)
-        let magicBits = SIMD4<UInt64>(repeating: (0x1.8p52 as Double).bitPattern)
-        let highBits = unsafeBitCast(high + magic, to: SIMD4<UInt64>.self) &- magicBits
-        let lowBits = unsafeBitCast(low + magic, to: SIMD4<UInt64>.self) &- magicBits
-        return (highBits &<< 32) &+ lowBits
+        let turns = x * 0x1p-64
+        let fraction = turns - turns.rounded(.toNearestOrEven)
+        let placed = unsafeBitCast(fraction + 3, to: SIMD4<UInt64>.self)
+        return (placed &- SIMD4(repeating: (3 as Double).bitPattern)) &<< 13
     }
 
     /// Backward transform returning signed integers (exact when the true result is an

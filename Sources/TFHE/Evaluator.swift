@@ -48,7 +48,7 @@ public final class Evaluator {
     /// larger than the caches (int4-128: a 60 MB Fourier bootstrapping key and a 30 MB
     /// key-switching key, both read once per bootstrap), so a batch reads each key row from
     /// memory once for all of its members.
-    public static let batchSize = 4
+    public static let batchSize = 8
 
     /// An evaluator with fresh scratch memory.
     public init(key: EvaluationKey) {

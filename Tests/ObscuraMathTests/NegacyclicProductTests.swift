@@ -30,9 +30,9 @@ struct NegacyclicProductTests {
         fft.forward(a, re: &ar, im: &ai)
         fft.forward(b, re: &br, im: &bi)
         FourierArithmetic.multiply(outRe: &ar, outIm: &ai, aRe: ar, aIm: ai, bRe: br, bIm: bi, count: size / 2)
-        var out = [UInt64](repeating: 0, count: size)
-        fft.backwardAdd(re: &ar, im: &ai, into: &out)
-        #expect(out == expected)
+        var signed = [Int64](repeating: 0, count: size)
+        fft.backwardSigned(re: &ar, im: &ai, into: &signed)
+        #expect(signed.map { UInt64(bitPattern: $0) } == expected)
         // The NTT agrees, as an independent exact path.
         let ntt = NegacyclicNTT(polynomialSize: size)
         #expect(ntt.multiply(a, b).map { UInt64(bitPattern: $0) } == expected)
@@ -73,7 +73,7 @@ struct NegacyclicProductTests {
 }
 
 struct TorusConversionTests {
-    @Test("the four-lane torus conversion equals the scalar one, edge cases included")
+    @Test("the four-lane torus conversion is the scalar one rounded to 2^13, edge cases included")
     func vectorMatchesScalar() {
         var rng = CSPRNG(seed: Seed128(low: 5, high: 5), domain: "torus")
         var values: [Double] = [0, 0.5, -0.5, 1.5, -1.5, 0x1p63, -0x1p63, 0x1p64, -0x1p64, 0x1p63 - 1024, 3 * 0x1p63,
@@ -88,10 +88,10 @@ struct TorusConversionTests {
             let lanes = SIMD4<Double>(values[start], values[start + 1], values[start + 2], values[start + 3])
             let vector = NegacyclicFFT.torus4(lanes)
             for lane in 0..<4 {
-                // The scalar path pulls ±2^63 one ulp inward; both are the same torus point within 1024.
+                // Within half a step of 2^13 (the scalar path pulls ±2^63 in by 1024 more).
                 let difference = Int64(bitPattern: vector[lane] &- NegacyclicFFT.torus(lanes[lane]))
-                #expect(abs(difference) <= 1024, "\(lanes[lane])")
-                if abs(lanes[lane]) < 0x1p62 { #expect(difference == 0, "\(lanes[lane])") }
+                #expect(abs(difference) <= 4096 + 1024, "\(lanes[lane])")
+                #expect(vector[lane] % 8192 == 0, "\(lanes[lane])")
             }
         }
     }
