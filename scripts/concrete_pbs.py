@@ -43,9 +43,10 @@ def measure(bits: int, count: int, runs: int, parallel: bool) -> dict:
         raise SystemExit("Concrete returned a wrong table lookup")
     median = sorted(times)[len(times) // 2]
     stats = circuit.statistics
+    if stats["programmable_bootstrap_count"] != count:
+        raise SystemExit(f"expected {count} bootstraps, Concrete compiled {stats['programmable_bootstrap_count']}")
     return {
         "parallel": parallel,
-        "bootstraps": stats["programmable_bootstrap_count"],
         "median_s": median,
         "per_pbs_ms": median / count * 1e3,
         "bootstrap_key_bytes": stats["size_of_bootstrap_keys"],
