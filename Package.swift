@@ -31,6 +31,7 @@ let package = Package(
     products: [
         .library(name: "ObscuraMath", targets: ["ObscuraMath"]),
         .library(name: "TFHE", targets: ["TFHE"]),
+        .library(name: "RLWE", targets: ["RLWE"]),
         .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "PrivateInference", targets: ["PrivateInference"]),
@@ -58,6 +59,10 @@ let package = Package(
         .target(
             name: "TFHE",
             dependencies: ["ObscuraMath"],
+            swiftSettings: nativeVectorFlags),
+        .target(
+            name: "RLWE",
+            dependencies: ["ObscuraMath", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: nativeVectorFlags),
         .target(
             name: "CipherCircuits",
@@ -105,6 +110,7 @@ let package = Package(
             ],
             swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraMathTests", dependencies: ["ObscuraMath"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "RLWETests", dependencies: ["RLWE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),

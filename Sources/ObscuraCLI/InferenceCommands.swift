@@ -1,3 +1,4 @@
+import ObscuraMath
 import ArgumentParser
 import CipherCircuits
 import Foundation

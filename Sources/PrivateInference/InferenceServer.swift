@@ -1,3 +1,4 @@
+import ObscuraMath
 import NeuralNet
 import TFHE
 

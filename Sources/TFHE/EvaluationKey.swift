@@ -96,19 +96,6 @@ extension SecretKey {
     }
 }
 
-/// A pointer that may cross into `concurrentPerform` workers, each of which writes a disjoint
-/// range of it.
-struct UnsafeMutableSendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<T>
-    init(_ pointer: UnsafeMutablePointer<T>) { self.pointer = pointer }
-}
-
-/// A read-only pointer shared by `concurrentPerform` workers.
-struct UnsafeSendablePointer<T>: @unchecked Sendable {
-    let pointer: UnsafePointer<T>
-    init(_ pointer: UnsafePointer<T>) { self.pointer = pointer }
-}
-
 /// The server's evaluation key, expanded and ready to compute: the bootstrapping key in the
 /// Fourier domain and the key-switching key rounded to 32-bit torus precision (the top 32
 /// bits of each element; the rounding adds a variance of 2^-64/12 per element, which the

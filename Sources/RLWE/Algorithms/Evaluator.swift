@@ -1,0 +1,222 @@
+import ObscuraMath
+
+/// The server's operations on ciphertexts. Built from the context and, for multiplication and
+/// rotations, the client's ``EvaluationKey``; it never sees a secret key.
+public struct Evaluator: Sendable {
+    public let context: RlweContext
+    public let key: EvaluationKey?
+
+    public init(context: RlweContext, key: EvaluationKey? = nil) {
+        self.context = context
+        self.key = key
+    }
+
+    private var modulus: (Int) -> Modulus { { [context] in context.ciphertextTables[$0].modulus } }
+
+    private func check(_ ct: Ciphertext) throws(RlweError) {
+        guard ct.context === context else { throw .contextMismatch }
+    }
+
+    private func checkPair(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) {
+        try check(a)
+        try check(b)
+        guard a.level == b.level else { throw .levelMismatch(a.level, b.level) }
+        if !context.isBFV { try checkScales(a.scale, b.scale) }
+    }
+
+    private func checkScales(_ a: Double, _ b: Double) throws(RlweError) {
+        guard abs(a / b - 1) < 1e-9 else { throw .scaleMismatch(a, b) }
+    }
+
+    // MARK: Linear operations
+
+    /// a + b (sizes may differ: the result has the larger).
+    public func add(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
+        try checkPair(a, b)
+        var (long, short) = a.size >= b.size ? (a, b) : (b, a)
+        for i in 0..<short.size { PolynomialArithmetic.add(&long.components[i], short.components[i], moduli: modulus) }
+        return long
+    }
+
+    /// a − b.
+    public func subtract(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
+        try add(a, negate(b))
+    }
+
+    /// −a.
+    public func negate(_ a: Ciphertext) throws(RlweError) -> Ciphertext {
+        try check(a)
+        var out = a
+        for i in 0..<out.size { PolynomialArithmetic.negate(&out.components[i], moduli: modulus) }
+        return out
+    }
+
+    /// BFV: ct + m.
+    public func add(_ ct: Ciphertext, _ message: BFVPlaintext) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard let bfv = context.bfv else { throw .wrongScheme("a BFV plaintext needs a BFV parameter set") }
+        guard message.coefficients.count == context.polynomialSize,
+              message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
+            throw .invalidEncoding("a BFV plaintext has N coefficients below t")
+        }
+        let n = context.polynomialSize, level = ct.level
+        var scaled = RnsPolynomial(degree: n, limbs: level)
+        scaled.words.withUnsafeMutableBufferPointer { out in
+            for i in 0..<level {
+                let m = context.ciphertextTables[i].modulus, d = bfv.delta[level - 1][i], dShoup = m.shoup(d)
+                for k in 0..<n { out[i * n + k] = m.multiply(message.coefficients[k], by: d, shoup: dShoup) }
+            }
+        }
+        PolynomialArithmetic.forward(&scaled) { context.ciphertextTables[$0] }
+        var out = ct
+        PolynomialArithmetic.add(&out.components[0], scaled, moduli: modulus)
+        return out
+    }
+
+    /// CKKS: ct + p (same level and scale).
+    public func add(_ ct: Ciphertext, _ plaintext: Plaintext) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard plaintext.context === context else { throw .contextMismatch }
+        guard !context.isBFV else { throw .wrongScheme("add BFV messages as BFVPlaintext values") }
+        guard plaintext.level >= ct.level else { throw .levelMismatch(ct.level, plaintext.level) }
+        try checkScales(ct.scale, plaintext.scale)
+        var out = ct
+        PolynomialArithmetic.add(&out.components[0], plaintext.polynomial, moduli: modulus)
+        return out
+    }
+
+    /// ct ⊙ p: one pointwise product per limb and component. The scales multiply (CKKS).
+    public func multiply(_ ct: Ciphertext, _ plaintext: Plaintext) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard plaintext.context === context else { throw .contextMismatch }
+        guard plaintext.level >= ct.level else { throw .levelMismatch(ct.level, plaintext.level) }
+        var out = ct
+        for i in 0..<out.size { PolynomialArithmetic.multiply(&out.components[i], plaintext.polynomial, moduli: modulus) }
+        out.scale = ct.scale * plaintext.scale
+        return out
+    }
+
+    /// ct·w for an integer w (the same in every slot; the noise grows by |w|, the scale stays).
+    public func multiply(_ ct: Ciphertext, byInteger w: Int64) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        var out = ct
+        let constants = (0..<ct.level).map { context.ciphertextTables[$0].modulus.reduce(signed: w) }
+        for i in 0..<out.size { PolynomialArithmetic.multiply(&out.components[i], constants: constants, moduli: modulus) }
+        return out
+    }
+
+    // MARK: Multiplication
+
+    /// a·b without relinearization: three components. BFV scales the tensor product by t/Q
+    /// exactly (HPS); CKKS multiplies the scales.
+    public func multiply(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
+        try checkPair(a, b)
+        guard a.size == 2, b.size == 2 else { throw .notRelinearized }
+        if let bfv = context.bfv {
+            return BFVMultiplication.multiply(a, b, constants: bfv)
+        }
+        let m = modulus
+        var c0 = a.components[0], c1 = a.components[0], c2 = a.components[1]
+        PolynomialArithmetic.multiply(&c0, b.components[0], moduli: m)
+        PolynomialArithmetic.multiply(&c1, b.components[1], moduli: m)
+        PolynomialArithmetic.multiplyAdd(&c1, a.components[1], b.components[0], moduli: m)
+        PolynomialArithmetic.multiply(&c2, b.components[1], moduli: m)
+        return Ciphertext(context: context, components: [c0, c1, c2], scale: a.scale * b.scale)
+    }
+
+    /// (c_0, c_1, c_2) → (c_0, c_1) + KeySwitch_(s²→s)(c_2).
+    public func relinearize(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard ct.size == 3 else { return ct }
+        guard let relin = key?.relinearization else { throw .missingRelinearizationKey }
+        let (d0, d1) = KeySwitching.switchKey(ct.components[2], key: relin)
+        var c0 = ct.components[0], c1 = ct.components[1]
+        PolynomialArithmetic.add(&c0, d0, moduli: modulus)
+        PolynomialArithmetic.add(&c1, d1, moduli: modulus)
+        return Ciphertext(context: context, components: [c0, c1], scale: ct.scale)
+    }
+
+    /// a·b, relinearized.
+    public func multiplyRelinearize(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
+        try relinearize(multiply(a, b))
+    }
+
+    /// Drops the last ciphertext prime q: every component becomes round(c/q). CKKS: the scale
+    /// is divided by q (a rescale). BFV: a modulus switch, the message unchanged.
+    public func dropLastModulus(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        let level = ct.level
+        guard level > 1 else { throw .endOfModulusChain }
+        let last = context.ciphertextTables[level - 1].modulus
+        let inverse = (0..<(level - 1)).map { context.ciphertextTables[$0].modulus.inverse(last.value) }
+        let components = ct.components.map {
+            KeySwitching.divideRoundingByLastLimb($0, tables: { context.ciphertextTables[$0] }, lastInverse: inverse)
+        }
+        return Ciphertext(context: context, components: components,
+                          scale: context.isBFV ? 1 : ct.scale / Double(last.value))
+    }
+
+    /// CKKS: divides by the last prime (after a multiplication).
+    public func rescale(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {
+        guard !context.isBFV else { throw .wrongScheme("BFV has no rescale; dropLastModulus switches the modulus") }
+        return try dropLastModulus(ct)
+    }
+
+    // MARK: Rotations
+
+    /// σ_g then a key switch from σ_g(s) back to s.
+    public func applyGalois(_ ct: Ciphertext, element g: Int) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard ct.size == 2 else { throw .notRelinearized }
+        guard let galoisKey = key?.galois[g] else { throw .missingGaloisKey(element: g) }
+        let perm = context.galoisPermutation(g)
+        let c0 = PolynomialArithmetic.permute(ct.components[0], perm)
+        let c1 = PolynomialArithmetic.permute(ct.components[1], perm)
+        let (d0, d1) = KeySwitching.switchKey(c1, key: galoisKey)
+        var out0 = c0
+        PolynomialArithmetic.add(&out0, d0, moduli: modulus)
+        return Ciphertext(context: context, components: [out0, d1], scale: ct.scale)
+    }
+
+    /// Rotates the slots left by `steps` (BFV: each row of N/2 slots; negative: right).
+    public func rotate(_ ct: Ciphertext, by steps: Int) throws(RlweError) -> Ciphertext {
+        let g = context.galoisElement(rotatingBy: steps)
+        return g == 1 ? ct : try applyGalois(ct, element: g)
+    }
+
+    /// CKKS: the complex conjugate of every slot.
+    public func conjugate(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {
+        guard !context.isBFV else { throw .wrongScheme("conjugation is CKKS's; BFV swaps rows with swapRows") }
+        return try applyGalois(ct, element: context.conjugationElement)
+    }
+
+    /// BFV: swaps the two rows of slots.
+    public func swapRows(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {
+        guard context.isBFV else { throw .wrongScheme("row swaps are BFV's; CKKS conjugates") }
+        return try applyGalois(ct, element: context.conjugationElement)
+    }
+
+    /// Several rotations of one ciphertext sharing one decomposition of c_1 (hoisting, Halevi
+    /// and Shoup eprint 2018/244 §5): each further rotation costs a permutation, an inner
+    /// product and a mod down instead of a full key switch.
+    public func rotations(of ct: Ciphertext, by steps: [Int]) throws(RlweError) -> [Ciphertext] {
+        try check(ct)
+        guard ct.size == 2 else { throw .notRelinearized }
+        let elements = steps.map { context.galoisElement(rotatingBy: $0) }
+        var keys: [Int: KeySwitchingKey] = [:]
+        for g in elements where g != 1 {
+            guard let k = key?.galois[g] else { throw .missingGaloisKey(element: g) }
+            keys[g] = k
+        }
+        guard !keys.isEmpty else { return steps.map { _ in ct } }
+        let digits = KeySwitching.decompose(ct.components[1], context: context)
+        return elements.map { g in
+            guard g != 1, let galoisKey = keys[g] else { return ct }
+            let perm = context.galoisPermutation(g)
+            let (d0, d1) = KeySwitching.finish(digits, key: galoisKey, permutation: perm)
+            var c0 = PolynomialArithmetic.permute(ct.components[0], perm)
+            PolynomialArithmetic.add(&c0, d0, moduli: modulus)
+            return Ciphertext(context: context, components: [c0, d1], scale: ct.scale)
+        }
+    }
+}

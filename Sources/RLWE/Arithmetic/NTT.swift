@@ -1,0 +1,161 @@
+/// The negacyclic number-theoretic transform of Z_q[X]/(X^N + 1) for one prime q ≡ 1 (mod 2N).
+///
+/// With ψ a primitive 2N-th root of unity mod q, the forward transform maps a(X) to its values
+/// at the N roots of X^N + 1: output index i holds a(ψ^(2·rev(i)+1)), rev reversing log2 N bits.
+/// Products of polynomials become pointwise products of their transforms.
+///
+/// Forward: Cooley–Tukey butterflies from natural to bit-reversed order with ψ^rev(k) twiddles;
+/// inverse: Gentleman–Sande from bit-reversed to natural order with N^-1 folded into the last
+/// stage (Longa and Naehrig, eprint 2016/504, Alg. 1–2). Butterflies are lazy after Harvey
+/// (arXiv 1205.2926): forward values stay in [0, 4q), inverse values in [0, 2q), and twiddle
+/// products use Shoup constants, so no butterfly divides or fully reduces.
+public struct NTTTables: Sendable {
+    /// q.
+    public let modulus: Modulus
+    /// N.
+    public let polynomialSize: Int
+    /// ψ.
+    public let root: UInt64
+    @usableFromInline let roots: [UInt64]          // ψ^rev(k), k = 0..<N
+    @usableFromInline let rootsShoup: [UInt64]
+    @usableFromInline let inverseRoots: [UInt64]   // ψ^-rev(k)·… in the order the inverse reads them
+    @usableFromInline let inverseRootsShoup: [UInt64]
+    @usableFromInline let nInverse: UInt64
+    @usableFromInline let nInverseShoup: UInt64
+    /// (N^-1·ψ^-rev(1)) and its Shoup constant: the last inverse stage's two factors in one.
+    @usableFromInline let lastInverse: UInt64
+    @usableFromInline let lastInverseShoup: UInt64
+
+    /// Tables for N (a power of two ≥ 2) and a prime q ≡ 1 (mod 2N).
+    public init(polynomialSize n: Int, modulus q: Modulus) {
+        precondition(n >= 2 && n & (n - 1) == 0, "N is a power of two")
+        modulus = q
+        polynomialSize = n
+        let psi = NTTPrimes.primitiveRoot(order: 2 * n, modulus: q)
+        root = psi
+        let psiInverse = q.inverse(psi)
+        let logN = n.trailingZeroBitCount
+        var forward = [UInt64](repeating: 0, count: n), backward = forward
+        var power: UInt64 = 1, inversePower: UInt64 = 1
+        var psiPowers = [UInt64](repeating: 1, count: n), psiInversePowers = psiPowers
+        for j in 0..<n {
+            psiPowers[j] = power
+            psiInversePowers[j] = inversePower
+            power = q.multiply(power, psi)
+            inversePower = q.multiply(inversePower, psiInverse)
+        }
+        for k in 0..<n {
+            let r = Self.reverse(k, bits: logN)
+            forward[k] = psiPowers[r]
+            backward[k] = psiInversePowers[r]
+        }
+        roots = forward
+        rootsShoup = forward.map { q.shoup($0) }
+        inverseRoots = backward
+        inverseRootsShoup = backward.map { q.shoup($0) }
+        nInverse = q.inverse(UInt64(n))
+        nInverseShoup = q.shoup(nInverse)
+        lastInverse = q.multiply(nInverse, backward[1])
+        lastInverseShoup = q.shoup(lastInverse)
+    }
+
+    /// k with its lowest `bits` bits reversed.
+    public static func reverse(_ k: Int, bits: Int) -> Int {
+        var r = 0, v = k
+        for _ in 0..<bits { r = (r << 1) | (v & 1); v >>= 1 }
+        return r
+    }
+
+    /// The exponent e (odd, below 2N) with output index i = a(ψ^e).
+    public func evaluationExponent(ofIndex i: Int) -> Int {
+        2 * Self.reverse(i, bits: polynomialSize.trailingZeroBitCount) + 1
+    }
+
+    /// In-place forward transform; input in [0, 4q) (e.g. residues), output fully reduced.
+    @inlinable
+    public func forward(_ a: UnsafeMutablePointer<UInt64>) {
+        forwardLazy(a)
+        let q = modulus.value, twoQ = 2 * q
+        for j in 0..<polynomialSize {
+            var x = a[j]
+            if x >= twoQ { x &-= twoQ }
+            if x >= q { x &-= q }
+            a[j] = x
+        }
+    }
+
+    /// In-place forward transform leaving values in [0, 4q).
+    @inlinable
+    public func forwardLazy(_ a: UnsafeMutablePointer<UInt64>) {
+        let n = polynomialSize
+        let q = modulus.value, twoQ = 2 &* q
+        roots.withUnsafeBufferPointer { w in
+            rootsShoup.withUnsafeBufferPointer { wShoup in
+                var t = n, m = 1
+                while m < n {
+                    t >>= 1
+                    for i in 0..<m {
+                        let wi = w[m + i], wiShoup = wShoup[m + i]
+                        let x = a + 2 * i * t, y = x + t
+                        for j in 0..<t {
+                            var u = x[j]
+                            if u >= twoQ { u &-= twoQ }
+                            let v = y[j]
+                            let estimate = v.multipliedFullWidth(by: wiShoup).high
+                            let product = v &* wi &- estimate &* q
+                            x[j] = u &+ product
+                            y[j] = u &- product &+ twoQ
+                        }
+                    }
+                    m <<= 1
+                }
+            }
+        }
+    }
+
+    /// In-place inverse transform (including the 1/N scaling); input in [0, 2q), output fully
+    /// reduced.
+    @inlinable
+    public func inverse(_ a: UnsafeMutablePointer<UInt64>) {
+        let n = polynomialSize
+        let q = modulus.value, twoQ = 2 &* q
+        inverseRoots.withUnsafeBufferPointer { w in
+            inverseRootsShoup.withUnsafeBufferPointer { wShoup in
+                var t = 1, m = n
+                while m > 2 {
+                    let h = m >> 1
+                    for i in 0..<h {
+                        let wi = w[h + i], wiShoup = wShoup[h + i]
+                        let x = a + 2 * i * t, y = x + t
+                        for j in 0..<t {
+                            let u = x[j], v = y[j]
+                            var sum = u &+ v
+                            if sum >= twoQ { sum &-= twoQ }
+                            let difference = u &- v &+ twoQ
+                            let estimate = difference.multipliedFullWidth(by: wiShoup).high
+                            x[j] = sum
+                            y[j] = difference &* wi &- estimate &* q
+                        }
+                    }
+                    t <<= 1
+                    m = h
+                }
+                // The last stage (m = 2, one twiddle ψ^-rev(1)) with N^-1 folded into both outputs.
+                let half = n >> 1
+                let nInv = nInverse, nInvShoup = nInverseShoup
+                let last = lastInverse, lastShoup = lastInverseShoup
+                for j in 0..<half {
+                    let u = a[j], v = a[j + half]
+                    let sum = u &+ v
+                    let difference = u &- v &+ twoQ
+                    var x = sum &* nInv &- sum.multipliedFullWidth(by: nInvShoup).high &* q
+                    var y = difference &* last &- difference.multipliedFullWidth(by: lastShoup).high &* q
+                    if x >= q { x &-= q }
+                    if y >= q { y &-= q }
+                    a[j] = x
+                    a[j + half] = y
+                }
+            }
+        }
+    }
+}

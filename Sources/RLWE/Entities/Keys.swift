@@ -1,0 +1,172 @@
+import ObscuraMath
+
+/// The client's secret: a uniform ternary s ∈ {−1, 0, 1}^N. It never leaves the client: no
+/// public reader accepts its bytes, and nothing on the server side takes one.
+public struct SecretKey: Sendable {
+    public let context: RlweContext
+    /// The coefficients of s.
+    let coefficients: [Int8]
+    /// s in the NTT domain mod every ciphertext prime and P (L + 1 limbs).
+    let ntt: RnsPolynomial
+
+    /// A fresh secret from operating-system entropy.
+    public init(context: RlweContext) {
+        var generator = CSPRNG.fromSystemEntropy(domain: "rlwe.secret")
+        self.init(context: context, coefficients: Sampling.ternary(count: context.polynomialSize, using: &generator))
+    }
+
+    init(context: RlweContext, coefficients: [Int8]) {
+        self.context = context
+        self.coefficients = coefficients
+        let levels = context.maximumLevel
+        var s = Sampling.lift(coefficients.map(Int64.init), limbs: levels + 1) { context.tables(limb: $0, level: levels).modulus }
+        PolynomialArithmetic.forward(&s) { context.tables(limb: $0, level: levels) }
+        ntt = s
+    }
+}
+
+/// An encryption of zero under s, for public-key encryption: (b, a) = (−a·s + e, a) mod Q.
+public struct PublicKey: Sendable {
+    public let context: RlweContext
+    /// The seed of a (uniform in the NTT domain).
+    public let seed: Seed128
+    let body: RnsPolynomial
+    let mask: RnsPolynomial
+
+    init(context: RlweContext, seed: Seed128, body: RnsPolynomial) {
+        self.context = context
+        self.seed = seed
+        self.body = body
+        var generator = CSPRNG(seed: seed, domain: "rlwe.pk.mask")
+        mask = Sampling.uniform(limbs: context.maximumLevel, degree: context.polynomialSize,
+                                moduli: { context.ciphertextTables[$0].modulus }, using: &generator)
+    }
+}
+
+/// A key-switching key from s′ to s (SEAL's construction: every ciphertext prime is a digit,
+/// one special prime P): for each digit i, over Q·P in the NTT domain,
+///     b_i = −a_i·s + e_i + [P]_(q_i)·s′ on limb i only,  a_i uniform,
+/// because P·(Q̂_i·[Q̂_i^-1]_(q_i)) is P mod q_i and 0 mod every other prime. Switching
+/// Σ_i [c]_(q_i)·(b_i, a_i) then dividing by P leaves c·s′ + e·Σ[c]_(q_i)/P: the error of a
+/// digit of size q_i is divided by P ≥ q_i.
+public struct KeySwitchingKey: Sendable {
+    public let context: RlweContext
+    /// The seed of every a_i.
+    public let seed: Seed128
+    /// b_0 … b_(L−1), each L + 1 limbs (P last), one flat array.
+    let bodyWords: [UInt64]
+    /// a_0 … a_(L−1), expanded from the seed, laid out as the bodies.
+    let maskWords: [UInt64]
+
+    init(context: RlweContext, seed: Seed128, bodies: [RnsPolynomial]) {
+        self.context = context
+        self.seed = seed
+        bodyWords = bodies.flatMap(\.words)
+        maskWords = Self.expandMasks(context: context, seed: seed).flatMap(\.words)
+    }
+
+    static func expandMasks(context: RlweContext, seed: Seed128) -> [RnsPolynomial] {
+        var generator = CSPRNG(seed: seed, domain: "rlwe.ksk.mask")
+        let levels = context.maximumLevel
+        return (0..<levels).map { _ in
+            Sampling.uniform(limbs: levels + 1, degree: context.polynomialSize,
+                             moduli: { context.tables(limb: $0, level: levels).modulus }, using: &generator)
+        }
+    }
+
+    /// The key from `target` (s′, NTT over Q·P) to `secret`'s s.
+    static func make(switching target: RnsPolynomial, to secret: SecretKey, seed: Seed128,
+                     noise: inout CSPRNG) -> KeySwitchingKey {
+        let context = secret.context, levels = context.maximumLevel, n = context.polynomialSize
+        let masks = expandMasks(context: context, seed: seed)
+        let modulus = { (i: Int) in context.tables(limb: i, level: levels).modulus }
+        var bodies: [RnsPolynomial] = []
+        for i in 0..<levels {
+            var b = Sampling.lift(Sampling.gaussian(count: n, using: &noise), limbs: levels + 1, moduli: modulus)
+            PolynomialArithmetic.forward(&b) { context.tables(limb: $0, level: levels) }
+            var aTimesS = masks[i]
+            PolynomialArithmetic.multiply(&aTimesS, secret.ntt, moduli: modulus)
+            PolynomialArithmetic.subtract(&b, aTimesS, moduli: modulus)
+            let q = context.ciphertextTables[i].modulus, p = context.specialModQ[i]
+            b.words.withUnsafeMutableBufferPointer { body in
+                target.words.withUnsafeBufferPointer { t in
+                    for k in (i * n)..<((i + 1) * n) { body[k] = q.add(body[k], q.multiply(t[k], p)) }
+                }
+            }
+            bodies.append(b)
+        }
+        return KeySwitchingKey(context: context, seed: seed, bodies: bodies)
+    }
+}
+
+/// What the server needs to compute: a relinearization key and the Galois keys of the
+/// rotations the client chose. Contains no secret.
+public struct EvaluationKey: Sendable {
+    public let context: RlweContext
+    /// s² → s, for ciphertext multiplication.
+    public let relinearization: KeySwitchingKey?
+    /// σ_g(s) → s for each Galois element g.
+    public let galois: [Int: KeySwitchingKey]
+
+    public init(context: RlweContext, relinearization: KeySwitchingKey?, galois: [Int: KeySwitchingKey]) {
+        self.context = context
+        self.relinearization = relinearization
+        self.galois = galois
+    }
+}
+
+/// Makes public and evaluation keys from a secret key; holds the noise generator, so it is a
+/// class (a copy would replay noise).
+public final class KeyGenerator {
+    public let secretKey: SecretKey
+    private var randomness: CSPRNG
+
+    public init(secretKey: SecretKey) {
+        self.secretKey = secretKey
+        randomness = CSPRNG.fromSystemEntropy(domain: "rlwe.keygen")
+    }
+
+    private func freshSeed() -> Seed128 { Seed128(low: randomness.next(), high: randomness.next()) }
+
+    public func makePublicKey() -> PublicKey {
+        let context = secretKey.context, levels = context.maximumLevel
+        let seed = freshSeed()
+        let modulus = { (i: Int) in context.ciphertextTables[i].modulus }
+        var generator = CSPRNG(seed: seed, domain: "rlwe.pk.mask")
+        var aTimesS = Sampling.uniform(limbs: levels, degree: context.polynomialSize, moduli: modulus, using: &generator)
+        PolynomialArithmetic.multiply(&aTimesS, secretKey.ntt, moduli: modulus)
+        var b = Sampling.lift(Sampling.gaussian(count: context.polynomialSize, using: &randomness), limbs: levels, moduli: modulus)
+        PolynomialArithmetic.forward(&b) { context.ciphertextTables[$0] }
+        PolynomialArithmetic.subtract(&b, aTimesS, moduli: modulus)
+        return PublicKey(context: context, seed: seed, body: b)
+    }
+
+    public func makeRelinearizationKey() -> KeySwitchingKey {
+        let context = secretKey.context, levels = context.maximumLevel
+        var square = secretKey.ntt
+        PolynomialArithmetic.multiply(&square, secretKey.ntt) { context.tables(limb: $0, level: levels).modulus }
+        return KeySwitchingKey.make(switching: square, to: secretKey, seed: freshSeed(), noise: &randomness)
+    }
+
+    /// The key of Galois element g (odd, below 2N).
+    public func makeGaloisKey(element g: Int) -> KeySwitchingKey {
+        let context = secretKey.context
+        precondition(g & 1 == 1 && g > 0 && g < 2 * context.polynomialSize, "Galois elements are odd and below 2N")
+        let rotated = PolynomialArithmetic.permute(secretKey.ntt, context.galoisPermutation(g))
+        return KeySwitchingKey.make(switching: rotated, to: secretKey, seed: freshSeed(), noise: &randomness)
+    }
+
+    /// A relinearization key (unless `relinearization` is false) and the Galois keys of the
+    /// given rotation steps (and of conjugation / row swap when asked).
+    public func makeEvaluationKey(relinearization: Bool = true, rotations: [Int] = [],
+                                  conjugation: Bool = false) -> EvaluationKey {
+        let context = secretKey.context
+        var elements = Set(rotations.map { context.galoisElement(rotatingBy: $0) })
+        elements.remove(1)
+        if conjugation { elements.insert(context.conjugationElement) }
+        var galois: [Int: KeySwitchingKey] = [:]
+        for g in elements.sorted() { galois[g] = makeGaloisKey(element: g) }
+        return EvaluationKey(context: context, relinearization: relinearization ? makeRelinearizationKey() : nil,
+                             galois: galois)
+    }
+}

@@ -1,0 +1,159 @@
+import Crypto
+import ObscuraMath
+
+/// Everything precomputed for one parameter set: NTT tables for every prime, the RNS bases of
+/// every level, base converters, and the scheme's constants. Built once, shared by reference
+/// (immutable, `Sendable`); keys, plaintexts and ciphertexts carry the context they belong to.
+///
+/// Limb layout: a polynomial at level ℓ (ℓ = 1…L ciphertext primes) holds the residues mod
+/// q_0…q_(ℓ−1); key-switching work appends P as limb ℓ; BFV's multiplication appends the
+/// extension primes r_0…r_(K−1) (HPS, see ``Evaluator``).
+public final class RlweContext: Sendable {
+    public let parameters: RlweParameters
+    /// N.
+    public let polynomialSize: Int
+    /// L, the number of ciphertext primes (the top level).
+    public let maximumLevel: Int
+    /// The NTT tables of the ciphertext primes.
+    public let ciphertextTables: [NTTTables]
+    /// The NTT tables of P.
+    public let specialTables: NTTTables
+    /// The RNS basis q_0…q_(ℓ−1) of every level ℓ (index ℓ − 1).
+    public let levelBases: [RNSBasis]
+    /// For key switching at level ℓ (index ℓ − 1): P^-1 mod q_i and [P]_(q_i).
+    let specialInverse: [UInt64]
+    let specialModQ: [UInt64]
+    /// bit reversal of log2 N bits.
+    let bitReversal: [Int]
+    /// A 64-bit fingerprint of the parameters, written in every serialized object.
+    public let fingerprint: UInt64
+    /// BFV-only precomputation.
+    let bfv: BFVConstants?
+
+    public init(parameters: RlweParameters) {
+        self.parameters = parameters
+        let n = parameters.polynomialSize
+        polynomialSize = n
+        maximumLevel = parameters.ciphertextModuli.count
+        let moduli = parameters.ciphertextModuli.map(Modulus.init)
+        ciphertextTables = moduli.map { NTTTables(polynomialSize: n, modulus: $0) }
+        let p = Modulus(parameters.specialModulus)
+        specialTables = NTTTables(polynomialSize: n, modulus: p)
+        levelBases = (1...moduli.count).map { RNSBasis(Array(moduli.prefix($0))) }
+        specialInverse = moduli.map { $0.inverse($0.reduce(p.value)) }
+        specialModQ = moduli.map { $0.reduce(p.value) }
+        let logN = n.trailingZeroBitCount
+        bitReversal = (0..<n).map { NTTTables.reverse($0, bits: logN) }
+        fingerprint = Self.fingerprint(of: parameters)
+        if case .bfv(let t) = parameters.scheme {
+            bfv = BFVConstants(plaintextModulus: t, moduli: moduli, levelBases: levelBases, polynomialSize: n)
+        } else {
+            bfv = nil
+        }
+    }
+
+    /// The tables of limb i at level ℓ when P is appended as limb ℓ.
+    @inlinable
+    func tables(limb i: Int, level: Int) -> NTTTables {
+        i < level ? ciphertextTables[i] : specialTables
+    }
+
+    /// Whether this is BFV.
+    public var isBFV: Bool { bfv != nil }
+
+    /// SHA-256 of a canonical description, first 8 bytes.
+    static func fingerprint(of p: RlweParameters) -> UInt64 {
+        var words: [UInt64] = [UInt64(p.polynomialSize), p.specialModulus, UInt64(p.securityBits)]
+        switch p.scheme {
+        case .bfv(let t): words += [1, t]
+        case .ckks(let s): words += [2, UInt64(s)]
+        }
+        words += p.ciphertextModuli
+        var hasher = SHA256()
+        hasher.update(data: Array("obscura.rlwe.parameters.v1".utf8))
+        for w in words { withUnsafeBytes(of: w.littleEndian) { hasher.update(bufferPointer: $0) } }
+        return hasher.finalize().withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+    }
+
+    /// The permutation of NTT-domain indices that applies X → X^g: σ_g(a) at output index i is
+    /// a at index perm[i], because a(X^g) at ψ^e is a at ψ^(g·e).
+    func galoisPermutation(_ g: Int) -> [Int] {
+        let n = polynomialSize, twoN = 2 * n
+        var perm = [Int](repeating: 0, count: n)
+        for i in 0..<n {
+            let e = 2 * bitReversal[i] + 1
+            let image = (g * e) % twoN
+            perm[i] = bitReversal[(image - 1) / 2]
+        }
+        return perm
+    }
+
+    /// The Galois element of a rotation of the slots by `steps` to the left: 5^steps mod 2N
+    /// (BFV: within each of the two rows of N/2 slots).
+    public func galoisElement(rotatingBy steps: Int) -> Int {
+        let half = polynomialSize / 2, twoN = 2 * polynomialSize
+        var k = steps % half
+        if k < 0 { k += half }
+        var g = 1
+        for _ in 0..<k { g = g * 5 % twoN }
+        return g
+    }
+
+    /// The Galois element of conjugation (CKKS) or of swapping the two rows (BFV): 2N − 1.
+    public var conjugationElement: Int { 2 * polynomialSize - 1 }
+}
+
+/// BFV's constants: Δ = ⌊Q_ℓ/t⌋ per level, the HPS extension basis and converters.
+struct BFVConstants: Sendable {
+    let plaintextModulus: Modulus
+    let plaintextTables: NTTTables
+    /// [Δ_ℓ]_(q_i) for level ℓ (index ℓ − 1).
+    let delta: [[UInt64]]
+    /// The extension primes R (61 bits, R > 2N·Q) and their tables.
+    let extensionTables: [NTTTables]
+    let extensionBasis: RNSBasis
+    /// Per level: Q_ℓ → R and R → Q_ℓ converters, [Q_ℓ^-1]_(r_j).
+    let toExtension: [BaseConverter]
+    let fromExtension: [BaseConverter]
+    let productInverseModExtension: [[UInt64]]
+    /// The slot of each NTT-domain index mod t: slot s holds the value at index slotIndex[s].
+    let slotIndex: [Int]
+
+    init(plaintextModulus t: UInt64, moduli: [Modulus], levelBases: [RNSBasis], polynomialSize n: Int) {
+        let tm = Modulus(t)
+        plaintextModulus = tm
+        plaintextTables = NTTTables(polynomialSize: n, modulus: tm)
+        delta = levelBases.map { basis in
+            let d = basis.product.quotientAndRemainder(dividingBy: t).quotient
+            return basis.moduli.map { d.remainder(dividingBy: $0.value) }
+        }
+        // R must hold a = (x − [x]_Q)/Q for tensor products x of centered ciphertexts:
+        // |x| ≤ N·Q²/2, so |a| ≤ N·Q/2 + 1 and R > 2^(log2 Q + log2 N + 2) suffices.
+        let needed = levelBases.last!.logProduct + Double(n.trailingZeroBitCount) + 2
+        let count = Int((needed / 60.5).rounded(.up))
+        let used = Set(moduli.map(\.value) + [t])
+        let extensionPrimes = NTTPrimes.generate(count: count, bits: 61, polynomialSize: n, excluding: used)
+            .map(Modulus.init)
+        extensionTables = extensionPrimes.map { NTTTables(polynomialSize: n, modulus: $0) }
+        let r = RNSBasis(extensionPrimes)
+        precondition(r.logProduct >= needed, "extension basis too small")
+        extensionBasis = r
+        toExtension = levelBases.map { BaseConverter(from: $0, to: extensionPrimes) }
+        fromExtension = levelBases.map { BaseConverter(from: r, to: $0.moduli) }
+        productInverseModExtension = levelBases.map { basis in
+            extensionPrimes.map { p in p.inverse(basis.moduli.reduce(UInt64(1)) { p.multiply($0, p.reduce($1.value)) }) }
+        }
+        // Slot s < N/2 sits at exponent 5^s, slot N/2 + s at −5^s (mod 2N).
+        let logN = n.trailingZeroBitCount
+        var indexOfExponent = [Int](repeating: 0, count: 2 * n)
+        for i in 0..<n { indexOfExponent[2 * NTTTables.reverse(i, bits: logN) + 1] = i }
+        var slots = [Int](repeating: 0, count: n)
+        var e = 1
+        for s in 0..<(n / 2) {
+            slots[s] = indexOfExponent[e]
+            slots[n / 2 + s] = indexOfExponent[2 * n - e]
+            e = e * 5 % (2 * n)
+        }
+        slotIndex = slots
+    }
+}

@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An RLWE parameter set: the ring Z_Q[X]/(X^N + 1) with Q a product of word-sized NTT primes,
+/// one special prime P for key switching, the scheme and its plaintext space.
+///
+/// **Security.** Secrets are uniform ternary, errors a discrete Gaussian of σ = 3.2 (bounded at
+/// 6σ). A set is accepted only if log2(Q·P) is within the Homomorphic Encryption Standard's
+/// 128-bit classical bound for ternary secrets at its N (Albrecht et al., "Homomorphic
+/// Encryption Standard", 2018, Table 1; the same numbers as SEAL `util/hestdparms.h` and OpenFHE
+/// `stdlatticeparms.cpp`): P counts, because key-switching keys are RLWE samples modulo Q·P.
+/// The one exception is ``insecureTestOnly(scheme:polynomialSize:ciphertextModulusBits:specialModulusBits:)``,
+/// which nothing selects by default.
+public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
+    /// The scheme and its plaintext space.
+    public enum Scheme: Sendable, Hashable {
+        /// BFV: exact arithmetic mod t in N slots (t prime, t ≡ 1 mod 2N).
+        case bfv(plaintextModulus: UInt64)
+        /// CKKS: approximate complex arithmetic in N/2 slots, fresh values scaled by 2^logScale.
+        case ckks(logScale: Int)
+    }
+
+    /// Whether the set meets the 128-bit bound or is the named insecure test set.
+    public enum Security: Sendable, Hashable {
+        /// log2(QP) ≤ `maximumLogModulus`, the standard's 128-bit bound at this N.
+        case classical128(maximumLogModulus: Int)
+        /// Too small to be secure: for fast tests only.
+        case insecureTestOnly
+    }
+
+    /// The standard's largest log2(QP) for 128-bit classical security, ternary secrets.
+    public static let maximumLogModulus128: [Int: Int] = [
+        1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881,
+    ]
+
+    /// The error's standard deviation (the standard's σ ≈ 3.2, as in SEAL and Lattigo).
+    public static let errorStandardDeviation = 3.2
+
+    public let scheme: Scheme
+    /// N.
+    public let polynomialSize: Int
+    /// The ciphertext primes q_0 … q_(L−1); a rescale or modulus switch drops the last.
+    public let ciphertextModuli: [UInt64]
+    /// P, the key-switching prime, at least as large as every ciphertext prime.
+    public let specialModulus: UInt64
+    public let security: Security
+
+    /// A 128-bit set from explicit primes; throws if a prime is unfit or log2(QP) exceeds the bound.
+    public init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModulus: UInt64) throws(RlweError) {
+        guard let bound = Self.maximumLogModulus128[n], (4096...32768).contains(n) else {
+            throw .insecureParameters("N = \(n): 128-bit sets have N from 4096 to 32768")
+        }
+        try self.init(scheme: scheme, polynomialSize: n, ciphertextModuli: ciphertextModuli,
+                      specialModulus: specialModulus, security: .classical128(maximumLogModulus: bound))
+        let logQP = logModulus + log2(Double(specialModulus))
+        guard logQP <= Double(bound) else {
+            throw .insecureParameters("log2(QP) = \(logQP.formatted1) exceeds \(bound), the HE standard's 128-bit bound at N = \(n)")
+        }
+    }
+
+    private init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModulus: UInt64,
+                 security: Security) throws(RlweError) {
+        guard n >= 8, n & (n - 1) == 0 else { throw .invalidParameters("N = \(n) is not a power of two ≥ 8") }
+        guard !ciphertextModuli.isEmpty, ciphertextModuli.count <= 30 else {
+            throw .invalidParameters("1 to 30 ciphertext primes")
+        }
+        let all = ciphertextModuli + [specialModulus]
+        guard Set(all).count == all.count else { throw .invalidParameters("the primes are not distinct") }
+        for q in all {
+            guard q < 1 << 61, NTTPrimes.isPrime(q), q % UInt64(2 * n) == 1 else {
+                throw .invalidParameters("\(q) is not a prime ≡ 1 mod 2N below 2^61")
+            }
+        }
+        guard specialModulus >= ciphertextModuli.max()! else {
+            throw .invalidParameters("the special prime must be at least the largest ciphertext prime")
+        }
+        switch scheme {
+        case .bfv(let t):
+            guard t >= 2, t < 1 << 61, NTTPrimes.isPrime(t), t % UInt64(2 * n) == 1, !all.contains(t) else {
+                throw .invalidParameters("the plaintext modulus \(t) is not a batching prime (t ≡ 1 mod 2N)")
+            }
+        case .ckks(let logScale):
+            guard logScale >= 10, Double(logScale) < log2(Double(ciphertextModuli[0])) else {
+                throw .invalidParameters("the scale 2^\(logScale) must be below the first prime")
+            }
+        }
+        self.scheme = scheme
+        polynomialSize = n
+        self.ciphertextModuli = ciphertextModuli
+        self.specialModulus = specialModulus
+        self.security = security
+    }
+
+    /// log2 Q.
+    public var logModulus: Double { ciphertextModuli.reduce(0) { $0 + log2(Double($1)) } }
+
+    /// The claimed security in bits (0 for the insecure test set).
+    public var securityBits: Int {
+        if case .insecureTestOnly = security { return 0 }
+        return 128
+    }
+
+    /// The number of slots: N (BFV) or N/2 (CKKS).
+    public var slotCount: Int {
+        switch scheme {
+        case .bfv: polynomialSize
+        case .ckks: polynomialSize / 2
+        }
+    }
+
+    public var description: String {
+        let scheme = switch self.scheme {
+        case .bfv(let t): "BFV t=\(t)"
+        case .ckks(let s): "CKKS scale=2^\(s)"
+        }
+        let bits = ciphertextModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+")
+        let level = securityBits == 0 ? "INSECURE test set" : "128-bit"
+        return "\(scheme) N=\(polynomialSize) Q=\(bits) bits P=\(64 - specialModulus.leadingZeroBitCount) bits (\(level))"
+    }
+
+    // MARK: Named sets
+
+    /// A 128-bit set with primes generated for N: `bits` gives each ciphertext prime's size.
+    public static func generated(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
+                                 specialModulusBits: Int) throws(RlweError) -> RlweParameters {
+        let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
+        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModulus: p)
+    }
+
+    /// BFV, N = 8192, t = 65537: Q = 3 × 54 bits, P = 55 bits (log2 QP ≈ 217 ≤ 218); depth 3.
+    public static var bfvN8192: RlweParameters {
+        try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 8192,
+                       ciphertextModulusBits: [54, 54, 54], specialModulusBits: 55)
+    }
+
+    /// BFV, N = 16384, t = 65537: Q = 6 × 60 bits, P = 60 bits (420 ≤ 438).
+    public static var bfvN16384: RlweParameters {
+        try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 16384,
+                       ciphertextModulusBits: [60, 60, 60, 60, 60, 60], specialModulusBits: 60)
+    }
+
+    /// CKKS, N = 8192, scale 2^40: Q = 60 + 2 × 40 bits, P = 60 bits (200 ≤ 218); depth 2.
+    public static var ckksN8192: RlweParameters {
+        try! generated(scheme: .ckks(logScale: 40), polynomialSize: 8192,
+                       ciphertextModulusBits: [60, 40, 40], specialModulusBits: 60)
+    }
+
+    /// CKKS, N = 16384, scale 2^40: Q = 60 + 5 × 40 bits, P = 60 bits (320 ≤ 438); depth 5,
+    /// OpenFHE's benchmark shape.
+    public static var ckksN16384: RlweParameters {
+        try! generated(scheme: .ckks(logScale: 40), polynomialSize: 16384,
+                       ciphertextModulusBits: [60, 40, 40, 40, 40, 40], specialModulusBits: 60)
+    }
+
+    /// A small, **insecure** set for fast tests: any N ≥ 8, generated primes. Never a default.
+    public static func insecureTestOnly(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
+                                        specialModulusBits: Int) throws(RlweError) -> RlweParameters {
+        let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
+        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModulus: p,
+                                  security: .insecureTestOnly)
+    }
+
+    /// Generated primes: the largest of each size ≡ 1 mod 2N, distinct from each other and t.
+    private static func primes(bits: [Int], special: Int, n: Int, scheme: Scheme) -> ([UInt64], UInt64) {
+        var used: Set<UInt64> = []
+        if case .bfv(let t) = scheme { used.insert(t) }
+        func next(_ b: Int) -> UInt64 {
+            let prime = NTTPrimes.generate(count: 1, bits: b, polynomialSize: n, excluding: used)[0]
+            used.insert(prime)
+            return prime
+        }
+        let p = next(special)
+        return (bits.map(next), p)
+    }
+}
+
+extension Double {
+    var formatted1: String { String(Double(Int((self * 10).rounded())) / 10) }
+}

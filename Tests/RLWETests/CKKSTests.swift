@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Testing
+@testable import RLWE
+
+/// CKKS: precision of every operation, measured and bounded.
+struct CKKSTests {
+    static let context = RlweContext(parameters: .ckksN16384)
+    static let small = RlweContext(parameters: try! .insecureTestOnly(
+        scheme: .ckks(logScale: 40), polynomialSize: 64, ciphertextModulusBits: [60, 40, 40], specialModulusBits: 60))
+
+    struct Client {
+        let secret: SecretKey
+        let encryptor: Encryptor
+        let decryptor: Decryptor
+        let encoder: CKKSEncoder
+        let evaluator: Evaluator
+
+        init(_ context: RlweContext, rotations: [Int] = [1, -2, 5]) {
+            secret = SecretKey(context: context)
+            encryptor = Encryptor(secretKey: secret)
+            decryptor = Decryptor(secretKey: secret)
+            encoder = try! CKKSEncoder(context: context)
+            let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: rotations, conjugation: true)
+            evaluator = Evaluator(context: context, key: keys)
+        }
+
+        func encrypt(_ values: [Complex]) throws -> Ciphertext { try encryptor.encrypt(encoder.encode(values)).expanded() }
+        func decrypt(_ ct: Ciphertext) throws -> [Complex] { try encoder.decode(decryptor.decryptApproximate(ct)) }
+    }
+
+    static func randomSlots(_ count: Int, _ rng: inout SeededGenerator) -> [Complex] {
+        (0..<count).map { _ in Complex(Double(rng.next() >> 11) * 0x1p-52 - 1, Double(rng.next() >> 11) * 0x1p-52 - 1) }
+    }
+
+    /// −log2 of the largest slot error.
+    static func bits(_ got: [Complex], _ expected: [Complex]) -> Double {
+        -log2(zip(got, expected).map { ($0 - $1).magnitude }.max()!)
+    }
+
+    @Test("Encoding is the canonical embedding: slot j is m(ζ^(5^j))")
+    func canonicalEmbedding() throws {
+        let encoder = try CKKSEncoder(context: Self.small)
+        var rng = SeededGenerator(seed: 1)
+        let values = Self.randomSlots(32, &rng)
+        let scale = 0x1p30
+        let plaintext = try encoder.encode(values, scale: scale)
+        // The integer coefficients, back from the NTT domain of the first prime.
+        var limb = Array(plaintext.polynomial.limb(0))
+        limb.withUnsafeMutableBufferPointer { Self.small.ciphertextTables[0].inverse($0.baseAddress!) }
+        let m = limb.map { Double(Self.small.ciphertextTables[0].modulus.centered($0)) / scale }
+        var e = 1
+        for j in 0..<32 {
+            var value = Complex(0)
+            for (k, coefficient) in m.enumerated() {
+                let angle = Double.pi * Double(e * k % 128) / 64
+                value = value + Complex(coefficient * cos(angle), coefficient * sin(angle))
+            }
+            #expect((value - values[j]).magnitude < 1e-6, "slot \(j)")
+            e = e * 5 % 128
+        }
+        #expect(Self.bits(encoder.decode(m), values) > 25)
+    }
+
+    @Test("Multiply + relinearize + rescale keeps at least 20 bits at N = 16384, scale 2^40")
+    func multiplicationPrecision() throws {
+        let client = Client(Self.context)
+        var rng = SeededGenerator(seed: 2)
+        let x = Self.randomSlots(8192, &rng), y = Self.randomSlots(8192, &rng)
+        let cx = try client.encrypt(x), cy = try client.encrypt(y)
+        let fresh = Self.bits(try client.decrypt(cx), x)
+        let product = try client.evaluator.rescale(client.evaluator.multiplyRelinearize(cx, cy))
+        let productBits = Self.bits(try client.decrypt(product), zip(x, y).map { $0 * $1 })
+        print("CKKS N=16384 precision: fresh \(fresh) bits, after x·y + rescale \(productBits) bits")
+        #expect(fresh > 25)
+        #expect(productBits > 20)
+        // Down the chain: x^(2^4) through four squarings, each rescaled.
+        var power = cx, expected = x
+        for _ in 1...4 {
+            power = try client.evaluator.rescale(client.evaluator.multiplyRelinearize(power, power))
+            expected = expected.map { $0 * $0 }
+        }
+        #expect(power.level == 2)
+        #expect(Self.bits(try client.decrypt(power), expected) > 12)
+    }
+
+    @Test("Add, subtract, plaintext products and scales", arguments: [64, 16384])
+    func linearOperations(n: Int) throws {
+        let client = Client(n == 64 ? Self.small : Self.context)
+        var rng = SeededGenerator(seed: 4)
+        let x = Self.randomSlots(n / 2, &rng), y = Self.randomSlots(n / 2, &rng)
+        let cx = try client.encrypt(x), cy = try client.encrypt(y)
+        let e = client.evaluator
+        #expect(Self.bits(try client.decrypt(e.add(cx, cy)), zip(x, y).map(+)) > 24)
+        #expect(Self.bits(try client.decrypt(e.subtract(cx, cy)), zip(x, y).map(-)) > 24)
+        #expect(Self.bits(try client.decrypt(e.add(cx, client.encoder.encode(y))), zip(x, y).map(+)) > 24)
+        let weights = try client.encoder.encode(y, scale: Double(Self.context.ciphertextTables[0].modulus.value >> 20))
+        let product = try e.multiply(cx, weights)
+        #expect(Self.bits(try client.decrypt(product), zip(x, y).map(*)) > 20)
+        #expect(Self.bits(try client.decrypt(e.rescale(e.multiply(cx, client.encoder.encode(y)))), zip(x, y).map(*)) > 20)
+        #expect(throws: RlweError.scaleMismatch(product.scale, cx.scale)) { try e.add(product, cx) }
+    }
+
+    @Test("Rotations and conjugation permute the slots", arguments: [64, 16384])
+    func rotations(n: Int) throws {
+        let client = Client(n == 64 ? Self.small : Self.context)
+        var rng = SeededGenerator(seed: 6)
+        let slots = n / 2
+        let x = Self.randomSlots(slots, &rng)
+        let cx = try client.encrypt(x)
+        func rotated(_ k: Int) -> [Complex] { (0..<slots).map { x[(($0 + k) % slots + slots) % slots] } }
+        for k in [1, -2, 5] { #expect(Self.bits(try client.decrypt(client.evaluator.rotate(cx, by: k)), rotated(k)) > 22) }
+        let hoisted = try client.evaluator.rotations(of: cx, by: [5, 1, -2])
+        for (ct, k) in zip(hoisted, [5, 1, -2]) { #expect(Self.bits(try client.decrypt(ct), rotated(k)) > 22) }
+        #expect(Self.bits(try client.decrypt(client.evaluator.conjugate(cx)), x.map(\.conjugate)) > 22)
+    }
+}
