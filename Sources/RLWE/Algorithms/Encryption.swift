@@ -7,9 +7,14 @@ public final class Encryptor {
     public let secretKey: SecretKey
     private var randomness: CSPRNG
 
-    public init(secretKey: SecretKey) {
+    public convenience init(secretKey: SecretKey) {
+        self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.encrypt"))
+    }
+
+    /// A fixed stream, for known-answer tests only (internal: a caller-chosen seed is no secret).
+    init(secretKey: SecretKey, randomness: CSPRNG) {
         self.secretKey = secretKey
-        randomness = CSPRNG.fromSystemEntropy(domain: "rlwe.encrypt")
+        self.randomness = randomness
     }
 
     /// A BFV message at level ℓ (default: the top).

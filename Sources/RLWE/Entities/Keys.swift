@@ -121,9 +121,14 @@ public final class KeyGenerator {
     public let secretKey: SecretKey
     private var randomness: CSPRNG
 
-    public init(secretKey: SecretKey) {
+    public convenience init(secretKey: SecretKey) {
+        self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.keygen"))
+    }
+
+    /// A fixed stream, for known-answer tests only.
+    init(secretKey: SecretKey, randomness: CSPRNG) {
         self.secretKey = secretKey
-        randomness = CSPRNG.fromSystemEntropy(domain: "rlwe.keygen")
+        self.randomness = randomness
     }
 
     private func freshSeed() -> Seed128 { Seed128(low: randomness.next(), high: randomness.next()) }
