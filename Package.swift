@@ -100,6 +100,7 @@ let package = Package(
             name: "ObscuraCLI",
             dependencies: [
                 "TFHE",
+                "RLWE",
                 "CipherCircuits",
                 "NeuralNet",
                 "PrivateInference",

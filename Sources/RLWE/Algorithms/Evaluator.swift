@@ -90,10 +90,10 @@ public struct Evaluator: Sendable {
         try check(ct)
         guard plaintext.context === context else { throw .contextMismatch }
         guard plaintext.level >= ct.level else { throw .levelMismatch(ct.level, plaintext.level) }
-        var out = ct
-        for i in 0..<out.size { PolynomialArithmetic.multiply(&out.components[i], plaintext.polynomial, moduli: modulus) }
-        out.scale = ct.scale * plaintext.scale
-        return out
+        let components = ct.components.map {
+            PolynomialArithmetic.product($0, plaintext.polynomial, shoup: plaintext.shoup, limbs: ct.level, moduli: modulus)
+        }
+        return Ciphertext(context: context, components: components, scale: ct.scale * plaintext.scale)
     }
 
     /// ct·w for an integer w (the same in every slot; the noise grows by |w|, the scale stays).

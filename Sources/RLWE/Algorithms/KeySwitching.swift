@@ -19,8 +19,8 @@ enum KeySwitching {
         let level = c.limbCount, n = context.polynomialSize, width = level + 1
         var coefficients = c
         PolynomialArithmetic.inverse(&coefficients) { context.ciphertextTables[$0] }
-        var words = [UInt64](repeating: 0, count: level * width * n)
-        words.withUnsafeMutableBufferPointer { output in
+        let words = [UInt64](unsafeUninitializedCapacity: level * width * n) { output, initialized in
+            initialized = level * width * n
             coefficients.words.withUnsafeBufferPointer { coefficientWords in
                 c.words.withUnsafeBufferPointer { nttWords in
                     let destination = UnsafeMutableSendablePointer(output.baseAddress!)
@@ -53,48 +53,53 @@ enum KeySwitching {
     }
 
     /// Σ_i d_i ⊙ (b_i, a_i) over Q_ℓ·P (ℓ + 1 limbs), reading digit values at perm[k] if given.
-    /// Products of reduced values are below 2^122, so up to 64 digits sum in 128 bits.
+    /// Products of reduced values are below 2^122, so up to 64 digits sum in 128 bits; the sums
+    /// are kept for a block of coefficients at a time, on the stack.
     static func innerProduct(_ digits: DecomposedPolynomial, key: KeySwitchingKey, permutation: [Int]?)
         -> (RnsPolynomial, RnsPolynomial) {
         let context = key.context, n = context.polynomialSize
         let level = digits.level, width = level + 1, top = context.maximumLevel, keyWidth = top + 1
-        var out0 = RnsPolynomial(degree: n, limbs: width), out1 = out0
         let perm = permutation ?? Array(0..<n)
-        out0.words.withUnsafeMutableBufferPointer { o0 in
+        let block = 256
+        var out1 = RnsPolynomial(degree: n, limbs: width)
+        let out0 = RnsPolynomial(degree: n, limbs: width) { o0 in
             out1.words.withUnsafeMutableBufferPointer { o1 in
                 digits.words.withUnsafeBufferPointer { d in
                     key.bodyWords.withUnsafeBufferPointer { b in
                         key.maskWords.withUnsafeBufferPointer { a in
                             perm.withUnsafeBufferPointer { p in
-                                let r0 = UnsafeMutableSendablePointer(o0.baseAddress!)
-                                let r1 = UnsafeMutableSendablePointer(o1.baseAddress!)
+                                let r0 = UnsafeMutableSendablePointer(o0), r1 = UnsafeMutableSendablePointer(o1.baseAddress!)
                                 let digit = UnsafeSendablePointer(d.baseAddress!)
                                 let body = UnsafeSendablePointer(b.baseAddress!), mask = UnsafeSendablePointer(a.baseAddress!)
                                 let index = UnsafeSendablePointer(p.baseAddress!)
                                 ParallelWork.forEach(width) { j in
                                     let m = context.tables(limb: j, level: level).modulus
                                     let keyLimb = j < level ? j : top
-                                    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 4 * n) { accumulator in
+                                    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 4 * block) { accumulator in
                                         let acc = accumulator.baseAddress!
-                                        acc.initialize(repeating: 0, count: 4 * n)
-                                        for i in 0..<level {
-                                            let dij = digit.pointer + (i * width + j) * n
-                                            let bij = body.pointer + (i * keyWidth + keyLimb) * n
-                                            let aij = mask.pointer + (i * keyWidth + keyLimb) * n
-                                            for k in 0..<n {
-                                                let x = dij[index.pointer[k]]
-                                                let p0 = x.multipliedFullWidth(by: bij[k]), p1 = x.multipliedFullWidth(by: aij[k])
-                                                let (l0, c0) = acc[4 * k].addingReportingOverflow(p0.low)
-                                                acc[4 * k] = l0
-                                                acc[4 * k + 1] &+= p0.high &+ (c0 ? 1 : 0)
-                                                let (l1, c1) = acc[4 * k + 2].addingReportingOverflow(p1.low)
-                                                acc[4 * k + 2] = l1
-                                                acc[4 * k + 3] &+= p1.high &+ (c1 ? 1 : 0)
+                                        for start in stride(from: 0, to: n, by: block) {
+                                            let count = Swift.min(block, n - start)
+                                            acc.initialize(repeating: 0, count: 4 * count)
+                                            for i in 0..<level {
+                                                let dij = digit.pointer + (i * width + j) * n
+                                                let bij = body.pointer + (i * keyWidth + keyLimb) * n + start
+                                                let aij = mask.pointer + (i * keyWidth + keyLimb) * n + start
+                                                let indices = index.pointer + start
+                                                for k in 0..<count {
+                                                    let x = dij[indices[k]]
+                                                    let p0 = x.multipliedFullWidth(by: bij[k]), p1 = x.multipliedFullWidth(by: aij[k])
+                                                    let (l0, c0) = acc[4 * k].addingReportingOverflow(p0.low)
+                                                    acc[4 * k] = l0
+                                                    acc[4 * k + 1] &+= p0.high &+ (c0 ? 1 : 0)
+                                                    let (l1, c1) = acc[4 * k + 2].addingReportingOverflow(p1.low)
+                                                    acc[4 * k + 2] = l1
+                                                    acc[4 * k + 3] &+= p1.high &+ (c1 ? 1 : 0)
+                                                }
                                             }
-                                        }
-                                        for k in 0..<n {
-                                            r0.pointer[j * n + k] = m.reduce(high: acc[4 * k + 1], low: acc[4 * k])
-                                            r1.pointer[j * n + k] = m.reduce(high: acc[4 * k + 3], low: acc[4 * k + 2])
+                                            for k in 0..<count {
+                                                r0.pointer[j * n + start + k] = m.reduce(high: acc[4 * k + 1], low: acc[4 * k])
+                                                r1.pointer[j * n + start + k] = m.reduce(high: acc[4 * k + 3], low: acc[4 * k + 2])
+                                            }
                                         }
                                     }
                                 }
@@ -116,25 +121,26 @@ enum KeySwitching {
         let lastTables = tables(limbs - 1), last = lastTables.modulus
         var remainder = Array(x.limb(limbs - 1))
         remainder.withUnsafeMutableBufferPointer { lastTables.inverse($0.baseAddress!) }
-        var out = x.prefix(limbs: limbs - 1)
         let half = last.value >> 1
-        remainder.withUnsafeBufferPointer { r in
-            let rPointer = UnsafeSendablePointer(r.baseAddress!)
-            PolynomialArithmetic.forEachLimb(&out, tables: tables) { j, t, limb in
-                let m = t.modulus
-                let offset = m.reduce(last.value)
-                let inverse = lastInverse[j], inverseShoup = m.shoup(lastInverse[j])
-                let fourQ = 4 &* m.value
-                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { lifted in
-                    let l = lifted.baseAddress!
-                    for k in 0..<n {
-                        let v = rPointer.pointer[k]
-                        l[k] = v > half ? m.subtract(m.reduce(v), offset) : m.reduce(v)
-                    }
-                    t.forwardLazy(l)
-                    for k in 0..<n {
-                        // (limb − lifted)·last^-1, the difference kept positive below 5q.
-                        limb[k] = m.multiply(limb[k] &+ fourQ &- l[k], by: inverse, shoup: inverseShoup)
+        let out = RnsPolynomial(degree: n, limbs: limbs - 1) { output in
+            x.words.withUnsafeBufferPointer { input in
+                remainder.withUnsafeBufferPointer { r in
+                    let rPointer = UnsafeSendablePointer(r.baseAddress!)
+                    let source = UnsafeSendablePointer(input.baseAddress!), destination = UnsafeMutableSendablePointer(output)
+                    ParallelWork.forEach(limbs - 1) { j in
+                        let t = tables(j), m = t.modulus
+                        let offset = m.reduce(last.value)
+                        let inverse = lastInverse[j], inverseShoup = m.shoup(lastInverse[j])
+                        let fourQ = 4 &* m.value
+                        let l = destination.pointer + j * n, limb = source.pointer + j * n
+                        // The centered remainder mod q_j, transformed (lazily) in place …
+                        for k in 0..<n {
+                            let v = rPointer.pointer[k]
+                            l[k] = v > half ? m.subtract(m.reduce(v), offset) : m.reduce(v)
+                        }
+                        t.forwardLazy(l)
+                        // … then (limb − lifted)·last^-1, the difference kept positive below 5q.
+                        for k in 0..<n { l[k] = m.multiply(limb[k] &+ fourQ &- l[k], by: inverse, shoup: inverseShoup) }
                     }
                 }
             }

@@ -38,7 +38,7 @@ public struct Modulus: Sendable, Hashable, CustomStringConvertible {
     public func reduce(_ x: UInt64) -> UInt64 {
         let estimate = x.multipliedFullWidth(by: ratioHigh).high
         let r = x &- estimate &* value
-        return r >= value ? r &- value : r
+        return Swift.min(r, r &- value)
     }
 
     /// (high·2^64 + low) mod q.
@@ -54,7 +54,7 @@ public struct Modulus: Sendable, Hashable, CustomStringConvertible {
         let estimate = high &* ratioHigh &+ lowHigh.high &+ highLow.high
             &+ (c1 ? 1 : 0) &+ (c2 ? 1 : 0)
         let r = low &- estimate &* value
-        return r >= value ? r &- value : r
+        return Swift.min(r, r &- value)
     }
 
     /// a·b mod q for a, b < 2^64 whose product is below 2^128.
@@ -67,25 +67,38 @@ public struct Modulus: Sendable, Hashable, CustomStringConvertible {
     /// (a + b) mod q for a, b < q.
     @inlinable @inline(__always)
     public func add(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        // For s < 2q, s − q wraps above s exactly when s < q: min picks the reduced value
+        // without a branch (as everywhere below).
         let s = a &+ b
-        return s >= value ? s &- value : s
+        return Swift.min(s, s &- value)
     }
 
     /// (a − b) mod q for a, b < q.
     @inlinable @inline(__always)
     public func subtract(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        a >= b ? a &- b : a &+ (value &- b)
+        let d = a &- b
+        return Swift.min(d, d &+ value)
     }
 
     /// −a mod q for a < q.
     @inlinable @inline(__always)
-    public func negate(_ a: UInt64) -> UInt64 { a == 0 ? 0 : value &- a }
+    public func negate(_ a: UInt64) -> UInt64 {
+        let d = value &- a
+        return Swift.min(d, d &- value)
+    }
 
     /// The Shoup constant ⌊w·2^64 / q⌋ of a constant w < q.
-    @inlinable
+    @inlinable @inline(__always)
     public func shoup(_ w: UInt64) -> UInt64 {
-        precondition(w < value)
-        return value.dividingFullWidth((high: w, low: 0)).quotient
+        // w·2^64/q = w·⌊2^128/q⌋/2^64 + (a fraction below w/2^64·… < 2): estimate from the
+        // Barrett ratio, then correct with the remainder −w′·q mod 2^64 (no division).
+        var estimate = w &* ratioHigh &+ w.multipliedFullWidth(by: ratioLow).high
+        var remainder = 0 &- estimate &* value
+        while remainder >= value {
+            estimate &+= 1
+            remainder &-= value
+        }
+        return estimate
     }
 
     /// x·w mod q, lazily in [0, 2q), for any 64-bit x and a constant w < q with Shoup constant w′.
@@ -99,7 +112,7 @@ public struct Modulus: Sendable, Hashable, CustomStringConvertible {
     @inlinable @inline(__always)
     public func multiply(_ x: UInt64, by w: UInt64, shoup wPrime: UInt64) -> UInt64 {
         let r = multiplyLazy(x, by: w, shoup: wPrime)
-        return r >= value ? r &- value : r
+        return Swift.min(r, r &- value)
     }
 
     /// The residue of a signed integer.

@@ -78,9 +78,8 @@ public struct NTTTables: Sendable {
         let q = modulus.value, twoQ = 2 * q
         for j in 0..<polynomialSize {
             var x = a[j]
-            if x >= twoQ { x &-= twoQ }
-            if x >= q { x &-= q }
-            a[j] = x
+            x = Swift.min(x, x &- twoQ)
+            a[j] = Swift.min(x, x &- q)
         }
     }
 
@@ -98,8 +97,8 @@ public struct NTTTables: Sendable {
                         let wi = w[m + i], wiShoup = wShoup[m + i]
                         let x = a + 2 * i * t, y = x + t
                         for j in 0..<t {
-                            var u = x[j]
-                            if u >= twoQ { u &-= twoQ }
+                            // min(u, u − 2q) is u mod 2q for u < 4q, without a branch.
+                            let u = Swift.min(x[j], x[j] &- twoQ)
                             let v = y[j]
                             let estimate = v.multipliedFullWidth(by: wiShoup).high
                             let product = v &* wi &- estimate &* q
@@ -129,8 +128,7 @@ public struct NTTTables: Sendable {
                         let x = a + 2 * i * t, y = x + t
                         for j in 0..<t {
                             let u = x[j], v = y[j]
-                            var sum = u &+ v
-                            if sum >= twoQ { sum &-= twoQ }
+                            let sum = Swift.min(u &+ v, u &+ v &- twoQ)
                             let difference = u &- v &+ twoQ
                             let estimate = difference.multipliedFullWidth(by: wiShoup).high
                             x[j] = sum
@@ -148,12 +146,10 @@ public struct NTTTables: Sendable {
                     let u = a[j], v = a[j + half]
                     let sum = u &+ v
                     let difference = u &- v &+ twoQ
-                    var x = sum &* nInv &- sum.multipliedFullWidth(by: nInvShoup).high &* q
-                    var y = difference &* last &- difference.multipliedFullWidth(by: lastShoup).high &* q
-                    if x >= q { x &-= q }
-                    if y >= q { y &-= q }
-                    a[j] = x
-                    a[j + half] = y
+                    let x = sum &* nInv &- sum.multipliedFullWidth(by: nInvShoup).high &* q
+                    let y = difference &* last &- difference.multipliedFullWidth(by: lastShoup).high &* q
+                    a[j] = Swift.min(x, x &- q)
+                    a[j + half] = Swift.min(y, y &- q)
                 }
             }
         }

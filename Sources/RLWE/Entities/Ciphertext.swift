@@ -57,6 +57,8 @@ public struct SeededCiphertext: Sendable {
 public struct Plaintext: Sendable {
     public let context: RlweContext
     let polynomial: RnsPolynomial
+    /// The Shoup constant of every word, so that ct × pt costs no 128-bit reduction.
+    let shoup: [UInt64]
     /// CKKS: the scale of the values; BFV: 1.
     public let scale: Double
 
@@ -64,6 +66,16 @@ public struct Plaintext: Sendable {
         self.context = context
         self.polynomial = polynomial
         self.scale = scale
+        let n = polynomial.degree, count = polynomial.words.count
+        shoup = [UInt64](unsafeUninitializedCapacity: count) { constants, initialized in
+            polynomial.words.withUnsafeBufferPointer { words in
+                for i in 0..<polynomial.limbCount {
+                    let m = context.ciphertextTables[i].modulus
+                    for k in (i * n)..<((i + 1) * n) { constants[k] = m.shoup(words[k]) }
+                }
+            }
+            initialized = count
+        }
     }
 
     public var level: Int { polynomial.limbCount }

@@ -14,6 +14,15 @@ public struct RnsPolynomial: Sendable, Equatable {
         words = [UInt64](repeating: 0, count: degree * limbs)
     }
 
+    /// `limbs` limbs written by `body`, which must set every word (no zero fill first).
+    init(degree: Int, limbs: Int, initializingWith body: (UnsafeMutablePointer<UInt64>) -> Void) {
+        self.degree = degree
+        words = [UInt64](unsafeUninitializedCapacity: degree * limbs) { buffer, count in
+            body(buffer.baseAddress!)
+            count = degree * limbs
+        }
+    }
+
     init(degree: Int, words: [UInt64]) {
         precondition(words.count % degree == 0)
         self.degree = degree
@@ -57,6 +66,39 @@ enum PolynomialArithmetic {
     /// a ← a ⊙ b (pointwise: the ring product in the NTT domain).
     static func multiply(_ a: inout RnsPolynomial, _ b: RnsPolynomial, moduli: (Int) -> Modulus) {
         elementwise(&a, b, limbs: a.limbCount, moduli: moduli) { m, x, y in m.multiply(x, y) }
+    }
+
+    /// a ⊙ b over the first `limbs` limbs, into a new polynomial.
+    static func product(_ a: RnsPolynomial, _ b: RnsPolynomial, limbs: Int, moduli: (Int) -> Modulus) -> RnsPolynomial {
+        let n = a.degree
+        return RnsPolynomial(degree: n, limbs: limbs) { out in
+            a.words.withUnsafeBufferPointer { x in
+                b.words.withUnsafeBufferPointer { y in
+                    for i in 0..<limbs {
+                        let m = moduli(i)
+                        for k in (i * n)..<((i + 1) * n) { out[k] = m.multiply(x[k], y[k]) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// a ⊙ b for b with Shoup constants (a prepared plaintext): one high and two low products
+    /// a coefficient instead of a 128-bit Barrett reduction.
+    static func product(_ a: RnsPolynomial, _ b: RnsPolynomial, shoup: [UInt64], limbs: Int, moduli: (Int) -> Modulus) -> RnsPolynomial {
+        let n = a.degree
+        return RnsPolynomial(degree: n, limbs: limbs) { out in
+            a.words.withUnsafeBufferPointer { x in
+                b.words.withUnsafeBufferPointer { y in
+                    shoup.withUnsafeBufferPointer { ys in
+                        for i in 0..<limbs {
+                            let m = moduli(i)
+                            for k in (i * n)..<((i + 1) * n) { out[k] = m.multiply(x[k], by: y[k], shoup: ys[k]) }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// a ← a + b ⊙ c.
@@ -123,9 +165,8 @@ enum PolynomialArithmetic {
 
     /// σ_g in the NTT domain: out[i] = a[perm[i]] in every limb.
     static func permute(_ a: RnsPolynomial, _ perm: [Int]) -> RnsPolynomial {
-        var out = a
         let n = a.degree
-        out.words.withUnsafeMutableBufferPointer { o in
+        return RnsPolynomial(degree: n, limbs: a.limbCount) { o in
             a.words.withUnsafeBufferPointer { x in
                 perm.withUnsafeBufferPointer { p in
                     for limb in 0..<a.limbCount {
@@ -135,7 +176,6 @@ enum PolynomialArithmetic {
                 }
             }
         }
-        return out
     }
 }
 
