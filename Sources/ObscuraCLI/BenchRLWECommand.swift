@@ -88,7 +88,8 @@ struct BenchRLWE: ParsableCommand {
         }, "rotation")
 
         report.add("bfv_log_q\(suffix)", parameters.logModulus, "bits")
-        report.add("bfv_log_qp\(suffix)", parameters.logModulus + log2(Double(parameters.specialModulus)), "bits")
+        report.add("bfv_log_qp\(suffix)", parameters.logKeySwitchingModulus, "bits")
+        report.add("bfv_keyswitch_digits\(suffix)", Double(context.digitCount), "")
         report.add("bfv_security_bits\(suffix)", Double(parameters.securityBits), "bits")
         report.add("bfv_encrypt_ms\(suffix)", try milliseconds { _ = try pkEncryptor.encrypt(message) }, "ms")
         report.add("bfv_encrypt_seeded_ms\(suffix)", try milliseconds { _ = try encryptor.encrypt(message) }, "ms")
@@ -125,7 +126,8 @@ struct BenchRLWE: ParsableCommand {
         guard error < 1e-4 else { throw ValidationError("CKKS multiply decrypted with error \(error)") }
 
         report.add("ckks_log_q\(suffix)", parameters.logModulus, "bits")
-        report.add("ckks_log_qp\(suffix)", parameters.logModulus + log2(Double(parameters.specialModulus)), "bits")
+        report.add("ckks_log_qp\(suffix)", parameters.logKeySwitchingModulus, "bits")
+        report.add("ckks_keyswitch_digits\(suffix)", Double(context.digitCount), "")
         report.add("ckks_security_bits\(suffix)", Double(parameters.securityBits), "bits")
         report.add("ckks_depth\(suffix)", Double(parameters.ciphertextModuli.count - 1), "levels")
         report.add("ckks_mul_precision_bits\(suffix)", -log2(error), "bits")

@@ -7,7 +7,7 @@ struct BFVTests {
     /// The 128-bit N = 8192 set (depth 3) and a small insecure one for broad sweeps.
     static let context = RlweContext(parameters: .bfvN8192)
     static let small = RlweContext(parameters: try! .insecureTestOnly(
-        scheme: .bfv(plaintextModulus: 65537), polynomialSize: 64, ciphertextModulusBits: [50, 50, 50], specialModulusBits: 51))
+        scheme: .bfv(plaintextModulus: 65537), polynomialSize: 64, ciphertextModulusBits: [50, 50, 50], specialModulusBits: [51]))
 
     struct Client {
         let secret: SecretKey

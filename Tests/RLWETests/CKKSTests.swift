@@ -10,7 +10,7 @@ import Testing
 struct CKKSTests {
     static let context = RlweContext(parameters: .ckksN16384)
     static let small = RlweContext(parameters: try! .insecureTestOnly(
-        scheme: .ckks(logScale: 40), polynomialSize: 64, ciphertextModulusBits: [60, 40, 40], specialModulusBits: 60))
+        scheme: .ckks(logScale: 40), polynomialSize: 64, ciphertextModulusBits: [60, 40, 40], specialModulusBits: [60]))
 
     struct Client {
         let secret: SecretKey

@@ -5,7 +5,7 @@ import Testing
 /// Every object round-trips; hostile bytes give a typed error, never a crash.
 struct SerializationTests {
     static let context = RlweContext(parameters: try! .insecureTestOnly(
-        scheme: .ckks(logScale: 30), polynomialSize: 64, ciphertextModulusBits: [50, 35, 35], specialModulusBits: 51))
+        scheme: .ckks(logScale: 30), polynomialSize: 64, ciphertextModulusBits: [50, 35, 35], specialModulusBits: [51]))
 
     @Test("Ciphertexts, seeded ciphertexts and keys round-trip and still compute")
     func roundTrips() throws {
@@ -74,7 +74,7 @@ struct SerializationTests {
         #expect(throws: RlweError.secretKeyNotAccepted) { try EvaluationKey(deserializing: secret.serialized(), context: context) }
         #expect(throws: RlweError.self) { try EvaluationKey(deserializing: ctBytes, context: context) }
         let other = RlweContext(parameters: try .insecureTestOnly(scheme: .ckks(logScale: 30), polynomialSize: 64,
-                                                                  ciphertextModulusBits: [50, 35], specialModulusBits: 51))
+                                                                  ciphertextModulusBits: [50, 35], specialModulusBits: [51]))
         #expect(throws: RlweError.self) { try Ciphertext(deserializing: ctBytes, context: other) }
         // An absurd Galois count and a bad element.
         var count = keyBytes

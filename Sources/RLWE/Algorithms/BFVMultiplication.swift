@@ -19,14 +19,8 @@ enum BFVMultiplication {
         func extended(_ c: RnsPolynomial) -> RnsPolynomial {
             var coefficients = c
             PolynomialArithmetic.inverse(&coefficients) { context.ciphertextTables[$0] }
-            var ext = RnsPolynomial(degree: n, limbs: k)
-            coefficients.words.withUnsafeBufferPointer { x in
-                ext.words.withUnsafeMutableBufferPointer { y in
-                    ParallelWork.forEach(ParallelWork.threads) { part in
-                        let range = chunk(n, part: part, of: ParallelWork.threads)
-                        convert(toR, x.baseAddress!, y.baseAddress!, n: n, range: range)
-                    }
-                }
+            var ext = RnsPolynomial(degree: n, limbs: k) { y in
+                coefficients.words.withUnsafeBufferPointer { x in toR.convert(x.baseAddress!, into: y, count: n) }
             }
             PolynomialArithmetic.forward(&ext) { bfv.extensionTables[$0] }
             return RnsPolynomial(degree: n, words: c.words + ext.words)
@@ -50,17 +44,6 @@ enum BFVMultiplication {
             return y
         }
         return Ciphertext(context: context, components: components, scale: 1)
-    }
-
-    /// The coefficients `range` of limbs of `converter.source` (stride n) into its targets.
-    private static func convert(_ converter: BaseConverter, _ input: UnsafePointer<UInt64>,
-                                _ output: UnsafeMutablePointer<UInt64>, n: Int, range: Range<Int>) {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: converter.source.count) { u in
-            for c in range {
-                let (v, _) = converter.split(input + c, stride: n, into: u.baseAddress!)
-                for j in 0..<converter.target.count { output[j * n + c] = converter.combine(u.baseAddress!, v: v, target: j) }
-            }
-        }
     }
 
     /// round(t·x/Q) mod Q for x over Q·R in the coefficient domain (step 3).

@@ -148,9 +148,9 @@ public struct Evaluator: Sendable {
         let level = ct.level
         guard level > 1 else { throw .endOfModulusChain }
         let last = context.ciphertextTables[level - 1].modulus
-        let inverse = (0..<(level - 1)).map { context.ciphertextTables[$0].modulus.inverse(last.value) }
         let components = ct.components.map {
-            KeySwitching.divideRoundingByLastLimb($0, tables: { context.ciphertextTables[$0] }, lastInverse: inverse)
+            KeySwitching.divideRounding($0, keeping: level - 1, tables: { context.ciphertextTables[$0] },
+                                        converter: context.dropConverters[level - 2], inverses: context.dropInverses[level - 2])
         }
         return Ciphertext(context: context, components: components,
                           scale: context.isBFV ? 1 : ct.scale / Double(last.value))

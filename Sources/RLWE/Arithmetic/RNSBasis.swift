@@ -128,8 +128,9 @@ public struct RNSBasis: Sendable {
 public struct BaseConverter: Sendable {
     public let source: RNSBasis
     public let target: [Modulus]
-    /// [Q̂_i]_(p_j), indexed [j][i].
+    /// [Q̂_i]_(p_j) and its Shoup constant, indexed [j][i].
     @usableFromInline let hatModTarget: [[UInt64]]
+    @usableFromInline let hatModTargetShoup: [[UInt64]]
     /// [v·Q]_(p_j) for v = 0…L, indexed [j][v].
     @usableFromInline let multiplesOfProduct: [[UInt64]]
 
@@ -137,11 +138,13 @@ public struct BaseConverter: Sendable {
         self.source = source
         self.target = target
         let values = source.moduli.map(\.value)
-        hatModTarget = target.map { p in
+        let hats = target.map { p in
             values.indices.map { i in
                 values.enumerated().reduce(UInt64(1)) { acc, e in e.offset == i ? acc : p.multiply(acc, p.reduce(e.element)) }
             }
         }
+        hatModTarget = hats
+        hatModTargetShoup = zip(target, hats).map { p, row in row.map { p.shoup($0) } }
         multiplesOfProduct = target.map { p in
             let qModP = values.reduce(UInt64(1)) { p.multiply($0, p.reduce($1)) }
             return (0...values.count).map { p.multiply(qModP, UInt64($0)) }
@@ -163,28 +166,80 @@ public struct BaseConverter: Sendable {
         return (Int(v), sum - v)
     }
 
-    /// Σ u_i·[Q̂_i]_(p_j) − v·[Q]_(p_j) mod p_j.
+    /// Σ u_i·[Q̂_i]_(p_j) − v·[Q]_(p_j) mod p_j, u_i at stride `uStride`.
     @inlinable @inline(__always)
-    func combine(_ u: UnsafePointer<UInt64>, v: Int, target j: Int) -> UInt64 {
-        let p = target[j]
-        var high: UInt64 = 0, low: UInt64 = 0
-        let hats = hatModTarget[j]
-        for i in 0..<source.count {
-            let product = u[i].multipliedFullWidth(by: hats[i])
-            let (s, c) = low.addingReportingOverflow(product.low)
-            low = s
-            high &+= product.high &+ (c ? 1 : 0)
+    func combine(_ u: UnsafePointer<UInt64>, stride uStride: Int = 1, v: Int, target j: Int) -> UInt64 {
+        let p = target[j], twoP = 2 &* p.value
+        var sum: UInt64 = 0
+        hatModTarget[j].withUnsafeBufferPointer { hats in
+            hatModTargetShoup[j].withUnsafeBufferPointer { shoups in
+                for i in 0..<source.count {
+                    // Each lazy product is below 2p; the running sum stays below 2p.
+                    let term = p.multiplyLazy(u[i * uStride], by: hats[i], shoup: shoups[i])
+                    let s = sum &+ term
+                    sum = Swift.min(s, s &- twoP)
+                }
+            }
         }
-        return p.subtract(p.reduce(high: high, low: low), multiplesOfProduct[j][v])
+        return p.subtract(Swift.min(sum, sum &- p.value), multiplesOfProduct[j][v])
+    }
+
+    /// The split of `count` coefficients held as source limbs at stride `limbStride`: u_i of
+    /// coefficient k at u[i·count + k], v at v[k]. Done once, it serves every target.
+    @inlinable
+    func splitAll(_ x: UnsafePointer<UInt64>, stride limbStride: Int, count: Int,
+                  u: UnsafeMutablePointer<UInt64>, v: UnsafeMutablePointer<Int>) {
+        withUnsafeTemporaryAllocation(of: Double.self, capacity: count) { sums in
+            let sum = sums.baseAddress!
+            sum.initialize(repeating: 0, count: count)
+            for i in 0..<source.count {
+                let m = source.moduli[i], h = source.hatInverse[i], hShoup = source.hatInverseShoup[i]
+                let r = source.reciprocal[i]
+                let xi = x + i * limbStride, ui = u + i * count
+                for k in 0..<count {
+                    let value = m.multiply(xi[k], by: h, shoup: hShoup)
+                    ui[k] = value
+                    sum[k] += Double(value) * r
+                }
+            }
+            for k in 0..<count { v[k] = Int(sum[k].rounded()) }
+        }
+    }
+
+    /// Target j of `count` coefficients split by ``splitAll(_:stride:count:u:v:)``.
+    @inlinable
+    func combineAll(u: UnsafePointer<UInt64>, v: UnsafePointer<Int>, count: Int, target j: Int,
+                    into output: UnsafeMutablePointer<UInt64>) {
+        let p = target[j], twoP = 2 &* p.value
+        for k in 0..<count { output[k] = 0 }
+        hatModTarget[j].withUnsafeBufferPointer { hats in
+            hatModTargetShoup[j].withUnsafeBufferPointer { shoups in
+                for i in 0..<source.count {
+                    let h = hats[i], hShoup = shoups[i], ui = u + i * count
+                    for k in 0..<count {
+                        let s = output[k] &+ p.multiplyLazy(ui[k], by: h, shoup: hShoup)
+                        output[k] = Swift.min(s, s &- twoP)
+                    }
+                }
+            }
+        }
+        multiplesOfProduct[j].withUnsafeBufferPointer { multiples in
+            for k in 0..<count {
+                let s = output[k]
+                output[k] = p.subtract(Swift.min(s, s &- p.value), multiples[v[k]])
+            }
+        }
     }
 
     /// Converts `n` coefficients held as source limbs (limb i at `input + i·n`) into target
     /// limbs (limb j at `output + j·n`).
     public func convert(_ input: UnsafePointer<UInt64>, into output: UnsafeMutablePointer<UInt64>, count n: Int) {
-        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: source.count) { u in
-            for k in 0..<n {
-                let (v, _) = split(input + k, stride: n, into: u.baseAddress!)
-                for j in 0..<target.count { output[j * n + k] = combine(u.baseAddress!, v: v, target: j) }
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: source.count * n) { u in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { v in
+                splitAll(input, stride: n, count: n, u: u.baseAddress!, v: v.baseAddress!)
+                for j in 0..<target.count {
+                    combineAll(u: u.baseAddress!, v: v.baseAddress!, count: n, target: j, into: output + j * n)
+                }
             }
         }
     }

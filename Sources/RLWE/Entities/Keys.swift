@@ -6,7 +6,7 @@ public struct SecretKey: Sendable {
     public let context: RlweContext
     /// The coefficients of s.
     let coefficients: [Int8]
-    /// s in the NTT domain mod every ciphertext prime and P (L + 1 limbs).
+    /// s in the NTT domain mod every ciphertext prime and every special prime (L + α limbs).
     let ntt: RnsPolynomial
 
     /// A fresh secret from operating-system entropy.
@@ -19,7 +19,9 @@ public struct SecretKey: Sendable {
         self.context = context
         self.coefficients = coefficients
         let levels = context.maximumLevel
-        var s = Sampling.lift(coefficients.map(Int64.init), limbs: levels + 1) { context.tables(limb: $0, level: levels).modulus }
+        var s = Sampling.lift(coefficients.map(Int64.init), limbs: levels + context.digitSize) {
+            context.tables(limb: $0, level: levels).modulus
+        }
         PolynomialArithmetic.forward(&s) { context.tables(limb: $0, level: levels) }
         ntt = s
     }
@@ -43,17 +45,17 @@ public struct PublicKey: Sendable {
     }
 }
 
-/// A key-switching key from s′ to s (SEAL's construction: every ciphertext prime is a digit,
-/// one special prime P): for each digit i, over Q·P in the NTT domain,
-///     b_i = −a_i·s + e_i + [P]_(q_i)·s′ on limb i only,  a_i uniform,
-/// because P·(Q̂_i·[Q̂_i^-1]_(q_i)) is P mod q_i and 0 mod every other prime. Switching
-/// Σ_i [c]_(q_i)·(b_i, a_i) then dividing by P leaves c·s′ + e·Σ[c]_(q_i)/P: the error of a
-/// digit of size q_i is divided by P ≥ q_i.
+/// A hybrid key-switching key from s′ to s: Q splits into digits D_j of α primes, and for each
+/// digit, over Q·P in the NTT domain,
+///     b_j = −a_j·s + e_j + [P]_(q_i)·s′ on the limbs i of D_j only,  a_j uniform,
+/// because P·E_j, with E_j the CRT idempotent of D_j (1 mod its primes, 0 mod the others), is
+/// P mod q_i ∈ D_j and 0 mod every other prime. Switching Σ_j [c]_(D_j)·(b_j, a_j) then dividing
+/// by P leaves c·s′ + Σ_j [c]_(D_j)·e_j/P: a digit's error is divided by P ≥ the digit.
 public struct KeySwitchingKey: Sendable {
     public let context: RlweContext
     /// The seed of every a_i.
     public let seed: Seed128
-    /// b_0 … b_(L−1), each L + 1 limbs (P last), one flat array.
+    /// b_0 … b_(dnum−1), each L + α limbs (special primes last), one flat array.
     let bodyWords: [UInt64]
     /// a_0 … a_(L−1), expanded from the seed, laid out as the bodies.
     let maskWords: [UInt64]
@@ -68,8 +70,8 @@ public struct KeySwitchingKey: Sendable {
     static func expandMasks(context: RlweContext, seed: Seed128) -> [RnsPolynomial] {
         var generator = CSPRNG(seed: seed, domain: "rlwe.ksk.mask")
         let levels = context.maximumLevel
-        return (0..<levels).map { _ in
-            Sampling.uniform(limbs: levels + 1, degree: context.polynomialSize,
+        return (0..<context.digitCount).map { _ in
+            Sampling.uniform(limbs: levels + context.digitSize, degree: context.polynomialSize,
                              moduli: { context.tables(limb: $0, level: levels).modulus }, using: &generator)
         }
     }
@@ -81,16 +83,18 @@ public struct KeySwitchingKey: Sendable {
         let masks = expandMasks(context: context, seed: seed)
         let modulus = { (i: Int) in context.tables(limb: i, level: levels).modulus }
         var bodies: [RnsPolynomial] = []
-        for i in 0..<levels {
-            var b = Sampling.lift(Sampling.gaussian(count: n, using: &noise), limbs: levels + 1, moduli: modulus)
+        for j in 0..<context.digitCount {
+            var b = Sampling.lift(Sampling.gaussian(count: n, using: &noise), limbs: levels + context.digitSize, moduli: modulus)
             PolynomialArithmetic.forward(&b) { context.tables(limb: $0, level: levels) }
-            var aTimesS = masks[i]
+            var aTimesS = masks[j]
             PolynomialArithmetic.multiply(&aTimesS, secret.ntt, moduli: modulus)
             PolynomialArithmetic.subtract(&b, aTimesS, moduli: modulus)
-            let q = context.ciphertextTables[i].modulus, p = context.specialModQ[i]
             b.words.withUnsafeMutableBufferPointer { body in
                 target.words.withUnsafeBufferPointer { t in
-                    for k in (i * n)..<((i + 1) * n) { body[k] = q.add(body[k], q.multiply(t[k], p)) }
+                    for i in context.digitPrimes(j) {
+                        let q = context.ciphertextTables[i].modulus, p = context.specialModQ[i]
+                        for k in (i * n)..<((i + 1) * n) { body[k] = q.add(body[k], q.multiply(t[k], p)) }
+                    }
                 }
             }
             bodies.append(b)

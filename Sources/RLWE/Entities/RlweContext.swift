@@ -6,8 +6,8 @@ import ObscuraMath
 /// (immutable, `Sendable`); keys, plaintexts and ciphertexts carry the context they belong to.
 ///
 /// Limb layout: a polynomial at level ℓ (ℓ = 1…L ciphertext primes) holds the residues mod
-/// q_0…q_(ℓ−1); key-switching work appends P as limb ℓ; BFV's multiplication appends the
-/// extension primes r_0…r_(K−1) (HPS, see ``Evaluator``).
+/// q_0…q_(ℓ−1); key-switching work appends the special primes p_0…p_(α−1) as limbs ℓ…ℓ+α−1;
+/// BFV's multiplication appends the extension primes r_0…r_(K−1) (HPS, see ``BFVMultiplication``).
 public final class RlweContext: Sendable {
     public let parameters: RlweParameters
     /// N.
@@ -16,13 +16,23 @@ public final class RlweContext: Sendable {
     public let maximumLevel: Int
     /// The NTT tables of the ciphertext primes.
     public let ciphertextTables: [NTTTables]
-    /// The NTT tables of P.
-    public let specialTables: NTTTables
+    /// The NTT tables of the special primes.
+    public let specialTables: [NTTTables]
     /// The RNS basis q_0…q_(ℓ−1) of every level ℓ (index ℓ − 1).
     public let levelBases: [RNSBasis]
-    /// For key switching at level ℓ (index ℓ − 1): P^-1 mod q_i and [P]_(q_i).
+    /// α, the primes per key-switching digit (the number of special primes).
+    public let digitSize: Int
+    /// P^-1 mod q_i and [P]_(q_i).
     let specialInverse: [UInt64]
     let specialModQ: [UInt64]
+    /// Key switching's mod down: [x]_P, centered, to every ciphertext prime.
+    let specialToCiphertext: BaseConverter
+    /// Key switching's mod up: digit j's first `count` primes to every prime of Q·P
+    /// (limb order: q_0…q_(L−1), p_0…p_(α−1)), indexed [j][count − 1].
+    let digitConverters: [[BaseConverter]]
+    /// Rescaling from level ℓ (index ℓ − 2): q_(ℓ−1) to q_0…q_(ℓ−2), and q_(ℓ−1)^-1 mod each.
+    let dropConverters: [BaseConverter]
+    let dropInverses: [[UInt64]]
     /// bit reversal of log2 N bits.
     let bitReversal: [Int]
     /// A 64-bit fingerprint of the parameters, written in every serialized object.
@@ -37,11 +47,22 @@ public final class RlweContext: Sendable {
         maximumLevel = parameters.ciphertextModuli.count
         let moduli = parameters.ciphertextModuli.map(Modulus.init)
         ciphertextTables = moduli.map { NTTTables(polynomialSize: n, modulus: $0) }
-        let p = Modulus(parameters.specialModulus)
-        specialTables = NTTTables(polynomialSize: n, modulus: p)
+        let special = parameters.specialModuli.map(Modulus.init)
+        specialTables = special.map { NTTTables(polynomialSize: n, modulus: $0) }
         levelBases = (1...moduli.count).map { RNSBasis(Array(moduli.prefix($0))) }
-        specialInverse = moduli.map { $0.inverse($0.reduce(p.value)) }
-        specialModQ = moduli.map { $0.reduce(p.value) }
+        let alpha = special.count
+        digitSize = alpha
+        specialModQ = moduli.map { q in special.reduce(UInt64(1)) { q.multiply($0, q.reduce($1.value)) } }
+        specialInverse = zip(moduli, specialModQ).map { $0.inverse($1) }
+        specialToCiphertext = BaseConverter(from: RNSBasis(special), to: moduli)
+        let everyPrime = moduli + special
+        digitConverters = stride(from: 0, to: moduli.count, by: alpha).map { first in
+            (1...Swift.min(alpha, moduli.count - first)).map { count in
+                BaseConverter(from: RNSBasis(Array(moduli[first..<(first + count)])), to: everyPrime)
+            }
+        }
+        dropConverters = (1..<moduli.count).map { last in BaseConverter(from: RNSBasis([moduli[last]]), to: Array(moduli[..<last])) }
+        dropInverses = (1..<moduli.count).map { last in moduli[..<last].map { $0.inverse($0.reduce(moduli[last].value)) } }
         let logN = n.trailingZeroBitCount
         bitReversal = (0..<n).map { NTTTables.reverse($0, bits: logN) }
         fingerprint = Self.fingerprint(of: parameters)
@@ -52,10 +73,22 @@ public final class RlweContext: Sendable {
         }
     }
 
-    /// The tables of limb i at level ℓ when P is appended as limb ℓ.
-    @inlinable
+    /// The tables of limb i at level ℓ when the special primes follow as limbs ℓ….
     func tables(limb i: Int, level: Int) -> NTTTables {
-        i < level ? ciphertextTables[i] : specialTables
+        i < level ? ciphertextTables[i] : specialTables[i - level]
+    }
+
+    /// dnum, the number of key-switching digits at the top level.
+    public var digitCount: Int { (maximumLevel + digitSize - 1) / digitSize }
+
+    /// The ciphertext primes of digit j (at level ℓ, those below ℓ).
+    func digitPrimes(_ j: Int, level: Int? = nil) -> Range<Int> {
+        (j * digitSize)..<Swift.min((j + 1) * digitSize, level ?? maximumLevel)
+    }
+
+    /// The position of limb i of a level-ℓ key-switching polynomial among all L + α primes.
+    func primeIndex(limb i: Int, level: Int) -> Int {
+        i < level ? i : maximumLevel + i - level
     }
 
     /// Whether this is BFV.
@@ -63,7 +96,8 @@ public final class RlweContext: Sendable {
 
     /// SHA-256 of a canonical description, first 8 bytes.
     static func fingerprint(of p: RlweParameters) -> UInt64 {
-        var words: [UInt64] = [UInt64(p.polynomialSize), p.specialModulus, UInt64(p.securityBits)]
+        var words: [UInt64] = [UInt64(p.polynomialSize), UInt64(p.securityBits), UInt64(p.specialModuli.count)]
+        words += p.specialModuli
         switch p.scheme {
         case .bfv(let t): words += [1, t]
         case .ckks(let s): words += [2, UInt64(s)]

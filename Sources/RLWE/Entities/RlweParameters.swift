@@ -5,7 +5,12 @@ import Darwin
 #endif
 
 /// An RLWE parameter set: the ring Z_Q[X]/(X^N + 1) with Q a product of word-sized NTT primes,
-/// one special prime P for key switching, the scheme and its plaintext space.
+/// special primes P = p_0·…·p_(α−1) for key switching, the scheme and its plaintext space.
+///
+/// Key switching is hybrid (Han and Ki, eprint 2019/688): Q splits into digits of α primes, as
+/// many as P has, so P — whose primes are at least as large as any ciphertext prime — exceeds
+/// every digit. α = 1 is SEAL's construction (every prime a digit); a larger α trades modulus
+/// for fewer NTTs per key switch.
 ///
 /// **Security.** Secrets are uniform ternary, errors a discrete Gaussian of σ = 3.2 (bounded at
 /// 6σ). A set is accepted only if log2(Q·P) is within the Homomorphic Encryption Standard's
@@ -44,38 +49,42 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     public let polynomialSize: Int
     /// The ciphertext primes q_0 … q_(L−1); a rescale or modulus switch drops the last.
     public let ciphertextModuli: [UInt64]
-    /// P, the key-switching prime, at least as large as every ciphertext prime.
-    public let specialModulus: UInt64
+    /// The key-switching primes, each at least as large as every ciphertext prime; their count
+    /// is the number of ciphertext primes per key-switching digit.
+    public let specialModuli: [UInt64]
     public let security: Security
 
     /// A 128-bit set from explicit primes; throws if a prime is unfit or log2(QP) exceeds the bound.
-    public init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModulus: UInt64) throws(RlweError) {
+    public init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModuli: [UInt64]) throws(RlweError) {
         guard let bound = Self.maximumLogModulus128[n], (4096...32768).contains(n) else {
             throw .insecureParameters("N = \(n): 128-bit sets have N from 4096 to 32768")
         }
         try self.init(scheme: scheme, polynomialSize: n, ciphertextModuli: ciphertextModuli,
-                      specialModulus: specialModulus, security: .classical128(maximumLogModulus: bound))
-        let logQP = logModulus + log2(Double(specialModulus))
+                      specialModuli: specialModuli, security: .classical128(maximumLogModulus: bound))
+        let logQP = logKeySwitchingModulus
         guard logQP <= Double(bound) else {
             throw .insecureParameters("log2(QP) = \(logQP.formatted1) exceeds \(bound), the HE standard's 128-bit bound at N = \(n)")
         }
     }
 
-    private init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModulus: UInt64,
+    private init(scheme: Scheme, polynomialSize n: Int, ciphertextModuli: [UInt64], specialModuli: [UInt64],
                  security: Security) throws(RlweError) {
         guard n >= 8, n & (n - 1) == 0 else { throw .invalidParameters("N = \(n) is not a power of two ≥ 8") }
         guard !ciphertextModuli.isEmpty, ciphertextModuli.count <= 30 else {
             throw .invalidParameters("1 to 30 ciphertext primes")
         }
-        let all = ciphertextModuli + [specialModulus]
+        guard !specialModuli.isEmpty, specialModuli.count <= ciphertextModuli.count else {
+            throw .invalidParameters("1 to L special primes")
+        }
+        let all = ciphertextModuli + specialModuli
         guard Set(all).count == all.count else { throw .invalidParameters("the primes are not distinct") }
         for q in all {
             guard q < 1 << 61, NTTPrimes.isPrime(q), q % UInt64(2 * n) == 1 else {
                 throw .invalidParameters("\(q) is not a prime ≡ 1 mod 2N below 2^61")
             }
         }
-        guard specialModulus >= ciphertextModuli.max()! else {
-            throw .invalidParameters("the special prime must be at least the largest ciphertext prime")
+        guard specialModuli.min()! >= ciphertextModuli.max()! else {
+            throw .invalidParameters("the special primes must be at least the largest ciphertext prime")
         }
         switch scheme {
         case .bfv(let t):
@@ -90,12 +99,18 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
         self.scheme = scheme
         polynomialSize = n
         self.ciphertextModuli = ciphertextModuli
-        self.specialModulus = specialModulus
+        self.specialModuli = specialModuli
         self.security = security
     }
 
     /// log2 Q.
     public var logModulus: Double { ciphertextModuli.reduce(0) { $0 + log2(Double($1)) } }
+
+    /// log2(Q·P), what the security bound limits.
+    public var logKeySwitchingModulus: Double { specialModuli.reduce(logModulus) { $0 + log2(Double($1)) } }
+
+    /// α, the ciphertext primes per key-switching digit.
+    public var digitSize: Int { specialModuli.count }
 
     /// The claimed security in bits (0 for the insecure test set).
     public var securityBits: Int {
@@ -118,53 +133,54 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
         }
         let bits = ciphertextModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+")
         let level = securityBits == 0 ? "INSECURE test set" : "128-bit"
-        return "\(scheme) N=\(polynomialSize) Q=\(bits) bits P=\(64 - specialModulus.leadingZeroBitCount) bits (\(level))"
+        let special = specialModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+")
+        return "\(scheme) N=\(polynomialSize) Q=\(bits) bits P=\(special) bits (\(level))"
     }
 
     // MARK: Named sets
 
     /// A 128-bit set with primes generated for N: `bits` gives each ciphertext prime's size.
     public static func generated(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
-                                 specialModulusBits: Int) throws(RlweError) -> RlweParameters {
+                                 specialModulusBits: [Int]) throws(RlweError) -> RlweParameters {
         let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
-        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModulus: p)
+        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModuli: p)
     }
 
     /// BFV, N = 8192, t = 65537: Q = 3 × 54 bits, P = 55 bits (log2 QP ≈ 217 ≤ 218); depth 3.
     public static var bfvN8192: RlweParameters {
         try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 8192,
-                       ciphertextModulusBits: [54, 54, 54], specialModulusBits: 55)
+                       ciphertextModulusBits: [54, 54, 54], specialModulusBits: [55])
     }
 
-    /// BFV, N = 16384, t = 65537: Q = 6 × 60 bits, P = 60 bits (420 ≤ 438).
+    /// BFV, N = 16384, t = 65537: Q = 6 × 54 bits, P = 2 × 55 bits (434 ≤ 438), digits of two primes.
     public static var bfvN16384: RlweParameters {
         try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 16384,
-                       ciphertextModulusBits: [60, 60, 60, 60, 60, 60], specialModulusBits: 60)
+                       ciphertextModulusBits: [54, 54, 54, 54, 54, 54], specialModulusBits: [55, 55])
     }
 
     /// CKKS, N = 8192, scale 2^40: Q = 60 + 2 × 40 bits, P = 60 bits (200 ≤ 218); depth 2.
     public static var ckksN8192: RlweParameters {
         try! generated(scheme: .ckks(logScale: 40), polynomialSize: 8192,
-                       ciphertextModulusBits: [60, 40, 40], specialModulusBits: 60)
+                       ciphertextModulusBits: [60, 40, 40], specialModulusBits: [60])
     }
 
-    /// CKKS, N = 16384, scale 2^40: Q = 60 + 5 × 40 bits, P = 60 bits (320 ≤ 438); depth 5,
-    /// OpenFHE's benchmark shape.
+    /// CKKS, N = 16384, scale 2^40: Q = 60 + 5 × 40 bits, P = 2 × 60 bits (380 ≤ 438), digits of
+    /// two primes; depth 5, OpenFHE's benchmark shape (which also uses three digits).
     public static var ckksN16384: RlweParameters {
         try! generated(scheme: .ckks(logScale: 40), polynomialSize: 16384,
-                       ciphertextModulusBits: [60, 40, 40, 40, 40, 40], specialModulusBits: 60)
+                       ciphertextModulusBits: [60, 40, 40, 40, 40, 40], specialModulusBits: [60, 60])
     }
 
     /// A small, **insecure** set for fast tests: any N ≥ 8, generated primes. Never a default.
     public static func insecureTestOnly(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
-                                        specialModulusBits: Int) throws(RlweError) -> RlweParameters {
+                                        specialModulusBits: [Int]) throws(RlweError) -> RlweParameters {
         let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
-        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModulus: p,
+        return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModuli: p,
                                   security: .insecureTestOnly)
     }
 
     /// Generated primes: the largest of each size ≡ 1 mod 2N, distinct from each other and t.
-    private static func primes(bits: [Int], special: Int, n: Int, scheme: Scheme) -> ([UInt64], UInt64) {
+    private static func primes(bits: [Int], special: [Int], n: Int, scheme: Scheme) -> ([UInt64], [UInt64]) {
         var used: Set<UInt64> = []
         if case .bfv(let t) = scheme { used.insert(t) }
         func next(_ b: Int) -> UInt64 {
@@ -172,7 +188,7 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
             used.insert(prime)
             return prime
         }
-        let p = next(special)
+        let p = special.map(next)
         return (bits.map(next), p)
     }
 }

@@ -243,13 +243,14 @@ extension PublicKey {
 
 extension KeySwitchingKey {
     static func payloadBytes(_ context: RlweContext) -> Int {
-        16 + context.maximumLevel * RlweFormat.packedBytes(context: context, limbs: context.maximumLevel + 1, level: context.maximumLevel)
+        let width = context.maximumLevel + context.digitSize
+        return 16 + context.digitCount * RlweFormat.packedBytes(context: context, limbs: width, level: context.maximumLevel)
     }
 
     func write(to w: inout ByteWriter) {
-        let levels = context.maximumLevel, width = levels + 1, n = context.polynomialSize
+        let levels = context.maximumLevel, width = levels + context.digitSize, n = context.polynomialSize
         w.seed(seed)
-        for i in 0..<levels {
+        for i in 0..<context.digitCount {
             let body = RnsPolynomial(degree: n, words: Array(bodyWords[(i * width * n)..<((i + 1) * width * n)]))
             w.packed(body) { context.tables(limb: $0, level: levels).modulus.bitWidth }
         }
@@ -259,8 +260,8 @@ extension KeySwitchingKey {
         let levels = context.maximumLevel
         let seed = try r.seed()
         var bodies: [RnsPolynomial] = []
-        for _ in 0..<levels {
-            bodies.append(try r.packed(degree: context.polynomialSize, limbs: levels + 1) {
+        for _ in 0..<context.digitCount {
+            bodies.append(try r.packed(degree: context.polynomialSize, limbs: levels + context.digitSize) {
                 context.tables(limb: $0, level: levels).modulus
             })
         }
