@@ -46,47 +46,55 @@ enum BFVMultiplication {
         return Ciphertext(context: context, components: components, scale: 1)
     }
 
-    /// round(t·x/Q) mod Q for x over Q·R in the coefficient domain (step 3).
+    /// round(t·x/Q) mod Q for x over Q·R in the coefficient domain (step 3), coefficients in
+    /// blocks so that the splits stay in cache.
     private static func scaleDown(_ x: RnsPolynomial, level: Int, width: Int, constants bfv: BFVConstants) -> RnsPolynomial {
         let n = x.degree, k = width - level
         let toR = bfv.toExtension[level - 1], fromR = bfv.fromExtension[level - 1]
         let qInverse = bfv.productInverseModExtension[level - 1]
         let t = bfv.plaintextModulus.value, tDouble = Double(t)
-        var out = RnsPolynomial(degree: n, limbs: level)
-        x.words.withUnsafeBufferPointer { input in
-            out.words.withUnsafeMutableBufferPointer { output in
-                let source = UnsafeSendablePointer(input.baseAddress!)
-                let destination = UnsafeMutableSendablePointer(output.baseAddress!)
-                let parts = ParallelWork.threads
-                ParallelWork.forEach(parts) { part in
-                    let range = chunk(n, part: part, of: parts)
-                    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: level + 2 * k) { scratch in
-                        let u = scratch.baseAddress!, y = u + level, w = y + k
-                        for c in range {
-                            let (v, fraction) = toR.split(source.pointer + c, stride: n, into: u)
-                            let rounded = Int64((fraction * tDouble).rounded())
-                            // y = (x − z)/Q in R.
-                            for j in 0..<k {
-                                let r = toR.target[j]
-                                let z = toR.combine(u, v: v, target: j)
-                                y[j] = r.multiply(r.subtract(source.pointer[(level + j) * n + c], z), qInverse[j])
-                            }
-                            // y back to Q exactly, then t·y + round(t·z/Q).
-                            let (vy, _) = fromR.split(y, stride: 1, into: w)
-                            for i in 0..<level {
-                                let q = fromR.target[i]
-                                let yi = fromR.combine(w, v: vy, target: i)
-                                destination.pointer[i * n + c] = q.add(q.multiply(yi, q.reduce(t)), q.reduce(signed: rounded))
+        let tModQ = (0..<level).map { fromR.target[$0].reduce(t) }
+        let block = 512
+        return RnsPolynomial(degree: n, limbs: level) { output in
+            x.words.withUnsafeBufferPointer { input in
+                let source = UnsafeSendablePointer(input.baseAddress!), destination = UnsafeMutableSendablePointer(output)
+                let blocks = (n + block - 1) / block
+                ParallelWork.forEach(blocks) { b in
+                    let start = b * block, count = Swift.min(block, n - start)
+                    withUnsafeTemporaryAllocation(of: UInt64.self, capacity: (level + 3 * k + 2) * block) { scratch in
+                        withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * block) { multiples in
+                            withUnsafeTemporaryAllocation(of: Double.self, capacity: block) { fractions in
+                                let u = scratch.baseAddress!, y = u + level * block, w = y + k * block
+                                let z = w + k * block, r = z + block
+                                let v = multiples.baseAddress!, vy = v + block, f = fractions.baseAddress!
+                                // x = Q·y + z with z the centered remainder mod Q: split the Q limbs.
+                                toR.splitAll(source.pointer + start, stride: n, count: count, u: u, v: v, fraction: f)
+                                // y = (x − z)/Q in R.
+                                for j in 0..<k {
+                                    let m = toR.target[j], inverse = qInverse[j], inverseShoup = m.shoup(inverse)
+                                    toR.combineAll(u: u, v: v, count: count, target: j, into: z)
+                                    let xj = source.pointer + (level + j) * n + start, yj = y + j * count
+                                    for c in 0..<count {
+                                        yj[c] = m.multiply(m.subtract(xj[c], z[c]), by: inverse, shoup: inverseShoup)
+                                    }
+                                }
+                                // round(t·z/Q) = round(t·(Σ u_i/q_i − v)), a small signed integer.
+                                for c in 0..<count { r[c] = UInt64(bitPattern: Int64((f[c] * tDouble).rounded())) }
+                                // y back to Q exactly, then t·y + round(t·z/Q).
+                                fromR.splitAll(y, stride: count, count: count, u: w, v: vy)
+                                for i in 0..<level {
+                                    let q = fromR.target[i], tq = tModQ[i], tShoup = q.shoup(tq)
+                                    let out = destination.pointer + i * n + start
+                                    fromR.combineAll(u: w, v: vy, count: count, target: i, into: out)
+                                    for c in 0..<count {
+                                        out[c] = q.add(q.multiply(out[c], by: tq, shoup: tShoup), q.reduce(signed: Int64(bitPattern: r[c])))
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        return out
-    }
-
-    private static func chunk(_ n: Int, part: Int, of parts: Int) -> Range<Int> {
-        (n * part / parts)..<(n * (part + 1) / parts)
     }
 }

@@ -185,10 +185,12 @@ public struct BaseConverter: Sendable {
     }
 
     /// The split of `count` coefficients held as source limbs at stride `limbStride`: u_i of
-    /// coefficient k at u[i·count + k], v at v[k]. Done once, it serves every target.
+    /// coefficient k at u[i·count + k], v at v[k] (and Σ u_i/q_i − v, if asked). Done once, it
+    /// serves every target.
     @inlinable
     func splitAll(_ x: UnsafePointer<UInt64>, stride limbStride: Int, count: Int,
-                  u: UnsafeMutablePointer<UInt64>, v: UnsafeMutablePointer<Int>) {
+                  u: UnsafeMutablePointer<UInt64>, v: UnsafeMutablePointer<Int>,
+                  fraction: UnsafeMutablePointer<Double>? = nil) {
         withUnsafeTemporaryAllocation(of: Double.self, capacity: count) { sums in
             let sum = sums.baseAddress!
             sum.initialize(repeating: 0, count: count)
@@ -202,7 +204,11 @@ public struct BaseConverter: Sendable {
                     sum[k] += Double(value) * r
                 }
             }
-            for k in 0..<count { v[k] = Int(sum[k].rounded()) }
+            for k in 0..<count {
+                let rounded = sum[k].rounded()
+                v[k] = Int(rounded)
+                fraction?[k] = sum[k] - rounded
+            }
         }
     }
 
