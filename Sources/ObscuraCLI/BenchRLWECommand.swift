@@ -99,6 +99,12 @@ struct BenchRLWE: ParsableCommand {
         report.add("bfv_mul_relin_ms\(suffix)", try milliseconds { _ = try evaluator.multiplyRelinearize(a, b) }, "ms")
         report.add("bfv_mul_plain_ms\(suffix)", try milliseconds { _ = try evaluator.multiply(a, weights) }, "ms")
         report.add("bfv_rotate_ms\(suffix)", try milliseconds { _ = try evaluator.rotate(a, by: 1) }, "ms")
+        // Independent products on every core (limbs in parallel inside each, too).
+        let products = 4 * ProcessInfoCores.active
+        let elapsed = try ParallelWork.$threadLimit.withValue(nil) {
+            try Clock.seconds { _ = try ParallelWork.map(products) { _ in try evaluator.multiplyRelinearize(a, b) } }
+        }
+        report.add("bfv_mul_relin_per_second_all_cores\(suffix)", Double(products) / elapsed, "products/s")
         report.add("bfv_noise_budget_fresh_bits\(suffix)", try decryptor.noiseBudget(a), "bits")
         report.add("bfv_noise_budget_after_mul_bits\(suffix)", try decryptor.noiseBudget(evaluator.multiplyRelinearize(a, b)), "bits")
         addSizes("bfv", suffix: suffix, ciphertext: a, seeded: try encryptor.encrypt(message), key: key, report: &report)

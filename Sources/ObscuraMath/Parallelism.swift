@@ -40,6 +40,18 @@ public enum ParallelWork {
     }
 }
 
+extension ParallelWork {
+    /// `body(i)` for i in 0..<count, in parallel when allowed, in index order.
+    public static func map<T>(_ count: Int, _ body: (Int) throws -> T) rethrows -> [T] {
+        var results = [Result<T, Error>?](repeating: nil, count: count)
+        results.withUnsafeMutableBufferPointer { buffer in
+            let out = UnsafeMutableSendablePointer(buffer.baseAddress!)
+            forEach(count) { i in out.pointer[i] = Result { try body(i) } }
+        }
+        return try results.map { try $0!.get() }
+    }
+}
+
 /// A value handed to `concurrentPerform` workers that only read it (or write disjoint parts).
 @usableFromInline
 struct UnsafeSendableBox<T>: @unchecked Sendable {

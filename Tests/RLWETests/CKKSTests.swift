@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Testing
+import ObscuraMath
 @testable import RLWE
 
 /// CKKS: precision of every operation, measured and bounded.
@@ -116,5 +117,25 @@ struct CKKSTests {
         let hoisted = try client.evaluator.rotations(of: cx, by: [5, 1, -2])
         for (ct, k) in zip(hoisted, [5, 1, -2]) { #expect(Self.bits(try client.decrypt(ct), rotated(k)) > 22) }
         #expect(Self.bits(try client.decrypt(client.evaluator.conjugate(cx)), x.map(\.conjugate)) > 22)
+    }
+}
+
+extension CKKSTests {
+    @Test("Scale, headroom and precision queries; independent ciphertexts on all cores")
+    func queriesAndParallelism() throws {
+        let client = Client(Self.small)
+        var rng = SeededGenerator(seed: 8)
+        let inputs = (0..<8).map { _ in Self.randomSlots(32, &rng) }
+        let cts = try inputs.map(client.encrypt)
+        #expect(cts[0].logScale == 40)
+        let headroom = cts[0].headroomBits
+        let squares = try ParallelWork.map(cts.count) { i in
+            try client.evaluator.rescale(client.evaluator.multiplyRelinearize(cts[i], cts[i]))
+        }
+        for (square, x) in zip(squares, inputs) {
+            #expect(square.level == 2 && abs(square.logScale - 40) < 0.01)
+            #expect(square.headroomBits < headroom - 39)
+            #expect(try client.decryptor.precisionBits(square, expected: x.map { $0 * $0 }, encoder: client.encoder) > 18)
+        }
     }
 }

@@ -76,6 +76,15 @@ public struct Decryptor: Sendable {
         return max(0, basis.logProduct - log2(max(largest, 1)) - 1)
     }
 
+    /// CKKS, client side: −log2 of the largest slot error against the values the ciphertext
+    /// should hold (the precision in bits).
+    public func precisionBits(_ ct: Ciphertext, expected: [Complex], encoder: CKKSEncoder) throws(RlweError) -> Double {
+        let slots = encoder.decode(try decryptApproximate(ct))
+        guard expected.count <= slots.count else { throw .invalidEncoding("\(expected.count) values for \(slots.count) slots") }
+        let error = zip(slots, expected).map { ($0 - $1).magnitude }.max() ?? 0
+        return -log2(Swift.max(error, 0x1p-100))
+    }
+
     /// A CKKS ciphertext's phase divided by its scale: N real coefficients, to decode into slots.
     public func decryptApproximate(_ ct: Ciphertext) throws(RlweError) -> [Double] {
         guard ct.context === secretKey.context else { throw .contextMismatch }

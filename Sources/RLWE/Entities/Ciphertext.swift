@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import ObscuraMath
 
 /// An RLWE ciphertext (c_0, c_1[, c_2]) at level ℓ, in the NTT domain mod q_0…q_(ℓ−1):
@@ -20,6 +25,14 @@ public struct Ciphertext: Sendable {
 
     /// 2, or 3 before relinearization.
     public var size: Int { components.count }
+
+    /// log2 of the message's scale (CKKS; 0 for BFV).
+    public var logScale: Double { log2(scale) }
+
+    /// CKKS: log2(Q_ℓ) − log2(scale), the room left above the scaled message: a product needs
+    /// about log2(scale) more bits before its rescale, and decryption needs the scaled values
+    /// (plus noise) below Q_ℓ/2. Needs no secret key.
+    public var headroomBits: Double { context.levelBases[level - 1].logProduct - logScale }
 }
 
 /// A ciphertext as the client uploads it: c_0 and the seed of c_1 = a (uniform in the NTT
