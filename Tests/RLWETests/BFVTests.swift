@@ -137,3 +137,24 @@ struct BFVTests {
         #expect(try client.decryptor.noiseBudget(pkEncrypted) > 100)
     }
 }
+
+extension BFVTests {
+    @Test("The README's RLWE example: keys and ciphertexts cross as bytes, the server squares and rotates")
+    func readmeExample() throws {
+        let context = RlweContext(parameters: .bfvN8192)
+        let secret = SecretKey(context: context)
+        let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: [1])
+        let upload = keys.serialized()
+        #expect(upload.count > 900_000 && upload.count < 1_100_000)
+        let encoder = try BatchEncoder(context: context)
+        let x = try Encryptor(secretKey: secret).encrypt(encoder.encode([3, -1, 4, 1, -5])).serialized()
+
+        let evaluator = Evaluator(context: context, key: try EvaluationKey(deserializing: upload, context: context))
+        let ct = try SeededCiphertext(deserializing: x, context: context).expanded()
+        let y = try evaluator.rotate(evaluator.multiplyRelinearize(ct, ct), by: 1)
+
+        let slots = encoder.decodeSigned(try Decryptor(secretKey: secret).decrypt(y))
+        #expect(Array(slots.prefix(5)) == [1, 16, 1, 25, 0])
+        #expect(slots[4095] == 9 && slots[4096...].allSatisfy { $0 == 0 })
+    }
+}

@@ -10,7 +10,8 @@ struct DecomposedPolynomial: Sendable {
     let words: [UInt64]
 }
 
-/// Hybrid key switching (see ``KeySwitchingKey``), split in the three steps that hoisting reuses:
+/// Hybrid key switching (see ``KeySwitchingKey``), split in the three steps that hoisting reuses
+/// (BV key switching, without special primes, skips the third):
 /// 1. **decompose** (mod up) c at level ℓ, NTT domain, into ⌈ℓ/α⌉ digits, each converted
 ///    exactly from its α primes to the other ℓ + α − α primes and transformed there;
 /// 2. **inner product** Σ_j d_j·(b_j, a_j) over Q_ℓ·P, optionally reading the digits through
@@ -18,7 +19,7 @@ struct DecomposedPolynomial: Sendable {
 /// 3. **mod down**: divide by P with rounding, back to Q_ℓ.
 enum KeySwitching {
     static func decompose(_ c: RnsPolynomial, context: RlweContext) -> DecomposedPolynomial {
-        let level = c.limbCount, n = context.polynomialSize, width = level + context.digitSize
+        let level = c.limbCount, n = context.polynomialSize, width = level + context.specialCount
         let digits = (level + context.digitSize - 1) / context.digitSize
         var coefficients = c
         PolynomialArithmetic.inverse(&coefficients) { context.ciphertextTables[$0] }
@@ -74,8 +75,8 @@ enum KeySwitching {
     static func innerProduct(_ digits: DecomposedPolynomial, key: KeySwitchingKey, permutation: [Int]?)
         -> (RnsPolynomial, RnsPolynomial) {
         let context = key.context, n = context.polynomialSize
-        let level = digits.level, width = level + context.digitSize
-        let keyWidth = context.maximumLevel + context.digitSize
+        let level = digits.level, width = level + context.specialCount
+        let keyWidth = context.maximumLevel + context.specialCount
         let perm = permutation ?? Array(0..<n)
         let block = 256
         var out1 = RnsPolynomial(degree: n, limbs: width)
@@ -175,9 +176,11 @@ enum KeySwitching {
     static func finish(_ digits: DecomposedPolynomial, key: KeySwitchingKey, permutation: [Int]?) -> (RnsPolynomial, RnsPolynomial) {
         let context = key.context, level = digits.level
         let (x0, x1) = innerProduct(digits, key: key, permutation: permutation)
+        // Without special primes (BV key switching) the sums are already mod Q_ℓ.
+        guard let specialToCiphertext = context.specialToCiphertext else { return (x0, x1) }
         let tables = { (i: Int) in context.tables(limb: i, level: level) }
         func modDown(_ x: RnsPolynomial) -> RnsPolynomial {
-            divideRounding(x, keeping: level, tables: tables, converter: context.specialToCiphertext,
+            divideRounding(x, keeping: level, tables: tables, converter: specialToCiphertext,
                            inverses: context.specialInverse)
         }
         return (modDown(x0), modDown(x1))

@@ -19,7 +19,7 @@ public struct SecretKey: Sendable {
         self.context = context
         self.coefficients = coefficients
         let levels = context.maximumLevel
-        var s = Sampling.lift(coefficients.map(Int64.init), limbs: levels + context.digitSize) {
+        var s = Sampling.lift(coefficients.map(Int64.init), limbs: levels + context.specialCount) {
             context.tables(limb: $0, level: levels).modulus
         }
         PolynomialArithmetic.forward(&s) { context.tables(limb: $0, level: levels) }
@@ -71,7 +71,7 @@ public struct KeySwitchingKey: Sendable {
         var generator = CSPRNG(seed: seed, domain: "rlwe.ksk.mask")
         let levels = context.maximumLevel
         return (0..<context.digitCount).map { _ in
-            Sampling.uniform(limbs: levels + context.digitSize, degree: context.polynomialSize,
+            Sampling.uniform(limbs: levels + context.specialCount, degree: context.polynomialSize,
                              moduli: { context.tables(limb: $0, level: levels).modulus }, using: &generator)
         }
     }
@@ -84,7 +84,7 @@ public struct KeySwitchingKey: Sendable {
         let modulus = { (i: Int) in context.tables(limb: i, level: levels).modulus }
         var bodies: [RnsPolynomial] = []
         for j in 0..<context.digitCount {
-            var b = Sampling.lift(Sampling.gaussian(count: n, using: &noise), limbs: levels + context.digitSize, moduli: modulus)
+            var b = Sampling.lift(Sampling.gaussian(count: n, using: &noise), limbs: levels + context.specialCount, moduli: modulus)
             PolynomialArithmetic.forward(&b) { context.tables(limb: $0, level: levels) }
             var aTimesS = masks[j]
             PolynomialArithmetic.multiply(&aTimesS, secret.ntt, moduli: modulus)

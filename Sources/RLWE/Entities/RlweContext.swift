@@ -20,13 +20,15 @@ public final class RlweContext: Sendable {
     public let specialTables: [NTTTables]
     /// The RNS basis q_0…q_(ℓ−1) of every level ℓ (index ℓ − 1).
     public let levelBases: [RNSBasis]
-    /// α, the primes per key-switching digit (the number of special primes).
+    /// α, the primes per key-switching digit (the number of special primes, or 1 without any).
     public let digitSize: Int
+    /// The number of special primes (0: BV key switching).
+    public let specialCount: Int
     /// P^-1 mod q_i and [P]_(q_i).
     let specialInverse: [UInt64]
     let specialModQ: [UInt64]
-    /// Key switching's mod down: [x]_P, centered, to every ciphertext prime.
-    let specialToCiphertext: BaseConverter
+    /// Key switching's mod down: [x]_P, centered, to every ciphertext prime (nil without P).
+    let specialToCiphertext: BaseConverter?
     /// Key switching's mod up: digit j's first `count` primes to every prime of Q·P
     /// (limb order: q_0…q_(L−1), p_0…p_(α−1)), indexed [j][count − 1].
     let digitConverters: [[BaseConverter]]
@@ -50,11 +52,12 @@ public final class RlweContext: Sendable {
         let special = parameters.specialModuli.map(Modulus.init)
         specialTables = special.map { NTTTables(polynomialSize: n, modulus: $0) }
         levelBases = (1...moduli.count).map { RNSBasis(Array(moduli.prefix($0))) }
-        let alpha = special.count
+        let alpha = Swift.max(1, special.count)
         digitSize = alpha
+        specialCount = special.count
         specialModQ = moduli.map { q in special.reduce(UInt64(1)) { q.multiply($0, q.reduce($1.value)) } }
         specialInverse = zip(moduli, specialModQ).map { $0.inverse($1) }
-        specialToCiphertext = BaseConverter(from: RNSBasis(special), to: moduli)
+        specialToCiphertext = special.isEmpty ? nil : BaseConverter(from: RNSBasis(special), to: moduli)
         let everyPrime = moduli + special
         digitConverters = stride(from: 0, to: moduli.count, by: alpha).map { first in
             (1...Swift.min(alpha, moduli.count - first)).map { count in

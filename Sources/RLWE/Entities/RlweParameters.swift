@@ -10,7 +10,9 @@ import Darwin
 /// Key switching is hybrid (Han and Ki, eprint 2019/688): Q splits into digits of α primes, as
 /// many as P has, so P — whose primes are at least as large as any ciphertext prime — exceeds
 /// every digit. α = 1 is SEAL's construction (every prime a digit); a larger α trades modulus
-/// for fewer NTTs per key switch.
+/// for fewer NTTs per key switch. BFV may have no special prime: BV key switching (OpenFHE's
+/// BFV default), every prime a digit and no division by P, which adds about q_i·√N·σ of noise
+/// per key switch — affordable for BFV's budget, never for CKKS's precision.
 ///
 /// **Security.** Secrets are uniform ternary, errors a discrete Gaussian of σ = 3.2 (bounded at
 /// 6σ). A set is accepted only if log2(Q·P) is within the Homomorphic Encryption Standard's
@@ -50,7 +52,7 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     /// The ciphertext primes q_0 … q_(L−1); a rescale or modulus switch drops the last.
     public let ciphertextModuli: [UInt64]
     /// The key-switching primes, each at least as large as every ciphertext prime; their count
-    /// is the number of ciphertext primes per key-switching digit.
+    /// is the number of ciphertext primes per key-switching digit (BFV: may be empty).
     public let specialModuli: [UInt64]
     public let security: Security
 
@@ -73,8 +75,9 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
         guard !ciphertextModuli.isEmpty, ciphertextModuli.count <= 30 else {
             throw .invalidParameters("1 to 30 ciphertext primes")
         }
-        guard !specialModuli.isEmpty, specialModuli.count <= ciphertextModuli.count else {
-            throw .invalidParameters("1 to L special primes")
+        guard specialModuli.count <= ciphertextModuli.count else { throw .invalidParameters("at most L special primes") }
+        if case .ckks = scheme, specialModuli.isEmpty {
+            throw .invalidParameters("CKKS needs a special prime: key switching without one would swamp the scaled message")
         }
         let all = ciphertextModuli + specialModuli
         guard Set(all).count == all.count else { throw .invalidParameters("the primes are not distinct") }
@@ -83,7 +86,7 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
                 throw .invalidParameters("\(q) is not a prime ≡ 1 mod 2N below 2^61")
             }
         }
-        guard specialModuli.min()! >= ciphertextModuli.max()! else {
+        guard specialModuli.allSatisfy({ $0 >= ciphertextModuli.max()! }) else {
             throw .invalidParameters("the special primes must be at least the largest ciphertext prime")
         }
         switch scheme {
@@ -110,7 +113,7 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     public var logKeySwitchingModulus: Double { specialModuli.reduce(logModulus) { $0 + log2(Double($1)) } }
 
     /// α, the ciphertext primes per key-switching digit.
-    public var digitSize: Int { specialModuli.count }
+    public var digitSize: Int { Swift.max(1, specialModuli.count) }
 
     /// The claimed security in bits (0 for the insecure test set).
     public var securityBits: Int {
@@ -133,8 +136,9 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
         }
         let bits = ciphertextModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+")
         let level = securityBits == 0 ? "INSECURE test set" : "128-bit"
-        let special = specialModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+")
-        return "\(scheme) N=\(polynomialSize) Q=\(bits) bits P=\(special) bits (\(level))"
+        let special = specialModuli.isEmpty ? "no P (BV key switching)"
+            : "P=" + specialModuli.map { String(64 - $0.leadingZeroBitCount) }.joined(separator: "+") + " bits"
+        return "\(scheme) N=\(polynomialSize) Q=\(bits) bits \(special) (\(level))"
     }
 
     // MARK: Named sets
@@ -146,10 +150,10 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
         return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModuli: p)
     }
 
-    /// BFV, N = 8192, t = 65537: Q = 3 × 54 bits, P = 55 bits (log2 QP ≈ 217 ≤ 218); depth 3.
+    /// BFV, N = 8192, t = 65537: Q = 3 × 54 bits (162 ≤ 218), BV key switching; depth 3.
     public static var bfvN8192: RlweParameters {
         try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 8192,
-                       ciphertextModulusBits: [54, 54, 54], specialModulusBits: [55])
+                       ciphertextModulusBits: [54, 54, 54], specialModulusBits: [])
     }
 
     /// BFV, N = 16384, t = 65537: Q = 6 × 54 bits, P = 2 × 55 bits (434 ≤ 438), digits of two primes.

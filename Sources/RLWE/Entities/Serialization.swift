@@ -243,12 +243,12 @@ extension PublicKey {
 
 extension KeySwitchingKey {
     static func payloadBytes(_ context: RlweContext) -> Int {
-        let width = context.maximumLevel + context.digitSize
+        let width = context.maximumLevel + context.specialCount
         return 16 + context.digitCount * RlweFormat.packedBytes(context: context, limbs: width, level: context.maximumLevel)
     }
 
     func write(to w: inout ByteWriter) {
-        let levels = context.maximumLevel, width = levels + context.digitSize, n = context.polynomialSize
+        let levels = context.maximumLevel, width = levels + context.specialCount, n = context.polynomialSize
         w.seed(seed)
         for i in 0..<context.digitCount {
             let body = RnsPolynomial(degree: n, words: Array(bodyWords[(i * width * n)..<((i + 1) * width * n)]))
@@ -261,7 +261,7 @@ extension KeySwitchingKey {
         let seed = try r.seed()
         var bodies: [RnsPolynomial] = []
         for _ in 0..<context.digitCount {
-            bodies.append(try r.packed(degree: context.polynomialSize, limbs: levels + context.digitSize) {
+            bodies.append(try r.packed(degree: context.polynomialSize, limbs: levels + context.specialCount) {
                 context.tables(limb: $0, level: levels).modulus
             })
         }
