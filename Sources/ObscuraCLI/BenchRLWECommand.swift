@@ -57,21 +57,38 @@ struct BenchRLWE: ParsableCommand {
         report.add("ntt_inverse_us\(suffix)", inverse * 1e6, "us")
     }
 
+    /// A client's keys and a server's evaluator for one parameter set.
+    private struct Session {
+        let context: RlweContext
+        let secret: SecretKey
+        let keygen: KeyGenerator
+        let key: EvaluationKey
+        let decryptor: Decryptor
+        let evaluator: Evaluator
+        let encryptor: Encryptor
+        let pkEncryptor: PublicKeyEncryptor
+
+        init(_ parameters: RlweParameters) {
+            context = RlweContext(parameters: parameters)
+            secret = SecretKey(context: context)
+            keygen = KeyGenerator(secretKey: secret)
+            key = keygen.makeEvaluationKey(rotations: [1])
+            decryptor = Decryptor(secretKey: secret)
+            evaluator = Evaluator(context: context, key: key)
+            encryptor = Encryptor(secretKey: secret)
+            pkEncryptor = PublicKeyEncryptor(publicKey: keygen.makePublicKey())
+        }
+    }
+
     private func measureBFV(_ parameters: RlweParameters, suffix: String, report: inout Report) throws {
-        let context = RlweContext(parameters: parameters)
-        let secret = SecretKey(context: context)
-        let keygen = KeyGenerator(secretKey: secret)
-        let publicKey = keygen.makePublicKey()
-        let key = keygen.makeEvaluationKey(rotations: [1])
+        let session = Session(parameters)
+        let (context, key, decryptor, evaluator) = (session.context, session.key, session.decryptor, session.evaluator)
+        let (encryptor, pkEncryptor) = (session.encryptor, session.pkEncryptor)
         let encoder = try BatchEncoder(context: context)
-        let decryptor = Decryptor(secretKey: secret)
-        let evaluator = Evaluator(context: context, key: key)
         let t = Int64(encoder.plaintextModulus)
         let x = (0..<context.polynomialSize).map { Int64($0 * 31 % Int(t)) - t / 2 }
         let y = (0..<context.polynomialSize).map { Int64($0 * 17 % 1000) - 500 }
         let message = try encoder.encode(x)
-        let pkEncryptor = PublicKeyEncryptor(publicKey: publicKey)
-        let encryptor = Encryptor(secretKey: secret)
         let a = try pkEncryptor.encrypt(message), b = try pkEncryptor.encrypt(try encoder.encode(y))
         let weights = try encoder.prepare(y)
         func check(_ ct: Ciphertext, _ expected: [Int64], _ what: String) throws {
@@ -111,19 +128,13 @@ struct BenchRLWE: ParsableCommand {
     }
 
     private func measureCKKS(_ parameters: RlweParameters, suffix: String, report: inout Report) throws {
-        let context = RlweContext(parameters: parameters)
-        let secret = SecretKey(context: context)
-        let keygen = KeyGenerator(secretKey: secret)
-        let publicKey = keygen.makePublicKey()
-        let key = keygen.makeEvaluationKey(rotations: [1])
+        let session = Session(parameters)
+        let (context, key, decryptor, evaluator) = (session.context, session.key, session.decryptor, session.evaluator)
+        let (encryptor, pkEncryptor, keygen) = (session.encryptor, session.pkEncryptor, session.keygen)
         let encoder = try CKKSEncoder(context: context)
-        let decryptor = Decryptor(secretKey: secret)
-        let evaluator = Evaluator(context: context, key: key)
         let slots = encoder.slotCount
         let x = (0..<slots).map { sin(Double($0)) }, y = (0..<slots).map { cos(Double($0) * 0.7) }
         let plaintext = try encoder.encode(x)
-        let pkEncryptor = PublicKeyEncryptor(publicKey: publicKey)
-        let encryptor = Encryptor(secretKey: secret)
         let a = try pkEncryptor.encrypt(plaintext), b = try pkEncryptor.encrypt(try encoder.encode(y))
         let weights = try encoder.encode(y)
         let product = try evaluator.rescale(evaluator.multiplyRelinearize(a, b))

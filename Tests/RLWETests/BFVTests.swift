@@ -9,25 +9,7 @@ struct BFVTests {
     static let small = RlweContext(parameters: try! .insecureTestOnly(
         scheme: .bfv(plaintextModulus: 65537), polynomialSize: 64, ciphertextModulusBits: [50, 50, 50], specialModulusBits: [51]))
 
-    struct Client {
-        let secret: SecretKey
-        let encryptor: Encryptor
-        let decryptor: Decryptor
-        let encoder: BatchEncoder
-        let evaluator: Evaluator
-
-        init(_ context: RlweContext, rotations: [Int] = [1, -3, 7]) {
-            secret = SecretKey(context: context)
-            encryptor = Encryptor(secretKey: secret)
-            decryptor = Decryptor(secretKey: secret)
-            encoder = try! BatchEncoder(context: context)
-            let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: rotations, conjugation: true)
-            evaluator = Evaluator(context: context, key: keys)
-        }
-
-        func encrypt(_ values: [Int64]) throws -> Ciphertext { try encryptor.encrypt(encoder.encode(values)).expanded() }
-        func decrypt(_ ct: Ciphertext) throws -> [Int64] { try encoder.decodeSigned(decryptor.decrypt(ct)) }
-    }
+    typealias Client = TestClient<BatchEncoder>
 
     static func randomSlots(_ count: Int, t: UInt64, _ rng: inout SeededGenerator) -> [Int64] {
         (0..<count).map { _ in Int64(rng.next() % t) - Int64(t / 2) }

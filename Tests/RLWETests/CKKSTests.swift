@@ -13,25 +13,7 @@ struct CKKSTests {
     static let small = RlweContext(parameters: try! .insecureTestOnly(
         scheme: .ckks(logScale: 40), polynomialSize: 64, ciphertextModulusBits: [60, 40, 40], specialModulusBits: [60]))
 
-    struct Client {
-        let secret: SecretKey
-        let encryptor: Encryptor
-        let decryptor: Decryptor
-        let encoder: CKKSEncoder
-        let evaluator: Evaluator
-
-        init(_ context: RlweContext, rotations: [Int] = [1, -2, 5]) {
-            secret = SecretKey(context: context)
-            encryptor = Encryptor(secretKey: secret)
-            decryptor = Decryptor(secretKey: secret)
-            encoder = try! CKKSEncoder(context: context)
-            let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: rotations, conjugation: true)
-            evaluator = Evaluator(context: context, key: keys)
-        }
-
-        func encrypt(_ values: [Complex]) throws -> Ciphertext { try encryptor.encrypt(encoder.encode(values)).expanded() }
-        func decrypt(_ ct: Ciphertext) throws -> [Complex] { try encoder.decode(decryptor.decryptApproximate(ct)) }
-    }
+    typealias Client = TestClient<CKKSEncoder>
 
     static func randomSlots(_ count: Int, _ rng: inout SeededGenerator) -> [Complex] {
         (0..<count).map { _ in Complex(Double(rng.next() >> 11) * 0x1p-52 - 1, Double(rng.next() >> 11) * 0x1p-52 - 1) }
