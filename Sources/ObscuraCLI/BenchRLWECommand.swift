@@ -136,7 +136,7 @@ struct BenchRLWE: ParsableCommand {
         let x = (0..<slots).map { sin(Double($0)) }, y = (0..<slots).map { cos(Double($0) * 0.7) }
         let plaintext = try encoder.encode(x)
         let a = try pkEncryptor.encrypt(plaintext), b = try pkEncryptor.encrypt(try encoder.encode(y))
-        let weights = try encoder.encode(y)
+        let weights = try encoder.encode(y).prepared()
         let product = try evaluator.rescale(evaluator.multiplyRelinearize(a, b))
         let decoded = try encoder.decode(decryptor.decryptApproximate(product))
         let error = zip(decoded, zip(x, y)).map { abs($0.real - $1.0 * $1.1) }.max()!

@@ -82,6 +82,9 @@ struct CKKSTests {
         #expect(Self.bits(try client.decrypt(e.add(cx, client.encoder.encode(y))), zip(x, y).map(+)) > 24)
         let weights = try client.encoder.encode(y, scale: Double(Self.context.ciphertextTables[0].modulus.value >> 20))
         let product = try e.multiply(cx, weights)
+        // Prepared weights (Shoup constants) give the same ciphertext word for word.
+        #expect(!weights.isPrepared && weights.prepared().isPrepared)
+        #expect(try e.multiply(cx, weights.prepared()).components == product.components)
         #expect(Self.bits(try client.decrypt(product), zip(x, y).map(*)) > 20)
         #expect(Self.bits(try client.decrypt(e.rescale(e.multiply(cx, client.encoder.encode(y)))), zip(x, y).map(*)) > 20)
         #expect(throws: RlweError.scaleMismatch(product.scale, cx.scale)) { try e.add(product, cx) }

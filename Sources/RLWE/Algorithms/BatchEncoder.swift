@@ -37,14 +37,14 @@ public struct BatchEncoder: Sendable {
         decode(plaintext).map { constants.plaintextModulus.centered($0) }
     }
 
-    /// The plaintext lifted to (−t/2, t/2] and transformed at level ℓ, for ct × pt products.
+    /// The plaintext lifted to (−t/2, t/2], transformed at level ℓ and prepared, for ct × pt products.
     public func prepare(_ plaintext: BFVPlaintext, level: Int? = nil) throws(RlweError) -> Plaintext {
         let level = try checkedLevel(level, context)
         let t = constants.plaintextModulus
         let signed = plaintext.coefficients.map { t.centered($0) }
         var poly = Sampling.lift(signed, limbs: level) { context.ciphertextTables[$0].modulus }
         PolynomialArithmetic.forward(&poly) { context.ciphertextTables[$0] }
-        return Plaintext(context: context, polynomial: poly, scale: 1)
+        return Plaintext(context: context, polynomial: poly, scale: 1).prepared()
     }
 
     /// Slot values straight to a prepared plaintext.

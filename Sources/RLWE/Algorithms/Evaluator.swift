@@ -91,7 +91,9 @@ public struct Evaluator: Sendable {
         guard plaintext.context === context else { throw .contextMismatch }
         guard plaintext.level >= ct.level else { throw .levelMismatch(ct.level, plaintext.level) }
         let components = ct.components.map {
-            PolynomialArithmetic.product($0, plaintext.polynomial, shoup: plaintext.shoup, limbs: ct.level, moduli: modulus)
+            plaintext.isPrepared
+                ? PolynomialArithmetic.product($0, plaintext.polynomial, shoup: plaintext.shoup, limbs: ct.level, moduli: modulus)
+                : PolynomialArithmetic.product($0, plaintext.polynomial, limbs: ct.level, moduli: modulus)
         }
         return Ciphertext(context: context, components: components, scale: ct.scale * plaintext.scale)
     }

@@ -140,9 +140,17 @@ enum KeySwitching {
         // The dropped limbs in the coefficient domain.
         var remainder = RnsPolynomial(degree: n, words: Array(x.words[(kept * n)...]))
         PolynomialArithmetic.inverse(&remainder) { tables(kept + $0) }
+        // The split of the remainder; one dropped prime (a rescale) needs only its centered value.
         var u = [UInt64](repeating: 0, count: dropped * n), v = [Int](repeating: 0, count: n)
-        remainder.words.withUnsafeBufferPointer { r in
-            converter.splitAll(r.baseAddress!, stride: n, count: n, u: &u, v: &v)
+        if dropped == 1 {
+            let last = converter.source.moduli[0].value, half = last >> 1
+            remainder.words.withUnsafeBufferPointer { r in
+                for k in 0..<n { u[k] = r[k]; v[k] = r[k] > half ? 1 : 0 }
+            }
+        } else {
+            remainder.words.withUnsafeBufferPointer { r in
+                converter.splitAll(r.baseAddress!, stride: n, count: n, u: &u, v: &v)
+            }
         }
         return RnsPolynomial(degree: n, limbs: kept) { output in
             x.words.withUnsafeBufferPointer { input in

@@ -66,11 +66,12 @@ public struct SeededCiphertext: Sendable {
 
 /// A ring element in the NTT domain at level ℓ, ready to multiply or add into ciphertexts:
 /// a CKKS encoding (values·scale), or a BFV plaintext lifted to (−t/2, t/2] for
-/// multiplication (scale 1). Weights are prepared once and reused.
+/// multiplication (scale 1). Weights multiplied many times are ``prepared()`` once: Shoup
+/// constants make each ct × pt product a third of the work of a 128-bit reduction.
 public struct Plaintext: Sendable {
     public let context: RlweContext
     let polynomial: RnsPolynomial
-    /// The Shoup constant of every word, so that ct × pt costs no 128-bit reduction.
+    /// The Shoup constant of every word once prepared (empty before).
     let shoup: [UInt64]
     /// CKKS: the scale of the values; BFV: 1.
     public let scale: Double
@@ -79,6 +80,22 @@ public struct Plaintext: Sendable {
         self.context = context
         self.polynomial = polynomial
         self.scale = scale
+        shoup = []
+    }
+
+    /// With the Shoup constants of every word, for repeated ct × pt products.
+    public func prepared() -> Plaintext {
+        isPrepared ? self : Plaintext(preparing: self)
+    }
+
+    /// Whether ``prepared()`` was applied.
+    public var isPrepared: Bool { !shoup.isEmpty }
+
+    private init(preparing plaintext: Plaintext) {
+        let polynomial = plaintext.polynomial, context = plaintext.context
+        self.context = context
+        self.polynomial = polynomial
+        scale = plaintext.scale
         let n = polynomial.degree, count = polynomial.words.count
         shoup = [UInt64](unsafeUninitializedCapacity: count) { constants, initialized in
             polynomial.words.withUnsafeBufferPointer { words in
