@@ -59,7 +59,7 @@ public struct EncryptedInteger: Sendable {
 
 extension Encryptor {
     /// Encrypts every bit of `value` (two's complement, `width` bits).
-    public mutating func encrypt(_ value: Int64, width: Int) -> EncryptedInteger {
+    public func encrypt(_ value: Int64, width: Int) -> EncryptedInteger {
         EncryptedInteger(bits: (0..<width).map { .encrypted(encrypt(bit: (value >> Int64($0)) & 1 == 1)) })
     }
 

@@ -1,13 +1,21 @@
 import ObscuraMath
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#endif
+import Foundation
 
 /// Client-side encryption and decryption under a ``SecretKey``.
 ///
 /// Holds two generators seeded from operating-system entropy: one draws the seeds of the
 /// public masks, the other the secret noise. Both are buffered AES-CTR streams, so an
-/// encryption makes no system call.
-public struct Encryptor: Sendable {
+/// encryption makes no system call. It is a class, and its generators are behind a lock: a
+/// copied generator state would replay masks and noise, and the difference of two ciphertexts
+/// would then reveal the difference of their plaintexts. Every holder of an `Encryptor`
+/// shares the one stream.
+public final class Encryptor: @unchecked Sendable {
     /// The key.
     public let secretKey: SecretKey
+    private let lock = NSLock()
     private var seeds: CSPRNG
     private var noise: CSPRNG
 
@@ -18,37 +26,45 @@ public struct Encryptor: Sendable {
         noise = .fromSystemEntropy(domain: "encryptor.noise")
     }
 
-    /// An encryptor whose every output is determined by `seed`, for known-answer tests only.
-    public init(secretKey: SecretKey, deterministicSeed seed: Seed128) {
+    /// An encryptor whose every output is determined by `seed`, for known-answer tests only
+    /// (internal: a caller-chosen seed is not secret).
+    init(secretKey: SecretKey, deterministicSeed seed: Seed128) {
         self.secretKey = secretKey
         seeds = CSPRNG(seed: seed, domain: "encryptor.seeds")
         noise = CSPRNG(seed: seed, domain: "encryptor.noise")
     }
 
+    /// The next mask seed and one noise sample, drawn together under the lock.
+    private func draw(_ sample: (inout CSPRNG) -> UInt64) -> (seed: Seed128, error: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (Seed128(low: seeds.next(), high: seeds.next()), sample(&noise))
+    }
+
     var parameters: TFHEParameters { secretKey.parameters }
 
     /// Encrypts an encoded torus plaintext under the big key, seeded (24 bytes to upload).
-    public mutating func encryptSeeded(plaintext: UInt64) -> SeededLweCiphertext {
-        let seed = Seed128(low: seeds.next(), high: seeds.next())
+    public func encryptSeeded(plaintext: UInt64) -> SeededLweCiphertext {
+        let noiseLaw = parameters.glweNoise
+        let (seed, error) = draw { noiseLaw.sample(using: &$0) }
         let dimension = parameters.bigLweDimension
         let mask = SeededLweCiphertext.mask(seed: seed, dimension: dimension)
         let dot = mask.withUnsafeBufferPointer { SecretKey.dot($0.baseAddress!, secretKey.bigKey) }
-        let error = parameters.glweNoise.sample(using: &noise)
         return SeededLweCiphertext(seed: seed, body: dot &+ plaintext &+ error, dimension: dimension)
     }
 
     /// Encrypts an encoded torus plaintext under the big key.
-    public mutating func encrypt(plaintext: UInt64) -> LweCiphertext {
+    public func encrypt(plaintext: UInt64) -> LweCiphertext {
         encryptSeeded(plaintext: plaintext).expanded()
     }
 
     /// Encrypts a boolean as ±1/8.
-    public mutating func encrypt(bit: Bool) -> LweCiphertext {
+    public func encrypt(bit: Bool) -> LweCiphertext {
         encrypt(plaintext: BooleanEncoding.encode(bit))
     }
 
     /// Encrypts an integer m ∈ [0, P) as m·Δ (one padding bit above the message).
-    public mutating func encrypt(integer m: Int) -> LweCiphertext {
+    public func encrypt(integer m: Int) -> LweCiphertext {
         precondition(m >= 0 && m < parameters.plaintextModulus, "message outside [0, P)")
         return encrypt(plaintext: UInt64(m) &* parameters.delta)
     }
@@ -68,8 +84,7 @@ public struct Encryptor: Sendable {
         IntegerEncoding.decodeSigned(secretKey.phase(ciphertext), delta: delta)
     }
 
-    mutating func sampleGlweNoise() -> UInt64 { parameters.glweNoise.sample(using: &noise) }
-    mutating func sampleLweNoise() -> UInt64 { parameters.lweNoise.sample(using: &noise) }
+
 }
 
 /// Booleans as ±1/8 of the torus, the encoding of gate bootstrapping.

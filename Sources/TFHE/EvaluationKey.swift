@@ -48,8 +48,8 @@ extension SecretKey {
                           noiseSeed: .random())
     }
 
-    /// A fully deterministic evaluation key, for known-answer tests only.
-    public func makeEvaluationKey(deterministicSeed seed: Seed128) -> CompressedEvaluationKey {
+    /// A fully deterministic evaluation key, for known-answer tests only (internal).
+    func makeEvaluationKey(deterministicSeed seed: Seed128) -> CompressedEvaluationKey {
         makeEvaluationKey(seeds: CSPRNG(seed: seed, domain: "evaluation-key.seeds"),
                           noiseSeed: Seed128(low: seed.low ^ 0x5bd1_e995, high: seed.high))
     }

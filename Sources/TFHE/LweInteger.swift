@@ -74,7 +74,7 @@ public struct LweInteger: Sendable {
 extension Encryptor {
     /// Encrypts v as v·Δ. `range` is what the server may assume about the value: the whole
     /// message space [0, P) unless the caller declares a narrower one.
-    public mutating func encryptInteger(_ value: Int, range: ClosedRange<Int>? = nil) -> LweInteger {
+    public func encryptInteger(_ value: Int, range: ClosedRange<Int>? = nil) -> LweInteger {
         let p = parameters
         let declared = range ?? 0...(p.plaintextModulus - 1)
         precondition(declared.contains(value), "value outside its declared range")

@@ -21,8 +21,8 @@ public struct SecretKey: Sendable {
         self.init(parameters: parameters, generator: &random)
     }
 
-    /// A key determined by `seed`, for known-answer tests and reproducible examples only.
-    public init(parameters: TFHEParameters, deterministicSeed seed: Seed128) {
+    /// A key determined by `seed`, for known-answer tests only (internal: a chosen seed is no secret).
+    init(parameters: TFHEParameters, deterministicSeed seed: Seed128) {
         var random = CSPRNG(seed: seed, domain: "secret-key")
         self.init(parameters: parameters, generator: &random)
     }

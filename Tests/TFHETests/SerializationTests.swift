@@ -179,3 +179,20 @@ enum KnownAnswers {
     static let integer2Bit128: [UInt64] = [10_212_178_162_186_167_812, 14_527_818_250_522_941_536,
                                     13_286_694_747_670_902_391, 18_044_132_428_692_234_276]
 }
+
+/// The encryptor's generators cannot be duplicated: copies of a holder share one stream.
+struct EncryptorStreamTests {
+    @Test("A copied encryptor (or a copied holder of one) never replays a mask seed or a noise draw")
+    func copiesShareTheStream() {
+        let secret = SecretKey(parameters: .insecureTestOnly)
+        let first = Encryptor(secretKey: secret)
+        let copy = first
+        let a = first.encryptSeeded(plaintext: 0), b = copy.encryptSeeded(plaintext: 0)
+        #expect(a.seed != b.seed)
+        #expect(a.body != b.body)
+        struct Holder { var encryptor: Encryptor }
+        let holder = Holder(encryptor: Encryptor(secretKey: secret))
+        let copiedHolder = holder
+        #expect(holder.encryptor.encryptSeeded(plaintext: 7).seed != copiedHolder.encryptor.encryptSeeded(plaintext: 7).seed)
+    }
+}
