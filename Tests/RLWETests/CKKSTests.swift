@@ -60,6 +60,12 @@ struct CKKSTests {
         print("CKKS N=16384 precision: fresh \(fresh) bits, after x·y + rescale \(productBits) bits")
         #expect(fresh > 25)
         #expect(productBits > 20)
+        // The fused relinearize-and-rescale: the same scale and level, the same precision.
+        let fused = try client.evaluator.multiplyRelinearizeRescale(cx, cy)
+        #expect(fused.level == product.level && fused.scale == product.scale)
+        let fusedBits = Self.bits(try client.decrypt(fused), zip(x, y).map { $0 * $1 })
+        print("CKKS N=16384 fused multiply-relinearize-rescale: \(fusedBits) bits")
+        #expect(fusedBits > 20)
         // Down the chain: x^(2^4) through four squarings, each rescaled.
         var power = cx, expected = x
         for _ in 1...4 {

@@ -143,6 +143,42 @@ public struct Evaluator: Sendable {
         try relinearize(multiply(a, b))
     }
 
+    /// CKKS: a·b, relinearized and rescaled, with key switching's division by P and the
+    /// rescale's division by the last prime done as one division by q_(ℓ−1)·P: (P·(c_0, c_1) +
+    /// Σ_j d_j·(b_j, a_j)) / (P·q_(ℓ−1)), rounded once. Saves a pass of inverse and forward
+    /// NTTs over the separate relinearize and rescale.
+    public func multiplyRelinearizeRescale(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
+        guard !context.isBFV else { throw .wrongScheme("BFV has no rescale; use multiplyRelinearize") }
+        let product = try multiply(a, b)
+        let level = product.level
+        guard level > 1 else { throw .endOfModulusChain }
+        guard let relin = key?.relinearization else { throw .missingRelinearizationKey }
+        let digits = KeySwitching.decompose(product.components[2], context: context)
+        var (x0, x1) = KeySwitching.innerProduct(digits, key: relin, permutation: nil)
+        // + P·(c_0, c_1) on the ciphertext primes (P·c ≡ 0 mod P).
+        let n = context.polynomialSize
+        for (x, c) in [(0, product.components[0]), (1, product.components[1])] {
+            var target = x == 0 ? x0 : x1
+            target.words.withUnsafeMutableBufferPointer { out in
+                c.words.withUnsafeBufferPointer { input in
+                    for i in 0..<level {
+                        let q = context.ciphertextTables[i].modulus, p = context.specialModQ[i], pShoup = q.shoup(p)
+                        for k in (i * n)..<((i + 1) * n) { out[k] = q.add(out[k], q.multiply(input[k], by: p, shoup: pShoup)) }
+                    }
+                }
+            }
+            if x == 0 { x0 = target } else { x1 = target }
+        }
+        let tables = { [context] (i: Int) in context.tables(limb: i, level: level) }
+        let components = [x0, x1].map {
+            KeySwitching.divideRounding($0, keeping: level - 1, tables: tables,
+                                        converter: context.fusedDropConverters[level - 2],
+                                        inverses: context.fusedDropInverses[level - 2])
+        }
+        let last = Double(context.ciphertextTables[level - 1].modulus.value)
+        return Ciphertext(context: context, components: components, scale: product.scale / last)
+    }
+
     /// Drops the last ciphertext prime q: every component becomes round(c/q). CKKS: the scale
     /// is divided by q (a rescale). BFV: a modulus switch, the message unchanged.
     public func dropLastModulus(_ ct: Ciphertext) throws(RlweError) -> Ciphertext {

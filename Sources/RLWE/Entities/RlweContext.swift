@@ -35,6 +35,10 @@ public final class RlweContext: Sendable {
     /// Rescaling from level ℓ (index ℓ − 2): q_(ℓ−1) to q_0…q_(ℓ−2), and q_(ℓ−1)^-1 mod each.
     let dropConverters: [BaseConverter]
     let dropInverses: [[UInt64]]
+    /// CKKS's relinearize-and-rescale in one division (index ℓ − 2): q_(ℓ−1)·P to
+    /// q_0…q_(ℓ−2), and (q_(ℓ−1)·P)^-1 mod each.
+    let fusedDropConverters: [BaseConverter]
+    let fusedDropInverses: [[UInt64]]
     /// bit reversal of log2 N bits.
     let bitReversal: [Int]
     /// A 64-bit fingerprint of the parameters, written in every serialized object.
@@ -55,8 +59,9 @@ public final class RlweContext: Sendable {
         let alpha = Swift.max(1, special.count)
         digitSize = alpha
         specialCount = special.count
-        specialModQ = moduli.map { q in special.reduce(UInt64(1)) { q.multiply($0, q.reduce($1.value)) } }
-        specialInverse = zip(moduli, specialModQ).map { $0.inverse($1) }
+        let pModQ = moduli.map { q in special.reduce(UInt64(1)) { q.multiply($0, q.reduce($1.value)) } }
+        specialModQ = pModQ
+        specialInverse = zip(moduli, pModQ).map { $0.inverse($1) }
         specialToCiphertext = special.isEmpty ? nil : BaseConverter(from: RNSBasis(special), to: moduli)
         let everyPrime = moduli + special
         digitConverters = stride(from: 0, to: moduli.count, by: alpha).map { first in
@@ -66,6 +71,12 @@ public final class RlweContext: Sendable {
         }
         dropConverters = (1..<moduli.count).map { last in BaseConverter(from: RNSBasis([moduli[last]]), to: Array(moduli[..<last])) }
         dropInverses = (1..<moduli.count).map { last in moduli[..<last].map { $0.inverse($0.reduce(moduli[last].value)) } }
+        fusedDropConverters = special.isEmpty ? [] : (1..<moduli.count).map { last in
+            BaseConverter(from: RNSBasis([moduli[last]] + special), to: Array(moduli[..<last]))
+        }
+        fusedDropInverses = special.isEmpty ? [] : (1..<moduli.count).map { last in
+            moduli[..<last].enumerated().map { i, q in q.inverse(q.multiply(q.reduce(moduli[last].value), pModQ[i])) }
+        }
         let logN = n.trailingZeroBitCount
         bitReversal = (0..<n).map { NTTTables.reverse($0, bits: logN) }
         fingerprint = Self.fingerprint(of: parameters)
