@@ -15,7 +15,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .unreadable(let path): "\(path): cannot be read"
         case .malformed(let path, let reason): "\(path): not an Obscura model: \(reason)"
-        case .unsupportedVersion(let path, let version): "\(path): model format version \(version) is newer than this build reads (1)"
+        case .unsupportedVersion(let path, let version):
+            "\(path): model format version \(version) is newer than this build reads (\(ModelFile.currentVersion))"
         case .unknownModel(let name): "'\(name)' is neither a bundled model (see `obscura models`) nor a model file"
         }
     }

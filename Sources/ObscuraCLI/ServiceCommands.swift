@@ -78,7 +78,7 @@ struct Keygen: ParsableCommand {
     func run() throws {
         let plan = try InferencePlan(model: try ModelCatalog.load(model))
         let secret = SecretKey(parameters: plan.parameters)
-        try FileManager.default.createDirectory(atPath: folder.keys, withIntermediateDirectories: true)
+        try createPrivateDirectory(folder.keys)
         try writeBytes(secret.serialized(), to: folder.secretKeyPath, permissions: 0o600)
         let evaluation = secret.makeEvaluationKey().serialized()
         try writeBytes(evaluation, to: folder.evaluationKeyPath)
@@ -196,12 +196,32 @@ func readBytes(_ path: String, what: String) throws -> [UInt8] {
     return [UInt8](data)
 }
 
-/// Writes a file; with `permissions` (the secret key: 0o600) the file is created with them, so
-/// it is never readable by others, not even for a moment.
+/// Writes a file; with `permissions` (the secret key: 0o600) the file is created by one
+/// `open(O_CREAT | O_EXCL)` with those permissions, so it is never readable by others, not even
+/// for a moment (Foundation's `createFile` writes a temporary file, renames it, then chmods).
 func writeBytes(_ bytes: [UInt8], to path: String, permissions: Int? = nil) throws {
     guard let permissions else { return try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic) }
     if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-    guard FileManager.default.createFile(atPath: path, contents: Data(bytes), attributes: [.posixPermissions: permissions]) else {
-        throw ValidationError("cannot write \(path)")
+    let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(permissions))
+    guard descriptor >= 0 else { throw ValidationError("cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(descriptor) }
+    var written = 0
+    while written < bytes.count {
+        let count = bytes[written...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard count > 0 else { throw ValidationError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        written += count
     }
+}
+
+/// A folder only its owner can enter (0700), created if missing; an existing one is narrowed to 0700.
+func createPrivateDirectory(_ path: String) throws {
+    if !FileManager.default.fileExists(atPath: path) {
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." :
+                                                    (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+            throw ValidationError("cannot create \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+    guard chmod(path, 0o700) == 0 else { throw ValidationError("cannot restrict \(path) to its owner") }
 }

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import ObscuraAPI
+import TFHE
 
 /// Why a call to an Obscura server did not give what was asked.
 public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
@@ -14,6 +15,9 @@ public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
     case jobFailed(id: String, message: String)
     /// The answer was not what the API promises.
     case unexpectedResponse(String)
+    /// Bytes that are not the object the route takes (a secret key above all) were kept on
+    /// the device: nothing was sent.
+    case notSent(String)
 
     public var description: String {
         switch self {
@@ -21,6 +25,7 @@ public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
         case .queueFull(let seconds, let body): "server busy (\(body.message)); retry after \(seconds) s"
         case .jobFailed(let id, let message): "inference \(id) failed on the server: \(message)"
         case .unexpectedResponse(let what): "unexpected answer from the server: \(what)"
+        case .notSent(let why): "not sent: \(why)"
         }
     }
 }
@@ -51,13 +56,28 @@ public struct ServiceClient: Sendable {
     /// `POST /v1/keys[?model=NAME]`: registers a serialized evaluation key (never a secret key:
     /// the server refuses one) and returns its id.
     public func registerKey(_ bytes: [UInt8], forModel model: String? = nil) async throws -> RegisteredKey {
-        try decode(try await send("POST", "/v1/keys", query: model.map { ["model": $0] } ?? [:], body: bytes))
+        try Self.checkUpload(bytes, is: .compressedEvaluationKey)
+        return try decode(try await send("POST", "/v1/keys", query: model.map { ["model": $0] } ?? [:], body: bytes))
     }
 
     /// `POST /v1/models/{name}/inferences?key=ID`: submits an encrypted input; the job runs in
     /// the background.
     public func submit(model: String, keyID: String?, input: [UInt8]) async throws -> InferenceJob {
-        try decode(try await send("POST", "/v1/models/\(model)/inferences", query: keyID.map { ["key": $0] } ?? [:], body: input))
+        try Self.checkUpload(input, is: .seededLweCiphertextList)
+        return try decode(try await send("POST", "/v1/models/\(model)/inferences", query: keyID.map { ["key": $0] } ?? [:], body: input))
+    }
+
+    /// Refuses, before anything leaves the device, bytes whose header is not the object a route
+    /// takes: a secret key (its own magic) above all, but also any other file given by mistake.
+    /// The server checks everything again; this check only keeps a secret off the wire.
+    static func checkUpload(_ bytes: [UInt8], is kind: ObscuraFormat.Kind) throws(ServiceClientError) {
+        if bytes.starts(with: ObscuraFormat.secretMagic) {
+            throw .notSent("these bytes are a secret key, which never leaves the client")
+        }
+        guard bytes.count >= ObscuraFormat.headerSize, bytes.starts(with: ObscuraFormat.publicMagic),
+              UInt16(bytes[6]) | UInt16(bytes[7]) << 8 == kind.rawValue else {
+            throw .notSent("these bytes are not a serialized \(kind) (object kind \(kind.rawValue))")
+        }
     }
 
     /// `GET /v1/inferences/{id}`.

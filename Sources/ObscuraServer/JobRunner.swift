@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Logging
 import ObscuraAPI
 import PrivateInference
 import TFHE
@@ -13,6 +14,8 @@ struct JobRunner: Sendable {
     let queue: JobQueue
     let progress: ProgressBoard
     let keys: EvaluationKeyCache
+    /// Where a failure's details go: the job's owner sees only a generic message.
+    let logger: Logger
 
     /// Runs jobs from the queue until it is closed.
     func work() async {
@@ -54,7 +57,13 @@ struct JobRunner: Sendable {
             return (true, job.bootstraps, seconds)
         } catch {
             job.status = .failed
-            job.error = (error as? APIError)?.message ?? String(describing: error)
+            // An API error's message is written for clients; anything else stays in the log.
+            if let apiError = error as? APIError {
+                job.error = apiError.message
+            } else {
+                job.error = "the evaluation failed on the server (see its log for job \(id))"
+                logger.error("job \(id) (\(job.model)) failed: \(String(describing: error))")
+            }
             job.finishedAt = Date().timeIntervalSince1970
             try? await store.update(job)
             return (false, 0, 0)

@@ -30,10 +30,10 @@ public struct ObscuraServer: Sendable {
         self.models = models
         store = try ServiceStore(directory: configuration.dataDirectory)
         queue = JobQueue(capacity: configuration.queueCapacity)
-        runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
-                           keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys))
         var logger = Logger(label: "obscura")
         logger.logLevel = logLevel
+        runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
+                           keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys), logger: logger)
         self.logger = logger
         for var job in try await store.unfinishedJobs() {
             job.status = .queued

@@ -233,18 +233,21 @@ struct DensePlan {
         for count in 1...max(1, features) {
             let bounds = (0...count).map { $0 * features / count }
             let ranges = (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
-            var largest = 0, normSquared = 0
+            // In doubles: a hostile model's weights must give an error here, not an overflow trap
+            // (the bound below refuses anything near 2^53 long before precision matters).
+            var largest = 0.0, normSquared = 0.0
             for (k, row) in weights.enumerated() {
                 for (g, range) in ranges.enumerated() {
-                    let share = Self.biasShare(bias[k], chunk: g, of: count)
-                    largest = max(largest, row[range].reduce(0) { $0 + abs($1) } * featureMagnitude + abs(share))
-                    normSquared = max(normSquared, row[range].reduce(0) { $0 + $1 * $1 })
+                    let share = Double(Self.biasShare(bias[k], chunk: g, of: count))
+                    largest = max(largest, row[range].reduce(0.0) { $0 + abs(Double($1)) } * Double(featureMagnitude) + abs(share))
+                    normSquared = max(normSquared, row[range].reduce(0.0) { $0 + Double($1) * Double($1) })
                 }
             }
+            guard largest < 0x1p40 else { continue }
             // Values in [−largest, largest] at scale Δ stay inside (−1/2, 1/2) with half a step to spare.
-            let delta = UInt64(Double.pow2(64) / Double(2 * largest + 2))
+            let delta = UInt64(Double.pow2(64) / (2 * largest + 2))
             let margin = Double(delta) / 2 / Double.pow2(64)
-            let sigma = (featureVariance * Double(normSquared) + resultVariance).squareRoot()
+            let sigma = (featureVariance * normSquared + resultVariance).squareRoot()
             let failure = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot())) + log2(Double(weights.count * count))
             if failure <= InferencePlan.failureTargetLog2 {
                 self.delta = delta
@@ -260,6 +263,8 @@ struct DensePlan {
     /// over the partial sums (the shares add up to it exactly) so that no single one holds
     /// all of its range.
     static func biasShare(_ bias: Int, chunk g: Int, of count: Int) -> Int {
-        bias * (g + 1) / count - bias * g / count
+        // The product bias·(g+1) may not fit for a hostile bias; the quotient always does.
+        let (quotient, remainder) = bias.quotientAndRemainder(dividingBy: count)
+        return quotient + (remainder * (g + 1) / count - remainder * g / count)
     }
 }

@@ -62,7 +62,7 @@ public enum ObscuraFormat {
         case lweCiphertextList = 5, seededLweCiphertextList = 6, roundedLweCiphertextList = 7
     }
 
-    static let headerSize = 12
+    public static let headerSize = 12
 }
 
 /// Appends little-endian fields.

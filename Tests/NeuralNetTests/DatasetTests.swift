@@ -100,3 +100,14 @@ struct DatasetTests {
         }
     }
 }
+
+struct ModelFileVersionTests {
+    @Test("A model file newer than this build names the version this build reads")
+    func tooNewVersion() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-too-new-\(UInt64.random(in: 0...UInt64.max)).json").path
+        try Data(#"{"formatVersion": 99}"#.utf8).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ModelError.unsupportedVersion(path: path, version: 99)) { try ModelFile.load(path: path) }
+        #expect(ModelError.unsupportedVersion(path: path, version: 99).description.hasSuffix("reads (\(ModelFile.currentVersion))"))
+    }
+}

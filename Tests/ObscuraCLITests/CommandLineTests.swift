@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Testing
 @testable import ObscuraCLI
 
@@ -41,5 +42,22 @@ struct CommandLineTests {
         let error = try #require(await runObscura(arguments), "\(arguments) should fail")
         #expect(Obscura.exitCode(for: error) != .success, "\(arguments)")
         #expect(Obscura.fullMessage(for: error).contains(mentions), "\(arguments): \(Obscura.fullMessage(for: error))")
+    }
+}
+
+extension CommandLineTests {
+    @Test("keygen: the key folder is 0700 and secret.osk is created 0600 (never wider, even while written)")
+    func keyFilePermissions() async throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-keygen-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let folder = root + "/keys"
+        #expect(await runObscura(["keygen", "--model", "paper-perceptron-cancer", "--keys", folder]) == nil)
+        let folderMode = try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int
+        let secretMode = try FileManager.default.attributesOfItem(atPath: folder + "/secret.osk")[.posixPermissions] as? Int
+        #expect(folderMode == 0o700)
+        #expect(secretMode == 0o600)
+        // A second keygen replaces the key and keeps the modes.
+        #expect(await runObscura(["keygen", "--model", "paper-perceptron-cancer", "--keys", folder]) == nil)
+        #expect(try FileManager.default.attributesOfItem(atPath: folder + "/secret.osk")[.posixPermissions] as? Int == 0o600)
     }
 }

@@ -207,3 +207,47 @@ extension RunningServer {
         return sizes.sorted() + statistics.counts.map { "\($0.key.rawValue)=\($0.value)" }.sorted()
     }
 }
+
+/// The client library keeps secrets on the device: it refuses to send anything that is not the
+/// object a route takes, before it opens a connection.
+struct ClientUploadTests {
+    @Test("A secret key, or any other wrong file, is refused by ServiceClient without being sent")
+    func refusesBeforeSending() async throws {
+        // Port 9 (discard) on loopback: were anything sent, the error would be a connection error.
+        let service = ServiceClient(baseURL: URL(string: "http://127.0.0.1:9")!)
+        let secret = Fixtures.secretKey.serialized()
+        for attempt in [{ _ = try await service.registerKey(secret) }, { _ = try await service.submit(model: "tiny-cnn", keyID: "k", input: secret) },
+                        { _ = try await service.registerKey(Array("OBSC not a key".utf8)) }, { _ = try await service.submit(model: "m", keyID: nil, input: []) }] {
+            do {
+                try await attempt()
+                Issue.record("sent")
+            } catch let error as ServiceClientError {
+                guard case .notSent = error else { Issue.record("\(error)"); continue }
+            }
+        }
+    }
+}
+
+extension ClientUploadTests {
+    @Test("A job that fails inside the server tells its client a generic message; the details stay in the log")
+    func failedJobMessage() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, service) = try await Fixtures.startServer(directory: directory)
+        let plan = Fixtures.tinyPlan
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        let key = try await service.registerKey(client.makeEvaluationKey().serialized())
+        // The stored key is damaged behind the server's back: the job's deserialization fails.
+        let keyBlob = directory + "/blobs/keys/\(key.id).bin"
+        try Data([UInt8](repeating: 0x42, count: 64)).write(to: URL(fileURLWithPath: keyBlob))
+        let job = try await service.submit(model: "tiny-cnn", keyID: key.id,
+                                           input: try client.encrypt(Fixtures.image(3)[...]).serialized(parameters: plan.parameters))
+        do {
+            _ = try await service.waitForResult(job.id)
+            Issue.record("the job should have failed")
+        } catch ServiceClientError.jobFailed(_, let message) {
+            #expect(message.contains("see its log"))
+            #expect(!message.contains("magic") && !message.contains("truncated"), "\(message)")
+        }
+        await server.stop()
+    }
+}

@@ -164,3 +164,25 @@ struct BitwiseInferenceTests {
         }
     }
 }
+
+/// Hostile model files end in a typed error, never an arithmetic trap.
+struct HostileModelTests {
+    @Test("A dense weight of 10^15 or a bias of 10^18 is refused by the planner with an error",
+          arguments: [(weight: 1_000_000_000_000_000, bias: 0), (weight: 1, bias: 1_000_000_000_000_000_000),
+                      (weight: Int.max, bias: Int.min)])
+    func absurdDenseParameters(weight: Int, bias: Int) throws {
+        var model = try ModelCatalog.load("fast-mnist")
+        model.binarizedCNN!.integer.denseWeights[0] = weight
+        model.binarizedCNN!.integer.denseBias[0] = bias
+        #expect(throws: InferenceError.self) { try InferencePlan(model: model) }
+    }
+
+    @Test("The shares of a bias over partial sums add up to it for any value, extremes included")
+    func biasShares() {
+        for bias in [Int.min, Int.max, -100, 0, 7, 1_000_000_000_000_000_000] {
+            for count in [1, 3, 25] {
+                #expect((0..<count).reduce(0) { $0 &+ DensePlan.biasShare(bias, chunk: $1, of: count) } == bias)
+            }
+        }
+    }
+}
