@@ -82,7 +82,7 @@ struct BenchCircuits: ParsableCommand {
         for (parameters, bits) in [(TFHEParameters.integer4Bit128, 4), (.integer6Bit128, 6)] {
             let secret = SecretKey(parameters: parameters)
             let evaluator = Evaluator(key: EvaluationKey(secret.makeEvaluationKey()))
-            var encryptor = Encryptor(secretKey: secret)
+            let encryptor = Encryptor(secretKey: secret)
             let low = -(1 << (bits - 1)), high = (1 << (bits - 1)) - 1
             let x = encryptor.encryptInteger(low + 3, range: low...high)
             var relu: LweInteger!, sign: LweInteger!

@@ -35,7 +35,7 @@ struct BenchTFHE: ParsableCommand {
             key = EvaluationKey(compressed)
         }
         report.add("keygen_ms", keygen * 1000, "ms")
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         report.add("encrypt_us", Clock.median(runs: 1001) { _ = encryptor.encryptSeeded(plaintext: 0) } * 1e6, "us")
 
         let evaluator = Evaluator(key: key)
@@ -69,7 +69,7 @@ struct BenchTFHE: ParsableCommand {
     private func measurePBS(_ parameters: TFHEParameters, label: String, report: inout Report) {
         let secret = SecretKey(parameters: parameters)
         let key = EvaluationKey(secret.makeEvaluationKey())
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let evaluator = Evaluator(key: key)
         let p = parameters.plaintextModulus
         let input = encryptor.encryptInteger(p - 2)

@@ -27,7 +27,7 @@ struct BenchInferLayers: ParsableCommand {
         let s = cnn.shape, side = s.convolutionSide, area = side * side
         let secret = SecretKey(parameters: .gates128)
         let circuit = CircuitEvaluator(key: EvaluationKey(secret.makeEvaluationKey()))
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
 
         // Widths from the integer form: S in 7 bits; L = S·K·α + b and its pooled maxima in as many
         // bits as |L| needs (K ≤ the largest standardized pixel in fixed point); the dense

@@ -1,3 +1,5 @@
+import TFHE
+
 /// How an Obscura server listens, where it keeps its state and how much work it accepts.
 public struct ServerConfiguration: Sendable {
     /// The address to bind: loopback unless the operator says otherwise.
@@ -10,7 +12,9 @@ public struct ServerConfiguration: Sendable {
     public var queueCapacity: Int
     /// Jobs evaluated at once. Each job already uses every core, so 1 is the default.
     public var workers: Int
-    /// The largest evaluation key accepted (the 128-bit integer set's seeded key is about 30 MB).
+    /// The largest evaluation key accepted; by default the largest seeded key of any 128-bit set
+    /// (int6-128's, about 141 MB; int4-128's is about 30 MB), so that every served set's keys fit.
+    /// A key's exact size is then checked against its own set when it is read.
     public var maxKeyBytes: Int
     /// The largest encrypted input accepted.
     public var maxInputBytes: Int
@@ -18,7 +22,8 @@ public struct ServerConfiguration: Sendable {
     public var cachedKeys: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
-                workers: Int = 1, maxKeyBytes: Int = 64 << 20, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4) {
+                workers: Int = 1, maxKeyBytes: Int = CompressedEvaluationKey.largestSecureSize, maxInputBytes: Int = 4 << 20,
+                cachedKeys: Int = 4) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory

@@ -351,7 +351,15 @@ extension CompressedEvaluationKey {
     }
 
     /// The size of the serialized key in bytes.
-    public var serializedSize: Int { ObscuraFormat.headerSize + 32 + (bootstrapBodies.count + keySwitchBodies.count) * 8 }
+    public var serializedSize: Int { Self.serializedSize(for: parameters) }
+
+    /// The size of any serialized key of a parameter set: fixed by the set.
+    public static func serializedSize(for p: TFHEParameters) -> Int {
+        ObscuraFormat.headerSize + 32 + (bootstrapBodyCount(p) + keySwitchBodyCount(p)) * 8
+    }
+
+    /// The largest serialized key of the 128-bit sets: what a server must accept to serve any of them.
+    public static var largestSecureSize: Int { TFHEParameters.secureSets.map(serializedSize(for:)).max()! }
 }
 
 extension SecretKey {

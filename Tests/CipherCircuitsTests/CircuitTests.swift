@@ -80,7 +80,7 @@ struct BootstrapCountTests {
     @Test("hybrid gates with a clear operand cost nothing")
     func hybridGatesAreFree() {
         let (secret, key) = Keys.insecure
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let circuit = CircuitEvaluator(key: key)
         let bit = HybridBit.encrypted(encryptor.encrypt(bit: true))
         for p in [false, true] {
@@ -97,7 +97,7 @@ struct BootstrapCountTests {
     @Test("bootstrap counts per operation at 8 bits")
     func counts() {
         let (secret, key) = Keys.insecure
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let circuit = CircuitEvaluator(key: key)
         let x = encryptor.encrypt(-77, width: 8), y = encryptor.encrypt(45, width: 8)
         func cost(_ body: () -> Void) -> Int {
@@ -128,7 +128,7 @@ struct RandomWideTests {
         }
         let failures: [String] = key.parallelMap(count: pairs.count) { _, i in
             let circuit = CircuitEvaluator(key: key)
-            var encryptor = Encryptor(secretKey: secret)
+            let encryptor = Encryptor(secretKey: secret)
             let (a, b) = pairs[i]
             let x = encryptor.encrypt(a, width: width), y = encryptor.encrypt(b, width: width)
             var wrong: [String] = []
@@ -148,7 +148,7 @@ struct RandomWideTests {
     @Test("binarized convolution output equals the plaintext reference, both methods")
     func binarizedConvolution() {
         let (secret, key) = Keys.insecure
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         var rng = CSPRNG(seed: Seed128(low: 77, high: 1), domain: "conv")
         let side = 7
         let image = (0..<(side * side)).map { _ in rng.next() & 1 == 1 }
@@ -170,7 +170,7 @@ struct ParallelCircuitTests {
     @Test("parallel ReLU and max equal the sequential circuits, bootstrap for bootstrap")
     func parallelMatchesSequential() {
         let (secret, key) = Keys.insecure
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let parallel = ParallelCircuits(key: key)
         for (a, b) in [(-77, 45), (100, -3), (5, 5)] as [(Int64, Int64)] {
             let x = encryptor.encrypt(a, width: 8), y = encryptor.encrypt(b, width: 8)

@@ -251,3 +251,14 @@ extension ClientUploadTests {
         await server.stop()
     }
 }
+
+extension ClientUploadTests {
+    @Test("The default key size limit admits the seeded evaluation key of every 128-bit set, int6-128's included")
+    func keyLimitAdmitsEverySecureSet() {
+        let limit = ServerConfiguration(dataDirectory: "/unused").maxKeyBytes
+        for parameters in TFHEParameters.secureSets {
+            #expect(CompressedEvaluationKey.serializedSize(for: parameters) <= limit, "\(parameters.name)")
+        }
+        #expect(CompressedEvaluationKey.serializedSize(for: .integer6Bit128) > 64 << 20)
+    }
+}

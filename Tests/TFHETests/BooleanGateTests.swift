@@ -6,7 +6,7 @@ struct BooleanGateTests {
     @Test("every gate on every input pair, over several keys", arguments: [1, 2, 3] as [UInt64])
     func truthTables(seed: UInt64) {
         let (secret, key) = KeyCache.shared.keys(.gates128, seed: seed)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let evaluator = Evaluator(key: key)
         for a in [false, true] {
             for b in [false, true] {

@@ -21,7 +21,7 @@ struct NoiseTests {
           arguments: [TFHEParameters.gates128, .integer2Bit128])
     func measuredAgainstPredicted(parameters: TFHEParameters) {
         let (secret, key) = KeyCache.shared.keys(parameters, seed: 7)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let model = NoiseModel(parameters)
         let count = 1200
         let inputs = (0..<count).map { _ in encryptor.encrypt(bit: true) }
@@ -54,7 +54,7 @@ struct NoiseTests {
     func multiValueReadingsCorrelation() {
         let parameters = TFHEParameters.integer4Bit128
         let (secret, key) = KeyCache.shared.keys(parameters, seed: 11)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let count = 1200
         // Readings as far apart as the sign models' thresholds: all stay on the +1/8 half.
         let coefficients = [0, 256, 512]

@@ -14,7 +14,7 @@ struct ProgrammableBootstrapTests {
                       (.integer4Bit128, 1), (.integer4Bit128, 2), (.integer6Bit128, 1)])
     func everyMessage(parameters: TFHEParameters, seed: UInt64) throws {
         let (secret, key) = KeyCache.shared.keys(parameters, seed: seed)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let p = parameters.plaintextModulus
         let table = Self.randomTable(p, seed: seed)
         let inputs = (0..<p).map { encryptor.encryptInteger($0) }
@@ -28,7 +28,7 @@ struct ProgrammableBootstrapTests {
     @Test("multi-value bootstrapping: coefficient j reads the table at the phase moved by j/(2N)")
     func multiValueReadings() {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let evaluator = Evaluator(key: key)
         let n = TFHEParameters.integer4Bit128.polynomialSize
         // Odd z at scale 1/64 against a constant table: coefficient m·N/32 reads sign(z + m).
@@ -47,7 +47,7 @@ struct ProgrammableBootstrapTests {
     @Test("batched bootstraps (a full batch and a partial one, on one core and on all) give word for word the single bootstraps' outputs")
     func batchesEqualSingles() {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let p = TFHEParameters.integer4Bit128.plaintextModulus
         let table = LookupTable(parameters: .integer4Bit128) { (3 * $0 + 1) % p }
         let count = Evaluator.batchSize + 2
@@ -67,7 +67,7 @@ struct ProgrammableBootstrapTests {
     @Test("linear operations need no bootstrap and decrypt exactly")
     func linearOperations() throws {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let delta = TFHEParameters.integer4Bit128.delta
         for (a, b) in [(3, 5), (7, 0), (0, 7), (2, 2)] {
             let ca = encryptor.encryptInteger(a), cb = encryptor.encryptInteger(b)
@@ -92,7 +92,7 @@ struct ProgrammableBootstrapTests {
     @Test("bootstraps refuse inputs beyond the message space or the noise budget")
     func refusals() {
         let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let evaluator = Evaluator(key: key)
         let x = encryptor.encryptInteger(1)
         let bit = encryptor.encryptInteger(1, range: 0...1)

@@ -7,7 +7,7 @@ struct SerializationTests {
     func roundTrips() throws {
         let parameters = TFHEParameters.gates128
         let (secret, _) = KeyCache.shared.keys(parameters)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let seeded = encryptor.encryptSeeded(plaintext: BooleanEncoding.encode(true))
         #expect(try SeededLweCiphertext(deserializing: seeded.serialized(parameters: parameters)) == seeded)
         #expect(seeded.serialized(parameters: parameters).count == 36)
@@ -32,7 +32,7 @@ struct SerializationTests {
     func roundedLists() throws {
         let parameters = TFHEParameters.integer4Bit128
         let secret = SecretKey(parameters: parameters, deterministicSeed: Seed128(low: 5, high: 5))
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let messages = (0..<200).map { UInt64($0 % 16) &* parameters.delta }
         let ciphertexts = messages.map { encryptor.encryptSeeded(plaintext: $0).expanded() }
         let full = ciphertexts.serialized(parameters: parameters), rounded = ciphertexts.serializedRounded(parameters: parameters)
@@ -57,7 +57,7 @@ struct SerializationTests {
     @Test("the seeded upload is a small fraction of the full ciphertext")
     func seededIsSmaller() {
         let (secret, _) = KeyCache.shared.keys(.gates128)
-        var encryptor = Encryptor(secretKey: secret)
+        let encryptor = Encryptor(secretKey: secret)
         let seeded = encryptor.encryptSeeded(plaintext: 0)
         #expect(seeded.serialized(parameters: .gates128).count * 2 < seeded.expanded().serialized(parameters: .gates128).count)
     }
@@ -105,7 +105,7 @@ struct SerializationTests {
     func truncations() {
         let toy = SecretKey(parameters: .insecureTestOnly, deterministicSeed: Seed128(low: 1, high: 1))
         let key = toy.makeEvaluationKey(deterministicSeed: Seed128(low: 2, high: 2)).serialized()
-        var encryptor = Encryptor(secretKey: toy)
+        let encryptor = Encryptor(secretKey: toy)
         let parameters = TFHEParameters.insecureTestOnly
         let seeded = encryptor.encryptSeeded(plaintext: 0)
         let objects: [(String, [UInt8], ([UInt8]) throws -> Void)] = [
@@ -164,7 +164,7 @@ struct KnownAnswerTests {
         // the same on every platform (the Gaussian sampler goes through the C library's log/cos).
         let secret = SecretKey(parameters: .integer2Bit128, deterministicSeed: Seed128(low: 11, high: 12))
         let key = secret.makeEvaluationKey(deterministicSeed: Seed128(low: 13, high: 14))
-        var encryptor = Encryptor(secretKey: secret, deterministicSeed: Seed128(low: 15, high: 16))
+        let encryptor = Encryptor(secretKey: secret, deterministicSeed: Seed128(low: 15, high: 16))
         let ciphertext = encryptor.encryptSeeded(plaintext: BooleanEncoding.encode(true))
         let observed = [Self.digest(secret.smallKey + secret.bigKey), Self.digest(key.bootstrapBodies),
                         Self.digest(key.keySwitchBodies), Self.digest([ciphertext.seed.low, ciphertext.seed.high, ciphertext.body])]
