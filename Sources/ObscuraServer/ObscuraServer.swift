@@ -22,6 +22,8 @@ public struct ObscuraServer: Sendable {
     let progress = ProgressBoard()
     let runner: JobRunner
     let logger: Logger
+    /// The largest evaluation key body read (see ``ServerConfiguration/maxKeyBytes``).
+    let keyByteLimit: Int
 
     /// Opens the store in the configured data directory and re-queues every job that a previous
     /// run accepted but did not finish (they run again from their stored input).
@@ -35,6 +37,7 @@ public struct ObscuraServer: Sendable {
         runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
                            keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys), logger: logger)
         self.logger = logger
+        keyByteLimit = configuration.keyByteLimit(servedSets: models.entries.map(\.plan.parameters))
         for var job in try await store.unfinishedJobs() {
             job.status = .queued
             job.progress = 0
@@ -160,10 +163,10 @@ public struct ObscuraServer: Sendable {
     /// malformed or oversized bytes, and, with `model`, a key of another parameter set.
     func registerKey(_ request: Request) async throws -> Response {
         var request = request
-        let bytes = Array(try await request.collectBody(upTo: configuration.maxKeyBytes).readableBytesView)
+        let bytes = Array(try await request.collectBody(upTo: keyByteLimit).readableBytesView)
         let key: CompressedEvaluationKey
         do {
-            key = try CompressedEvaluationKey(deserializing: bytes, limit: configuration.maxKeyBytes)
+            key = try CompressedEvaluationKey(deserializing: bytes, limit: keyByteLimit)
         } catch .secretKeyNotAccepted {
             throw APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
         } catch {

@@ -12,18 +12,18 @@ public struct ServerConfiguration: Sendable {
     public var queueCapacity: Int
     /// Jobs evaluated at once. Each job already uses every core, so 1 is the default.
     public var workers: Int
-    /// The largest evaluation key accepted; by default the largest seeded key of any 128-bit set
-    /// (int6-128's, about 141 MB; int4-128's is about 30 MB), so that every served set's keys fit.
-    /// A key's exact size is then checked against its own set when it is read.
-    public var maxKeyBytes: Int
+    /// The largest evaluation key accepted; `nil` (the default): the largest seeded key of the
+    /// served models' parameter sets (int4-128's is about 30 MB, int6-128's about 282 MB), so
+    /// that their keys fit and nothing larger is ever buffered. A key's exact size is then checked
+    /// against its own set when it is read.
+    public var maxKeyBytes: Int?
     /// The largest encrypted input accepted.
     public var maxInputBytes: Int
     /// Evaluation keys kept expanded in memory (each about 60 MB in the Fourier domain).
     public var cachedKeys: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
-                workers: Int = 1, maxKeyBytes: Int = CompressedEvaluationKey.largestSecureSize, maxInputBytes: Int = 4 << 20,
-                cachedKeys: Int = 4) {
+                workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -32,5 +32,10 @@ public struct ServerConfiguration: Sendable {
         self.maxKeyBytes = maxKeyBytes
         self.maxInputBytes = maxInputBytes
         self.cachedKeys = cachedKeys
+    }
+
+    /// The key size limit in force: the configured one, or the largest key of the served sets.
+    public func keyByteLimit(servedSets: [TFHEParameters]) -> Int {
+        maxKeyBytes ?? servedSets.map(CompressedEvaluationKey.serializedSize(for:)).max() ?? 0
     }
 }

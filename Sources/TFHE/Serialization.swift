@@ -357,9 +357,6 @@ extension CompressedEvaluationKey {
     public static func serializedSize(for p: TFHEParameters) -> Int {
         ObscuraFormat.headerSize + 32 + (bootstrapBodyCount(p) + keySwitchBodyCount(p)) * 8
     }
-
-    /// The largest serialized key of the 128-bit sets: what a server must accept to serve any of them.
-    public static var largestSecureSize: Int { TFHEParameters.secureSets.map(serializedSize(for:)).max()! }
 }
 
 extension SecretKey {

@@ -253,12 +253,14 @@ extension ClientUploadTests {
 }
 
 extension ClientUploadTests {
-    @Test("The default key size limit admits the seeded evaluation key of every 128-bit set, int6-128's included")
-    func keyLimitAdmitsEverySecureSet() {
-        let limit = ServerConfiguration(dataDirectory: "/unused").maxKeyBytes
+    @Test("The default key size limit is the largest key of the served sets: int6-128's (over 64 MiB) fits when it is served")
+    func keyLimitFollowsServedSets() {
+        let configuration = ServerConfiguration(dataDirectory: "/unused")
         for parameters in TFHEParameters.secureSets {
-            #expect(CompressedEvaluationKey.serializedSize(for: parameters) <= limit, "\(parameters.name)")
+            #expect(configuration.keyByteLimit(servedSets: [.integer4Bit128, parameters])
+                    == max(CompressedEvaluationKey.serializedSize(for: .integer4Bit128), CompressedEvaluationKey.serializedSize(for: parameters)))
         }
         #expect(CompressedEvaluationKey.serializedSize(for: .integer6Bit128) > 64 << 20)
+        #expect(ServerConfiguration(dataDirectory: "/unused", maxKeyBytes: 1000).keyByteLimit(servedSets: [.integer6Bit128]) == 1000)
     }
 }
