@@ -113,6 +113,7 @@ struct BFVTests {
             #expect(try client.decrypt(ct) == x)
         }
         #expect(throws: RlweError.endOfModulusChain) { try client.evaluator.dropLastModulus(ct) }
+        #expect(try client.decrypt(client.evaluator.dropToLevel(client.encrypt(x), 1)) == x)
         let publicKey = KeyGenerator(secretKey: client.secret).makePublicKey()
         let pkEncrypted = try PublicKeyEncryptor(publicKey: publicKey).encrypt(client.encoder.encode(x))
         #expect(try client.decrypt(pkEncrypted) == x)

@@ -130,3 +130,20 @@ extension CKKSTests {
         }
     }
 }
+
+extension CKKSTests {
+    @Test("Dropping to a lower level keeps the message, so operands of different depths can meet")
+    func dropToLevel() throws {
+        let client = Client(Self.small)
+        var rng = SeededGenerator(seed: 12)
+        let x = Self.randomSlots(32, &rng), y = Self.randomSlots(32, &rng)
+        let cx = try client.encrypt(x), cy = try client.encrypt(y)
+        let square = try client.evaluator.rescale(client.evaluator.multiplyRelinearize(cy, cy))  // level 2
+        #expect(throws: RlweError.levelMismatch(3, 2)) { try client.evaluator.multiply(cx, square) }
+        let lowered = try client.evaluator.dropToLevel(cx, square.level)
+        #expect(lowered.level == 2 && lowered.scale == cx.scale)
+        #expect(Self.bits(try client.decrypt(lowered), x) > 25)
+        let product = try client.evaluator.multiplyRelinearize(lowered, square)
+        #expect(Self.bits(try client.decrypt(product), zip(x, y).map { $0 * $1 * $1 }) > 18)
+    }
+}

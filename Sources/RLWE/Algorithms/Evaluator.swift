@@ -17,11 +17,12 @@ public struct Evaluator: Sendable {
         guard ct.context === context else { throw .contextMismatch }
     }
 
-    private func checkPair(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) {
+    /// Same context and level; for sums (not products) also the same CKKS scale.
+    private func checkPair(_ a: Ciphertext, _ b: Ciphertext, sameScale: Bool) throws(RlweError) {
         try check(a)
         try check(b)
         guard a.level == b.level else { throw .levelMismatch(a.level, b.level) }
-        if !context.isBFV { try checkScales(a.scale, b.scale) }
+        if sameScale && !context.isBFV { try checkScales(a.scale, b.scale) }
     }
 
     private func checkScales(_ a: Double, _ b: Double) throws(RlweError) {
@@ -32,7 +33,7 @@ public struct Evaluator: Sendable {
 
     /// a + b (sizes may differ: the result has the larger).
     public func add(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
-        try checkPair(a, b)
+        try checkPair(a, b, sameScale: true)
         var (long, short) = a.size >= b.size ? (a, b) : (b, a)
         for i in 0..<short.size { PolynomialArithmetic.add(&long.components[i], short.components[i], moduli: modulus) }
         return long
@@ -112,7 +113,7 @@ public struct Evaluator: Sendable {
     /// a·b without relinearization: three components. BFV scales the tensor product by t/Q
     /// exactly (HPS); CKKS multiplies the scales.
     public func multiply(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
-        try checkPair(a, b)
+        try checkPair(a, b, sameScale: false)
         guard a.size == 2, b.size == 2 else { throw .notRelinearized }
         if let bfv = context.bfv {
             return BFVMultiplication.multiply(a, b, constants: bfv)
@@ -192,6 +193,20 @@ public struct Evaluator: Sendable {
         }
         return Ciphertext(context: context, components: components,
                           scale: context.isBFV ? 1 : ct.scale / Double(last.value))
+    }
+
+    /// The ciphertext at a lower level ℓ′, its message unchanged: CKKS keeps the residues mod
+    /// q_0…q_(ℓ′−1) (exact: the scaled message stays below Q_ℓ′/2 while ℓ′ has headroom), BFV
+    /// switches the modulus down prime by prime. Operands of a sum or product must share a level.
+    public func dropToLevel(_ ct: Ciphertext, _ level: Int) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard (1...ct.level).contains(level) else { throw .levelMismatch(ct.level, level) }
+        if context.isBFV {
+            var out = ct
+            while out.level > level { out = try dropLastModulus(out) }
+            return out
+        }
+        return Ciphertext(context: context, components: ct.components.map { $0.prefix(limbs: level) }, scale: ct.scale)
     }
 
     /// CKKS: divides by the last prime (after a multiplication).
