@@ -137,6 +137,7 @@ public final class KeyGenerator {
 
     private func freshSeed() -> Seed128 { Seed128(low: randomness.next(), high: randomness.next()) }
 
+    /// A seeded public key (b, a) = (−a·s + e, a) mod Q, for ``PublicKeyEncryptor``.
     public func makePublicKey() -> PublicKey {
         let context = secretKey.context, levels = context.maximumLevel
         let seed = freshSeed()
@@ -150,6 +151,7 @@ public final class KeyGenerator {
         return PublicKey(context: context, seed: seed, body: b)
     }
 
+    /// The key from s² to s that turns a product's three components back into two.
     public func makeRelinearizationKey() -> KeySwitchingKey {
         let context = secretKey.context, levels = context.maximumLevel
         var square = secretKey.ntt

@@ -46,6 +46,8 @@ public final class RlweContext: Sendable {
     /// BFV-only precomputation.
     let bfv: BFVConstants?
 
+    /// Precomputes everything for `parameters` (a few milliseconds at N = 16384); build one per
+    /// parameter set and share it.
     public init(parameters: RlweParameters) {
         self.parameters = parameters
         let n = parameters.polynomialSize

@@ -204,6 +204,7 @@ extension SeededCiphertext {
         return w.output
     }
 
+    /// A seeded ciphertext from untrusted bytes, for `context`'s parameter set.
     public init(deserializing bytes: [UInt8], context: RlweContext) throws(RlweError) {
         var r = try RlweFormat.reader(bytes, kind: .seededCiphertext, context: context)
         let level = Int(try r.integer(bytes: 1))
@@ -221,6 +222,7 @@ extension SeededCiphertext {
 }
 
 extension PublicKey {
+    /// The seeded public key: seed and packed b.
     public func serialized() -> [UInt8] {
         var w = RlweFormat.header(.publicKey, context)
         w.seed(seed)
@@ -228,6 +230,7 @@ extension PublicKey {
         return w.output
     }
 
+    /// A public key from untrusted bytes.
     public init(deserializing bytes: [UInt8], context: RlweContext) throws(RlweError) {
         var r = try RlweFormat.reader(bytes, kind: .publicKey, context: context)
         let seed = try r.seed()
@@ -275,6 +278,7 @@ extension KeySwitchingKey {
         return w.output
     }
 
+    /// A key-switching key from untrusted bytes (its masks re-expanded from the seed).
     public init(deserializing bytes: [UInt8], context: RlweContext) throws(RlweError) {
         var r = try RlweFormat.reader(bytes, kind: .keySwitchingKey, context: context)
         guard r.remaining == Self.payloadBytes(context) else { throw .malformed("\(r.remaining) payload bytes for a key-switching key") }
@@ -334,6 +338,7 @@ extension SecretKey {
         return w.output
     }
 
+    /// The client's own secret key from its file (never a server's reader).
     public init(deserializing bytes: [UInt8], context: RlweContext) throws(RlweError) {
         var r = try RlweFormat.reader(bytes, kind: .secretKey, context: context)
         let n = context.polynomialSize
