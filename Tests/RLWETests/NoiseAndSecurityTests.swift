@@ -88,6 +88,17 @@ struct NoiseAndSecurityTests {
                                                            ciphertextModulusBits: [40], specialModulusBits: [41])
         #expect(insecure.securityBits == 0 && insecure.security == .insecureTestOnly)
         #expect(insecure.description.contains("INSECURE"))
+        // Impossible prime sizes and Galois elements are errors, not traps.
+        for bits in [[62], [1], [12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12, 12]] {
+            #expect(throws: RlweError.self) {
+                try RlweParameters.insecureTestOnly(scheme: .ckks(logScale: 10), polynomialSize: 1024,
+                                                    ciphertextModulusBits: bits, specialModulusBits: [13])
+            }
+        }
+        let small = RlweContext(parameters: insecure)
+        for g in [0, 1, 2, 128, -3] {
+            #expect(throws: RlweError.self) { try KeyGenerator(secretKey: SecretKey(context: small)).makeGaloisKey(element: g) }
+        }
         // Unfit primes and plaintext moduli are named.
         #expect(throws: RlweError.self) {
             try RlweParameters(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 8192,

@@ -33,15 +33,15 @@ public enum NTTPrimes {
     }
 
     /// The `count` largest primes q < 2^bits with q ≡ 1 (mod 2N), in decreasing order, skipping
-    /// any in `excluding`. `bits` is at most 61 (the NTT's lazy ranges need q < 2^62).
+    /// any in `excluding`; fewer if there are not that many of exactly `bits` bits. `bits` is
+    /// from 2 to 61 (the NTT's lazy ranges need q < 2^62); outside that, none.
     public static func generate(count: Int, bits: Int, polynomialSize n: Int, excluding: Set<UInt64> = []) -> [UInt64] {
-        precondition(bits >= 10 && bits <= 61, "prime sizes from 10 to 61 bits")
-        let step = UInt64(2 * n)
+        guard (2...61).contains(bits), n >= 1, UInt64(2 * n) < UInt64(1) << UInt64(bits) else { return [] }
+        let step = UInt64(2 * n), floor = UInt64(1) << UInt64(bits - 1)
         var candidate = ((UInt64(1) << UInt64(bits)) - 1) / step * step + 1
         if candidate >= UInt64(1) << UInt64(bits) { candidate -= step }
         var primes: [UInt64] = []
-        while primes.count < count {
-            precondition(candidate > UInt64(1) << UInt64(bits - 1), "not enough \(bits)-bit primes ≡ 1 mod \(step)")
+        while primes.count < count && candidate > floor {
             if !excluding.contains(candidate) && isPrime(candidate) { primes.append(candidate) }
             candidate -= step
         }

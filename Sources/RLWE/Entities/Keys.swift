@@ -160,9 +160,11 @@ public final class KeyGenerator {
     }
 
     /// The key of Galois element g (odd, below 2N).
-    public func makeGaloisKey(element g: Int) -> KeySwitchingKey {
+    public func makeGaloisKey(element g: Int) throws(RlweError) -> KeySwitchingKey {
         let context = secretKey.context
-        precondition(g & 1 == 1 && g > 0 && g < 2 * context.polynomialSize, "Galois elements are odd and below 2N")
+        guard g & 1 == 1 && g > 1 && g < 2 * context.polynomialSize else {
+            throw .invalidParameters("Galois element \(g): elements are odd, above 1 and below 2N")
+        }
         let rotated = PolynomialArithmetic.permute(secretKey.ntt, context.galoisPermutation(g))
         return KeySwitchingKey.make(switching: rotated, to: secretKey, seed: freshSeed(), noise: &randomness)
     }
@@ -176,7 +178,7 @@ public final class KeyGenerator {
         elements.remove(1)
         if conjugation { elements.insert(context.conjugationElement) }
         var galois: [Int: KeySwitchingKey] = [:]
-        for g in elements.sorted() { galois[g] = makeGaloisKey(element: g) }
+        for g in elements.sorted() { galois[g] = try! makeGaloisKey(element: g) }  // 5^k and 2N − 1 are valid
         return EvaluationKey(context: context, relinearization: relinearization ? makeRelinearizationKey() : nil,
                              galois: galois)
     }

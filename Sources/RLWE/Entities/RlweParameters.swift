@@ -146,7 +146,7 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     /// A 128-bit set with primes generated for N: `bits` gives each ciphertext prime's size.
     public static func generated(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
                                  specialModulusBits: [Int]) throws(RlweError) -> RlweParameters {
-        let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
+        let (q, p) = try primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
         return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModuli: p)
     }
 
@@ -178,22 +178,28 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     /// A small, **insecure** set for fast tests: any N ≥ 8, generated primes. Never a default.
     public static func insecureTestOnly(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
                                         specialModulusBits: [Int]) throws(RlweError) -> RlweParameters {
-        let (q, p) = primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
+        let (q, p) = try primes(bits: bits, special: specialModulusBits, n: n, scheme: scheme)
         return try RlweParameters(scheme: scheme, polynomialSize: n, ciphertextModuli: q, specialModuli: p,
                                   security: .insecureTestOnly)
     }
 
     /// Generated primes: the largest of each size ≡ 1 mod 2N, distinct from each other and t.
-    private static func primes(bits: [Int], special: [Int], n: Int, scheme: Scheme) -> ([UInt64], [UInt64]) {
+    private static func primes(bits: [Int], special: [Int], n: Int, scheme: Scheme) throws(RlweError) -> ([UInt64], [UInt64]) {
+        guard n >= 8, n & (n - 1) == 0, n <= 1 << 17 else { throw .invalidParameters("N = \(n) is not a power of two from 8 to 2^17") }
+        guard bits.count <= 30, special.count <= 30 else { throw .invalidParameters("at most 30 primes of each kind") }
         var used: Set<UInt64> = []
         if case .bfv(let t) = scheme { used.insert(t) }
-        func next(_ b: Int) -> UInt64 {
-            let prime = NTTPrimes.generate(count: 1, bits: b, polynomialSize: n, excluding: used)[0]
+        func next(_ b: Int) throws(RlweError) -> UInt64 {
+            guard let prime = NTTPrimes.generate(count: 1, bits: b, polynomialSize: n, excluding: used).first else {
+                throw .invalidParameters("no further \(b)-bit prime ≡ 1 mod \(2 * n); sizes run up to 61 bits")
+            }
             used.insert(prime)
             return prime
         }
-        let p = special.map(next)
-        return (bits.map(next), p)
+        var p: [UInt64] = [], q: [UInt64] = []
+        for b in special { p.append(try next(b)) }
+        for b in bits { q.append(try next(b)) }
+        return (q, p)
     }
 }
 
