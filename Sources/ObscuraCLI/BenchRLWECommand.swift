@@ -74,7 +74,7 @@ struct BenchRLWE: ParsableCommand {
             keygen = KeyGenerator(secretKey: secret)
             key = keygen.makeEvaluationKey(rotations: [1])
             decryptor = Decryptor(secretKey: secret)
-            evaluator = Evaluator(context: context, key: key)
+            evaluator = try! Evaluator(context: context, key: key)  // the key was made for this context
             encryptor = Encryptor(secretKey: secret)
             pkEncryptor = PublicKeyEncryptor(publicKey: keygen.makePublicKey())
         }
@@ -161,7 +161,7 @@ struct BenchRLWE: ParsableCommand {
         report.add("ckks_rotate_ms\(suffix)", try milliseconds { _ = try evaluator.rotate(a, by: 1) }, "ms")
         let steps = Array(1...8)
         let hoistedKey = keygen.makeEvaluationKey(relinearization: false, rotations: steps)
-        let hoisting = Evaluator(context: context, key: hoistedKey)
+        let hoisting = try Evaluator(context: context, key: hoistedKey)
         report.add("ckks_rotate_hoisted_8_ms\(suffix)", try milliseconds { _ = try hoisting.rotations(of: a, by: steps) } / 8,
                    "ms per rotation")
         addSizes("ckks", suffix: suffix, ciphertext: a, seeded: try encryptor.encrypt(plaintext), key: key, report: &report)

@@ -132,7 +132,7 @@ extension BFVTests {
         let encoder = try BatchEncoder(context: context)
         let x = try Encryptor(secretKey: secret).encrypt(encoder.encode([3, -1, 4, 1, -5])).serialized()
 
-        let evaluator = Evaluator(context: context, key: try EvaluationKey(deserializing: upload, context: context))
+        let evaluator = try Evaluator(context: context, key: try EvaluationKey(deserializing: upload, context: context))
         let ct = try SeededCiphertext(deserializing: x, context: context).expanded()
         let y = try evaluator.rotate(evaluator.multiplyRelinearize(ct, ct), by: 1)
 

@@ -43,7 +43,7 @@ struct NoiseAndSecurityTests {
         let secret = SecretKey(context: context)
         let decryptor = Decryptor(secretKey: secret)
         let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: [1])
-        let evaluator = Evaluator(context: context, key: keys)
+        let evaluator = try Evaluator(context: context, key: keys)
         let n = context.polynomialSize
         let zero = Plaintext(context: context, polynomial: RnsPolynomial(degree: n, limbs: context.maximumLevel), scale: 1)
         let fresh = try Encryptor(secretKey: secret).encrypt(zero).expanded()
@@ -126,4 +126,31 @@ struct NoiseAndSecurityTests {
     }
 
     static let knownTail: [UInt8] = [42, 97, 182, 226, 23, 14, 220, 40]
+}
+
+extension NoiseAndSecurityTests {
+    @Test("Review findings: any NTT prime gets its root, CKKS refuses values that would wrap at a low level, keys must match the evaluator's context, t must be below q_0")
+    func reviewFindings() throws {
+        // 18014398485135361 is a 54-bit NTT prime whose smallest quadratic non-residue is 37.
+        let q = Modulus(18_014_398_485_135_361)
+        let tables = NTTTables(polynomialSize: 8192, modulus: q)
+        #expect(q.power(tables.root, 8192) == q.value - 1)
+        let ckks = RlweContext(parameters: .ckksN8192)
+        let encoder = try CKKSEncoder(context: ckks)
+        #expect(throws: RlweError.self) { try encoder.encode([Double](repeating: 1e6, count: encoder.slotCount), level: 1) }
+        #expect(throws: Never.self) { try encoder.encode([Double](repeating: 1e6, count: encoder.slotCount), level: 3) }
+        let other = RlweContext(parameters: try .insecureTestOnly(scheme: .ckks(logScale: 30), polynomialSize: 64,
+                                                                  ciphertextModulusBits: [50, 35], specialModulusBits: [51]))
+        let foreignKey = KeyGenerator(secretKey: SecretKey(context: other)).makeEvaluationKey(rotations: [1])
+        #expect(throws: RlweError.contextMismatch) { try Evaluator(context: ckks, key: foreignKey) }
+        #expect(throws: RlweError.self) {
+            try RlweParameters.insecureTestOnly(scheme: .bfv(plaintextModulus: 12289), polynomialSize: 16,
+                                                ciphertextModulusBits: [12], specialModulusBits: [])
+        }
+        // Signed reduction without a branch agrees with the obvious one at the extremes.
+        for x: Int64 in [.min, .min + 1, -1, 0, 1, .max, -Int64(q.value), Int64(q.value)] {
+            let expected = x >= 0 ? UInt64(x) % q.value : (q.value - x.magnitude % q.value) % q.value
+            #expect(q.reduce(signed: x) == expected)
+        }
+    }
 }

@@ -30,7 +30,7 @@ struct SerializationTests {
         let serverKey = try EvaluationKey(deserializing: keyBytes, context: context)
         #expect(serverKey.serialized() == keyBytes)
         #expect(Set(serverKey.galois.keys) == Set(evaluationKey.galois.keys))
-        let evaluator = Evaluator(context: context, key: serverKey)
+        let evaluator = try Evaluator(context: context, key: serverKey)
         let rotated = try evaluator.rotate(full, by: 3)
         let decoded = try encoder.decode(Decryptor(secretKey: secret).decryptApproximate(rotated))
         #expect(zip(decoded, (0..<32).map { values[($0 + 3) % 32] }).allSatisfy { ($0 - $1).magnitude < 1e-4 })

@@ -14,7 +14,7 @@ struct TestClient<Encoder> {
         decryptor = Decryptor(secretKey: secret)
         self.encoder = encoder
         let keys = KeyGenerator(secretKey: secret).makeEvaluationKey(rotations: rotations, conjugation: true)
-        evaluator = Evaluator(context: context, key: keys)
+        evaluator = try! Evaluator(context: context, key: keys)
     }
 }
 

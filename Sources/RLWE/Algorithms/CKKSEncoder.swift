@@ -86,10 +86,12 @@ public struct CKKSEncoder: Sendable {
         }
         transform(&v, inverse: true)
         var coefficients = [Int64](repeating: 0, count: n)
+        // A coefficient must stay below Q_ℓ/2 (or it wraps) and fit the 62-bit lift.
+        let bound = Swift.min(0x1p62, exp2(context.levelBases[level - 1].logProduct - 1))
         for k in 0..<n {
             let c = ((v[k] * twist[k].conjugate).real / Double(n) * scale).rounded()
-            guard abs(c) < 0x1p62 else {
-                throw .invalidEncoding("a value times the scale 2^\(scale.exponent) exceeds 2^62")
+            guard abs(c) < bound else {
+                throw .invalidEncoding("a value times the scale 2^\(scale.exponent) exceeds the level's modulus (2^\(Int(log2(bound))))")
             }
             coefficients[k] = Int64(c)
         }

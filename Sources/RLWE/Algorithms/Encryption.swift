@@ -1,11 +1,14 @@
+import Foundation
 import ObscuraMath
 
 /// Secret-key encryption, seeded: c_1 = a comes from a fresh public seed, c_0 = −a·s + e + message.
 /// Holds the noise generator, so it is a class: a copied encryptor would replay noise and seeds,
-/// and the difference of two ciphertexts would reveal the difference of their plaintexts.
-public final class Encryptor {
+/// and the difference of two ciphertexts would reveal the difference of their plaintexts. The
+/// generator sits behind a lock, so threads sharing one encryptor never draw the same words.
+public final class Encryptor: @unchecked Sendable {
     public let secretKey: SecretKey
     private var randomness: CSPRNG
+    private let lock = NSLock()
 
     public convenience init(secretKey: SecretKey) {
         self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.encrypt"))
@@ -26,9 +29,11 @@ public final class Encryptor {
               message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
             throw .invalidEncoding("a BFV plaintext has N coefficients below t")
         }
-        let e = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
-                                                  delta: bfv.delta[level - 1], noise: &randomness)
-        return seeded(e, level: level, scale: 1)
+        return lock.withLock {
+            let e = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
+                                                      delta: bfv.delta[level - 1], noise: &randomness)
+            return seeded(e, level: level, scale: 1)
+        }
     }
 
     /// A CKKS plaintext, at its level and scale.
@@ -36,12 +41,15 @@ public final class Encryptor {
         let context = secretKey.context
         guard plaintext.context === context else { throw .contextMismatch }
         guard !context.isBFV else { throw .wrongScheme("BFV messages are BFVPlaintext values") }
-        var e = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
-                                                  noise: &randomness)
-        PolynomialArithmetic.add(&e, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
-        return seeded(e, level: plaintext.level, scale: plaintext.scale)
+        return lock.withLock {
+            var e = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
+                                                      noise: &randomness)
+            PolynomialArithmetic.add(&e, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
+            return seeded(e, level: plaintext.level, scale: plaintext.scale)
+        }
     }
 
+    /// Draws a seed and builds the ciphertext; called with the lock held.
     private func seeded(_ errorAndMessage: RnsPolynomial, level: Int, scale: Double) -> SeededCiphertext {
         let context = secretKey.context
         let seed = Seed128(low: randomness.next(), high: randomness.next())
@@ -54,10 +62,12 @@ public final class Encryptor {
     }
 }
 
-/// Public-key encryption: (c_0, c_1) = (b·u + e_0 + message, a·u + e_1) for a ternary u.
-public final class PublicKeyEncryptor {
+/// Public-key encryption: (c_0, c_1) = (b·u + e_0 + message, a·u + e_1) for a ternary u. Its
+/// generator is behind a lock, as ``Encryptor``'s is.
+public final class PublicKeyEncryptor: @unchecked Sendable {
     public let publicKey: PublicKey
     private var randomness: CSPRNG
+    private let lock = NSLock()
 
     public init(publicKey: PublicKey) {
         self.publicKey = publicKey
@@ -72,9 +82,11 @@ public final class PublicKeyEncryptor {
               message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
             throw .invalidEncoding("a BFV plaintext has N coefficients below t")
         }
-        let e0 = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
-                                                   delta: bfv.delta[level - 1], noise: &randomness)
-        return encrypt(e0, scale: 1)
+        return lock.withLock {
+            let e0 = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
+                                                       delta: bfv.delta[level - 1], noise: &randomness)
+            return encrypt(e0, scale: 1)
+        }
     }
 
     public func encrypt(_ plaintext: Plaintext) throws(RlweError) -> Ciphertext {
@@ -82,12 +94,15 @@ public final class PublicKeyEncryptor {
         guard plaintext.context === context else { throw .contextMismatch }
         guard !context.isBFV else { throw .wrongScheme("BFV messages are BFVPlaintext values") }
         guard plaintext.level == context.maximumLevel else { throw .levelMismatch(plaintext.level, context.maximumLevel) }
-        var e0 = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
-                                                   noise: &randomness)
-        PolynomialArithmetic.add(&e0, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
-        return encrypt(e0, scale: plaintext.scale)
+        return lock.withLock {
+            var e0 = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
+                                                       noise: &randomness)
+            PolynomialArithmetic.add(&e0, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
+            return encrypt(e0, scale: plaintext.scale)
+        }
     }
 
+    /// The rest of an encryption; called with the lock held.
     private func encrypt(_ e0: RnsPolynomial, scale: Double) -> Ciphertext {
         let context = publicKey.context, levels = context.maximumLevel, n = context.polynomialSize
         let modulus = { (i: Int) in context.ciphertextTables[i].modulus }

@@ -6,7 +6,9 @@ public struct Evaluator: Sendable {
     public let context: RlweContext
     public let key: EvaluationKey?
 
-    public init(context: RlweContext, key: EvaluationKey? = nil) {
+    /// An evaluator for `context`; the key, if any, must belong to it.
+    public init(context: RlweContext, key: EvaluationKey? = nil) throws(RlweError) {
+        guard key.map({ $0.context === context }) ?? true else { throw .contextMismatch }
         self.context = context
         self.key = key
     }

@@ -118,7 +118,10 @@ public struct Modulus: Sendable, Hashable, CustomStringConvertible {
     /// The residue of a signed integer.
     @inlinable @inline(__always)
     public func reduce(signed x: Int64) -> UInt64 {
-        x >= 0 ? reduce(UInt64(x)) : negate(reduce(x.magnitude))
+        // Without a branch on the sign: these are secret, noise and ternary coefficients.
+        let negative = UInt64(bitPattern: x >> 63)             // all ones when x < 0
+        let r = reduce((UInt64(bitPattern: x) ^ negative) &- negative)   // |x| mod q
+        return (negate(r) & negative) | (r & ~negative)
     }
 
     /// The representative of a < q in (−q/2, q/2].

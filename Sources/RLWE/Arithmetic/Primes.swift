@@ -52,15 +52,14 @@ public enum NTTPrimes {
     /// deterministic, because seeded masks are sampled in the NTT domain this root defines.
     public static func primitiveRoot(order twoN: Int, modulus q: Modulus) -> UInt64 {
         precondition((q.value - 1) % UInt64(twoN) == 0, "q ≢ 1 mod 2N")
-        var best: UInt64 = .max
+        // x^((q−1)/2N) has order exactly 2N iff x is a quadratic non-residue (2N is a power of
+        // two dividing q − 1); half of all x are, so the search ends quickly for every prime.
         var x: UInt64 = 2
-        var found = 0
-        while found < 32 && x < 10_000 {
+        while true {
             let root = q.power(x, (q.value - 1) / UInt64(twoN))
-            // Of order exactly 2N (a power of two) iff root^N = −1.
             if q.power(root, UInt64(twoN / 2)) == q.value - 1 {
                 // Every primitive 2N-th root is root^odd; take the smallest for a canonical choice.
-                var power = root
+                var best: UInt64 = .max, power = root
                 let square = q.multiply(root, root)
                 for _ in 0..<(twoN / 2) {
                     best = min(best, power)
@@ -69,8 +68,6 @@ public enum NTTPrimes {
                 return best
             }
             x += 1
-            found += 1
         }
-        preconditionFailure("no primitive \(twoN)-th root mod \(q.value)")
     }
 }

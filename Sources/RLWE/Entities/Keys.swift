@@ -1,3 +1,4 @@
+import Foundation
 import ObscuraMath
 
 /// The client's secret: a uniform ternary s ∈ {−1, 0, 1}^N. It never leaves the client: no
@@ -112,7 +113,14 @@ public struct EvaluationKey: Sendable {
     /// σ_g(s) → s for each Galois element g.
     public let galois: [Int: KeySwitchingKey]
 
-    public init(context: RlweContext, relinearization: KeySwitchingKey?, galois: [Int: KeySwitchingKey]) {
+    /// Keys made by ``KeyGenerator`` for `context`; a key of another context, or an element that is
+    /// not odd in (1, 2N), is refused.
+    public init(context: RlweContext, relinearization: KeySwitchingKey?, galois: [Int: KeySwitchingKey]) throws(RlweError) {
+        guard relinearization.map({ $0.context === context }) ?? true,
+              galois.values.allSatisfy({ $0.context === context }) else { throw .contextMismatch }
+        for g in galois.keys where g & 1 == 0 || g <= 1 || g >= 2 * context.polynomialSize {
+            throw .invalidParameters("Galois element \(g): elements are odd, above 1 and below 2N")
+        }
         self.context = context
         self.relinearization = relinearization
         self.galois = galois
@@ -120,10 +128,11 @@ public struct EvaluationKey: Sendable {
 }
 
 /// Makes public and evaluation keys from a secret key; holds the noise generator, so it is a
-/// class (a copy would replay noise).
-public final class KeyGenerator {
+/// class (a copy would replay noise), and draws from it under a lock.
+public final class KeyGenerator: @unchecked Sendable {
     public let secretKey: SecretKey
     private var randomness: CSPRNG
+    private let lock = NSLock()
 
     public convenience init(secretKey: SecretKey) {
         self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.keygen"))
@@ -135,17 +144,22 @@ public final class KeyGenerator {
         self.randomness = randomness
     }
 
-    private func freshSeed() -> Seed128 { Seed128(low: randomness.next(), high: randomness.next()) }
+    /// `body` with the generator, under the lock.
+    private func drawing<T>(_ body: (inout CSPRNG) -> T) -> T {
+        lock.withLock { body(&randomness) }
+    }
+
+    private static func seed(_ generator: inout CSPRNG) -> Seed128 { Seed128(low: generator.next(), high: generator.next()) }
 
     /// A seeded public key (b, a) = (−a·s + e, a) mod Q, for ``PublicKeyEncryptor``.
     public func makePublicKey() -> PublicKey {
         let context = secretKey.context, levels = context.maximumLevel
-        let seed = freshSeed()
+        let (seed, error) = drawing { (Self.seed(&$0), Sampling.gaussian(count: context.polynomialSize, using: &$0)) }
         let modulus = { (i: Int) in context.ciphertextTables[i].modulus }
         var generator = CSPRNG(seed: seed, domain: "rlwe.pk.mask")
         var aTimesS = Sampling.uniform(limbs: levels, degree: context.polynomialSize, moduli: modulus, using: &generator)
         PolynomialArithmetic.multiply(&aTimesS, secretKey.ntt, moduli: modulus)
-        var b = Sampling.lift(Sampling.gaussian(count: context.polynomialSize, using: &randomness), limbs: levels, moduli: modulus)
+        var b = Sampling.lift(error, limbs: levels, moduli: modulus)
         PolynomialArithmetic.forward(&b) { context.ciphertextTables[$0] }
         PolynomialArithmetic.subtract(&b, aTimesS, moduli: modulus)
         return PublicKey(context: context, seed: seed, body: b)
@@ -156,7 +170,7 @@ public final class KeyGenerator {
         let context = secretKey.context, levels = context.maximumLevel
         var square = secretKey.ntt
         PolynomialArithmetic.multiply(&square, secretKey.ntt) { context.tables(limb: $0, level: levels).modulus }
-        return KeySwitchingKey.make(switching: square, to: secretKey, seed: freshSeed(), noise: &randomness)
+        return drawing { KeySwitchingKey.make(switching: square, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
     }
 
     /// The key of Galois element g (odd, below 2N).
@@ -166,7 +180,7 @@ public final class KeyGenerator {
             throw .invalidParameters("Galois element \(g): elements are odd, above 1 and below 2N")
         }
         let rotated = PolynomialArithmetic.permute(secretKey.ntt, context.galoisPermutation(g))
-        return KeySwitchingKey.make(switching: rotated, to: secretKey, seed: freshSeed(), noise: &randomness)
+        return drawing { KeySwitchingKey.make(switching: rotated, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
     }
 
     /// A relinearization key (unless `relinearization` is false) and the Galois keys of the
@@ -179,7 +193,7 @@ public final class KeyGenerator {
         if conjugation { elements.insert(context.conjugationElement) }
         var galois: [Int: KeySwitchingKey] = [:]
         for g in elements.sorted() { galois[g] = try! makeGaloisKey(element: g) }  // 5^k and 2N − 1 are valid
-        return EvaluationKey(context: context, relinearization: relinearization ? makeRelinearizationKey() : nil,
-                             galois: galois)
+        return try! EvaluationKey(context: context, relinearization: relinearization ? makeRelinearizationKey() : nil,
+                                  galois: galois)  // made here for this context, with valid elements
     }
 }

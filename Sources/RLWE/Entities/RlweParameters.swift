@@ -94,6 +94,9 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
             guard t >= 2, t < 1 << 61, NTTPrimes.isPrime(t), t % UInt64(2 * n) == 1, !all.contains(t) else {
                 throw .invalidParameters("the plaintext modulus \(t) is not a batching prime (t ≡ 1 mod 2N)")
             }
+            guard t < ciphertextModuli[0] else {
+                throw .invalidParameters("the plaintext modulus \(t) must be below the first ciphertext prime (Δ = ⌊q_0/t⌋ at level 1)")
+            }
         case .ckks(let logScale):
             guard logScale >= 10, Double(logScale) < log2(Double(ciphertextModuli[0])) else {
                 throw .invalidParameters("the scale 2^\(logScale) must be below the first prime")

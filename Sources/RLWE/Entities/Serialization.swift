@@ -322,7 +322,7 @@ extension EvaluationKey {
             galois[g] = try KeySwitchingKey.read(from: &r, context: context)
         }
         try r.finish()
-        self.init(context: context, relinearization: relinearization, galois: galois)
+        try self.init(context: context, relinearization: relinearization, galois: galois)
     }
 }
 
