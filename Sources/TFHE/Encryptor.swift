@@ -1,44 +1,30 @@
 import ObscuraMath
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#endif
-import Foundation
 
 /// Client-side encryption and decryption under a ``SecretKey``.
 ///
 /// Holds two generators seeded from operating-system entropy: one draws the seeds of the
 /// public masks, the other the secret noise. Both are buffered AES-CTR streams, so an
-/// encryption makes no system call. It is a class, and its generators are behind a lock: a
-/// copied generator state would replay masks and noise, and the difference of two ciphertexts
-/// would then reveal the difference of their plaintexts. Every holder of an `Encryptor`
-/// shares the one stream.
-public final class Encryptor: @unchecked Sendable {
+/// encryption makes no system call. They are ``LockedCSPRNG``s: every holder of an `Encryptor`
+/// (or of a copy of a struct holding one) shares the one stream, which no copy can replay.
+public final class Encryptor: Sendable {
     /// The key.
     public let secretKey: SecretKey
-    private let lock = NSLock()
-    private var seeds: CSPRNG
-    private var noise: CSPRNG
+    private let seeds: LockedCSPRNG
+    private let noise: LockedCSPRNG
 
     /// An encryptor with fresh generators.
     public init(secretKey: SecretKey) {
         self.secretKey = secretKey
-        seeds = .fromSystemEntropy(domain: "encryptor.seeds")
-        noise = .fromSystemEntropy(domain: "encryptor.noise")
+        seeds = LockedCSPRNG(.fromSystemEntropy(domain: "encryptor.seeds"))
+        noise = LockedCSPRNG(.fromSystemEntropy(domain: "encryptor.noise"))
     }
 
     /// An encryptor whose every output is determined by `seed`, for known-answer tests only
     /// (internal: a caller-chosen seed is not secret).
     init(secretKey: SecretKey, deterministicSeed seed: Seed128) {
         self.secretKey = secretKey
-        seeds = CSPRNG(seed: seed, domain: "encryptor.seeds")
-        noise = CSPRNG(seed: seed, domain: "encryptor.noise")
-    }
-
-    /// The next mask seed and one noise sample, drawn together under the lock.
-    private func draw(_ sample: (inout CSPRNG) -> UInt64) -> (seed: Seed128, error: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        return (Seed128(low: seeds.next(), high: seeds.next()), sample(&noise))
+        seeds = LockedCSPRNG(CSPRNG(seed: seed, domain: "encryptor.seeds"))
+        noise = LockedCSPRNG(CSPRNG(seed: seed, domain: "encryptor.noise"))
     }
 
     var parameters: TFHEParameters { secretKey.parameters }
@@ -46,7 +32,7 @@ public final class Encryptor: @unchecked Sendable {
     /// Encrypts an encoded torus plaintext under the big key, seeded (24 bytes to upload).
     public func encryptSeeded(plaintext: UInt64) -> SeededLweCiphertext {
         let noiseLaw = parameters.glweNoise
-        let (seed, error) = draw { noiseLaw.sample(using: &$0) }
+        let seed = seeds.seed(), error = noise.draw { noiseLaw.sample(using: &$0) }
         let dimension = parameters.bigLweDimension
         let mask = SeededLweCiphertext.mask(seed: seed, dimension: dimension)
         let dot = mask.withUnsafeBufferPointer { SecretKey.dot($0.baseAddress!, secretKey.bigKey) }

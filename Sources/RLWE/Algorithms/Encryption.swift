@@ -1,14 +1,11 @@
-import Foundation
 import ObscuraMath
 
 /// Secret-key encryption, seeded: c_1 = a comes from a fresh public seed, c_0 = −a·s + e + message.
-/// Holds the noise generator, so it is a class: a copied encryptor would replay noise and seeds,
-/// and the difference of two ciphertexts would reveal the difference of their plaintexts. The
-/// generator sits behind a lock, so threads sharing one encryptor never draw the same words.
-public final class Encryptor: @unchecked Sendable {
+/// Its noise and seeds come from a ``LockedCSPRNG``, which no copy can replay and no two threads
+/// read at once.
+public final class Encryptor: Sendable {
     public let secretKey: SecretKey
-    private var randomness: CSPRNG
-    private let lock = NSLock()
+    private let randomness: LockedCSPRNG
 
     public convenience init(secretKey: SecretKey) {
         self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.encrypt"))
@@ -17,22 +14,18 @@ public final class Encryptor: @unchecked Sendable {
     /// A fixed stream, for known-answer tests only (internal: a caller-chosen seed is no secret).
     init(secretKey: SecretKey, randomness: CSPRNG) {
         self.secretKey = secretKey
-        self.randomness = randomness
+        self.randomness = LockedCSPRNG(randomness)
     }
 
     /// A BFV message at level ℓ (default: the top).
     public func encrypt(_ message: BFVPlaintext, level: Int? = nil) throws(RlweError) -> SeededCiphertext {
         let context = secretKey.context
-        guard let bfv = context.bfv else { throw .wrongScheme("a BFV plaintext needs a BFV parameter set") }
+        let bfv = try context.bfvConstants(checking: message)
         let level = try checkedLevel(level, context)
-        guard message.coefficients.count == context.polynomialSize,
-              message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
-            throw .invalidEncoding("a BFV plaintext has N coefficients below t")
-        }
-        return lock.withLock {
+        return randomness.draw {
             let e = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
-                                                      delta: bfv.delta[level - 1], noise: &randomness)
-            return seeded(e, level: level, scale: 1)
+                                                      delta: bfv.delta[level - 1], noise: &$0)
+            return seeded(e, level: level, scale: 1, using: &$0)
         }
     }
 
@@ -41,18 +34,19 @@ public final class Encryptor: @unchecked Sendable {
         let context = secretKey.context
         guard plaintext.context === context else { throw .contextMismatch }
         guard !context.isBFV else { throw .wrongScheme("BFV messages are BFVPlaintext values") }
-        return lock.withLock {
+        return randomness.draw {
             var e = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
-                                                      noise: &randomness)
+                                                      noise: &$0)
             PolynomialArithmetic.add(&e, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
-            return seeded(e, level: plaintext.level, scale: plaintext.scale)
+            return seeded(e, level: plaintext.level, scale: plaintext.scale, using: &$0)
         }
     }
 
-    /// Draws a seed and builds the ciphertext; called with the lock held.
-    private func seeded(_ errorAndMessage: RnsPolynomial, level: Int, scale: Double) -> SeededCiphertext {
+    /// Draws a seed and builds the ciphertext.
+    private func seeded(_ errorAndMessage: RnsPolynomial, level: Int, scale: Double,
+                        using generator: inout CSPRNG) -> SeededCiphertext {
         let context = secretKey.context
-        let seed = Seed128(low: randomness.next(), high: randomness.next())
+        let seed = Seed128(low: generator.next(), high: generator.next())
         var aTimesS = SeededCiphertext.mask(context: context, seed: seed, level: level)
         let modulus = { (i: Int) in context.ciphertextTables[i].modulus }
         PolynomialArithmetic.multiply(&aTimesS, secretKey.ntt, moduli: modulus)
@@ -62,30 +56,24 @@ public final class Encryptor: @unchecked Sendable {
     }
 }
 
-/// Public-key encryption: (c_0, c_1) = (b·u + e_0 + message, a·u + e_1) for a ternary u. Its
-/// generator is behind a lock, as ``Encryptor``'s is.
-public final class PublicKeyEncryptor: @unchecked Sendable {
+/// Public-key encryption: (c_0, c_1) = (b·u + e_0 + message, a·u + e_1) for a ternary u, its
+/// randomness from a ``LockedCSPRNG`` as ``Encryptor``'s is.
+public final class PublicKeyEncryptor: Sendable {
     public let publicKey: PublicKey
-    private var randomness: CSPRNG
-    private let lock = NSLock()
+    private let randomness = LockedCSPRNG(.fromSystemEntropy(domain: "rlwe.pk-encrypt"))
 
     public init(publicKey: PublicKey) {
         self.publicKey = publicKey
-        randomness = CSPRNG.fromSystemEntropy(domain: "rlwe.pk-encrypt")
     }
 
     public func encrypt(_ message: BFVPlaintext) throws(RlweError) -> Ciphertext {
         let context = publicKey.context
-        guard let bfv = context.bfv else { throw .wrongScheme("a BFV plaintext needs a BFV parameter set") }
+        let bfv = try context.bfvConstants(checking: message)
         let level = context.maximumLevel
-        guard message.coefficients.count == context.polynomialSize,
-              message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
-            throw .invalidEncoding("a BFV plaintext has N coefficients below t")
-        }
-        return lock.withLock {
+        return randomness.draw {
             let e0 = Encryption.errorPlusScaledMessage(context: context, level: level, message: message.coefficients,
-                                                       delta: bfv.delta[level - 1], noise: &randomness)
-            return encrypt(e0, scale: 1)
+                                                       delta: bfv.delta[level - 1], noise: &$0)
+            return encrypt(e0, scale: 1, using: &$0)
         }
     }
 
@@ -94,16 +82,16 @@ public final class PublicKeyEncryptor: @unchecked Sendable {
         guard plaintext.context === context else { throw .contextMismatch }
         guard !context.isBFV else { throw .wrongScheme("BFV messages are BFVPlaintext values") }
         guard plaintext.level == context.maximumLevel else { throw .levelMismatch(plaintext.level, context.maximumLevel) }
-        return lock.withLock {
+        return randomness.draw {
             var e0 = Encryption.errorPlusScaledMessage(context: context, level: plaintext.level, message: nil, delta: [],
-                                                       noise: &randomness)
+                                                       noise: &$0)
             PolynomialArithmetic.add(&e0, plaintext.polynomial) { context.ciphertextTables[$0].modulus }
-            return encrypt(e0, scale: plaintext.scale)
+            return encrypt(e0, scale: plaintext.scale, using: &$0)
         }
     }
 
-    /// The rest of an encryption; called with the lock held.
-    private func encrypt(_ e0: RnsPolynomial, scale: Double) -> Ciphertext {
+    /// The rest of an encryption: u, e_1 and the products with the public key.
+    private func encrypt(_ e0: RnsPolynomial, scale: Double, using randomness: inout CSPRNG) -> Ciphertext {
         let context = publicKey.context, levels = context.maximumLevel, n = context.polynomialSize
         let modulus = { (i: Int) in context.ciphertextTables[i].modulus }
         var u = Sampling.lift(Sampling.ternary(count: n, using: &randomness).map(Int64.init), limbs: levels, moduli: modulus)

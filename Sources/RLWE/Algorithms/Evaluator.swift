@@ -57,11 +57,7 @@ public struct Evaluator: Sendable {
     /// BFV: ct + m.
     public func add(_ ct: Ciphertext, _ message: BFVPlaintext) throws(RlweError) -> Ciphertext {
         try check(ct)
-        guard let bfv = context.bfv else { throw .wrongScheme("a BFV plaintext needs a BFV parameter set") }
-        guard message.coefficients.count == context.polynomialSize,
-              message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
-            throw .invalidEncoding("a BFV plaintext has N coefficients below t")
-        }
+        let bfv = try context.bfvConstants(checking: message)
         let n = context.polynomialSize, level = ct.level
         var scaled = RnsPolynomial(degree: n, limbs: level)
         scaled.words.withUnsafeMutableBufferPointer { out in

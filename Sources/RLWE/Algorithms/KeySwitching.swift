@@ -77,7 +77,7 @@ enum KeySwitching {
         let context = key.context, n = context.polynomialSize
         let level = digits.level, width = level + context.specialCount
         let keyWidth = context.maximumLevel + context.specialCount
-        let perm = permutation ?? Array(0..<n)
+        let perm = permutation ?? context.identityPermutation
         let block = 256
         var out1 = RnsPolynomial(degree: n, limbs: width)
         let out0 = RnsPolynomial(degree: n, limbs: width) { o0 in

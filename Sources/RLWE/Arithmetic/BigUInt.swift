@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// A small non-negative multi-word integer (little-endian 64-bit words), for what RNS does not
 /// give cheaply: CRT reconstruction of a coefficient, Δ = ⌊Q/t⌋, and exact checks in tests.
 /// Not constant time; used on decrypted values and public constants only.
@@ -34,14 +28,6 @@ public struct BigUInt: Sendable, Hashable, Comparable, CustomStringConvertible {
 
     /// The number of significant bits.
     public var bitWidth: Int { words.isEmpty ? 0 : words.count * 64 - words.last!.leadingZeroBitCount }
-
-    /// log2 of the value (−∞ for zero).
-    public var log2: Double {
-        guard let top = words.last else { return -.infinity }
-        let shift = max(0, bitWidth - 64)
-        let leading = shifted(right: shift).words.first ?? top
-        return Glibc.log2(Double(leading)) + Double(shift)
-    }
 
     /// The nearest double.
     public var doubleValue: Double {
@@ -90,14 +76,6 @@ public struct BigUInt: Sendable, Hashable, Comparable, CustomStringConvertible {
             borrow = o1 || o2
         }
         return BigUInt(words: result)
-    }
-
-    public static func * (a: BigUInt, b: BigUInt) -> BigUInt {
-        var result = BigUInt()
-        for (i, w) in b.words.enumerated() {
-            result = result + BigUInt(words: [UInt64](repeating: 0, count: i) + a.multiplied(by: w).words)
-        }
-        return result
     }
 
     /// The quotient and remainder of a division by a word.

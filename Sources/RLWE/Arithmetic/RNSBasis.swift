@@ -151,39 +151,6 @@ public struct BaseConverter: Sendable {
         }
     }
 
-    /// The u_i of one coefficient into `u`, returning v = round(Σ u_i/q_i) and the fraction
-    /// Σ u_i/q_i − v.
-    @inlinable @inline(__always)
-    func split(_ x: UnsafePointer<UInt64>, stride limbStride: Int, into u: UnsafeMutablePointer<UInt64>) -> (v: Int, fraction: Double) {
-        var sum = 0.0
-        for i in 0..<source.count {
-            let m = source.moduli[i]
-            let ui = m.multiply(x[i * limbStride], by: source.hatInverse[i], shoup: source.hatInverseShoup[i])
-            u[i] = ui
-            sum += Double(ui) * source.reciprocal[i]
-        }
-        let v = sum.rounded()
-        return (Int(v), sum - v)
-    }
-
-    /// Σ u_i·[Q̂_i]_(p_j) − v·[Q]_(p_j) mod p_j, u_i at stride `uStride`.
-    @inlinable @inline(__always)
-    func combine(_ u: UnsafePointer<UInt64>, stride uStride: Int = 1, v: Int, target j: Int) -> UInt64 {
-        let p = target[j], twoP = 2 &* p.value
-        var sum: UInt64 = 0
-        hatModTarget[j].withUnsafeBufferPointer { hats in
-            hatModTargetShoup[j].withUnsafeBufferPointer { shoups in
-                for i in 0..<source.count {
-                    // Each lazy product is below 2p; the running sum stays below 2p.
-                    let term = p.multiplyLazy(u[i * uStride], by: hats[i], shoup: shoups[i])
-                    let s = sum &+ term
-                    sum = Swift.min(s, s &- twoP)
-                }
-            }
-        }
-        return p.subtract(Swift.min(sum, sum &- p.value), multiplesOfProduct[j][v])
-    }
-
     /// The split of `count` coefficients held as source limbs at stride `limbStride`: u_i of
     /// coefficient k at u[i·count + k], v at v[k] (and Σ u_i/q_i − v, if asked). Done once, it
     /// serves every target.

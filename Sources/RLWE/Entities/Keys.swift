@@ -1,4 +1,3 @@
-import Foundation
 import ObscuraMath
 
 /// The client's secret: a uniform ternary s ∈ {−1, 0, 1}^N. It never leaves the client: no
@@ -127,12 +126,11 @@ public struct EvaluationKey: Sendable {
     }
 }
 
-/// Makes public and evaluation keys from a secret key; holds the noise generator, so it is a
-/// class (a copy would replay noise), and draws from it under a lock.
-public final class KeyGenerator: @unchecked Sendable {
+/// Makes public and evaluation keys from a secret key, its noise and seeds from a
+/// ``LockedCSPRNG`` (no copy replays it, no two threads read it at once).
+public final class KeyGenerator: Sendable {
     public let secretKey: SecretKey
-    private var randomness: CSPRNG
-    private let lock = NSLock()
+    private let randomness: LockedCSPRNG
 
     public convenience init(secretKey: SecretKey) {
         self.init(secretKey: secretKey, randomness: CSPRNG.fromSystemEntropy(domain: "rlwe.keygen"))
@@ -141,12 +139,7 @@ public final class KeyGenerator: @unchecked Sendable {
     /// A fixed stream, for known-answer tests only.
     init(secretKey: SecretKey, randomness: CSPRNG) {
         self.secretKey = secretKey
-        self.randomness = randomness
-    }
-
-    /// `body` with the generator, under the lock.
-    private func drawing<T>(_ body: (inout CSPRNG) -> T) -> T {
-        lock.withLock { body(&randomness) }
+        self.randomness = LockedCSPRNG(randomness)
     }
 
     private static func seed(_ generator: inout CSPRNG) -> Seed128 { Seed128(low: generator.next(), high: generator.next()) }
@@ -154,7 +147,7 @@ public final class KeyGenerator: @unchecked Sendable {
     /// A seeded public key (b, a) = (−a·s + e, a) mod Q, for ``PublicKeyEncryptor``.
     public func makePublicKey() -> PublicKey {
         let context = secretKey.context, levels = context.maximumLevel
-        let (seed, error) = drawing { (Self.seed(&$0), Sampling.gaussian(count: context.polynomialSize, using: &$0)) }
+        let (seed, error) = randomness.draw { (Self.seed(&$0), Sampling.gaussian(count: context.polynomialSize, using: &$0)) }
         let modulus = { (i: Int) in context.ciphertextTables[i].modulus }
         var generator = CSPRNG(seed: seed, domain: "rlwe.pk.mask")
         var aTimesS = Sampling.uniform(limbs: levels, degree: context.polynomialSize, moduli: modulus, using: &generator)
@@ -170,7 +163,7 @@ public final class KeyGenerator: @unchecked Sendable {
         let context = secretKey.context, levels = context.maximumLevel
         var square = secretKey.ntt
         PolynomialArithmetic.multiply(&square, secretKey.ntt) { context.tables(limb: $0, level: levels).modulus }
-        return drawing { KeySwitchingKey.make(switching: square, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
+        return randomness.draw { KeySwitchingKey.make(switching: square, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
     }
 
     /// The key of Galois element g (odd, below 2N).
@@ -180,7 +173,7 @@ public final class KeyGenerator: @unchecked Sendable {
             throw .invalidParameters("Galois element \(g): elements are odd, above 1 and below 2N")
         }
         let rotated = PolynomialArithmetic.permute(secretKey.ntt, context.galoisPermutation(g))
-        return drawing { KeySwitchingKey.make(switching: rotated, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
+        return randomness.draw { KeySwitchingKey.make(switching: rotated, to: secretKey, seed: Self.seed(&$0), noise: &$0) }
     }
 
     /// A relinearization key (unless `relinearization` is false) and the Galois keys of the

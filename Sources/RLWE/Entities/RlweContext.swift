@@ -41,6 +41,8 @@ public final class RlweContext: Sendable {
     let fusedDropInverses: [[UInt64]]
     /// bit reversal of log2 N bits.
     let bitReversal: [Int]
+    /// 0..<N: the inner product's reading order when no Galois permutation applies.
+    let identityPermutation: [Int]
     /// A 64-bit fingerprint of the parameters, written in every serialized object.
     public let fingerprint: UInt64
     /// BFV-only precomputation.
@@ -81,6 +83,7 @@ public final class RlweContext: Sendable {
         }
         let logN = n.trailingZeroBitCount
         bitReversal = (0..<n).map { NTTTables.reverse($0, bits: logN) }
+        identityPermutation = Array(0..<n)
         fingerprint = Self.fingerprint(of: parameters)
         if case .bfv(let t) = parameters.scheme {
             bfv = BFVConstants(plaintextModulus: t, moduli: moduli, levelBases: levelBases, polynomialSize: n)
@@ -109,6 +112,16 @@ public final class RlweContext: Sendable {
 
     /// Whether this is BFV.
     public var isBFV: Bool { bfv != nil }
+
+    /// BFV's constants, once `message` is checked to be N coefficients below t.
+    func bfvConstants(checking message: BFVPlaintext) throws(RlweError) -> BFVConstants {
+        guard let bfv else { throw .wrongScheme("a BFV plaintext needs a BFV parameter set") }
+        guard message.coefficients.count == polynomialSize,
+              message.coefficients.allSatisfy({ $0 < bfv.plaintextModulus.value }) else {
+            throw .invalidEncoding("a BFV plaintext has N coefficients below t")
+        }
+        return bfv
+    }
 
     /// SHA-256 of a canonical description, first 8 bytes.
     static func fingerprint(of p: RlweParameters) -> UInt64 {

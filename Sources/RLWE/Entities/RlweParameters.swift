@@ -154,29 +154,29 @@ public struct RlweParameters: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// BFV, N = 8192, t = 65537: Q = 3 × 54 bits (162 ≤ 218), BV key switching; depth 3.
-    public static var bfvN8192: RlweParameters {
+    public static let bfvN8192: RlweParameters = {
         try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 8192,
                        ciphertextModulusBits: [54, 54, 54], specialModulusBits: [])
-    }
+    }()
 
     /// BFV, N = 16384, t = 65537: Q = 6 × 54 bits, P = 2 × 55 bits (434 ≤ 438), digits of two primes.
-    public static var bfvN16384: RlweParameters {
+    public static let bfvN16384: RlweParameters = {
         try! generated(scheme: .bfv(plaintextModulus: 65537), polynomialSize: 16384,
                        ciphertextModulusBits: [54, 54, 54, 54, 54, 54], specialModulusBits: [55, 55])
-    }
+    }()
 
     /// CKKS, N = 8192, scale 2^40: Q = 60 + 2 × 40 bits, P = 60 bits (200 ≤ 218); depth 2.
-    public static var ckksN8192: RlweParameters {
+    public static let ckksN8192: RlweParameters = {
         try! generated(scheme: .ckks(logScale: 40), polynomialSize: 8192,
                        ciphertextModulusBits: [60, 40, 40], specialModulusBits: [60])
-    }
+    }()
 
     /// CKKS, N = 16384, scale 2^40: Q = 60 + 5 × 40 bits, P = 2 × 60 bits (380 ≤ 438), digits of
     /// two primes; depth 5, OpenFHE's benchmark shape (which also uses three digits).
-    public static var ckksN16384: RlweParameters {
+    public static let ckksN16384: RlweParameters = {
         try! generated(scheme: .ckks(logScale: 40), polynomialSize: 16384,
                        ciphertextModulusBits: [60, 40, 40, 40, 40, 40], specialModulusBits: [60, 60])
-    }
+    }()
 
     /// A small, **insecure** set for fast tests: any N ≥ 8, generated primes. Never a default.
     public static func insecureTestOnly(scheme: Scheme, polynomialSize n: Int, ciphertextModulusBits bits: [Int],
