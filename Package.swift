@@ -27,7 +27,7 @@ let nativeVectorFlags: [SwiftSetting] = {
 
 let package = Package(
     name: "Obscura",
-    platforms: [.macOS(.v14), .iOS(.v17)],
+    platforms: [.macOS(.v15), .iOS(.v18)],
     products: [
         .library(name: "ObscuraMath", targets: ["ObscuraMath"]),
         .library(name: "TFHE", targets: ["TFHE"]),
@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "CipherCircuits", targets: ["CipherCircuits"]),
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "PrivateInference", targets: ["PrivateInference"]),
+        .library(name: "SIMDInference", targets: ["SIMDInference"]),
         .library(name: "ObscuraAPI", targets: ["ObscuraAPI"]),
         .library(name: "ObscuraClient", targets: ["ObscuraClient"]),
         .library(name: "ObscuraServer", targets: ["ObscuraServer"]),
@@ -78,6 +79,10 @@ let package = Package(
             name: "PrivateInference",
             dependencies: ["TFHE", "CipherCircuits", "NeuralNet"],
             swiftSettings: nativeVectorFlags),
+        .target(
+            name: "SIMDInference",
+            dependencies: ["RLWE", "NeuralNet", "ObscuraMath"],
+            swiftSettings: nativeVectorFlags),
         .target(name: "ObscuraAPI"),
         .target(
             name: "ObscuraClient",
@@ -104,6 +109,7 @@ let package = Package(
                 "CipherCircuits",
                 "NeuralNet",
                 "PrivateInference",
+                "SIMDInference",
                 "ObscuraAPI",
                 "ObscuraClient",
                 "ObscuraServer",
@@ -115,6 +121,7 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI"], swiftSettings: nativeVectorFlags),

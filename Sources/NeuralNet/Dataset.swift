@@ -93,7 +93,7 @@ extension Dataset {
         switch kind {
         case .breastCancer:
             return try breastCancer(file: try resource("wdbc-test-115.csv"))
-        case .mnist:
+        case .mnistTestSplit, .mnist:
             return try idx(images: try resource("mnist-8000-8015-images-idx3-ubyte"),
                            labels: try resource("mnist-8000-8015-labels-idx1-ubyte"),
                            name: "mnist", classNames: (0..<10).map(String.init))
@@ -102,11 +102,10 @@ extension Dataset {
         }
     }
 
-    /// The MNIST test set (`../shared/data/mnist`). The training set is not available on this
-    /// project's machines, so models train on test images 0..<8000 and are evaluated on
-    /// 8000..<10000 (``mnistTrainingRange`` and ``mnistEvaluationRange``).
-    public static func mnist(folder: String) throws(DatasetError) -> Dataset {
-        try idx(folder: folder, name: "mnist", classNames: (0..<10).map(String.init))
+    /// MNIST (`../shared/data/mnist`): `split` "t10k" is the 10,000 test images, "train" the
+    /// 60,000 training images.
+    public static func mnist(folder: String, split: String = "t10k") throws(DatasetError) -> Dataset {
+        try idx(folder: folder, name: "mnist", split: split, classNames: (0..<10).map(String.init))
     }
 
     /// Fashion-MNIST (`/usr/share/datasets/fashion-mnist` after `apt-get install dataset-fashion-mnist`).
@@ -115,9 +114,10 @@ extension Dataset {
                 classNames: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])
     }
 
-    /// MNIST test images used for training (the MNIST training set is not available here).
+    /// MNIST test images that trained the models of ``DatasetKind/mnistTestSplit`` (from before
+    /// the training set was available here).
     public static let mnistTrainingRange = 0..<8000
-    /// MNIST test images used for evaluation.
+    /// MNIST test images that evaluate the models of ``DatasetKind/mnistTestSplit``.
     public static let mnistEvaluationRange = 8000..<10000
 
     /// The Wisconsin diagnostic breast cancer data (`wdbc.csv` in scikit-learn's layout: a

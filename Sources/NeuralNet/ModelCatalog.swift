@@ -41,19 +41,19 @@ public enum ModelCatalog {
     /// (The perceptron's training has its own options and ignores `epochs` and `seed` overrides.)
     public static let recipes: [Recipe] = [
         Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, architecture: .perceptron),
-        Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
-        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, architecture: .binarizedCNN(signShape, .sign, .init(epochs: 60, learningRate: 0.002, denseLevels: 3, maxShift: 1, activationLevels: 3))),
+        Recipe(name: "paper-bnn-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
+        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(signShape, .sign, .init(epochs: 60, learningRate: 0.002, denseLevels: 3, maxShift: 1, activationLevels: 3))),
         Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
         Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         // Ours: stride 2 and no pooling, 6·12·12 = 864 sign bootstraps (the paper's topology needs 2,160).
-        Recipe(name: "fast-mnist", datasetKind: .mnist, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
+        Recipe(name: "fast-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
         Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
-               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptonets-fashion", datasetKind: .fashionMNIST,
                architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-mnist", datasetKind: .mnist,
-               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 40, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-fashion", datasetKind: .fashionMNIST,
                architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
     ]
@@ -111,6 +111,11 @@ public enum ModelCatalog {
         let training: Dataset, samples: [Int], evaluation: Dataset, description: String
         switch recipe.datasetKind {
         case .mnist:
+            training = try Dataset.mnist(folder: dataFolder, split: "train")
+            samples = Array(0..<training.count)
+            evaluation = try Dataset.mnist(folder: dataFolder)
+            description = "MNIST (handwritten digits, 28×28)"
+        case .mnistTestSplit:
             training = try Dataset.mnist(folder: dataFolder)
             samples = Array(Dataset.mnistTrainingRange)
             evaluation = training
@@ -136,7 +141,8 @@ public enum ModelCatalog {
             let terms = activation.enumerated().filter { $0.element != 0 }.map { String(format: "%.3g·x^%d", $0.element, $0.offset) }
             return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind, dataset: description,
                              architecture: "conv 5×5×5 stride 2 pad 1 (28² → 5×13²) → \(terms.joined(separator: " + ")) → dense 845 → 100 "
-                                 + "→ same activation → dense 100 → 10 (integer form: 4-bit inputs, 8 fraction bits, shifts)",
+                                 + "→ same activation → dense 100 → 10 (integer form: inputs 0…\(network.quantization.inputLevels), "
+                                 + "\(network.quantization.weightBits)-bit weights, no shifts)",
                              polynomialNetwork: network, evaluationData: evaluation)
         case .perceptron:
             throw ModelError.unknownModel(name)

@@ -4,11 +4,8 @@ import Foundation
 /// CryptoNets/HCNN family (activation x²) and CryptoDL (low-degree polynomials fitted to ReLU),
 /// the networks that RLWE schemes evaluate because they need only additions and multiplications.
 ///
-/// Its exact integer form (``integerScores(_:)``) quantizes the input to ``inputFractionBits``
-/// and every weight to ``weightFractionBits`` fraction bits, and keeps every value an integer
-/// with a known power-of-two scale; after every layer but the last a right shift (floor) brings
-/// the scale back to at most ``activationFractionBits``, so that no value outgrows 64 bits. That integer network is the contract encrypted
-/// engines reproduce.
+/// Its exact integer form (``integerForm()``, rounded as ``quantization`` says) never shifts or
+/// divides: the contract that encrypted engines reproduce bit for bit.
 public struct PolynomialNetwork: Codable, Sendable, Equatable {
     /// One layer.
     public enum Layer: Codable, Sendable, Equatable {
@@ -28,6 +25,18 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
         public var weights: [Float]
         /// One bias per output channel.
         public var bias: [Float]
+
+        public init(inputChannels: Int, outputChannels: Int, kernelSide: Int, stride: Int, padding: Int, inputSide: Int,
+                    weights: [Float], bias: [Float]) {
+            self.inputChannels = inputChannels
+            self.outputChannels = outputChannels
+            self.kernelSide = kernelSide
+            self.stride = stride
+            self.padding = padding
+            self.inputSide = inputSide
+            self.weights = weights
+            self.bias = bias
+        }
 
         /// The side of each output map.
         public var outputSide: Int { (inputSide + 2 * padding - kernelSide) / stride + 1 }
@@ -68,24 +77,37 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
         public var weights: [Float]
         /// One bias per output.
         public var bias: [Float]
+
+        public init(inputCount: Int, outputCount: Int, weights: [Float], bias: [Float]) {
+            self.inputCount = inputCount
+            self.outputCount = outputCount
+            self.weights = weights
+            self.bias = bias
+        }
     }
 
     /// Pixels per input image (one channel).
     public var inputSide: Int
     /// The layers in order.
     public var layers: [Layer]
-
-    /// Input pixels are quantized to this many fraction bits.
-    public static let inputFractionBits = 4
-    /// Weights and biases are quantized to this many fraction bits.
-    public static let weightFractionBits = 8
-    /// After an activation, values are shifted down to at most this many fraction bits.
-    public static let activationFractionBits = 8
+    /// How the integer form rounds inputs, weights and coefficients.
+    public var quantization: PolynomialQuantization
 
     /// A network from its layers.
-    public init(inputSide: Int, layers: [Layer]) {
+    public init(inputSide: Int, layers: [Layer], quantization: PolynomialQuantization = .init()) {
         self.inputSide = inputSide
         self.layers = layers
+        self.quantization = quantization
+    }
+
+    private enum CodingKeys: String, CodingKey { case inputSide, layers, quantization }
+
+    /// Files written before the shift-free integer form have no `quantization`: they get the default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        inputSide = try container.decode(Int.self, forKey: .inputSide)
+        layers = try container.decode([Layer].self, forKey: .layers)
+        quantization = try container.decodeIfPresent(PolynomialQuantization.self, forKey: .quantization) ?? .init()
     }
 
     /// Whether the layers' sizes chain.
@@ -135,83 +157,25 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
         return trace
     }
 
-    /// The exact integer form's class scores (scale 2^-fraction bits of the last layer).
-    public func integerScores(_ image: ArraySlice<Float>) -> [Int64] {
-        integerScores(image, weights: quantizedWeights())
-    }
-
-    /// Each layer's weights rounded to ``weightFractionBits`` fraction bits (empty for activations):
-    /// computed once per batch of images rather than once per image.
-    func quantizedWeights() -> [[Int64]] {
-        let unit = Float(1 << Self.weightFractionBits)
-        return layers.map { layer in
-            switch layer {
-            case .convolution(let c): c.weights.map { Int64(($0 * unit).rounded()) }
-            case .dense(let d): d.weights.map { Int64(($0 * unit).rounded()) }
-            case .polynomial: []
-            }
-        }
-    }
-
-    /// The integer form's scores with the layers' weights already quantized.
-    func integerScores(_ image: ArraySlice<Float>, weights quantizedLayers: [[Int64]]) -> [Int64] {
-        let unit = Float(1 << Self.weightFractionBits)
-        var x = image.map { Int64(($0 * Float(1 << Self.inputFractionBits)).rounded()) }
-        var scale = Self.inputFractionBits
-        for (index, layer) in layers.enumerated() {
-            switch layer {
-            case .convolution(let c):
-                let weights = quantizedLayers[index]
-                scale += Self.weightFractionBits
-                var out = (0..<c.outputCount).map { Self.quantize(c.bias[$0 / (c.outputSide * c.outputSide)], fractionBits: scale) }
-                c.forEachProduct { o, w, i in out[o] += weights[w] * x[i] }
-                x = out
-            case .dense(let d):
-                let weights = quantizedLayers[index]
-                scale += Self.weightFractionBits
-                x = (0..<d.outputCount).map { o in
-                    var total = Self.quantize(d.bias[o], fractionBits: scale)
-                    for i in 0..<d.inputCount { total += weights[o * d.inputCount + i] * x[i] }
-                    return total
-                }
-            case .polynomial(let coefficients):
-                // Σ c_k·x^k at scale 2^(degree·scale + weight bits): each term c_k·x^k·2^((degree−k)·scale).
-                let degree = coefficients.count - 1
-                let quantized = coefficients.map { Int64(($0 * unit).rounded()) }
-                x = x.map { value in
-                    var total: Int64 = 0, power: Int64 = 1
-                    for k in 0...degree {
-                        total += quantized[k] * power << Int64((degree - k) * scale)
-                        power *= value
-                    }
-                    return total
-                }
-                scale = degree * scale + Self.weightFractionBits
-            }
-            if index < layers.count - 1 && scale > Self.activationFractionBits {
-                let shift = Int64(scale - Self.activationFractionBits)
-                x = x.map { $0 >> shift }
-                scale = Self.activationFractionBits
-            }
-        }
-        return x
-    }
-
-    static func quantize(_ value: Float, fractionBits: Int) -> Int64 {
-        Int64((Double(value) * Double(Int64(1) << Int64(fractionBits))).rounded())
+    /// The exact integer form (see ``PolynomialIntegerNetwork``).
+    public func integerForm() throws(PolynomialIntegerNetwork.FormError) -> PolynomialIntegerNetwork {
+        try PolynomialIntegerNetwork(self, quantization: quantization)
     }
 
     /// The predicted class of the float or the integer form.
     public func predict(_ image: ArraySlice<Float>, integer: Bool) -> Int {
-        integer ? BinarizedCNN.argmax(integerScores(image)) : BinarizedCNN.argmax(floatScores(image))
+        guard integer, let form = try? integerForm() else { return BinarizedCNN.argmax(floatScores(image)) }
+        return BinarizedCNN.argmax(form.scores(image))
     }
 
-    /// Accuracy of the float or the integer form on `samples` of `data`, on all cores.
+    /// Accuracy of the float or the integer form on `samples` of `data`, on all cores (0 for
+    /// the integer form of a network that has none).
     public func accuracy(on data: Dataset, samples: [Int], integer: Bool) -> Double {
-        let weights = integer ? quantizedWeights() : []
+        let form = integer ? try? integerForm() : nil
+        if integer && form == nil { return 0 }
         let correct = Parallel.sum(count: samples.count) { i in
             let image = data.sample(samples[i])
-            let predicted = integer ? BinarizedCNN.argmax(integerScores(image, weights: weights)) : BinarizedCNN.argmax(floatScores(image))
+            let predicted = if let form { BinarizedCNN.argmax(form.scores(image)) } else { BinarizedCNN.argmax(floatScores(image)) }
             return predicted == data.labels[samples[i]] ? 1 : 0
         }
         return Double(correct) / Double(samples.count)

@@ -5,7 +5,7 @@ import TFHE
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure Obscura (build with -c release: debug figures mean nothing).",
-        subcommands: [BenchTFHE.self, BenchRLWE.self, BenchCircuits.self, BenchInfer.self, BenchInferLayers.self, BenchService.self])
+        subcommands: [BenchTFHE.self, BenchRLWE.self, BenchSIMD.self, BenchCircuits.self, BenchInfer.self, BenchInferLayers.self, BenchService.self])
 }
 
 struct BenchTFHE: ParsableCommand {

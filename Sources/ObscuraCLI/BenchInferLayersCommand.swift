@@ -23,7 +23,7 @@ struct BenchInferLayers: ParsableCommand {
             return method
         }
         let cnn = try ModelCatalog.load("paper-bnn-mnist").binarizedCNN!
-        let image = try Dataset.bundledSample(.mnist).sample(0)
+        let image = try Dataset.bundledSample(.mnistTestSplit).sample(0)
         let s = cnn.shape, side = s.convolutionSide, area = side * side
         let secret = SecretKey(parameters: .gates128)
         let circuit = CircuitEvaluator(key: EvaluationKey(secret.makeEvaluationKey()))

@@ -28,13 +28,7 @@ struct BenchRLWE: ParsableCommand {
                 try measureCKKS(ckks, suffix: suffix, report: &report)
             }
         }
-        var usage = rusage()
-        #if os(Linux)
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        #else
-        getrusage(RUSAGE_SELF, &usage)
-        #endif
-        report.add("peak_memory_bytes", Double(usage.ru_maxrss) * 1024, "bytes")
+        report.add("peak_memory_bytes", Double(peakMemoryBytes()), "bytes")
         if json { print(report.json()) }
     }
 

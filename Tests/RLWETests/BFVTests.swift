@@ -56,6 +56,31 @@ struct BFVTests {
         }
     }
 
+    @Test("Linear combinations (small weights: 128-bit accumulation; large: reduced), constants and squares are exact", arguments: [64, 8192])
+    func linearCombinations(n: Int) throws {
+        let client = Client(n == 64 ? Self.small : Self.context)
+        let e = client.evaluator
+        var rng = SeededGenerator(seed: 11)
+        let vectors = (0..<9).map { _ in Self.randomSlots(n, t: 65537, &rng) }
+        let cts = try vectors.map { try client.encrypt($0) }
+        let small: [Int64] = [3, -7, 0, 127, -128, 1, -1, 60, -33]
+        let large: [Int64] = [1 << 40, -5, 12345678901, 0, -(1 << 50), 9, 65537 * 3 + 2, -1, 77]
+        #expect(small.allSatisfy { abs($0) < e.lazyWeightLimit })
+        #expect(!large.allSatisfy { abs($0) < e.lazyWeightLimit })
+        let t = Modulus(65537)
+        for weights in [small, large] {
+            let expected = (0..<n).map { k in
+                vectors.indices.reduce(UInt64(0)) { t.add($0, t.multiply(t.reduce(signed: vectors[$1][k]), t.reduce(signed: weights[$1]))) }
+            }.map { t.centered($0) }
+            #expect(try client.decrypt(e.linearCombination(cts, weights: weights)) == expected)
+        }
+        #expect(try client.decrypt(e.add(cts[0], constant: -40_000)) == Self.reduce(vectors[0].map { $0 - 40_000 }, 65537))
+        #expect(try client.decrypt(e.squareRelinearize(cts[1])) == Self.reduce(vectors[1].map { $0 * $0 }, 65537))
+        #expect(try client.decrypt(e.square(cts[2])) == client.decrypt(e.multiply(cts[2], cts[2])))
+        #expect(throws: RlweError.self) { try e.linearCombination(cts, weights: [1]) }
+        #expect(throws: RlweError.self) { try e.linearCombination([], weights: []) }
+    }
+
     @Test("Ciphertext products are exact along a chain to the set's depth (3 at N = 8192)")
     func multiplicationChain() throws {
         let client = Client(Self.context)

@@ -72,6 +72,23 @@ public struct Evaluator: Sendable {
         return out
     }
 
+    /// BFV: ct + c in every slot. The constant polynomial c is c at every NTT point, so this adds
+    /// Δ·c mod q_i to every word of c_0's limb i: no encoding and no NTT.
+    public func add(_ ct: Ciphertext, constant c: Int64) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard let bfv = context.bfv else { throw .wrongScheme("constants are added to BFV ciphertexts") }
+        let message = bfv.plaintextModulus.reduce(signed: c)
+        let n = context.polynomialSize, level = ct.level
+        var out = ct
+        out.components[0].words.withUnsafeMutableBufferPointer { words in
+            for i in 0..<level {
+                let m = modulus(i), shift = m.multiply(message, bfv.delta[level - 1][i])
+                for k in (i * n)..<((i + 1) * n) { words[k] = m.add(words[k], shift) }
+            }
+        }
+        return out
+    }
+
     /// CKKS: ct + p (same level and scale).
     public func add(_ ct: Ciphertext, _ plaintext: Plaintext) throws(RlweError) -> Ciphertext {
         try check(ct)
@@ -123,6 +140,19 @@ public struct Evaluator: Sendable {
         PolynomialArithmetic.multiplyAdd(&c1, a.components[1], b.components[0], moduli: m)
         PolynomialArithmetic.multiply(&c2, b.components[1], moduli: m)
         return Ciphertext(context: context, components: [c0, c1, c2], scale: a.scale * b.scale)
+    }
+
+    /// a², cheaper than `multiply(a, a)`: BFV extends one operand instead of two.
+    public func square(_ a: Ciphertext) throws(RlweError) -> Ciphertext {
+        try check(a)
+        guard a.size == 2 else { throw .notRelinearized }
+        if let bfv = context.bfv { return BFVMultiplication.multiply(a, nil, constants: bfv) }
+        return try multiply(a, a)
+    }
+
+    /// a², relinearized.
+    public func squareRelinearize(_ a: Ciphertext) throws(RlweError) -> Ciphertext {
+        try relinearize(square(a))
     }
 
     /// (c_0, c_1, c_2) → (c_0, c_1) + KeySwitch_(s²→s)(c_2).

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import NeuralNet
+import ObscuraMath
+import SIMDInference
+
+struct BenchSIMD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "simd",
+        abstract: "A polynomial network (CryptoNets, CryptoDL) on BFV, one image per slot: a full batch, exact.",
+        discussion: """
+        The client encrypts a batch of evaluation images (one ciphertext per pixel and plaintext prime),
+        the server evaluates from the bytes it receives, the client decrypts and joins the primes by the
+        CRT. Every score is compared with the integer reference; a mismatch fails the command.
+        """)
+
+    @Option(help: "A bundled polynomial model or a model file.") var model = "cryptonets-mnist"
+    @Option(help: "The dataset folder (default: the model's).") var data: String?
+    @Option(help: "throughput (one image per slot).") var mode = "throughput"
+    @Option(help: "bfv (exact).") var scheme = "bfv"
+    @Option(help: "Images from the evaluation split (default: one full batch).") var images: Int?
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
+
+    func run() throws {
+        guard mode == "throughput" else {
+            throw ValidationError("--mode \(mode): only throughput mode (one image per slot) runs today; latency mode is open work")
+        }
+        guard scheme == "bfv" else { throw ValidationError("--scheme \(scheme): only bfv (exact) runs today; ckks is open work") }
+        let file = try ModelCatalog.load(model)
+        guard let network = file.polynomialNetwork else {
+            throw ValidationError("\(file.name) is not a polynomial network (CryptoNets, CryptoDL); SIMD inference runs those")
+        }
+        let form = try network.integerForm()
+        let plan = try SIMDPlan.compile(form)
+        let dataset = try file.datasetKind.evaluationData(folder: data ?? file.datasetKind.defaultFolder)
+        let split = file.datasetKind.evaluationSamples(in: dataset)
+        let count = min(images ?? plan.batchSize, plan.batchSize, split.count)
+        guard count > 0 else { throw ValidationError("--images must be positive") }
+        let samples = Array(split.prefix(count))
+        let batch = samples.map { dataset.sample($0) }
+
+        if !json {
+            print("plan: \(plan.parameters[0].polynomialSize) slots, \(plan.parameters.count) plaintext primes "
+                  + "(\(plan.plaintextModuli.map(String.init).joined(separator: ", "))), "
+                  + "scores within ±2^\(String(format: "%.1f", log2(form.outputBound))), "
+                  + "predicted budget \(String(format: "%.1f", plan.predictedBudgetBits)) bits")
+            for step in plan.steps {
+                let ops = step.operations
+                print("  layer \(step.layer): \(step.summary): \(ops.scalarMultiplyAdds) scalar multiply-adds, "
+                      + "\(ops.ciphertextMultiplies) products, \(ops.constantAdds) constants; "
+                      + "values within 2^\(String(format: "%.1f", form.layerBoundBits[step.layer]))")
+            }
+        }
+        let limit = threads ?? ProcessInfoCores.active
+        let progress = Progress(total: plan.parameters.count * plan.steps.count, label: "server steps", quiet: json)
+        let outcome = try ParallelWork.$threadLimit.withValue(limit) {
+            try SIMDPipeline.run(plan, images: batch) { _, _ in progress.advance() }
+        }
+        progress.finish()
+
+        // Exactness, then accuracy.
+        var mismatches = 0, encryptedCorrect = 0, plaintextCorrect = 0, agreement = 0
+        var largestError: Int128 = 0
+        let floatPredictions = ParallelWork.map(count) { network.predict(batch[$0], integer: false) }
+        let references = ParallelWork.map(count) { form.scores(batch[$0]) }
+        for i in 0..<count {
+            let scores = outcome.scores[i]
+            if scores != references[i] { mismatches += 1 }
+            for (a, b) in zip(scores, references[i]) { largestError = max(largestError, a > b ? a - b : b - a) }
+            let predicted = BinarizedCNN.argmax(scores)
+            let label = dataset.labels[samples[i]]
+            if predicted == label { encryptedCorrect += 1 }
+            if floatPredictions[i] == label { plaintextCorrect += 1 }
+            if predicted == floatPredictions[i] { agreement += 1 }
+        }
+        let ops = plan.operations
+        var report = Report(jsonOnly: json)
+        report.add("images", Double(count), "")
+        report.add("batch_size", Double(plan.batchSize), "slots")
+        report.add("plaintext_primes", Double(plan.parameters.count), "")
+        report.add("batch_latency_s", outcome.evaluateSeconds, "s")
+        report.add("amortized_ms_per_image", outcome.evaluateSeconds / Double(count) * 1000, "ms")
+        report.add("predictions_per_hour", Double(count) / outcome.evaluateSeconds * 3600, "")
+        report.add("client_keygen_s", outcome.keySeconds, "s")
+        report.add("client_encrypt_s", outcome.encryptSeconds, "s")
+        report.add("client_decrypt_s", outcome.decryptSeconds, "s")
+        report.add("exact_images", Double(count - mismatches), "")
+        report.add("encrypted_accuracy", Double(encryptedCorrect) / Double(count), "")
+        report.add("integer_accuracy", Double(references.enumerated().filter { BinarizedCNN.argmax($0.element) == dataset.labels[samples[$0.offset]] }.count) / Double(count), "")
+        report.add("plaintext_accuracy", Double(plaintextCorrect) / Double(count), "")
+        report.add("argmax_agreement", Double(agreement) / Double(count), "")
+        report.add("max_abs_error", Double(largestError), "")
+        report.add("noise_budget_bits", outcome.budgetBits, "bits")
+        report.add("predicted_noise_budget_bits", plan.predictedBudgetBits, "bits")
+        for step in plan.steps {
+            let prefix = "he_ops_layer\(step.layer)"
+            report.add("\(prefix)_scalar_multiply_adds", Double(step.operations.scalarMultiplyAdds * plan.parameters.count), "")
+            report.add("\(prefix)_ciphertext_multiplies", Double(step.operations.ciphertextMultiplies * plan.parameters.count), "")
+            report.add("\(prefix)_relinearizations", Double(step.operations.relinearizations * plan.parameters.count), "")
+            report.add("\(prefix)_constant_adds", Double(step.operations.constantAdds * plan.parameters.count), "")
+            report.add("server_seconds_layer\(step.layer)", outcome.stepSeconds[step.layer], "s")
+        }
+        report.add("he_ops_scalar_multiply_adds", Double(ops.scalarMultiplyAdds * plan.parameters.count), "")
+        report.add("he_ops_ciphertext_multiplies", Double(ops.ciphertextMultiplies * plan.parameters.count), "")
+        report.add("upload_bytes", Double(outcome.uploadBytes), "bytes")
+        report.add("download_bytes", Double(outcome.downloadBytes), "bytes")
+        report.add("evaluation_key_bytes", Double(outcome.evaluationKeyBytes), "bytes")
+        report.add("peak_memory_bytes", Double(peakMemoryBytes()), "bytes")
+        report.add("security_bits", Double(plan.securityBits), "bits")
+        report.add("threads", Double(limit), "")
+        if json {
+            // The scheme as a string beside the figures.
+            print(report.json().dropLast() + ", \"scheme\": \"bfv\", \"mode\": \"throughput\", \"model\": \"\(file.name)\"}")
+        } else {
+            print("scheme: bfv (exact)")
+        }
+        guard mismatches == 0 else {
+            throw ValidationError("\(mismatches) of \(count) images decrypted to scores that differ from the integer reference")
+        }
+    }
+}
+
+/// The process's peak resident memory.
+func peakMemoryBytes() -> Int {
+    var usage = rusage()
+    #if os(Linux)
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    #else
+    getrusage(RUSAGE_SELF, &usage)
+    #endif
+    return Int(usage.ru_maxrss) * 1024
+}

@@ -1,0 +1,182 @@
+import ObscuraMath
+
+/// A sparse matrix of integer weights, row by row: output o is Σ weights[t]·input[columns[t]]
+/// over row o's terms. Zero weights are dropped and each row keeps its positive weights before
+/// its negative ones (the accumulation sums the two apart and subtracts once).
+public struct SparseIntegerRows: Sendable, Equatable {
+    /// Row o's terms are rowStart[o]..<rowStart[o + 1]; its positive ones end at positiveEnd[o].
+    public let rowStart: [Int]
+    public let positiveEnd: [Int]
+    public let columns: [Int32]
+    public let weights: [Int64]
+
+    /// Rows from their compressed form; throws unless the offsets rise from 0 to the term count.
+    public init(rowStart: [Int], columns: [Int32], weights: [Int64]) throws(RlweError) {
+        guard let first = rowStart.first, first == 0, rowStart.last == columns.count, columns.count == weights.count,
+              zip(rowStart, rowStart.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+            throw .invalidParameters("sparse rows: offsets must rise from 0 to the number of terms")
+        }
+        var starts = [0], positiveEnd: [Int] = [], sortedColumns: [Int32] = [], sortedWeights: [Int64] = []
+        for o in 0..<(rowStart.count - 1) {
+            let terms = rowStart[o]..<rowStart[o + 1]
+            for t in terms where weights[t] > 0 { sortedColumns.append(columns[t]); sortedWeights.append(weights[t]) }
+            positiveEnd.append(sortedWeights.count)
+            for t in terms where weights[t] < 0 { sortedColumns.append(columns[t]); sortedWeights.append(weights[t]) }
+            starts.append(sortedWeights.count)
+        }
+        self.rowStart = starts
+        self.positiveEnd = positiveEnd
+        self.columns = sortedColumns
+        self.weights = sortedWeights
+    }
+
+    public var rowCount: Int { rowStart.count - 1 }
+}
+
+/// Σ_j w_j · ct_j for many rows of integer weights at once: the multiply-accumulates of a
+/// convolution or a dense layer when every slot holds another image (a weight is the same in
+/// every slot, so it is a scalar, not a plaintext polynomial).
+///
+/// Every output reads the same inputs, so the inputs are first gathered into blocks of 64
+/// coefficients (all inputs' block b of limb i together, a few hundred KB), and each block is
+/// read from cache by every row: reading each input once per row from memory would move
+/// hundreds of GB for a CryptoNets layer. Each residue is multiplied by |w| (or, for w < 0,
+/// by |w| after x → q − x) as one 64-bit product, summed in 128 bits, and reduced once per
+/// coefficient: one multiply and an add-with-carry per term and word. That needs |w|·q < 2^64
+/// for every prime q (``lazyWeightLimit``); larger weights are reduced mod q and multiplied
+/// with Shoup's method.
+extension Evaluator {
+    /// The largest |weight| (exclusive) for which linear combinations accumulate lazily.
+    public var lazyWeightLimit: Int64 {
+        let widest = context.ciphertextTables.map(\.modulus.bitWidth).max() ?? 64
+        return Int64(1) << Int64(Swift.max(0, 63 - widest))
+    }
+
+    /// Σ_j weights[j] · cts[j].
+    public func linearCombination(_ cts: [Ciphertext], weights: [Int64]) throws(RlweError) -> Ciphertext {
+        guard cts.count == weights.count else {
+            throw .invalidParameters("a linear combination needs as many weights as ciphertexts")
+        }
+        let rows = try SparseIntegerRows(rowStart: [0, cts.count], columns: (0..<cts.count).map { Int32($0) }, weights: weights)
+        return try linearCombinations(cts, rows: rows)[0]
+    }
+
+    /// One ciphertext per row: Σ_t weights[t] · cts[columns[t]]. All inputs share the context,
+    /// level and size; the outputs have them (and, for CKKS, their scale). An empty row gives
+    /// an encryption of zero.
+    public func linearCombinations(_ cts: [Ciphertext], rows: SparseIntegerRows) throws(RlweError) -> [Ciphertext] {
+        guard let first = cts.first else { throw .invalidParameters("a linear combination needs at least one ciphertext") }
+        for ct in cts {
+            guard ct.context === context else { throw .contextMismatch }
+            guard ct.level == first.level else { throw .levelMismatch(first.level, ct.level) }
+            guard ct.size == first.size else { throw .invalidParameters("ciphertexts of different sizes in one linear combination") }
+        }
+        guard rows.columns.allSatisfy({ $0 >= 0 && Int($0) < cts.count }) else {
+            throw .invalidParameters("a row reads a ciphertext beyond the \(cts.count) given")
+        }
+        let n = context.polynomialSize, level = first.level, size = first.size, inputs = cts.count
+        let block = Swift.min(64, n), blocksPerLimb = n / block, slices = size * level
+        let limit = lazyWeightLimit
+        let lazy = rows.weights.allSatisfy { $0 > -limit && $0 < limit }
+        let moduli = (0..<level).map { context.ciphertextTables[$0].modulus }
+
+        // Gather: packed[((slice·blocksPerLimb + b)·inputs + j)·block + k], slice = component·level + limb.
+        // (Both buffers are written in full, so neither is zero-filled first.)
+        let packed = [UInt64](unsafeUninitializedCapacity: slices * n * inputs) { buffer, initialized in
+            initialized = slices * n * inputs
+            let destination = UnsafeMutableSendablePointer(buffer.baseAddress!)
+            ParallelWork.forEach(inputs) { j in
+                for c in 0..<size {
+                    cts[j].components[c].words.withUnsafeBufferPointer { words in
+                        for limb in 0..<level {
+                            let slice = c * level + limb
+                            for b in 0..<blocksPerLimb {
+                                (destination.pointer + ((slice * blocksPerLimb + b) * inputs + j) * block)
+                                    .update(from: words.baseAddress! + limb * n + b * block, count: block)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Reduced weights and their Shoup constants, per prime (the non-lazy path only).
+        let reduced = lazy ? [] : moduli.map { m in rows.weights.map { m.reduce(signed: $0) } }
+        let reducedShoup = lazy ? [] : zip(moduli, reduced).map { m, ws in ws.map { m.shoup($0) } }
+
+        let offsets = rows.columns.map { Int($0) * block }, magnitudes = rows.weights.map(\.magnitude)
+        // out[(o·size + c)·level·n + limb·n + coefficient]
+        let perOutput = slices * n
+        let out = [UInt64](unsafeUninitializedCapacity: rows.rowCount * perOutput) { outBuffer, initialized in
+            initialized = rows.rowCount * perOutput
+            packed.withUnsafeBufferPointer { packedBuffer in
+                let source = UnsafeSendablePointer(packedBuffer.baseAddress!)
+                let destination = UnsafeMutableSendablePointer(outBuffer.baseAddress!)
+                ParallelWork.forEach(slices * blocksPerLimb) { task in
+                    let slice = task / blocksPerLimb, b = task % blocksPerLimb, limb = slice % level
+                    let m = moduli[limb]
+                    let x = source.pointer + task * inputs * block
+                    let outOffset = slice * n + b * block
+                    for o in 0..<rows.rowCount {
+                        let target = destination.pointer + o * perOutput + outOffset
+                        if lazy {
+                            Self.accumulateRow(positive: rows.rowStart[o]..<rows.positiveEnd[o],
+                                               negative: rows.positiveEnd[o]..<rows.rowStart[o + 1],
+                                               x: x, into: target, block: block, offsets: offsets, magnitudes: magnitudes, modulus: m)
+                        } else {
+                            for k in 0..<block { target[k] = 0 }
+                            for t in rows.rowStart[o]..<rows.rowStart[o + 1] {
+                                let w = reduced[limb][t], shoup = reducedShoup[limb][t]
+                                let row = x + offsets[t]
+                                for k in 0..<block { target[k] = m.add(target[k], m.multiply(row[k], by: w, shoup: shoup)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (0..<rows.rowCount).map { o in
+            let components = (0..<size).map { c in
+                let start = o * perOutput + c * level * n
+                return RnsPolynomial(degree: n, words: Array(out[start..<(start + level * n)]))
+            }
+            return Ciphertext(context: context, components: components, scale: first.scale)
+        }
+    }
+
+    /// One row over one block: Σ |w|·x over the positive terms and over the negative ones, four
+    /// words at a time in 128-bit register accumulators, then (positive − negative) mod q.
+    @inline(__always)
+    private static func accumulateRow(positive: Range<Int>, negative: Range<Int>, x: UnsafePointer<UInt64>,
+                                      into target: UnsafeMutablePointer<UInt64>, block: Int,
+                                      offsets: [Int], magnitudes: [UInt64], modulus m: Modulus) {
+        offsets.withUnsafeBufferPointer { offsets in
+            magnitudes.withUnsafeBufferPointer { magnitudes in
+                @inline(__always)
+                func sum(_ terms: Range<Int>, at k: Int) -> (UInt64, UInt64, UInt64, UInt64) {
+                    var a0: UInt128 = 0, a1: UInt128 = 0, a2: UInt128 = 0, a3: UInt128 = 0
+                    for t in terms {
+                        // A full-width scalar product: the compiler would otherwise emulate 64-bit vector multiplies.
+                        let w = magnitudes[t], row = x + offsets[t] + k
+                        a0 &+= UInt128(w) &* UInt128(row[0])
+                        a1 &+= UInt128(w) &* UInt128(row[1])
+                        a2 &+= UInt128(w) &* UInt128(row[2])
+                        a3 &+= UInt128(w) &* UInt128(row[3])
+                    }
+                    func reduce(_ a: UInt128) -> UInt64 {
+                        m.reduce(high: UInt64(truncatingIfNeeded: a >> 64), low: UInt64(truncatingIfNeeded: a))
+                    }
+                    return (reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+                }
+                var k = 0
+                while k < block {
+                    let p = sum(positive, at: k), q = sum(negative, at: k)
+                    target[k] = m.subtract(p.0, q.0)
+                    target[k + 1] = m.subtract(p.1, q.1)
+                    target[k + 2] = m.subtract(p.2, q.2)
+                    target[k + 3] = m.subtract(p.3, q.3)
+                    k += 4
+                }
+            }
+        }
+    }
+}

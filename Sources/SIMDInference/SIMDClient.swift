@@ -1,0 +1,143 @@
+import NeuralNet
+import ObscuraMath
+import RLWE
+
+/// The client half of throughput-mode inference: a secret key per plaintext prime, the
+/// evaluation keys the server needs, a batch of images encrypted slot-wise, and the scores
+/// joined back from every prime by the CRT. The secret keys never leave this object.
+public final class SIMDClient: Sendable {
+    public let plan: SIMDPlan
+    /// One context per plaintext prime.
+    public let contexts: [RlweContext]
+    private let secretKeys: [SecretKey]
+    private let encryptors: [Encryptor]
+    private let encoders: [BatchEncoder]
+
+    /// Why a batch cannot be encrypted or decrypted.
+    public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
+        case batchTooLarge(images: Int, slots: Int)
+        case wrongImageSize(index: Int, expected: Int, got: Int)
+        case wrongResultShape(String)
+        case rlwe(RlweError)
+
+        public var description: String {
+            switch self {
+            case .batchTooLarge(let images, let slots): "\(images) images for a batch of \(slots) slots"
+            case .wrongImageSize(let index, let expected, let got): "image \(index) has \(got) values; the network reads \(expected)"
+            case .wrongResultShape(let what): "the result does not fit the plan: \(what)"
+            case .rlwe(let error): "\(error)"
+            }
+        }
+    }
+
+    /// Fresh secret keys (system entropy) for every plaintext prime of `plan`.
+    public init(plan: SIMDPlan) throws(ClientError) {
+        self.plan = plan
+        contexts = plan.parameters.map { RlweContext(parameters: $0) }
+        secretKeys = contexts.map { SecretKey(context: $0) }
+        encryptors = secretKeys.map { Encryptor(secretKey: $0) }
+        do {
+            encoders = try contexts.map { context throws(RlweError) in try BatchEncoder(context: context) }
+        } catch {
+            throw .rlwe(error)
+        }
+    }
+
+    /// The relinearization keys the server evaluates with, one per plaintext prime.
+    public func evaluationKeys() -> [EvaluationKey] {
+        secretKeys.map { KeyGenerator(secretKey: $0).makeEvaluationKey(relinearization: true) }
+    }
+
+    /// Images (pixels in [0, 1]) → one seeded ciphertext per input value and plaintext prime;
+    /// image j sits in slot j. Encrypted on all cores.
+    public func encrypt(_ images: [ArraySlice<Float>]) throws(ClientError) -> [[SeededCiphertext]] {
+        guard images.count <= plan.batchSize else { throw .batchTooLarge(images: images.count, slots: plan.batchSize) }
+        let inputs = plan.network.inputCount
+        for (index, image) in images.enumerated() where image.count != inputs {
+            throw .wrongImageSize(index: index, expected: inputs, got: image.count)
+        }
+        let quantized = images.map { plan.network.quantizedInput($0) }
+        do {
+            return try encoders.indices.map { prime in
+                try ParallelWork.map(inputs) { pixel in
+                    try encryptors[prime].encrypt(encoders[prime].encode(quantized.map { $0[pixel] }))
+                }
+            }
+        } catch let error as RlweError {
+            throw .rlwe(error)
+        } catch {
+            throw .rlwe(.invalidParameters("\(error)"))
+        }
+    }
+
+    /// The exact scores of the first `imageCount` slots: each output decrypted under every
+    /// prime and joined by the CRT into (−T/2, T/2], T = Π t_i. Also the smallest noise budget
+    /// seen (bits; decryption is exact while it is positive).
+    public func decrypt(_ outputs: [[Ciphertext]], imageCount: Int) throws(ClientError) -> (scores: [[Int128]], budgetBits: Double) {
+        guard outputs.count == contexts.count else {
+            throw .wrongResultShape("\(outputs.count) plaintext primes, the plan has \(contexts.count)")
+        }
+        guard imageCount <= plan.batchSize else { throw .batchTooLarge(images: imageCount, slots: plan.batchSize) }
+        let classes = outputs[0].count
+        var residues: [[[UInt64]]] = []  // [prime][class][slot]
+        var budget = Double.infinity
+        do {
+            for (prime, cts) in outputs.enumerated() {
+                guard cts.count == classes else { throw ClientError.wrongResultShape("prime \(prime) has \(cts.count) outputs") }
+                let decryptor = Decryptor(secretKey: secretKeys[prime])
+                var perClass: [[UInt64]] = []
+                for ct in cts {
+                    guard ct.context === contexts[prime] else { throw ClientError.rlwe(.contextMismatch) }
+                    perClass.append(encoders[prime].decode(try decryptor.decrypt(ct)))
+                    budget = min(budget, try decryptor.noiseBudget(ct))
+                }
+                residues.append(perClass)
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch let error as RlweError {
+            throw .rlwe(error)
+        } catch {
+            throw .rlwe(.invalidParameters("\(error)"))
+        }
+        let crt = CRT(moduli: plan.plaintextModuli)
+        let scores = (0..<imageCount).map { slot in
+            (0..<classes).map { c in crt.centered(residues.map { $0[c][slot] }) }
+        }
+        return (scores, budget)
+    }
+}
+
+/// Chinese remaindering for a few word-sized moduli whose product is below 2^127.
+struct CRT: Sendable {
+    let moduli: [UInt64]
+    /// (t_0·…·t_(i−1))^(−1) mod t_i.
+    private let inverses: [UInt64]
+    let product: UInt128
+
+    init(moduli: [UInt64]) {
+        self.moduli = moduli
+        var product: UInt128 = 1
+        var inverses: [UInt64] = []
+        for t in moduli {
+            let m = Modulus(t)
+            inverses.append(m.inverse(UInt64(product % UInt128(t))))
+            product *= UInt128(t)
+        }
+        self.inverses = inverses
+        self.product = product
+    }
+
+    /// The x in (−T/2, T/2] with x ≡ residues[i] (mod t_i).
+    func centered(_ residues: [UInt64]) -> Int128 {
+        var x: UInt128 = 0, partial: UInt128 = 1
+        for (i, t) in moduli.enumerated() {
+            // x + partial·((r − x)·partial^(−1) mod t) keeps x mod every earlier prime.
+            let m = Modulus(t)
+            let difference = m.subtract(residues[i] % t, UInt64(x % UInt128(t)))
+            x += partial * UInt128(m.multiply(difference, inverses[i]))
+            partial *= UInt128(t)
+        }
+        return x > product / 2 ? -Int128(product - x) : Int128(x)
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+import NeuralNet
+import RLWE
+@testable import SIMDInference
+
+/// Throughput-mode inference: every slot's decrypted scores equal the integer reference, the
+/// CRT joins the primes, the noise model is never optimistic, and the bundled CryptoNets
+/// network runs exactly on a 128-bit set.
+struct SIMDInferenceTests {
+    /// A 4×4 image → conv 2 filters 3×3 → activation → dense 8 → 3.
+    static func tiny(activation: [Float], seed: UInt64 = 1) -> PolynomialNetwork {
+        var rng = SeededRandom(seed: seed)
+        let convolution = PolynomialNetwork.Convolution(
+            inputChannels: 1, outputChannels: 2, kernelSide: 3, stride: 1, padding: 0, inputSide: 4,
+            weights: (0..<18).map { _ in rng.uniform(-1, 1) }, bias: [0.125, -0.25])
+        let dense = PolynomialNetwork.Dense(inputCount: 8, outputCount: 3, weights: (0..<24).map { _ in rng.uniform(-0.5, 0.5) },
+                                            bias: [0.5, 0, -0.5])
+        return PolynomialNetwork(inputSide: 4, layers: [.convolution(convolution), .polynomial(activation), .dense(dense)])
+    }
+
+    /// An insecure ring, small enough to fill every slot quickly.
+    static let smallShape = SIMDPlan.Shape(polynomialSize: 256, ciphertextBits: [54, 54, 54], specialBits: [], insecureTestOnly: true)
+
+    static func images(_ count: Int, pixels: Int, seed: UInt64) -> [ArraySlice<Float>] {
+        var rng = SeededRandom(seed: seed)
+        // Extremes (all black, all white) first: they reach the bounds' corners.
+        return [[Float](repeating: 0, count: pixels)[...], [Float](repeating: 1, count: pixels)[...]]
+            + (2..<count).map { _ in (0..<pixels).map { _ in rng.uniform(0, 1) }[...] }
+    }
+
+    @Test("Every slot of a full batch equals the integer reference: x², CryptoDL's fitted quadratic, a cubic; one prime and several",
+          arguments: [([Float(0), 0, 1], 50), (PolynomialNetwork.reluApproximation(degree: 2, bound: 4), 50),
+                      ([Float(0.1), 0.5, 0.25, 0.05], 50), ([Float(0), 0, 1], 16)])
+    func exactOnEverySlot(activation: [Float], maximumPlaintextBits: Int) throws {
+        let form = try Self.tiny(activation: activation).integerForm()
+        let plan = try SIMDPlan.compile(form, shapes: [Self.smallShape], maximumPlaintextBits: maximumPlaintextBits)
+        #expect(plan.securityBits == 0)
+        if maximumPlaintextBits == 16 { #expect(plan.parameters.count >= 2) }
+        let batch = Self.images(plan.batchSize, pixels: 16, seed: 7)
+        let outcome = try SIMDPipeline.run(plan, images: batch)
+        let references = batch.map { form.scores($0) }
+        #expect(outcome.scores == references)
+        #expect(references.joined().allSatisfy { Double($0.magnitude) <= form.outputBound })
+        // The noise model is conservative: the measured budget is at least the predicted one.
+        #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+        #expect(outcome.budgetBits < plan.predictedBudgetBits + 30)
+    }
+
+    @Test("The CRT joins residues into (−T/2, T/2]; with a prime left out, scores beyond its range come back wrong")
+    func crt() throws {
+        let moduli = NTTPrimes.generate(count: 4, bits: 30, polynomialSize: 8192)
+        let crt = CRT(moduli: moduli)
+        let half = Int128(crt.product / 2)
+        var rng = SeededRandom(seed: 5)
+        var values: [Int128] = [0, 1, -1, half, -half + 1]
+        for _ in 0..<1000 { values.append(Int128(truncatingIfNeeded: rng.next128()) % half) }
+        func residues(_ v: Int128, _ m: [UInt64]) -> [UInt64] {
+            m.map { t in UInt64((v % Int128(t) + Int128(t)) % Int128(t)) }
+        }
+        for v in values { #expect(crt.centered(residues(v, moduli)) == v) }
+        let fewer = CRT(moduli: Array(moduli.dropLast()))
+        let beyond = values.filter { $0.magnitude > fewer.product / 2 }
+        #expect(beyond.count > 900)
+        #expect(beyond.allSatisfy { fewer.centered(residues($0, Array(moduli.dropLast()))) != $0 })
+    }
+
+    @Test("Plans: 128-bit by default, the cheapest shape, and a readable error when no set holds the scores")
+    func planning() throws {
+        let form = try Self.tiny(activation: [0, 0, 1]).integerForm()
+        let plan = try SIMDPlan.compile(form)
+        #expect(plan.securityBits == 128)
+        #expect(plan.batchSize == 8192)
+        #expect(plan.plaintextModuli.allSatisfy { NTTPrimes.isPrime($0) && $0 % 16384 == 1 })
+        let product = plan.plaintextModuli.reduce(1.0) { $0 * Double($1) }
+        #expect(product > 2 * form.outputBound)
+        #expect(plan.operations.ciphertextMultiplies == 8)
+        #expect(plan.operations.scalarMultiplyAdds == form.layers.reduce(0) { if case .linear(let l) = $1 { $0 + l.termCount } else { $0 } })
+        // x^8 needs seven levels of products: more than N = 8192 with 3 × 54 bits holds.
+        let deep = try Self.tiny(activation: [0, 0, 0, 0, 0, 0, 0, 0, 1]).integerForm()
+        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(deep, shapes: [SIMDPlan.Shape.secure[0]]) }
+        do {
+            _ = try SIMDPlan.compile(deep, shapes: [SIMDPlan.Shape.secure[0]])
+        } catch {
+            #expect("\(error)".contains("no 128-bit BFV parameter set"))
+            #expect("\(error)".contains("7 multiplicative levels"))
+        }
+        // The larger shapes hold it.
+        #expect(try SIMDPlan.compile(deep).parameters[0].polynomialSize == 16384)
+    }
+
+    @Test("Bundled cryptonets-mnist on a 128-bit set: 32 test images, every score exact, the noise model conservative")
+    func cryptoNetsExact() throws {
+        let file = try ModelCatalog.load("cryptonets-mnist")
+        let form = try #require(file.polynomialNetwork).integerForm()
+        let plan = try SIMDPlan.compile(form)
+        #expect(plan.securityBits == 128)
+        let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
+        let samples = Array(file.datasetKind.evaluationSamples(in: data).prefix(32))
+        let batch = samples.map { data.sample($0) }
+        let outcome = try SIMDPipeline.run(plan, images: batch)
+        #expect(outcome.scores == batch.map { form.scores($0) })
+        #expect(outcome.budgetBits >= plan.predictedBudgetBits)
+        #expect(outcome.budgetBits > 0)
+    }
+}
+
+/// The shared data folder beside the repository.
+enum SharedData {
+    static let root: String = {
+        if let path = ProcessInfo.processInfo.environment["OBSCURA_SHARED_DATA"] { return path }
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        return here.appendingPathComponent("../../../shared/data").standardized.path
+    }()
+}
+
+/// SplitMix64, for reproducible test inputs.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func next128() -> UInt128 { UInt128(next()) << 64 | UInt128(next()) }
+    mutating func uniform(_ low: Float, _ high: Float) -> Float { low + (high - low) * Float(next() >> 40) / Float(1 << 24) }
+}
