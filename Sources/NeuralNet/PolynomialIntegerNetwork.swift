@@ -47,6 +47,12 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         public let bias: [Int128]
         /// Inputs the layer reads.
         public let inputCount: Int
+        /// Convolutions: each term's kernel offset (input channel, row, column as one index
+        /// below ``kernelOffsetCount``): a row uses each offset at most once, which is what lets
+        /// a client lay out one ciphertext per offset (latency mode). Empty for dense layers.
+        public let kernelOffsets: [Int32]
+        /// Kernel offsets of a convolution (channels × side²); 0 for dense layers.
+        public let kernelOffsetCount: Int
 
         public var outputCount: Int { bias.count }
         /// Multiply-accumulates of one evaluation.
@@ -113,13 +119,20 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
             switch layer {
             case .convolution(let c):
                 var terms = [[(Int32, Int64)]](repeating: [], count: c.outputCount)
+                var offsets = [[Int32]](repeating: [], count: c.outputCount)
+                let offsetCount = c.inputChannels * c.kernelSide * c.kernelSide
                 let (quantized, f) = try Self.quantize(c.weights, bits: quantization.weightBits, layer: index)
-                c.forEachProduct { o, w, i in if quantized[w] != 0 { terms[o].append((Int32(i), quantized[w])) } }
+                c.forEachProduct { o, w, i in
+                    guard quantized[w] != 0 else { return }
+                    terms[o].append((Int32(i), quantized[w]))
+                    offsets[o].append(Int32(w % offsetCount))
+                }
                 exactScale = try Self.scaled(exactScale, byPowerOfTwo: f, layer: index)
                 scale *= Double(Int64(1) << f)
                 let area = c.outputSide * c.outputSide
                 let bias = try (0..<c.outputCount).map { o throws(FormError) in try Self.round(c.bias[o / area], scale: scale, layer: index) }
-                layers.append(.linear(Self.linear(terms, bias: bias, inputCount: c.inputCount)))
+                layers.append(.linear(Self.linear(terms, bias: bias, inputCount: c.inputCount,
+                                                  kernelOffsets: offsets.flatMap { $0 }, kernelOffsetCount: offsetCount)))
             case .dense(let d):
                 let (quantized, f) = try Self.quantize(d.weights, bits: quantization.weightBits, layer: index)
                 let terms = (0..<d.outputCount).map { o in
@@ -242,11 +255,12 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         return Int128(scaled)
     }
 
-    private static func linear(_ terms: [[(Int32, Int64)]], bias: [Int128], inputCount: Int) -> Linear {
+    private static func linear(_ terms: [[(Int32, Int64)]], bias: [Int128], inputCount: Int,
+                               kernelOffsets: [Int32] = [], kernelOffsetCount: Int = 0) -> Linear {
         var rowStart = [0]
         for row in terms { rowStart.append(rowStart.last! + row.count) }
         return Linear(rowStart: rowStart, inputs: terms.flatMap { $0.map(\.0) }, weights: terms.flatMap { $0.map(\.1) },
-                      bias: bias, inputCount: inputCount)
+                      bias: bias, inputCount: inputCount, kernelOffsets: kernelOffsets, kernelOffsetCount: kernelOffsetCount)
     }
 
     /// Each output's interval: the bias plus, for every term, the weight times whichever end

@@ -7,53 +7,55 @@ import SIMDInference
 struct BenchSIMD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "simd",
-        abstract: "A polynomial network (CryptoNets, CryptoDL) on BFV, one image per slot: a full batch, exact.",
+        abstract: "A polynomial network (CryptoNets, CryptoDL) on BFV: a batch of one image per slot, or single images, exact.",
         discussion: """
-        The client encrypts a batch of evaluation images (one ciphertext per pixel and plaintext prime),
-        the server evaluates from the bytes it receives, the client decrypts and joins the primes by the
-        CRT. Every score is compared with the integer reference; a mismatch fails the command.
+        Throughput mode: the client encrypts a batch of evaluation images (one ciphertext per pixel and
+        plaintext prime). Latency mode: one image at a time, packed across the slots (one ciphertext per
+        kernel offset of the first convolution). The server evaluates from the bytes it receives, the
+        client decrypts and joins the primes by the CRT. Every score is compared with the integer
+        reference; a mismatch fails the command.
         """)
 
     @Option(help: "A bundled polynomial model or a model file.") var model = "cryptonets-mnist"
     @Option(help: "The dataset folder (default: the model's).") var data: String?
-    @Option(help: "throughput (one image per slot).") var mode = "throughput"
+    @Option(help: "throughput (one image per slot) or latency (one image across the slots).") var mode = "throughput"
     @Option(help: "bfv (exact).") var scheme = "bfv"
-    @Option(help: "Images from the evaluation split (default: one full batch).") var images: Int?
+    @Option(help: "Images from the evaluation split (default: one full batch; latency mode: 10).") var images: Int?
     @Option(help: "Threads (default: all cores).") var threads: Int?
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
 
     func run() throws {
-        guard mode == "throughput" else {
-            throw ValidationError("--mode \(mode): only throughput mode (one image per slot) runs today; latency mode is open work")
-        }
+        guard let mode = SIMDPlan.Mode(rawValue: mode) else { throw ValidationError("--mode \(mode): throughput or latency") }
         guard scheme == "bfv" else { throw ValidationError("--scheme \(scheme): only bfv (exact) runs today; ckks is open work") }
         let file = try ModelCatalog.load(model)
         guard let network = file.polynomialNetwork else {
             throw ValidationError("\(file.name) is not a polynomial network (CryptoNets, CryptoDL); SIMD inference runs those")
         }
         let form = try network.integerForm()
-        let plan = try SIMDPlan.compile(form)
+        let plan = try SIMDPlan.compile(form, mode: mode)
         let dataset = try file.datasetKind.evaluationData(folder: data ?? file.datasetKind.defaultFolder)
         let split = file.datasetKind.evaluationSamples(in: dataset)
-        let count = min(images ?? plan.batchSize, plan.batchSize, split.count)
+        let count = min(images ?? (mode == .throughput ? plan.batchSize : 10), split.count)
         guard count > 0 else { throw ValidationError("--images must be positive") }
         let samples = Array(split.prefix(count))
         let batch = samples.map { dataset.sample($0) }
 
         if !json {
-            print("plan: \(plan.parameters[0].polynomialSize) slots, \(plan.parameters.count) plaintext primes "
+            print("plan (\(mode.rawValue)): \(plan.parameters[0].polynomialSize) slots, \(plan.parameters.count) plaintext primes "
                   + "(\(plan.plaintextModuli.map(String.init).joined(separator: ", "))), "
                   + "scores within ±2^\(String(format: "%.1f", log2(form.outputBound))), "
                   + "predicted budget \(String(format: "%.1f", plan.predictedBudgetBits)) bits")
             for step in plan.steps {
                 let ops = step.operations
                 print("  layer \(step.layer): \(step.summary): \(ops.scalarMultiplyAdds) scalar multiply-adds, "
+                      + "\(ops.plaintextMultiplies) plaintext products, \(ops.rotations) rotations, "
                       + "\(ops.ciphertextMultiplies) products, \(ops.constantAdds) constants; "
                       + "values within 2^\(String(format: "%.1f", form.layerBoundBits[step.layer]))")
             }
         }
         let limit = threads ?? ProcessInfoCores.active
-        let progress = Progress(total: plan.parameters.count * plan.steps.count, label: "server steps", quiet: json)
+        let evaluations = (count + plan.batchSize - 1) / plan.batchSize
+        let progress = Progress(total: evaluations, label: mode == .throughput ? "batches" : "images", quiet: json)
         let outcome = try ParallelWork.$threadLimit.withValue(limit) {
             try SIMDPipeline.run(plan, images: batch) { _, _ in progress.advance() }
         }
@@ -76,10 +78,18 @@ struct BenchSIMD: ParsableCommand {
         }
         let ops = plan.operations
         var report = Report(jsonOnly: json)
+        let sortedLatencies = outcome.evaluationSeconds.sorted()
         report.add("images", Double(count), "")
-        report.add("batch_size", Double(plan.batchSize), "slots")
+        report.add("batch_size", Double(plan.batchSize), "images")
         report.add("plaintext_primes", Double(plan.parameters.count), "")
-        report.add("batch_latency_s", outcome.evaluateSeconds, "s")
+        report.add("polynomial_size", Double(plan.parameters[0].polynomialSize), "")
+        report.add("ciphertext_modulus_bits", plan.parameters[0].logModulus, "bits")
+        if mode == .throughput {
+            report.add("batch_latency_s", sortedLatencies.last ?? 0, "s")
+        } else {
+            report.add("single_image_latency_s", sortedLatencies[sortedLatencies.count / 2], "s")
+        }
+        report.add("server_setup_s", outcome.serverSetupSeconds, "s")
         report.add("amortized_ms_per_image", outcome.evaluateSeconds / Double(count) * 1000, "ms")
         report.add("predictions_per_hour", Double(count) / outcome.evaluateSeconds * 3600, "")
         report.add("client_keygen_s", outcome.keySeconds, "s")
@@ -99,10 +109,15 @@ struct BenchSIMD: ParsableCommand {
             report.add("\(prefix)_ciphertext_multiplies", Double(step.operations.ciphertextMultiplies * plan.parameters.count), "")
             report.add("\(prefix)_relinearizations", Double(step.operations.relinearizations * plan.parameters.count), "")
             report.add("\(prefix)_constant_adds", Double(step.operations.constantAdds * plan.parameters.count), "")
+            report.add("\(prefix)_plaintext_multiplies", Double(step.operations.plaintextMultiplies * plan.parameters.count), "")
+            report.add("\(prefix)_rotations", Double(step.operations.rotations * plan.parameters.count), "")
             report.add("server_seconds_layer\(step.layer)", outcome.stepSeconds[step.layer], "s")
         }
         report.add("he_ops_scalar_multiply_adds", Double(ops.scalarMultiplyAdds * plan.parameters.count), "")
         report.add("he_ops_ciphertext_multiplies", Double(ops.ciphertextMultiplies * plan.parameters.count), "")
+        report.add("he_ops_plaintext_multiplies", Double(ops.plaintextMultiplies * plan.parameters.count), "")
+        report.add("he_ops_rotations", Double(ops.rotations * plan.parameters.count), "")
+        report.add("he_ops_total_per_image", Double(ops.total * plan.parameters.count) / Double(plan.batchSize), "")
         report.add("upload_bytes", Double(outcome.uploadBytes), "bytes")
         report.add("download_bytes", Double(outcome.downloadBytes), "bytes")
         report.add("evaluation_key_bytes", Double(outcome.evaluationKeyBytes), "bytes")
@@ -111,7 +126,7 @@ struct BenchSIMD: ParsableCommand {
         report.add("threads", Double(limit), "")
         if json {
             // The scheme as a string beside the figures.
-            print(report.json().dropLast() + ", \"scheme\": \"bfv\", \"mode\": \"throughput\", \"model\": \"\(file.name)\"}")
+            print(report.json().dropLast() + ", \"scheme\": \"bfv\", \"mode\": \"\(mode.rawValue)\", \"model\": \"\(file.name)\"}")
         } else {
             print("scheme: bfv (exact)")
         }

@@ -43,13 +43,16 @@ public final class SIMDClient: Sendable {
         }
     }
 
-    /// The relinearization keys the server evaluates with, one per plaintext prime.
+    /// The keys the server evaluates with, one per plaintext prime: relinearization, and in
+    /// latency mode the rotations of the plan.
     public func evaluationKeys() -> [EvaluationKey] {
-        secretKeys.map { KeyGenerator(secretKey: $0).makeEvaluationKey(relinearization: true) }
+        secretKeys.map { KeyGenerator(secretKey: $0).makeEvaluationKey(relinearization: true, rotations: plan.rotationSteps) }
     }
 
-    /// Images (pixels in [0, 1]) → one seeded ciphertext per input value and plaintext prime;
-    /// image j sits in slot j. Encrypted on all cores.
+    /// Images (pixels in [0, 1]) → the plan's input ciphertexts per plaintext prime, seeded,
+    /// encrypted on all cores. Throughput: one per input value, image j in slot j. Latency (one
+    /// image): one per kernel offset of the first convolution, slot o holding the pixel that
+    /// output o reads there, or the image as one vector; either repeated with its period.
     public func encrypt(_ images: [ArraySlice<Float>]) throws(ClientError) -> [[SeededCiphertext]] {
         guard images.count <= plan.batchSize else { throw .batchTooLarge(images: images.count, slots: plan.batchSize) }
         let inputs = plan.network.inputCount
@@ -57,10 +60,25 @@ public final class SIMDClient: Sendable {
             throw .wrongImageSize(index: index, expected: inputs, got: image.count)
         }
         let quantized = images.map { plan.network.quantizedInput($0) }
+        let slotVectors: [[Int64]]
+        switch plan.mode {
+        case .throughput:
+            slotVectors = (0..<inputs).map { pixel in quantized.map { $0[pixel] } }
+        case .latency:
+            let x = quantized[0], n = plan.parameters[0].polynomialSize
+            if case .packedConvolution(let c) = plan.steps.first?.kind {
+                slotVectors = c.inputIndex.map { index in
+                    (0..<n).map { s in index[s % c.period] < 0 ? 0 : x[Int(index[s % c.period])] }
+                }
+            } else {
+                let period = powerOfTwo(atLeast: inputs)
+                slotVectors = [(0..<n).map { s in s % period < inputs ? x[s % period] : 0 }]
+            }
+        }
         do {
             return try encoders.indices.map { prime in
-                try ParallelWork.map(inputs) { pixel in
-                    try encryptors[prime].encrypt(encoders[prime].encode(quantized.map { $0[pixel] }))
+                try ParallelWork.map(slotVectors.count) { i in
+                    try encryptors[prime].encrypt(encoders[prime].encode(slotVectors[i]))
                 }
             }
         } catch let error as RlweError {
@@ -79,7 +97,7 @@ public final class SIMDClient: Sendable {
         }
         guard imageCount <= plan.batchSize else { throw .batchTooLarge(images: imageCount, slots: plan.batchSize) }
         let classes = outputs[0].count
-        var residues: [[[UInt64]]] = []  // [prime][class][slot]
+        var residues: [[[UInt64]]] = []  // [prime][output ciphertext][slot]
         var budget = Double.infinity
         do {
             for (prime, cts) in outputs.enumerated() {
@@ -101,10 +119,17 @@ public final class SIMDClient: Sendable {
             throw .rlwe(.invalidParameters("\(error)"))
         }
         let crt = CRT(moduli: plan.plaintextModuli)
-        let scores = (0..<imageCount).map { slot in
-            (0..<classes).map { c in crt.centered(residues.map { $0[c][slot] }) }
+        switch plan.mode {
+        case .throughput:
+            let scores = (0..<imageCount).map { slot in
+                (0..<classes).map { c in crt.centered(residues.map { $0[c][slot] }) }
+            }
+            return (scores, budget)
+        case .latency:
+            // One ciphertext; score c in slot c.
+            guard classes == 1 else { throw .wrongResultShape("latency mode returns one ciphertext per prime, not \(classes)") }
+            return ([(0..<plan.scoreCount).map { c in crt.centered(residues.map { $0[0][c] }) }], budget)
         }
-        return (scores, budget)
     }
 }
 

@@ -11,6 +11,15 @@ public struct SIMDEvaluator: Sendable {
     public let plan: SIMDPlan
     /// One evaluator per plaintext prime, each with its context and key.
     let evaluators: [Evaluator]
+    /// Latency mode: each step's plaintexts, encoded once per prime ([prime][step]).
+    let prepared: [[PreparedStep]]
+
+    /// A latency step's weights and bias as plaintexts of one prime.
+    enum PreparedStep: Sendable {
+        case none
+        case convolution(weights: [Plaintext?], bias: BFVPlaintext)
+        case matrix(diagonals: [Int: Plaintext], bias: BFVPlaintext)
+    }
 
     /// Why an evaluation cannot run.
     public enum EvaluationError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -41,6 +50,36 @@ public struct SIMDEvaluator: Sendable {
         }
         self.plan = plan
         self.evaluators = evaluators
+        do {
+            prepared = try evaluators.map { evaluator throws(RlweError) in
+                let encoder = try BatchEncoder(context: evaluator.context)
+                return try plan.steps.map { step throws(RlweError) in try Self.prepare(step, encoder: encoder) }
+            }
+        } catch {
+            throw .rlwe(error)
+        }
+    }
+
+    /// Encodes a latency step's weights (every N-slot vector the period-P pattern repeated).
+    static func prepare(_ step: SIMDPlan.Step, encoder: BatchEncoder) throws(RlweError) -> PreparedStep {
+        let n = encoder.context.polynomialSize, t = Int128(encoder.plaintextModulus)
+        func slots<T>(_ pattern: [T], _ value: (T) -> Int64) -> [Int64] {
+            (0..<n).map { value(pattern[$0 % pattern.count]) }
+        }
+        func residue(_ v: Int128) -> Int64 { Int64(v % t) }
+        switch step.kind {
+        case .linear, .polynomial:
+            return .none
+        case .packedConvolution(let c):
+            let weights = try c.weights.map { w throws(RlweError) -> Plaintext? in
+                w.allSatisfy { $0 == 0 } ? nil : try encoder.prepare(slots(w) { $0 })
+            }
+            return .convolution(weights: weights, bias: try encoder.encode(slots(c.bias, residue)))
+        case .matrixVector(let m):
+            var diagonals: [Int: Plaintext] = [:]
+            for (i, d) in m.diagonals { diagonals[i] = try encoder.prepare(slots(d) { $0 }) }
+            return .matrix(diagonals: diagonals, bias: try encoder.encode(slots(m.bias, residue)))
+        }
     }
 
     /// The contexts, one per plaintext prime (for deserializing the client's ciphertexts).
@@ -53,14 +92,14 @@ public struct SIMDEvaluator: Sendable {
     public func evaluate(prime: Int, inputs: [Ciphertext],
                          progress: (_ step: Int, _ seconds: Double) -> Void = { _, _ in }) throws(EvaluationError) -> [Ciphertext] {
         guard evaluators.indices.contains(prime) else { throw .noSuchPrime(index: prime, primes: evaluators.count) }
-        guard inputs.count == plan.network.inputCount else {
-            throw .wrongInputCount(prime: prime, expected: plan.network.inputCount, got: inputs.count)
+        guard inputs.count == plan.inputCiphertexts else {
+            throw .wrongInputCount(prime: prime, expected: plan.inputCiphertexts, got: inputs.count)
         }
         var values = inputs
         for (index, step) in plan.steps.enumerated() {
             let start = DispatchTime.now().uptimeNanoseconds
             do {
-                values = try Self.run(step, on: values, evaluator: evaluators[prime])
+                values = try Self.run(step, prepared: prepared[prime][index], on: values, evaluator: evaluators[prime])
             } catch {
                 throw .rlwe(error)
             }
@@ -69,10 +108,25 @@ public struct SIMDEvaluator: Sendable {
         return values
     }
 
-    /// One step on all cores: outputs (or elements) are independent.
-    static func run(_ step: SIMDPlan.Step, on values: [Ciphertext], evaluator: Evaluator) throws(RlweError) -> [Ciphertext] {
+    /// One step (throughput mode: on all cores, outputs and elements are independent).
+    static func run(_ step: SIMDPlan.Step, prepared: PreparedStep, on values: [Ciphertext],
+                    evaluator: Evaluator) throws(RlweError) -> [Ciphertext] {
         let plaintextModulus = evaluator.context.plaintextModulus
         do {
+            switch (step.kind, prepared) {
+            case (.packedConvolution, .convolution(let weights, let bias)):
+                var sum: Ciphertext?
+                for (ct, w) in zip(values, weights) {
+                    guard let w else { continue }
+                    sum = try accumulate(sum, evaluator.multiply(ct, w), evaluator: evaluator)
+                }
+                guard let sum else { return [try evaluator.add(zero(like: values[0], evaluator: evaluator), bias)] }
+                return [try evaluator.add(sum, bias)]
+            case (.matrixVector(let m), .matrix(let diagonals, let bias)):
+                return [try evaluator.add(matrixVector(m, diagonals: diagonals, values[0], evaluator: evaluator), bias)]
+            default:
+                break
+            }
             switch step.kind {
             case .linear(let layer):
                 let rows = try SparseIntegerRows(rowStart: layer.rowStart, columns: layer.inputs, weights: layer.weights)
@@ -85,12 +139,57 @@ public struct SIMDEvaluator: Sendable {
                 return try ParallelWork.map(values.count) { i in
                     try evaluate(polynomial, at: values[i], evaluator: evaluator, plaintextModulus: plaintextModulus)
                 }
+            case .packedConvolution, .matrixVector:
+                throw RlweError.invalidParameters("a latency step without its plaintexts")
             }
         } catch let error as RlweError {
             throw error
         } catch {
             throw .invalidParameters("\(error)")
         }
+    }
+
+    /// sum + x, or x when there is no sum yet.
+    static func accumulate(_ sum: Ciphertext?, _ x: Ciphertext, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        guard let sum else { return x }
+        return try evaluator.add(sum, x)
+    }
+
+    /// A ciphertext of zeros shaped like `x` (a layer whose weights are all zero).
+    static func zero(like x: Ciphertext, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        try evaluator.multiply(x, byInteger: 0)
+    }
+
+    /// Σ_i d_i ⊙ rot(v, i) by baby and giant steps, then the blocks of m' summed by rotations.
+    static func matrixVector(_ m: MatrixVector, diagonals: [Int: Plaintext], _ v: Ciphertext,
+                             evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        let baby = try evaluator.rotations(of: v, by: Array(0..<m.babyStep))
+        // The giant steps are independent: on all cores (a prime's share when primes run side by side).
+        let giants: [Ciphertext?]
+        do {
+            giants = try ParallelWork.map(m.giantSteps) { g -> Ciphertext? in
+                var inner: Ciphertext?
+                for h in 0..<m.babyStep {
+                    guard let d = diagonals[g * m.babyStep + h] else { continue }
+                    inner = try accumulate(inner, evaluator.multiply(baby[h], d), evaluator: evaluator)
+                }
+                guard let inner else { return nil }
+                return g > 0 ? try evaluator.rotate(inner, by: g * m.babyStep) : inner
+            }
+        } catch let error as RlweError {
+            throw error
+        } catch {
+            throw .invalidParameters("\(error)")
+        }
+        var total: Ciphertext?
+        for case let inner? in giants { total = try accumulate(total, inner, evaluator: evaluator) }
+        guard var z = total else { return try zero(like: v, evaluator: evaluator) }
+        var fold = m.inputPeriod / 2
+        while fold >= m.outputPeriod {
+            z = try evaluator.add(z, evaluator.rotate(z, by: fold))
+            fold /= 2
+        }
+        return z
     }
 
     /// Σ a_k·x^k: the powers by successive products (each relinearized), then one combination.

@@ -3,12 +3,14 @@ import NeuralNet
 import ObscuraMath
 import RLWE
 
-/// One batch end to end, as client and server would run it on two machines: the client makes
+/// Images end to end, as client and server would run them on two machines: the client makes
 /// keys and encrypts, everything the server receives crosses as bytes (so the sizes are the
-/// real upload and download), the server builds its own contexts from the plan, evaluates one
-/// plaintext prime at a time, and the client decrypts. Used by `obscura bench simd` and the tests.
+/// real upload and download), the server builds its own contexts from the plan and evaluates,
+/// and the client decrypts. Throughput mode sends the images as batches of up to N; latency
+/// mode sends them one at a time, the server evaluating the primes in parallel. Used by
+/// `obscura bench simd` and the tests.
 public enum SIMDPipeline {
-    /// What one batch cost and returned.
+    /// What the images cost and returned.
     public struct Outcome: Sendable {
         /// Each image's exact scores (CRT-joined).
         public let scores: [[Int128]]
@@ -16,12 +18,18 @@ public enum SIMDPipeline {
         public let budgetBits: Double
         /// Client seconds: key generation, encryption (with serialization), decryption.
         public let keySeconds, encryptSeconds, decryptSeconds: Double
-        /// Server seconds: deserialization and evaluation of every prime.
-        public let evaluateSeconds: Double
-        /// Server seconds per step of the plan, summed over the primes.
+        /// Server seconds per evaluation (a batch, or one image in latency mode): deserializing
+        /// the inputs, evaluating every prime, serializing the outputs.
+        public let evaluationSeconds: [Double]
+        /// Server seconds to load the evaluation keys and encode the plan's plaintexts (once).
+        public let serverSetupSeconds: Double
+        /// Server seconds per step of the plan, summed over primes and evaluations.
         public let stepSeconds: [Double]
         /// Bytes: the seeded input ciphertexts, the output ciphertexts, the evaluation keys.
         public let uploadBytes, downloadBytes, evaluationKeyBytes: Int
+
+        /// All evaluations' seconds.
+        public var evaluateSeconds: Double { evaluationSeconds.reduce(0, +) }
     }
 
     /// Why a batch failed.
@@ -39,69 +47,104 @@ public enum SIMDPipeline {
         }
     }
 
-    /// Runs `images` (at most the plan's batch size) through `plan`. `progress(done, total)`
-    /// counts the server's steps over all primes.
+    /// Runs `images` through `plan`. `progress(done, total)` counts evaluations.
     public static func run(_ plan: SIMDPlan, images: [ArraySlice<Float>],
                            progress: (Int, Int) -> Void = { _, _ in }) throws(PipelineError) -> Outcome {
-        func seconds<T>(_ body: () throws(PipelineError) -> T) throws(PipelineError) -> (T, Double) {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let value = try body()
-            return (value, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        // Client: keys and inputs, as bytes.
-        let ((client, keyBytes), keySeconds) = try seconds { () throws(PipelineError) in
-            let client: SIMDClient
-            do throws(SIMDClient.ClientError) { client = try SIMDClient(plan: plan) } catch { throw .client(error) }
-            return (client, client.evaluationKeys().map { $0.serialized() })
-        }
-        let (upload, encryptSeconds) = try seconds { () throws(PipelineError) in
-            do throws(SIMDClient.ClientError) { return try client.encrypt(images).map { $0.map { $0.serialized() } } } catch { throw .client(error) }
-        }
-        // Server: its own contexts, the keys and one prime's inputs at a time.
-        let ((download, stepSeconds), evaluateSeconds) = try seconds { () throws(PipelineError) in
-            let contexts = plan.parameters.map { RlweContext(parameters: $0) }
-            let keys: [EvaluationKey]
-            do throws(RlweError) {
-                keys = try zip(keyBytes, contexts).map { bytes, context throws(RlweError) in
-                    try EvaluationKey(deserializing: bytes, context: context)
-                }
-            } catch { throw .transport(error) }
-            let server: SIMDEvaluator
-            do throws(SIMDEvaluator.EvaluationError) { server = try SIMDEvaluator(plan: plan, keys: keys) } catch { throw .server(error) }
-            var download: [[[UInt8]]] = []
-            var stepSeconds = [Double](repeating: 0, count: plan.steps.count)
-            for prime in plan.parameters.indices {
-                let inputs: [Ciphertext]
-                do throws(RlweError) {
-                    inputs = try upload[prime].map { bytes throws(RlweError) in
-                        try SeededCiphertext(deserializing: bytes, context: contexts[prime]).expanded()
-                    }
-                } catch { throw .transport(error) }
-                let outputs: [Ciphertext]
-                do throws(SIMDEvaluator.EvaluationError) {
-                    outputs = try server.evaluate(prime: prime, inputs: inputs) { step, seconds in
-                        stepSeconds[step] += seconds
-                        progress(prime * plan.steps.count + step + 1, plan.parameters.count * plan.steps.count)
-                    }
-                } catch { throw .server(error) }
-                download.append(outputs.map { $0.serialized() })
+        // Client: keys, as bytes.
+        var clock = Stopwatch()
+        let client: SIMDClient
+        do throws(SIMDClient.ClientError) { client = try SIMDClient(plan: plan) } catch { throw .client(error) }
+        let keyBytes = client.evaluationKeys().map { $0.serialized() }
+        let keySeconds = clock.lap()
+
+        // Server: its own contexts, the keys, the plan's plaintexts.
+        let contexts = plan.parameters.map { RlweContext(parameters: $0) }
+        let keys: [EvaluationKey]
+        do throws(RlweError) {
+            keys = try zip(keyBytes, contexts).map { bytes, context throws(RlweError) in
+                try EvaluationKey(deserializing: bytes, context: context)
             }
-            return (download, stepSeconds)
-        }
-        // Client: the scores.
-        let ((scores, budget), decryptSeconds) = try seconds { () throws(PipelineError) in
+        } catch { throw .transport(error) }
+        let server: SIMDEvaluator
+        do throws(SIMDEvaluator.EvaluationError) { server = try SIMDEvaluator(plan: plan, keys: keys) } catch { throw .server(error) }
+        let serverSetupSeconds = clock.lap()
+
+        var scores: [[Int128]] = [], budget = Double.infinity
+        var encryptSeconds = 0.0, decryptSeconds = 0.0, evaluationSeconds: [Double] = []
+        var stepSeconds = [Double](repeating: 0, count: plan.steps.count)
+        var uploadBytes = 0, downloadBytes = 0
+        let batches = stride(from: 0, to: images.count, by: plan.batchSize).map { Array(images[$0..<min($0 + plan.batchSize, images.count)]) }
+        for (index, batch) in batches.enumerated() {
+            clock.lap()
+            let upload: [[[UInt8]]]
+            do throws(SIMDClient.ClientError) {
+                upload = try client.encrypt(batch).map { $0.map { $0.serialized() } }
+            } catch { throw .client(error) }
+            encryptSeconds += clock.lap()
+            uploadBytes += upload.joined().reduce(0) { $0 + $1.count }
+
+            // Throughput: one prime after another, each on all cores; latency: the primes side by side.
+            let work = { (prime: Int) in
+                Result(catching: { () throws(PipelineError) -> ([[UInt8]], [Double]) in
+                    try evaluate(server, prime: prime, upload: upload[prime], context: contexts[prime])
+                })
+            }
+            let results = plan.mode == .latency ? ParallelWork.map(plan.parameters.count, work) : plan.parameters.indices.map(work)
+            var download: [[[UInt8]]] = []
+            for result in results {
+                let (bytes, seconds) = try result.get()
+                download.append(bytes)
+                for (step, s) in seconds.enumerated() { stepSeconds[step] += s }
+            }
+            evaluationSeconds.append(clock.lap())
+            downloadBytes += download.joined().reduce(0) { $0 + $1.count }
+            progress(index + 1, batches.count)
+
             let outputs: [[Ciphertext]]
             do throws(RlweError) {
                 outputs = try download.enumerated().map { prime, cts throws(RlweError) in
                     try cts.map { bytes throws(RlweError) in try Ciphertext(deserializing: bytes, context: client.contexts[prime]) }
                 }
             } catch { throw .transport(error) }
-            do throws(SIMDClient.ClientError) { return try client.decrypt(outputs, imageCount: images.count) } catch { throw .client(error) }
+            do throws(SIMDClient.ClientError) {
+                let (batchScores, batchBudget) = try client.decrypt(outputs, imageCount: batch.count)
+                scores += batchScores
+                budget = min(budget, batchBudget)
+            } catch { throw .client(error) }
+            decryptSeconds += clock.lap()
         }
         return Outcome(scores: scores, budgetBits: budget, keySeconds: keySeconds, encryptSeconds: encryptSeconds,
-                       decryptSeconds: decryptSeconds, evaluateSeconds: evaluateSeconds, stepSeconds: stepSeconds,
-                       uploadBytes: upload.joined().reduce(0) { $0 + $1.count },
-                       downloadBytes: download.joined().reduce(0) { $0 + $1.count },
+                       decryptSeconds: decryptSeconds, evaluationSeconds: evaluationSeconds, serverSetupSeconds: serverSetupSeconds,
+                       stepSeconds: stepSeconds, uploadBytes: uploadBytes, downloadBytes: downloadBytes,
                        evaluationKeyBytes: keyBytes.reduce(0) { $0 + $1.count })
+    }
+
+    /// The server's part for one prime: the inputs' bytes in, the outputs' bytes out, with the
+    /// seconds of each step.
+    private static func evaluate(_ server: SIMDEvaluator, prime: Int, upload: [[UInt8]],
+                                 context: RlweContext) throws(PipelineError) -> ([[UInt8]], [Double]) {
+        let inputs: [Ciphertext]
+        do throws(RlweError) {
+            inputs = try upload.map { bytes throws(RlweError) in try SeededCiphertext(deserializing: bytes, context: context).expanded() }
+        } catch { throw .transport(error) }
+        var seconds = [Double](repeating: 0, count: server.plan.steps.count)
+        let outputs: [Ciphertext]
+        do throws(SIMDEvaluator.EvaluationError) {
+            outputs = try server.evaluate(prime: prime, inputs: inputs) { step, s in seconds[step] += s }
+        } catch { throw .server(error) }
+        return (outputs.map { $0.serialized() }, seconds)
+    }
+}
+
+/// Wall-clock laps.
+struct Stopwatch {
+    private var last = DispatchTime.now().uptimeNanoseconds
+
+    /// Seconds since the previous lap (or the start).
+    @discardableResult
+    mutating func lap() -> Double {
+        let now = DispatchTime.now().uptimeNanoseconds
+        defer { last = now }
+        return Double(now - last) / 1e9
     }
 }

@@ -2,10 +2,12 @@ import Foundation
 import NeuralNet
 import RLWE
 
-/// How a polynomial network runs on BFV in throughput mode (CryptoNets, HCNN): slot j of every
+/// How a polynomial network runs on BFV. In throughput mode (CryptoNets, HCNN) slot j of every
 /// ciphertext belongs to image j, one ciphertext per input pixel, so convolutions and dense
 /// layers are multiply-accumulates of ciphertexts by scalar weights and activations are
-/// ciphertext products. Everything is exact modulo each plaintext prime t_i; the scores, which
+/// ciphertext products. In latency mode one image fills the slots (``PackedConvolution``,
+/// ``MatrixVector``): plaintext products and rotations. Everything is exact modulo each
+/// plaintext prime t_i; the scores, which
 /// the integer form bounds by ``PolynomialIntegerNetwork/outputBound``, come back through the
 /// CRT from as many primes as their range needs (CryptoNets used two, HCNN several).
 ///
@@ -13,6 +15,11 @@ import RLWE
 /// one step per layer with its operation counts and predicted noise. The evaluator runs its
 /// steps; nothing re-derives the layer order.
 public struct SIMDPlan: Sendable {
+    /// One image per slot, or one image across the slots.
+    public enum Mode: String, Sendable, CaseIterable {
+        case throughput, latency
+    }
+
     /// The homomorphic operations of one step, per plaintext prime.
     public struct Operations: Sendable, Equatable, Codable {
         /// Scalar multiply-accumulates of whole ciphertexts (linear layers' terms).
@@ -23,19 +30,36 @@ public struct SIMDPlan: Sendable {
         public var ciphertextMultiplies = 0
         /// Relinearizations (one per product).
         public var relinearizations = 0
+        /// Ciphertext-plaintext products (latency mode's weights).
+        public var plaintextMultiplies = 0
+        /// Rotations (latency mode).
+        public var rotations = 0
+        /// Ciphertext additions (latency mode; throughput mode's are inside its multiply-adds).
+        public var additions = 0
+
+        /// Every homomorphic operation, one count.
+        public var total: Int {
+            scalarMultiplyAdds + constantAdds + ciphertextMultiplies + relinearizations + plaintextMultiplies + rotations + additions
+        }
 
         public static func + (a: Operations, b: Operations) -> Operations {
             Operations(scalarMultiplyAdds: a.scalarMultiplyAdds + b.scalarMultiplyAdds, constantAdds: a.constantAdds + b.constantAdds,
                        ciphertextMultiplies: a.ciphertextMultiplies + b.ciphertextMultiplies,
-                       relinearizations: a.relinearizations + b.relinearizations)
+                       relinearizations: a.relinearizations + b.relinearizations,
+                       plaintextMultiplies: a.plaintextMultiplies + b.plaintextMultiplies,
+                       rotations: a.rotations + b.rotations, additions: a.additions + b.additions)
         }
     }
 
     /// One layer of the network as the evaluator runs it.
     public struct Step: Sendable {
         public enum Kind: Sendable {
-            /// A convolution or dense layer: scalar multiply-accumulates and a bias.
+            /// Throughput mode: a convolution or dense layer as scalar multiply-accumulates and a bias.
             case linear(PolynomialIntegerNetwork.Linear)
+            /// Latency mode: the first convolution, from one client ciphertext per kernel offset.
+            case packedConvolution(PackedConvolution)
+            /// Latency mode: a dense layer by diagonals and rotations.
+            case matrixVector(MatrixVector)
             /// An elementwise polynomial: powers by products, then their combination.
             case polynomial(PolynomialIntegerNetwork.Polynomial)
         }
@@ -51,6 +75,8 @@ public struct SIMDPlan: Sendable {
         public var summary: String {
             switch kind {
             case .linear(let l): "linear \(l.inputCount) → \(l.outputCount)"
+            case .packedConvolution(let c): "convolution, \(c.offsetCount) kernel offsets → period \(c.period)"
+            case .matrixVector(let m): "dense by \(m.diagonals.count) diagonals, period \(m.inputPeriod) → \(m.outputPeriod)"
             case .polynomial(let p): "degree-\(p.degree) polynomial"
             }
         }
@@ -62,8 +88,8 @@ public struct SIMDPlan: Sendable {
         case noIntegerForm(String)
         /// No candidate parameter set leaves enough noise budget.
         case noParameterSet(outputBits: Int, depth: Int, tried: [String])
-        /// Not enough NTT-friendly plaintext primes of a size.
-        case notEnoughPlaintextPrimes(bits: Int, needed: Int)
+        /// Latency mode lays out the first layer from the client; later convolutions are dense.
+        case latencyLayout(layer: Int, reason: String)
 
         public var description: String {
             switch self {
@@ -71,7 +97,7 @@ public struct SIMDPlan: Sendable {
             case .noParameterSet(let bits, let depth, let tried):
                 "no 128-bit BFV parameter set holds \(bits)-bit scores through \(depth) multiplicative levels "
                     + "(tried \(tried.joined(separator: "; "))): lower the network's weight or input bits"
-            case .notEnoughPlaintextPrimes(let bits, let needed): "fewer than \(needed) \(bits)-bit plaintext primes"
+            case .latencyLayout(let layer, let reason): "latency mode cannot lay out layer \(layer): \(reason)"
             }
         }
     }
@@ -93,6 +119,10 @@ public struct SIMDPlan: Sendable {
 
         var logQ: Double { Double(ciphertextBits.reduce(0, +)) - 0.01 * Double(ciphertextBits.count) }
         var logN: Double { log2(Double(polynomialSize)) }
+        /// Digits of a key switch: one per prime (BV), or per group of as many primes as P has.
+        var keySwitchingDigits: Int {
+            specialBits.isEmpty ? ciphertextBits.count : (ciphertextBits.count + specialBits.count - 1) / specialBits.count
+        }
 
         /// The 128-bit shapes, cheapest per image first (cost per image ∝ primes × limbs).
         /// log2(QP) is within the HE standard's bound: 162 and 216 ≤ 218 (N = 8192), 434 and 432 ≤ 438 (N = 16384).
@@ -106,6 +136,8 @@ public struct SIMDPlan: Sendable {
 
     /// The network's exact integer form.
     public let network: PolynomialIntegerNetwork
+    /// Throughput or latency.
+    public let mode: Mode
     /// One BFV parameter set per plaintext prime: the same ring and ciphertext primes, t differs.
     public let parameters: [RlweParameters]
     /// The steps, in order.
@@ -117,8 +149,23 @@ public struct SIMDPlan: Sendable {
     public var plaintextModuli: [UInt64] {
         parameters.map { if case .bfv(let t) = $0.scheme { t } else { 0 } }
     }
-    /// Images per batch: one per slot.
-    public var batchSize: Int { parameters[0].polynomialSize }
+    /// Images per evaluation: one per slot (throughput), or one.
+    public var batchSize: Int { mode == .throughput ? parameters[0].polynomialSize : 1 }
+    /// Ciphertexts the client sends per plaintext prime: one per input value (throughput), one per
+    /// kernel offset of a first convolution, or one vector (latency).
+    public var inputCiphertexts: Int {
+        guard mode == .latency else { return network.inputCount }
+        if case .packedConvolution(let c) = steps.first?.kind { return c.offsetCount }
+        return 1
+    }
+    /// Scores per image: the last linear layer's outputs.
+    public var scoreCount: Int {
+        network.layers.reversed().lazy.compactMap { if case .linear(let l) = $0 { l.outputCount } else { nil } }.first ?? network.inputCount
+    }
+    /// The rotations the server needs keys for (latency mode).
+    public var rotationSteps: [Int] {
+        Array(Set(steps.flatMap { step -> [Int] in if case .matrixVector(let m) = step.kind { m.rotationSteps } else { [] } })).sorted()
+    }
     /// 128, or 0 for the insecure test shape.
     public var securityBits: Int { parameters[0].securityBits }
     /// Ciphertext-ciphertext products in sequence.
@@ -128,35 +175,42 @@ public struct SIMDPlan: Sendable {
 
     /// Compiles `network` with the cheapest of `shapes` that keeps `marginBits` of budget, with
     /// plaintext primes of at most `maximumPlaintextBits` bits.
-    public static func compile(_ network: PolynomialIntegerNetwork, shapes: [Shape] = Shape.secure,
+    public static func compile(_ network: PolynomialIntegerNetwork, mode: Mode = .throughput, shapes: [Shape] = Shape.secure,
                                marginBits: Double = 8, maximumPlaintextBits: Int = 50) throws(PlanError) -> SIMDPlan {
-        var best: (cost: Double, shape: Shape, tBits: Int, maximumBits: Int, count: Int)?
+        var best: (cost: Double, shape: Shape, primes: [UInt64])?
         var tried: [String] = []
         for shape in shapes {
             // The largest t that leaves the margin; then as many primes as the scores need,
             // each as small as that count allows (smaller t, more budget).
             let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
             let smallest = Int(shape.logN) + 2
-            guard widest >= smallest,
+            guard widest >= smallest, mode == .throughput || latencyFits(network, shape: shape),
                   let bits = stride(from: widest, through: smallest, by: -1).first(where: {
-                      budget(network, shape: shape, tBits: Double($0)) >= marginBits
+                      budget(network, mode: mode, shape: shape, tBits: Double($0)) >= marginBits
                   })
             else {
                 tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))")
                 continue
             }
             let count = (network.outputBits + bits - 2) / (bits - 1)
-            let balanced = max(smallest, (network.outputBits + count - 1) / count + 1)
-            let cost = Double(count * shape.ciphertextBits.count)
-            if best == nil || cost < best!.cost { best = (cost, shape, balanced, bits, count) }
+            // Per image: primes × limbs; latency mode has one image per ciphertext (× N) and
+            // is dominated by rotations, whose key switching costs a transform per digit and limb.
+            let limbs = shape.ciphertextBits.count
+            let cost = mode == .throughput ? Double(count * limbs)
+                : Double(count * shape.polynomialSize * limbs * shape.keySwitchingDigits)
+            // The smallest size whose `count` largest primes ≡ 1 mod 2N hold the scores (smaller t,
+            // more budget). Small sizes may have too few such primes (about 2^(b−1)/(2N·b·ln 2)).
+            guard let primes = (smallest...bits).lazy
+                .map({ NTTPrimes.generate(count: count, bits: $0, polynomialSize: shape.polynomialSize) })
+                .first(where: { $0.count == count && $0.reduce(0.0) { $0 + log2(Double($1)) } >= Double(network.outputBits) })
+            else {
+                tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ)): fewer than \(count) primes of at most \(bits) bits")
+                continue
+            }
+            if best == nil || cost < best!.cost { best = (cost, shape, primes) }
         }
         guard let best else { throw .noParameterSet(outputBits: network.outputBits, depth: depth(network), tried: tried) }
-        // The balanced size may have too few primes ≡ 1 mod 2N (small N): go up to the largest that fits.
-        guard let primes = (best.tBits...best.maximumBits).lazy
-            .map({ NTTPrimes.generate(count: best.count, bits: $0, polynomialSize: best.shape.polynomialSize) })
-            .first(where: { $0.count == best.count })
-        else { throw .notEnoughPlaintextPrimes(bits: best.maximumBits, needed: best.count) }
-        let parameters = try primes.map { t throws(PlanError) in
+        let parameters = try best.primes.map { t throws(PlanError) in
             do {
                 return best.shape.insecureTestOnly
                     ? try RlweParameters.insecureTestOnly(scheme: .bfv(plaintextModulus: t), polynomialSize: best.shape.polynomialSize,
@@ -167,15 +221,16 @@ public struct SIMDPlan: Sendable {
                 throw .noParameterSet(outputBits: network.outputBits, depth: depth(network), tried: ["\(error)"])
             }
         }
-        let tBits = log2(Double(primes.max()!))
-        let trace = noiseTrace(network, shape: best.shape, tBits: tBits)
+        let tBits = log2(Double(best.primes.max()!))
+        let trace = noiseTrace(network, mode: mode, shape: best.shape, tBits: tBits)
+        let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
         var count = network.inputCount
-        let steps = network.layers.enumerated().map { index, layer in
-            defer { if case .linear(let l) = layer { count = l.outputCount } }
-            return Step(layer: index, kind: layer.stepKind, operations: operations(of: layer, inputs: count),
+        let steps = zip(network.layers, kinds).enumerated().map { index, pair in
+            defer { if case .linear(let l) = pair.0 { count = l.outputCount } }
+            return Step(layer: index, kind: pair.1, operations: operations(of: pair.1, inputs: mode == .latency ? 1 : count),
                         predictedNoiseBits: trace[index])
         }
-        return SIMDPlan(network: network, parameters: parameters, steps: steps,
+        return SIMDPlan(network: network, mode: mode, parameters: parameters, steps: steps,
                         predictedBudgetBits: best.shape.logQ - tBits - 1 - trace.last!)
     }
 
@@ -189,15 +244,36 @@ public struct SIMDPlan: Sendable {
     ///   the message times the other factor's noise with a tail allowance; BV key switching adds
     ///   E_ks = q_max·√(N·L)·σ·8, hybrid key switching (division by P) about N·2^8.
     /// Checked against measured budgets in the tests (the model must never be optimistic).
-    static func noiseTrace(_ network: PolynomialIntegerNetwork, shape: Shape, tBits: Double) -> [Double] {
+    ///
+    /// Latency mode: a plaintext product multiplies the noise by the plaintext polynomial, whose
+    /// coefficients are uniform mod t (E + log t + log N / 2 + 0.8), a sum of P independent
+    /// products adds log P / 2 + 1, and each rotation adds E_ks.
+    static func noiseTrace(_ network: PolynomialIntegerNetwork, mode: Mode, shape: Shape, tBits: Double) -> [Double] {
         func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
         let keySwitch = shape.specialBits.isEmpty
             ? Double(shape.ciphertextBits.max()!) + (shape.logN + log2(Double(shape.ciphertextBits.count))) / 2 + log2(3.2) + 3
             : shape.logN + 8
         var noise = sum(tBits, log2(6 * 3.2))
         var trace: [Double] = []
-        for layer in network.layers {
+        // A plaintext product: each coefficient sums N products of noise (≤ E) and plaintext
+        // coefficients (uniform, |p| ≤ t/2, σ = t/√12): 6σ·√N·E. Its P terms are independent,
+        // so their sum grows as √P (one more bit for the tail).
+        let plaintextProduct = tBits + shape.logN / 2 + log2(6 / 12.0.squareRoot())
+        func independentSum(_ count: Int) -> Double { log2(Double(count)) / 2 + 1 }
+        var period = powerOfTwo(atLeast: network.inputCount)
+        for (index, layer) in network.layers.enumerated() {
             switch layer {
+            case .linear(let l) where mode == .latency:
+                if index == 0 && l.kernelOffsetCount > 0 {
+                    noise = noise + plaintextProduct + independentSum(l.kernelOffsetCount)
+                    period = powerOfTwo(atLeast: l.outputCount)
+                } else {
+                    let inputPeriod = max(period, powerOfTwo(atLeast: l.outputCount))
+                    let rotated = sum(noise, keySwitch)
+                    noise = sum(rotated + plaintextProduct + independentSum(inputPeriod), keySwitch + independentSum(inputPeriod))
+                    period = powerOfTwo(atLeast: l.outputCount)
+                }
+                noise = sum(noise, tBits)
             case .linear(let l):
                 let largestRow = (0..<l.outputCount).map { o in
                     (l.rowStart[o]..<l.rowStart[o + 1]).reduce(0.0) { $0 + Double(l.weights[$1].magnitude) }
@@ -224,8 +300,46 @@ public struct SIMDPlan: Sendable {
     }
 
     /// The predicted final budget of `network` on `shape` with t of `tBits` bits.
-    static func budget(_ network: PolynomialIntegerNetwork, shape: Shape, tBits: Double) -> Double {
-        shape.logQ - tBits - 1 - (noiseTrace(network, shape: shape, tBits: tBits).last ?? 0)
+    static func budget(_ network: PolynomialIntegerNetwork, mode: Mode, shape: Shape, tBits: Double) -> Double {
+        shape.logQ - tBits - 1 - (noiseTrace(network, mode: mode, shape: shape, tBits: tBits).last ?? 0)
+    }
+
+    // MARK: Latency layouts
+
+    /// Whether every vector's period divides a row of N/2 slots.
+    static func latencyFits(_ network: PolynomialIntegerNetwork, shape: Shape) -> Bool {
+        var period = powerOfTwo(atLeast: network.inputCount)
+        for layer in network.layers {
+            guard case .linear(let l) = layer else { continue }
+            period = max(period, powerOfTwo(atLeast: l.outputCount))
+            guard period <= shape.polynomialSize / 2 else { return false }
+            period = powerOfTwo(atLeast: l.outputCount)
+        }
+        return true
+    }
+
+    /// The first convolution packed by the client, every other linear layer by diagonals.
+    static func latencyKinds(_ network: PolynomialIntegerNetwork) throws(PlanError) -> [Step.Kind] {
+        var period = powerOfTwo(atLeast: network.inputCount)
+        var kinds: [Step.Kind] = []
+        for (index, layer) in network.layers.enumerated() {
+            switch layer {
+            case .polynomial(let p):
+                kinds.append(.polynomial(p))
+            case .linear(let l) where index == 0 && l.kernelOffsetCount > 0:
+                period = powerOfTwo(atLeast: l.outputCount)
+                kinds.append(.packedConvolution(PackedConvolution(l, period: period)))
+            case .linear(let l):
+                let outputPeriod = powerOfTwo(atLeast: l.outputCount)
+                let inputPeriod = max(period, outputPeriod)
+                guard inputPeriod * outputPeriod <= 1 << 26 else {
+                    throw .latencyLayout(layer: index, reason: "a \(l.outputCount) × \(l.inputCount) matrix is too large to lay out by diagonals")
+                }
+                kinds.append(.matrixVector(MatrixVector(l, inputPeriod: inputPeriod, outputPeriod: outputPeriod)))
+                period = outputPeriod
+            }
+        }
+        return kinds
     }
 
     /// Powers are built one product at a time (x^k = x^(k−1)·x), so a degree-d polynomial costs d − 1 levels.
@@ -235,11 +349,16 @@ public struct SIMDPlan: Sendable {
         }
     }
 
-    /// A layer's operations on `inputs` ciphertexts.
-    static func operations(of layer: PolynomialIntegerNetwork.Layer, inputs: Int) -> Operations {
-        switch layer {
+    /// A step's operations on `inputs` ciphertexts (latency mode: one ciphertext holds them all).
+    static func operations(of kind: Step.Kind, inputs: Int) -> Operations {
+        switch kind {
         case .linear(let l):
             return Operations(scalarMultiplyAdds: l.termCount, constantAdds: l.bias.filter { $0 != 0 }.count)
+        case .packedConvolution(let c):
+            return Operations(constantAdds: 1, plaintextMultiplies: c.offsetCount, additions: c.offsetCount - 1)
+        case .matrixVector(let m):
+            return Operations(constantAdds: 1, plaintextMultiplies: m.diagonals.count, rotations: m.rotationCount,
+                              additions: m.diagonals.count - 1 + m.rotationCount - m.babyStep + 1)
         case .polynomial(let p):
             let products = max(p.degree - 1, 0)
             let terms = p.coefficients.dropFirst().filter { $0 != 0 }.count

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import NeuralNet
+@testable import NeuralNet
 import RLWE
 @testable import SIMDInference
 
@@ -47,6 +47,57 @@ struct SIMDInferenceTests {
         #expect(outcome.budgetBits < plan.predictedBudgetBits + 30)
     }
 
+    @Test("Latency mode: one image across the slots (kernel-offset packing, diagonals, rotations) equals the integer reference",
+          arguments: [[Float(0), 0, 1], PolynomialNetwork.reluApproximation(degree: 2, bound: 4)])
+    func latencyExact(activation: [Float]) throws {
+        let form = try Self.tiny(activation: activation).integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
+        #expect(plan.batchSize == 1)
+        #expect(plan.inputCiphertexts == 9)  // one per 3×3 kernel offset
+        #expect(!plan.rotationSteps.isEmpty)
+        let images = Self.images(6, pixels: 16, seed: 9)
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        #expect(outcome.scores == images.map { form.scores($0) })
+        #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+    }
+
+    @Test("Layouts: the diagonal method equals the matrix product on clear vectors, for square, tall and wide matrices",
+          arguments: [(845, 100), (100, 10), (10, 100), (64, 64)])
+    func diagonalLayout(columns: Int, rows: Int) throws {
+        var rng = SeededRandom(seed: UInt64(columns * rows))
+        let weights = (0..<(rows * columns)).map { _ in Int64(rng.next() % 15) - 7 }
+        let layer = PolynomialIntegerNetwork.Linear(rowStart: (0...rows).map { $0 * columns },
+                                                    inputs: (0..<(rows * columns)).map { Int32($0 % columns) },
+                                                    weights: weights, bias: [Int128](repeating: 0, count: rows),
+                                                    inputCount: columns, kernelOffsets: [], kernelOffsetCount: 0)
+        let inputPeriod = max(powerOfTwo(atLeast: columns), powerOfTwo(atLeast: rows))
+        let m = MatrixVector(layer, inputPeriod: inputPeriod, outputPeriod: powerOfTwo(atLeast: rows))
+        let x = (0..<inputPeriod).map { $0 < columns ? Int64(rng.next() % 31) - 15 : 0 }
+        func rotate(_ v: [Int64], _ k: Int) -> [Int64] { (0..<v.count).map { v[($0 + k) % v.count] } }
+        var z = [Int64](repeating: 0, count: inputPeriod)
+        for g in 0..<m.giantSteps {
+            var inner = [Int64](repeating: 0, count: inputPeriod)
+            for h in 0..<m.babyStep {
+                guard let d = m.diagonals[g * m.babyStep + h] else { continue }
+                let r = rotate(x, h)
+                for s in 0..<inputPeriod { inner[s] += d[s] * r[s] }
+            }
+            let shifted = rotate(inner, g * m.babyStep)
+            for s in 0..<inputPeriod { z[s] += shifted[s] }
+        }
+        var fold = inputPeriod / 2
+        while fold >= m.outputPeriod {
+            let r = rotate(z, fold)
+            for s in 0..<inputPeriod { z[s] += r[s] }
+            fold /= 2
+        }
+        for o in 0..<rows {
+            let expected = (0..<columns).reduce(Int64(0)) { $0 + weights[o * columns + $1] * x[$1] }
+            // Every copy of the output period holds the result.
+            for copy in stride(from: o, to: inputPeriod, by: m.outputPeriod) { #expect(z[copy] == expected) }
+        }
+    }
+
     @Test("The CRT joins residues into (−T/2, T/2]; with a prime left out, scores beyond its range come back wrong")
     func crt() throws {
         let moduli = NTTPrimes.generate(count: 4, bits: 30, polynomialSize: 8192)
@@ -89,7 +140,7 @@ struct SIMDInferenceTests {
         #expect(try SIMDPlan.compile(deep).parameters[0].polynomialSize == 16384)
     }
 
-    @Test("Bundled cryptonets-mnist on a 128-bit set: 32 test images, every score exact, the noise model conservative")
+    @Test("Bundled cryptonets-mnist on 128-bit sets: 32 test images in one batch and 2 in latency mode, every score exact, the noise model conservative")
     func cryptoNetsExact() throws {
         let file = try ModelCatalog.load("cryptonets-mnist")
         let form = try #require(file.polynomialNetwork).integerForm()
@@ -102,6 +153,13 @@ struct SIMDInferenceTests {
         #expect(outcome.scores == batch.map { form.scores($0) })
         #expect(outcome.budgetBits >= plan.predictedBudgetBits)
         #expect(outcome.budgetBits > 0)
+
+        // Latency mode on the same network: two images, one at a time.
+        let latency = try SIMDPlan.compile(form, mode: .latency)
+        #expect(latency.securityBits == 128)
+        let single = try SIMDPipeline.run(latency, images: Array(batch.prefix(2)))
+        #expect(single.scores == batch.prefix(2).map { form.scores($0) })
+        #expect(single.budgetBits >= latency.predictedBudgetBits, "measured \(single.budgetBits), predicted \(latency.predictedBudgetBits)")
     }
 }
 

@@ -73,7 +73,10 @@ struct ByteWriter {
         for i in 0..<poly.limbCount {
             let bits = widths(i)
             var accumulator: UInt64 = 0, filled = 0
-            output.reserveCapacity(output.count + (n * bits + 7) / 8)
+            // Grow geometrically: reserving the exact size limb after limb would copy the whole
+            // output each time (quadratic in the number of limbs, minutes for large keys).
+            let needed = output.count + (n * bits + 7) / 8
+            if output.capacity < needed { output.reserveCapacity(Swift.max(needed, 2 * output.capacity)) }
             for k in 0..<n {
                 let v = poly.words[i * n + k]
                 accumulator |= v << UInt64(filled)
