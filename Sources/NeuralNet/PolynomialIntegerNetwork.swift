@@ -78,6 +78,8 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         case valuesTooLarge(layer: Int, bits: Double)
         /// A weight, bias or coefficient is not finite.
         case notFinite(layer: Int)
+        /// An activation of degree 0 (a constant) carries nothing from its input.
+        case constantActivation(layer: Int)
 
         public var description: String {
             switch self {
@@ -85,6 +87,7 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
             case .valuesTooLarge(let layer, let bits):
                 String(format: "layer %d's values may reach 2^%.1f, beyond the 126 bits the integer reference holds", layer, bits)
             case .notFinite(let layer): "layer \(layer) has a parameter that is not a finite number"
+            case .constantActivation(let layer): "layer \(layer) is a constant activation (degree 0)"
             }
         }
     }
@@ -148,8 +151,11 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
                 let g = integral ? 0 : quantization.coefficientFractionBits
                 let degree = c.count - 1
                 var coefficients: [Int128] = []
+                guard degree >= 1 else { throw .constantActivation(layer: index) }
                 for (k, value) in c.enumerated() {
-                    let rounded = Int128((Double(value) * Double(Int64(1) << g)).rounded())
+                    let scaledValue = (Double(value) * Double(Int64(1) << g)).rounded()
+                    guard abs(scaledValue) < 0x1p120 else { throw .valuesTooLarge(layer: index, bits: log2(abs(scaledValue))) }
+                    let rounded = Int128(scaledValue)
                     var term = rounded
                     for _ in 0..<(degree - k) {
                         let (product, overflow) = term.multipliedReportingOverflow(by: exactScale)
@@ -188,9 +194,14 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         outputBound = zip(low, high).map { max(abs($0), abs($1)) }.max() ?? 0
     }
 
-    /// The image's pixels as the integer network's inputs.
+    /// The image's pixels as the integer network's inputs. Pixels are clamped to [0, 1] (NaN
+    /// reads as 0), the range the bounds hold for: an encrypted engine sized by
+    /// ``outputBound`` stays exact on any image.
     public func quantizedInput(_ image: ArraySlice<Float>) -> [Int64] {
-        image.map { Int64(($0 * Float(inputLevels)).rounded()) }
+        image.map { pixel in
+            let clamped = pixel.isNaN ? 0 : Swift.min(Swift.max(pixel, 0), 1)
+            return Int64((clamped * Float(inputLevels)).rounded())
+        }
     }
 
     /// The exact integer scores of one image.
@@ -232,8 +243,10 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         let limit = Double((1 << (bits - 1)) - 1)
         // The largest f with largest · 2^f ≤ limit (rounding may not push past it either).
         var f = largest > 0 ? Int(floor(log2(limit / largest))) : 0
-        f = min(max(f, -30), 40)
-        while f > -30 && (largest * pow(2, Double(f))).rounded() > limit { f -= 1 }
+        f = min(f, 40)
+        while (largest * pow(2, Double(f))).rounded() > limit { f -= 1 }
+        // Weights above the limit need a fractional scale, which no exact integer form has.
+        guard f >= 0 else { throw .valuesTooLarge(layer: layer, bits: log2(largest) + Double(bits)) }
         let unit = pow(2, Double(f))
         return (weights.map { Int64((Double($0) * unit).rounded()) }, f)
     }

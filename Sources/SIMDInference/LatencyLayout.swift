@@ -81,16 +81,21 @@ public struct MatrixVector: Sendable {
     /// Giant steps: ⌈m'/b⌉.
     var giantSteps: Int { (outputPeriod + babyStep - 1) / babyStep }
 
-    /// The rotation steps this layer uses: baby steps, giant steps, and the block sums.
-    var rotationSteps: [Int] {
-        var steps = Array(1..<babyStep) + (1..<giantSteps).map { $0 * babyStep }
-        var fold = inputPeriod / 2
+    /// The block sums' rotations: P/2, P/4, …, m'.
+    var folds: [Int] {
+        var steps: [Int] = [], fold = inputPeriod / 2
         while fold >= outputPeriod {
             steps.append(fold)
             fold /= 2
         }
         return steps
     }
+
+    /// log2(P/m') rotate-and-add steps.
+    var foldCount: Int { folds.count }
+
+    /// The rotation steps this layer uses: baby steps, giant steps, and the block sums.
+    var rotationSteps: [Int] { Array(1..<babyStep) + (1..<giantSteps).map { $0 * babyStep } + folds }
 
     /// Rotations one evaluation performs (baby steps share one decomposition).
     var rotationCount: Int { rotationSteps.count }

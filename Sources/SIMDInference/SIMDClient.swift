@@ -2,22 +2,65 @@ import NeuralNet
 import ObscuraMath
 import RLWE
 
-/// The client half of throughput-mode inference: a secret key per plaintext prime, the
-/// evaluation keys the server needs, a batch of images encrypted slot-wise, and the scores
-/// joined back from every prime by the CRT. The secret keys never leave this object.
+/// The client half: a secret key per plaintext prime (one for CKKS), the evaluation keys the
+/// server needs, images encrypted in the plan's layout, and the scores joined back from every
+/// prime by the CRT. The secret keys never leave this object.
 public final class SIMDClient: Sendable {
     public let plan: SIMDPlan
     /// One context per plaintext prime.
     public let contexts: [RlweContext]
     private let secretKeys: [SecretKey]
     private let encryptors: [Encryptor]
-    private let encoders: [BatchEncoder]
+    private let encoders: [SlotEncoder]
+
+    /// BFV's exact batching or CKKS's approximate slots.
+    private enum SlotEncoder: Sendable {
+        case bfv(BatchEncoder)
+        case ckks(CKKSEncoder)
+
+        init(_ context: RlweContext) throws(RlweError) {
+            self = context.isBFV ? .bfv(try BatchEncoder(context: context)) : .ckks(try CKKSEncoder(context: context))
+        }
+
+        func encrypt(_ values: [Int64], with encryptor: Encryptor) throws(RlweError) -> SeededCiphertext {
+            switch self {
+            case .bfv(let encoder): try encryptor.encrypt(encoder.encode(values))
+            case .ckks(let encoder): try encryptor.encrypt(encoder.encode(values.map(Double.init)))
+            }
+        }
+
+        /// Slot values as residues mod t (BFV) or as reals (CKKS).
+        func decrypt(_ ct: Ciphertext, with decryptor: Decryptor) throws(RlweError) -> SlotValues {
+            switch self {
+            case .bfv(let encoder): .residues(encoder.decode(try decryptor.decrypt(ct)))
+            case .ckks(let encoder): .reals(encoder.decode(try decryptor.decryptApproximate(ct)).map(\.real))
+            }
+        }
+    }
+
+    private enum SlotValues {
+        case residues([UInt64])
+        case reals([Double])
+
+        subscript(slot: Int) -> UInt64 {
+            if case .residues(let r) = self { r[slot] } else { 0 }
+        }
+
+        /// The nearest integer of a CKKS slot (0 when not finite or beyond 2^126).
+        func nearest(_ slot: Int) -> Int128 {
+            guard case .reals(let v) = self, v[slot].isFinite, abs(v[slot]) < 0x1p126 else { return 0 }
+            return Int128(v[slot].rounded())
+        }
+    }
 
     /// Why a batch cannot be encrypted or decrypted.
     public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case batchTooLarge(images: Int, slots: Int)
         case wrongImageSize(index: Int, expected: Int, got: Int)
         case wrongResultShape(String)
+        case noImages
+        /// A result's noise budget is spent: its decryption cannot be trusted.
+        case noiseBudgetExhausted(bits: Double)
         case rlwe(RlweError)
 
         public var description: String {
@@ -25,6 +68,9 @@ public final class SIMDClient: Sendable {
             case .batchTooLarge(let images, let slots): "\(images) images for a batch of \(slots) slots"
             case .wrongImageSize(let index, let expected, let got): "image \(index) has \(got) values; the network reads \(expected)"
             case .wrongResultShape(let what): "the result does not fit the plan: \(what)"
+            case .noImages: "no images to encrypt"
+            case .noiseBudgetExhausted(let bits):
+                "a result has \(bits) bits of noise budget left: its decryption cannot be trusted (the plan's noise model was wrong)"
             case .rlwe(let error): "\(error)"
             }
         }
@@ -37,7 +83,7 @@ public final class SIMDClient: Sendable {
         secretKeys = contexts.map { SecretKey(context: $0) }
         encryptors = secretKeys.map { Encryptor(secretKey: $0) }
         do {
-            encoders = try contexts.map { context throws(RlweError) in try BatchEncoder(context: context) }
+            encoders = try contexts.map { context throws(RlweError) in try SlotEncoder(context) }
         } catch {
             throw .rlwe(error)
         }
@@ -54,6 +100,7 @@ public final class SIMDClient: Sendable {
     /// image): one per kernel offset of the first convolution, slot o holding the pixel that
     /// output o reads there, or the image as one vector; either repeated with its period.
     public func encrypt(_ images: [ArraySlice<Float>]) throws(ClientError) -> [[SeededCiphertext]] {
+        guard !images.isEmpty else { throw .noImages }
         guard images.count <= plan.batchSize else { throw .batchTooLarge(images: images.count, slots: plan.batchSize) }
         let inputs = plan.network.inputCount
         for (index, image) in images.enumerated() where image.count != inputs {
@@ -78,7 +125,7 @@ public final class SIMDClient: Sendable {
         do {
             return try encoders.indices.map { prime in
                 try ParallelWork.map(slotVectors.count) { i in
-                    try encryptors[prime].encrypt(encoders[prime].encode(slotVectors[i]))
+                    try encoders[prime].encrypt(slotVectors[i], with: encryptors[prime])
                 }
             }
         } catch let error as RlweError {
@@ -90,24 +137,26 @@ public final class SIMDClient: Sendable {
 
     /// The exact scores of the first `imageCount` slots: each output decrypted under every
     /// prime and joined by the CRT into (−T/2, T/2], T = Π t_i. Also the smallest noise budget
-    /// seen (bits; decryption is exact while it is positive).
+    /// seen (bits; decryption is exact while it is positive). CKKS: the nearest integers of the
+    /// approximate scores, and no budget (infinity).
     public func decrypt(_ outputs: [[Ciphertext]], imageCount: Int) throws(ClientError) -> (scores: [[Int128]], budgetBits: Double) {
         guard outputs.count == contexts.count else {
             throw .wrongResultShape("\(outputs.count) plaintext primes, the plan has \(contexts.count)")
         }
         guard imageCount <= plan.batchSize else { throw .batchTooLarge(images: imageCount, slots: plan.batchSize) }
+        guard imageCount >= 0 else { throw .wrongResultShape("a negative image count") }
         let classes = outputs[0].count
-        var residues: [[[UInt64]]] = []  // [prime][output ciphertext][slot]
+        var residues: [[SlotValues]] = []  // [prime][output ciphertext]
         var budget = Double.infinity
         do {
             for (prime, cts) in outputs.enumerated() {
                 guard cts.count == classes else { throw ClientError.wrongResultShape("prime \(prime) has \(cts.count) outputs") }
                 let decryptor = Decryptor(secretKey: secretKeys[prime])
-                var perClass: [[UInt64]] = []
+                var perClass: [SlotValues] = []
                 for ct in cts {
                     guard ct.context === contexts[prime] else { throw ClientError.rlwe(.contextMismatch) }
-                    perClass.append(encoders[prime].decode(try decryptor.decrypt(ct)))
-                    budget = min(budget, try decryptor.noiseBudget(ct))
+                    perClass.append(try encoders[prime].decrypt(ct, with: decryptor))
+                    if ct.context.isBFV { budget = min(budget, try decryptor.noiseBudget(ct)) }
                 }
                 residues.append(perClass)
             }
@@ -117,6 +166,13 @@ public final class SIMDClient: Sendable {
             throw .rlwe(error)
         } catch {
             throw .rlwe(.invalidParameters("\(error)"))
+        }
+        // Below one bit the noise may have reached Δ/2: refuse rather than return wrong scores.
+        guard budget >= 1 else { throw .noiseBudgetExhausted(bits: budget) }
+        if plan.scheme == .ckks {
+            // Nearest integers of the approximate scores (within 2^63).
+            let scores = (0..<imageCount).map { slot in (0..<classes).map { c in residues[0][c].nearest(slot) } }
+            return (scores, budget)
         }
         let crt = CRT(moduli: plan.plaintextModuli)
         switch plan.mode {

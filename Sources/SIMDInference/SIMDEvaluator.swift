@@ -3,10 +3,10 @@ import NeuralNet
 import ObscuraMath
 import RLWE
 
-/// The server half of throughput-mode inference: runs a ``SIMDPlan``'s steps on the client's
-/// ciphertexts with the client's evaluation keys (relinearization only), one plaintext prime
-/// after another. It never holds a secret key. Each step's inputs are released as soon as its
-/// outputs exist, so memory holds two layers of ciphertexts, not the whole trace.
+/// The server half: runs a ``SIMDPlan``'s steps on the client's ciphertexts with the client's
+/// evaluation keys (relinearization, and rotations in latency mode), one plaintext prime per
+/// call. It never holds a secret key. Each step's inputs are released as soon as its outputs
+/// exist, so memory holds two layers of ciphertexts, not the whole trace.
 public struct SIMDEvaluator: Sendable {
     public let plan: SIMDPlan
     /// One evaluator per plaintext prime, each with its context and key.
@@ -52,6 +52,8 @@ public struct SIMDEvaluator: Sendable {
         self.evaluators = evaluators
         do {
             prepared = try evaluators.map { evaluator throws(RlweError) in
+                // Only latency mode has plaintexts (and it runs on BFV).
+                guard plan.mode == .latency else { return plan.steps.map { _ in PreparedStep.none } }
                 let encoder = try BatchEncoder(context: evaluator.context)
                 return try plan.steps.map { step throws(RlweError) in try Self.prepare(step, encoder: encoder) }
             }
@@ -82,11 +84,8 @@ public struct SIMDEvaluator: Sendable {
         }
     }
 
-    /// The contexts, one per plaintext prime (for deserializing the client's ciphertexts).
-    public var contexts: [RlweContext] { evaluators.map(\.context) }
-
-    /// Runs the network on plaintext prime `prime`'s ciphertexts (one per input value) and returns
-    /// its output ciphertexts (one per score). The primes are independent: a caller streams them
+    /// Runs the network on plaintext prime `prime`'s ciphertexts (``SIMDPlan/inputCiphertexts``
+    /// of them) and returns its output ciphertexts (one per score in throughput mode, one in all). The primes are independent: a caller streams them
     /// one at a time, so only one prime's ciphertexts are in memory. `progress(step, seconds)`
     /// after each step, with the step's wall-clock time.
     public func evaluate(prime: Int, inputs: [Ciphertext],
@@ -132,8 +131,9 @@ public struct SIMDEvaluator: Sendable {
                 let rows = try SparseIntegerRows(rowStart: layer.rowStart, columns: layer.inputs, weights: layer.weights)
                 let sums = try evaluator.linearCombinations(values, rows: rows)
                 return try ParallelWork.map(layer.outputCount) { o in
-                    let bias = Int64(layer.bias[o] % Int128(plaintextModulus))
-                    return bias == 0 ? sums[o] : try evaluator.add(sums[o], constant: bias)
+                    guard layer.bias[o] != 0 else { return sums[o] }
+                    guard evaluator.context.isBFV else { return try evaluator.add(sums[o], approximately: Double(layer.bias[o])) }
+                    return try evaluator.add(sums[o], constant: Int64(layer.bias[o] % Int128(plaintextModulus)))
                 }
             case .polynomial(let polynomial):
                 return try ParallelWork.map(values.count) { i in
@@ -184,17 +184,15 @@ public struct SIMDEvaluator: Sendable {
         var total: Ciphertext?
         for case let inner? in giants { total = try accumulate(total, inner, evaluator: evaluator) }
         guard var z = total else { return try zero(like: v, evaluator: evaluator) }
-        var fold = m.inputPeriod / 2
-        while fold >= m.outputPeriod {
-            z = try evaluator.add(z, evaluator.rotate(z, by: fold))
-            fold /= 2
-        }
+        for fold in m.folds { z = try evaluator.add(z, evaluator.rotate(z, by: fold)) }
         return z
     }
 
     /// Σ a_k·x^k: the powers by successive products (each relinearized), then one combination.
+    /// CKKS runs x² only (the plan checks): one product, relinearized and rescaled.
     static func evaluate(_ p: PolynomialIntegerNetwork.Polynomial, at x: Ciphertext, evaluator: Evaluator,
                          plaintextModulus t: UInt64) throws(RlweError) -> Ciphertext {
+        guard evaluator.context.isBFV else { return try evaluator.multiplyRelinearizeRescale(x, x) }
         var powers = [x]
         for k in stride(from: 2, through: p.degree, by: 1) {
             powers.append(k == 2 ? try evaluator.squareRelinearize(x) : try evaluator.multiplyRelinearize(powers.last!, x))

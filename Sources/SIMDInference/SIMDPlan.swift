@@ -20,6 +20,12 @@ public struct SIMDPlan: Sendable {
         case throughput, latency
     }
 
+    /// BFV (exact, CRT over plaintext primes) or CKKS (approximate, one evaluation: the integer
+    /// network's values at a scale, a rescale after each product).
+    public enum Scheme: String, Sendable, CaseIterable {
+        case bfv, ckks
+    }
+
     /// The homomorphic operations of one step, per plaintext prime.
     public struct Operations: Sendable, Equatable, Codable {
         /// Scalar multiply-accumulates of whole ciphertexts (linear layers' terms).
@@ -90,14 +96,17 @@ public struct SIMDPlan: Sendable {
         case noParameterSet(outputBits: Int, depth: Int, tried: [String])
         /// Latency mode lays out the first layer from the client; later convolutions are dense.
         case latencyLayout(layer: Int, reason: String)
+        /// What the CKKS path does not run.
+        case notOnCKKS(String)
 
         public var description: String {
             switch self {
             case .noIntegerForm(let reason): "the network has no exact integer form: \(reason)"
             case .noParameterSet(let bits, let depth, let tried):
-                "no 128-bit BFV parameter set holds \(bits)-bit scores through \(depth) multiplicative levels "
+                "no BFV parameter set among those tried holds \(bits)-bit scores through \(depth) multiplicative levels "
                     + "(tried \(tried.joined(separator: "; "))): lower the network's weight or input bits"
             case .latencyLayout(let layer, let reason): "latency mode cannot lay out layer \(layer): \(reason)"
+            case .notOnCKKS(let reason): "CKKS: \(reason)"
             }
         }
     }
@@ -138,6 +147,8 @@ public struct SIMDPlan: Sendable {
     public let network: PolynomialIntegerNetwork
     /// Throughput or latency.
     public let mode: Mode
+    /// BFV or CKKS.
+    public let scheme: Scheme
     /// One BFV parameter set per plaintext prime: the same ring and ciphertext primes, t differs.
     public let parameters: [RlweParameters]
     /// The steps, in order.
@@ -145,12 +156,14 @@ public struct SIMDPlan: Sendable {
     /// Bits of noise budget predicted to remain at decryption (the smallest over the primes).
     public let predictedBudgetBits: Double
 
-    /// The plaintext primes t_i.
+    /// The plaintext primes t_i (BFV; none for CKKS).
     public var plaintextModuli: [UInt64] {
-        parameters.map { if case .bfv(let t) = $0.scheme { t } else { 0 } }
+        parameters.compactMap { if case .bfv(let t) = $0.scheme { t } else { nil } }
     }
-    /// Images per evaluation: one per slot (throughput), or one.
-    public var batchSize: Int { mode == .throughput ? parameters[0].polynomialSize : 1 }
+    /// Images per evaluation: one per slot (throughput: N for BFV, N/2 for CKKS), or one.
+    public var batchSize: Int {
+        mode == .latency ? 1 : parameters[0].polynomialSize / (scheme == .ckks ? 2 : 1)
+    }
     /// Ciphertexts the client sends per plaintext prime: one per input value (throughput), one per
     /// kernel offset of a first convolution, or one vector (latency).
     public var inputCiphertexts: Int {
@@ -175,8 +188,11 @@ public struct SIMDPlan: Sendable {
 
     /// Compiles `network` with the cheapest of `shapes` that keeps `marginBits` of budget, with
     /// plaintext primes of at most `maximumPlaintextBits` bits.
-    public static func compile(_ network: PolynomialIntegerNetwork, mode: Mode = .throughput, shapes: [Shape] = Shape.secure,
+    public static func compile(_ network: PolynomialIntegerNetwork, mode: Mode = .throughput, scheme: Scheme = .bfv,
+                               shapes: [Shape] = Shape.secure,
                                marginBits: Double = 8, maximumPlaintextBits: Int = 50) throws(PlanError) -> SIMDPlan {
+        if scheme == .ckks { return try compileCKKS(network, mode: mode, insecureTestOnly: shapes.allSatisfy(\.insecureTestOnly)) }
+        let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
         var best: (cost: Double, shape: Shape, primes: [UInt64])?
         var tried: [String] = []
         for shape in shapes {
@@ -184,9 +200,9 @@ public struct SIMDPlan: Sendable {
             // each as small as that count allows (smaller t, more budget).
             let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
             let smallest = Int(shape.logN) + 2
-            guard widest >= smallest, mode == .throughput || latencyFits(network, shape: shape),
+            guard widest >= smallest, kinds.allSatisfy({ $0.largestPeriod <= shape.polynomialSize / 2 }),
                   let bits = stride(from: widest, through: smallest, by: -1).first(where: {
-                      budget(network, mode: mode, shape: shape, tBits: Double($0)) >= marginBits
+                      shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
                   })
             else {
                 tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))")
@@ -202,7 +218,11 @@ public struct SIMDPlan: Sendable {
             // more budget). Small sizes may have too few such primes (about 2^(b−1)/(2N·b·ln 2)).
             guard let primes = (smallest...bits).lazy
                 .map({ NTTPrimes.generate(count: count, bits: $0, polynomialSize: shape.polynomialSize) })
-                .first(where: { $0.count == count && $0.reduce(0.0) { $0 + log2(Double($1)) } >= Double(network.outputBits) })
+                .first(where: {
+                    // Enough to hold the scores, and a product the 128-bit CRT join can hold.
+                    let bits = $0.reduce(0.0) { $0 + log2(Double($1)) }
+                    return $0.count == count && bits >= Double(network.outputBits) && bits < 126.5
+                })
             else {
                 tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ)): fewer than \(count) primes of at most \(bits) bits")
                 continue
@@ -222,16 +242,75 @@ public struct SIMDPlan: Sendable {
             }
         }
         let tBits = log2(Double(best.primes.max()!))
-        let trace = noiseTrace(network, mode: mode, shape: best.shape, tBits: tBits)
-        let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
-        var count = network.inputCount
-        let steps = zip(network.layers, kinds).enumerated().map { index, pair in
-            defer { if case .linear(let l) = pair.0 { count = l.outputCount } }
-            return Step(layer: index, kind: pair.1, operations: operations(of: pair.1, inputs: mode == .latency ? 1 : count),
-                        predictedNoiseBits: trace[index])
+        let trace = noiseTrace(kinds, shape: best.shape, tBits: tBits)
+        let steps = kinds.enumerated().map { index, kind in
+            Step(layer: index, kind: kind, operations: operations(of: kind, inputs: mode == .latency ? 1 : count(before: index, network)),
+                 predictedNoiseBits: trace[index])
         }
-        return SIMDPlan(network: network, mode: mode, parameters: parameters, steps: steps,
+        return SIMDPlan(network: network, mode: mode, scheme: .bfv, parameters: parameters, steps: steps,
                         predictedBudgetBits: best.shape.logQ - tBits - 1 - trace.last!)
+    }
+
+    // MARK: CKKS
+
+    /// log2 of the CKKS scale of fresh inputs and of each rescaling prime.
+    static let ckksScaleBits = 40
+
+    /// CKKS, throughput mode: the integer network's values at scale Δ = 2^40; linear layers by
+    /// the same small integer weights (the scale stays), x² by a product and a rescale by a
+    /// 40-bit prime (the scale stays near 2^40). Q = 54-bit primes for the scores' range
+    /// (|score|·Δ plus 10 bits below Q/2 at the end) and a 40-bit prime per product; N the
+    /// smallest ring whose 128-bit bound holds Q·P.
+    static func compileCKKS(_ network: PolynomialIntegerNetwork, mode: Mode, insecureTestOnly: Bool) throws(PlanError) -> SIMDPlan {
+        guard mode == .throughput else { throw .notOnCKKS("latency mode runs on BFV") }
+        var products = 0
+        for (index, layer) in network.layers.enumerated() {
+            guard case .polynomial(let p) = layer else { continue }
+            guard p.degree == 2 && p.isPurePower else {
+                throw .notOnCKKS("layer \(index) is not x²; fitted polynomials run on BFV (exact)")
+            }
+            products += 1
+        }
+        // 54-bit base primes (not 60) so that 7-bit weights take the lazy 128-bit accumulation.
+        let baseBits = Double(network.outputBits + ckksScaleBits + 10)
+        let basePrimes = Int((baseBits / 53.9).rounded(.up))
+        let bits = [Int](repeating: 54, count: basePrimes) + [Int](repeating: ckksScaleBits, count: products)
+        var tried: [String] = []
+        for n in [8192, 16384, 32768] {
+            for special in [[55], [55, 55]] {
+                let logQP = bits.reduce(0, +) + special.reduce(0, +)
+                guard insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 else {
+                    tried.append("N=\(n) log QP=\(logQP)")
+                    continue
+                }
+                do {
+                    let parameters = insecureTestOnly
+                        ? try RlweParameters.insecureTestOnly(scheme: .ckks(logScale: ckksScaleBits), polynomialSize: 1024,
+                                                              ciphertextModulusBits: bits, specialModulusBits: special)
+                        : try RlweParameters.generated(scheme: .ckks(logScale: ckksScaleBits), polynomialSize: n,
+                                                       ciphertextModulusBits: bits, specialModulusBits: special)
+                    let steps = network.layers.enumerated().map { index, layer in
+                        Step(layer: index, kind: layer.stepKind,
+                             operations: operations(of: layer.stepKind, inputs: count(before: index, network)),
+                             predictedNoiseBits: 0)
+                    }
+                    // Headroom: bits between the largest scaled score and Q_final/2.
+                    let finalBits = Double(basePrimes * 54) - 0.1
+                    return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters], steps: steps,
+                                    predictedBudgetBits: finalBits - 1 - log2(max(network.outputBound, 1)) - Double(ckksScaleBits))
+                } catch {
+                    tried.append("N=\(n): \(error)")
+                }
+            }
+        }
+        throw .noParameterSet(outputBits: network.outputBits, depth: products, tried: tried)
+    }
+
+    /// Values entering layer `index`.
+    static func count(before index: Int, _ network: PolynomialIntegerNetwork) -> Int {
+        network.layers[..<index].reduce(network.inputCount) { count, layer in
+            if case .linear(let l) = layer { l.outputCount } else { count }
+        }
     }
 
     // MARK: Noise model
@@ -240,15 +319,16 @@ public struct SIMDPlan: Sendable {
     /// (Δ = ⌊Q/t⌋); decryption is exact while |E| < Δ/2, so the budget is log2 Q − log2 t − 1 − log2 E.
     /// - fresh (secret-key encryption): E ≤ t (Δ's rounding, r_t(Q)·m/t < t) plus 6σ;
     /// - Σ w_j·ct_j: E grows by Σ|w_j| (worst case over the row), a constant by at most t;
-    /// - a product (HPS) then relinearization: E_out = 2^(E_in + log t + log N / 2 + 5) + E_ks,
-    ///   the message times the other factor's noise with a tail allowance; BV key switching adds
+    /// - a product (HPS) then relinearization: E_out = 2^(E_a ⊕ E_b + log t + log N + 1) + E_ks,
+    ///   the messages times the other factor's noise; BV key switching adds
     ///   E_ks = q_max·√(N·L)·σ·8, hybrid key switching (division by P) about N·2^8.
-    /// Checked against measured budgets in the tests (the model must never be optimistic).
+    /// The tests check it against measured budgets (N = 256 and 1024 insecure rings; CryptoNets at
+    /// N = 8192 in both modes): the model must never be optimistic.
     ///
     /// Latency mode: a plaintext product multiplies the noise by the plaintext polynomial, whose
     /// coefficients are uniform mod t (E + log t + log N / 2 + 0.8), a sum of P independent
     /// products adds log P / 2 + 1, and each rotation adds E_ks.
-    static func noiseTrace(_ network: PolynomialIntegerNetwork, mode: Mode, shape: Shape, tBits: Double) -> [Double] {
+    static func noiseTrace(_ kinds: [Step.Kind], shape: Shape, tBits: Double) -> [Double] {
         func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
         let keySwitch = shape.specialBits.isEmpty
             ? Double(shape.ciphertextBits.max()!) + (shape.logN + log2(Double(shape.ciphertextBits.count))) / 2 + log2(3.2) + 3
@@ -260,19 +340,13 @@ public struct SIMDPlan: Sendable {
         // so their sum grows as √P (one more bit for the tail).
         let plaintextProduct = tBits + shape.logN / 2 + log2(6 / 12.0.squareRoot())
         func independentSum(_ count: Int) -> Double { log2(Double(count)) / 2 + 1 }
-        var period = powerOfTwo(atLeast: network.inputCount)
-        for (index, layer) in network.layers.enumerated() {
-            switch layer {
-            case .linear(let l) where mode == .latency:
-                if index == 0 && l.kernelOffsetCount > 0 {
-                    noise = noise + plaintextProduct + independentSum(l.kernelOffsetCount)
-                    period = powerOfTwo(atLeast: l.outputCount)
-                } else {
-                    let inputPeriod = max(period, powerOfTwo(atLeast: l.outputCount))
-                    let rotated = sum(noise, keySwitch)
-                    noise = sum(rotated + plaintextProduct + independentSum(inputPeriod), keySwitch + independentSum(inputPeriod))
-                    period = powerOfTwo(atLeast: l.outputCount)
-                }
+        for kind in kinds {
+            switch kind {
+            case .packedConvolution(let c):
+                noise = sum(noise + plaintextProduct + independentSum(c.offsetCount), tBits)
+            case .matrixVector(let m):
+                let rotated = sum(noise, keySwitch)
+                noise = sum(rotated + plaintextProduct + independentSum(m.inputPeriod), keySwitch + independentSum(m.inputPeriod))
                 noise = sum(noise, tBits)
             case .linear(let l):
                 let largestRow = (0..<l.outputCount).map { o in
@@ -282,7 +356,10 @@ public struct SIMDPlan: Sendable {
             case .polynomial(let p):
                 var powers = [noise]
                 for _ in 1..<max(p.degree, 1) {
-                    powers.append(sum(max(powers.last!, noise) + tBits + shape.logN / 2 + 5, keySwitch))
+                    // The product's noise is t·(m_a·e_b + m_b·e_a) plus rounding: at most t·N·(E_a + E_b)
+                    // in the worst case; t·√N·E with a tail allowance fits the measurements at
+                    // N = 8192 (27.5 bits for t = 2^17) — log t + log N + 1 stays above both.
+                    powers.append(sum(sum(powers.last!, noise) + tBits + shape.logN + 1, keySwitch))
                 }
                 // Σ |a_k mod t| · E_k over k ≥ 1, with a_k taken centred mod t (≤ t/2).
                 var combined = -Double.infinity
@@ -299,24 +376,7 @@ public struct SIMDPlan: Sendable {
         return trace
     }
 
-    /// The predicted final budget of `network` on `shape` with t of `tBits` bits.
-    static func budget(_ network: PolynomialIntegerNetwork, mode: Mode, shape: Shape, tBits: Double) -> Double {
-        shape.logQ - tBits - 1 - (noiseTrace(network, mode: mode, shape: shape, tBits: tBits).last ?? 0)
-    }
-
     // MARK: Latency layouts
-
-    /// Whether every vector's period divides a row of N/2 slots.
-    static func latencyFits(_ network: PolynomialIntegerNetwork, shape: Shape) -> Bool {
-        var period = powerOfTwo(atLeast: network.inputCount)
-        for layer in network.layers {
-            guard case .linear(let l) = layer else { continue }
-            period = max(period, powerOfTwo(atLeast: l.outputCount))
-            guard period <= shape.polynomialSize / 2 else { return false }
-            period = powerOfTwo(atLeast: l.outputCount)
-        }
-        return true
-    }
 
     /// The first convolution packed by the client, every other linear layer by diagonals.
     static func latencyKinds(_ network: PolynomialIntegerNetwork) throws(PlanError) -> [Step.Kind] {
@@ -358,7 +418,7 @@ public struct SIMDPlan: Sendable {
             return Operations(constantAdds: 1, plaintextMultiplies: c.offsetCount, additions: c.offsetCount - 1)
         case .matrixVector(let m):
             return Operations(constantAdds: 1, plaintextMultiplies: m.diagonals.count, rotations: m.rotationCount,
-                              additions: m.diagonals.count - 1 + m.rotationCount - m.babyStep + 1)
+                              additions: max(m.diagonals.count - 1, 0) + m.foldCount)
         case .polynomial(let p):
             let products = max(p.degree - 1, 0)
             let terms = p.coefficients.dropFirst().filter { $0 != 0 }.count
@@ -372,7 +432,18 @@ public struct SIMDPlan: Sendable {
 extension PolynomialIntegerNetwork.Polynomial {
     /// x^d alone (x² in CryptoNets): the last power is the result, with no combination.
     var isPurePower: Bool {
-        coefficients.last == 1 && coefficients.dropLast().allSatisfy { $0 == 0 }
+        degree >= 1 && coefficients.last == 1 && coefficients.dropLast().allSatisfy { $0 == 0 }
+    }
+}
+
+extension SIMDPlan.Step.Kind {
+    /// The largest vector period the step lays out in a row (latency mode; 1 otherwise).
+    var largestPeriod: Int {
+        switch self {
+        case .packedConvolution(let c): c.period
+        case .matrixVector(let m): m.inputPeriod
+        case .linear, .polynomial: 1
+        }
     }
 }
 

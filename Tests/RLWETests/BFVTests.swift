@@ -65,8 +65,8 @@ struct BFVTests {
         let cts = try vectors.map { try client.encrypt($0) }
         let small: [Int64] = [3, -7, 0, 127, -128, 1, -1, 60, -33]
         let large: [Int64] = [1 << 40, -5, 12345678901, 0, -(1 << 50), 9, 65537 * 3 + 2, -1, 77]
-        #expect(small.allSatisfy { abs($0) < e.lazyWeightLimit })
-        #expect(!large.allSatisfy { abs($0) < e.lazyWeightLimit })
+        #expect(small.allSatisfy { abs($0) < e.lazyWeightLimit(prime: 0) })
+        #expect(!large.allSatisfy { abs($0) < e.lazyWeightLimit(prime: 0) })
         let t = Modulus(65537)
         for weights in [small, large] {
             let expected = (0..<n).map { k in
@@ -77,6 +77,19 @@ struct BFVTests {
         #expect(try client.decrypt(e.add(cts[0], constant: -40_000)) == Self.reduce(vectors[0].map { $0 - 40_000 }, 65537))
         #expect(try client.decrypt(e.squareRelinearize(cts[1])) == Self.reduce(vectors[1].map { $0 * $0 }, 65537))
         #expect(try client.decrypt(e.square(cts[2])) == client.decrypt(e.multiply(cts[2], cts[2])))
+        // Many rows at once: mixed signs, only negative weights, an empty row, repeated inputs.
+        let rows = try SparseIntegerRows(rowStart: [0, 3, 5, 5, 7], columns: [0, 4, 8, 1, 2, 3, 3],
+                                         weights: [5, -9, 100, -1, -300, 2, 2])
+        let results = try e.linearCombinations(cts, rows: rows)
+        #expect(results.count == 4)
+        for o in 0..<4 {
+            let expected = (0..<n).map { k in
+                (rows.rowStart[o]..<rows.rowStart[o + 1]).reduce(Int64(0)) { $0 + rows.weights[$1] * vectors[Int(rows.columns[$1])][k] }
+            }
+            #expect(try client.decrypt(results[o]) == Self.reduce(expected, 65537), "row \(o)")
+        }
+        #expect(throws: RlweError.self) { try SparseIntegerRows(rowStart: [0, 2], columns: [0], weights: [1]) }
+        #expect(throws: RlweError.self) { try e.linearCombinations(cts, rows: SparseIntegerRows(rowStart: [0, 1], columns: [9], weights: [1])) }
         #expect(throws: RlweError.self) { try e.linearCombination(cts, weights: [1]) }
         #expect(throws: RlweError.self) { try e.linearCombination([], weights: []) }
     }

@@ -98,6 +98,60 @@ struct SIMDInferenceTests {
         }
     }
 
+    @Test("CKKS throughput: every slot's scores within 2^-20 of the integer reference's largest; fitted polynomials and latency mode are refused")
+    func ckks() throws {
+        let form = try Self.tiny(activation: [0, 0, 1]).integerForm()
+        let plan = try SIMDPlan.compile(form, scheme: .ckks, shapes: [Self.smallShape])
+        #expect(plan.securityBits == 0)
+        #expect(plan.batchSize == 512)
+        let batch = Self.images(plan.batchSize, pixels: 16, seed: 21)
+        let outcome = try SIMDPipeline.run(plan, images: batch)
+        var worst = 0.0
+        for (scores, image) in zip(outcome.scores, batch) {
+            let reference = form.scores(image)
+            let largest = max(reference.map { Double($0.magnitude) }.max()!, 1)
+            for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b)) / largest) }
+        }
+        #expect(worst <= 0x1p-20, "relative error \(worst)")
+        let secure = try SIMDPlan.compile(form, scheme: .ckks)
+        #expect(secure.securityBits == 128)
+        #expect(secure.plaintextModuli.isEmpty)
+        let fitted = try Self.tiny(activation: PolynomialNetwork.reluApproximation(degree: 2, bound: 4)).integerForm()
+        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(fitted, scheme: .ckks) }
+        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(form, mode: .latency, scheme: .ckks) }
+    }
+
+    @Test("Latency mode with a dense first layer: the client sends the image as one vector")
+    func latencyDenseFirst() throws {
+        var rng = SeededRandom(seed: 4)
+        let network = PolynomialNetwork(inputSide: 4, layers: [
+            .dense(.init(inputCount: 16, outputCount: 8, weights: (0..<128).map { _ in rng.uniform(-1, 1) }, bias: [Float](repeating: 0.25, count: 8))),
+            .polynomial([0, 0, 1]),
+            .dense(.init(inputCount: 8, outputCount: 3, weights: (0..<24).map { _ in rng.uniform(-1, 1) }, bias: [0, 1, -1])),
+        ])
+        let form = try network.integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
+        #expect(plan.inputCiphertexts == 1)
+        let images = Self.images(4, pixels: 16, seed: 3)
+        #expect(try SIMDPipeline.run(plan, images: images).scores == images.map { form.scores($0) })
+    }
+
+    @Test("Hostile networks get typed errors (huge weights or coefficients, a constant activation); pixels are clamped to [0, 1]")
+    func hostileNetworks() throws {
+        var huge = Self.tiny(activation: [0, 0, 1])
+        if case .dense(var dense) = huge.layers[2] {
+            dense.weights[0] = 1e30
+            huge.layers[2] = .dense(dense)
+        }
+        #expect(throws: PolynomialIntegerNetwork.FormError.self) { try huge.integerForm() }
+        #expect(throws: PolynomialIntegerNetwork.FormError.self) { try Self.tiny(activation: [3e38, 0, 1]).integerForm() }
+        #expect(throws: PolynomialIntegerNetwork.FormError.self) { try Self.tiny(activation: [1]).integerForm() }
+        let form = try Self.tiny(activation: [0, 0, 1]).integerForm()
+        #expect(form.quantizedInput([.nan, -3, 7, 0.5, .infinity][...]) == [0, 0, 15, 8, 15])
+        let client = try SIMDClient(plan: SIMDPlan.compile(form, shapes: [Self.smallShape]))
+        #expect(throws: SIMDClient.ClientError.noImages) { try client.encrypt([]) }
+    }
+
     @Test("The CRT joins residues into (−T/2, T/2]; with a prime left out, scores beyond its range come back wrong")
     func crt() throws {
         let moduli = NTTPrimes.generate(count: 4, bits: 30, polynomialSize: 8192)
@@ -133,7 +187,7 @@ struct SIMDInferenceTests {
         do {
             _ = try SIMDPlan.compile(deep, shapes: [SIMDPlan.Shape.secure[0]])
         } catch {
-            #expect("\(error)".contains("no 128-bit BFV parameter set"))
+            #expect("\(error)".contains("no BFV parameter set among those tried"))
             #expect("\(error)".contains("7 multiplicative levels"))
         }
         // The larger shapes hold it.

@@ -89,6 +89,26 @@ public struct Evaluator: Sendable {
         return out
     }
 
+    /// CKKS: ct + c in every slot (real c): round(c·scale) added to every NTT value of c_0, the
+    /// constant polynomial's transform. |c·scale| must stay below 2^126.
+    public func add(_ ct: Ciphertext, approximately c: Double) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard !context.isBFV else { throw .wrongScheme("BFV constants are integers: add(_:constant:)") }
+        let scaled = (c * ct.scale).rounded()
+        guard scaled.isFinite, abs(scaled) < 0x1p126 else { throw .invalidEncoding("constant \(c) at scale \(ct.scale)") }
+        let value = Int128(scaled)
+        let n = context.polynomialSize, level = ct.level
+        var out = ct
+        out.components[0].words.withUnsafeMutableBufferPointer { words in
+            for i in 0..<level {
+                let m = modulus(i), q = Int128(m.value)
+                let shift = UInt64((value % q + q) % q)
+                for k in (i * n)..<((i + 1) * n) { words[k] = m.add(words[k], shift) }
+            }
+        }
+        return out
+    }
+
     /// CKKS: ct + p (same level and scale).
     public func add(_ ct: Ciphertext, _ plaintext: Plaintext) throws(RlweError) -> Ciphertext {
         try check(ct)

@@ -40,16 +40,15 @@ public struct SparseIntegerRows: Sendable, Equatable {
 /// Every output reads the same inputs, so the inputs are first gathered into blocks of 64
 /// coefficients (all inputs' block b of limb i together, a few hundred KB), and each block is
 /// read from cache by every row: reading each input once per row from memory would move
-/// hundreds of GB for a CryptoNets layer. Each residue is multiplied by |w| (or, for w < 0,
-/// by |w| after x → q − x) as one 64-bit product, summed in 128 bits, and reduced once per
-/// coefficient: one multiply and an add-with-carry per term and word. That needs |w|·q < 2^64
-/// for every prime q (``lazyWeightLimit``); larger weights are reduced mod q and multiplied
-/// with Shoup's method.
+/// hundreds of GB for a CryptoNets layer. Each residue is multiplied by |w| as one full 64×64-bit
+/// product; the positive and the negative terms are summed apart in 128 bits and subtracted
+/// once reduced: one multiply and an add-with-carry per term and word. With |w|·q < 2^63
+/// (``lazyWeightLimit(prime:)``, decided prime by prime) a 128-bit sum holds 2^65 terms;
+/// larger weights are reduced mod q and multiplied with Shoup's method.
 extension Evaluator {
-    /// The largest |weight| (exclusive) for which linear combinations accumulate lazily.
-    public var lazyWeightLimit: Int64 {
-        let widest = context.ciphertextTables.map(\.modulus.bitWidth).max() ?? 64
-        return Int64(1) << Int64(Swift.max(0, 63 - widest))
+    /// The largest |weight| (exclusive) for which linear combinations accumulate lazily mod q_i.
+    public func lazyWeightLimit(prime i: Int) -> Int64 {
+        Int64(1) << Int64(Swift.max(0, 63 - context.ciphertextTables[i].modulus.bitWidth))
     }
 
     /// Σ_j weights[j] · cts[j].
@@ -76,8 +75,8 @@ extension Evaluator {
         }
         let n = context.polynomialSize, level = first.level, size = first.size, inputs = cts.count
         let block = Swift.min(64, n), blocksPerLimb = n / block, slices = size * level
-        let limit = lazyWeightLimit
-        let lazy = rows.weights.allSatisfy { $0 > -limit && $0 < limit }
+        let largest = rows.weights.map(\.magnitude).max() ?? 0
+        let lazy = (0..<level).map { largest < UInt64(lazyWeightLimit(prime: $0)) }
         let moduli = (0..<level).map { context.ciphertextTables[$0].modulus }
 
         // Gather: packed[((slice·blocksPerLimb + b)·inputs + j)·block + k], slice = component·level + limb.
@@ -99,9 +98,9 @@ extension Evaluator {
                 }
             }
         }
-        // Reduced weights and their Shoup constants, per prime (the non-lazy path only).
-        let reduced = lazy ? [] : moduli.map { m in rows.weights.map { m.reduce(signed: $0) } }
-        let reducedShoup = lazy ? [] : zip(moduli, reduced).map { m, ws in ws.map { m.shoup($0) } }
+        // Reduced weights and their Shoup constants, for the primes that cannot take them lazily.
+        let reduced = zip(moduli, lazy).map { m, isLazy in isLazy ? [] : rows.weights.map { m.reduce(signed: $0) } }
+        let reducedShoup = zip(moduli, reduced).map { m, ws in ws.map { m.shoup($0) } }
 
         let offsets = rows.columns.map { Int($0) * block }, magnitudes = rows.weights.map(\.magnitude)
         // out[(o·size + c)·level·n + limb·n + coefficient]
@@ -118,7 +117,7 @@ extension Evaluator {
                     let outOffset = slice * n + b * block
                     for o in 0..<rows.rowCount {
                         let target = destination.pointer + o * perOutput + outOffset
-                        if lazy {
+                        if lazy[limb] {
                             Self.accumulateRow(positive: rows.rowStart[o]..<rows.positiveEnd[o],
                                                negative: rows.positiveEnd[o]..<rows.rowStart[o + 1],
                                                x: x, into: target, block: block, offsets: offsets, magnitudes: magnitudes, modulus: m)
