@@ -4,6 +4,7 @@ import NeuralNet
 import ObscuraClient
 import ObscuraServer
 import PrivateInference
+import SIMDInference
 import TFHE
 
 /// The README's first command: private inference end to end through the HTTP API. It starts the
@@ -34,6 +35,37 @@ struct Demo: AsyncParsableCommand {
                                    heading: "[2] the paper's binarized CNN with sign activations on \(images) bundled MNIST test images")
             }
         }
+        try cryptoNets()
+    }
+
+    /// CryptoNets on BFV in latency mode, client and server in this process (the service does
+    /// not serve the RLWE models yet), on all 16 bundled MNIST images.
+    private func cryptoNets() throws {
+        let name = "cryptonets-mnist"
+        print("\n[3] CryptoNets on BFV (RLWE), one image at a time across the slots, on the 16 bundled MNIST test images (\(name),")
+        print("    client and server in this process, every object crossing as bytes; the service does not serve RLWE models yet)")
+        let model = try ModelCatalog.load(name)
+        guard let network = model.polynomialNetwork else { throw DemoError.wrongResult("\(name) is not a polynomial network") }
+        let form = try network.integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency)
+        let ring = plan.parameters[0]
+        print("  plan: N = \(ring.polynomialSize), Q of \(Int(ring.logModulus.rounded())) bits, \(plan.parameters.count) plaintext primes "
+              + "joined by the CRT, \(plan.securityBits)-bit")
+        let dataset = try Dataset.bundledSample(model.datasetKind)
+        let images = (0..<dataset.count).map { dataset.sample($0) }
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        let predictions = outcome.scores.map { BinarizedCNN.argmax($0) }
+        let correct = zip(predictions, dataset.labels).filter { $0 == $1 }.count
+        let exact = zip(outcome.scores, images).filter { $0 == form.scores($1) }.count
+        print("  predictions: " + predictions.map(String.init).joined(separator: " "))
+        print("  labels:      " + dataset.labels.map(String.init).joined(separator: " "))
+        let latencies = outcome.evaluationSeconds.sorted()
+        print(String(format: "  %d/%d correct (the model: %.2f%% on the 10,000 test images); decrypted scores equal the integer reference on %d/%d;",
+                     correct, images.count, model.integerAccuracy * 100, exact, images.count))
+        print(String(format: "  median %.2f s per image on the server, %.1f MB up and %.1f MB down per image",
+                     latencies[latencies.count / 2], Double(outcome.uploadBytes) / 1e6 / Double(images.count),
+                     Double(outcome.downloadBytes) / 1e6 / Double(images.count)))
+        guard exact == images.count else { throw DemoError.wrongResult("\(images.count - exact) CryptoNets inference(s)") }
     }
 
     /// Classifies the first `records` bundled records (all when nil) through the server, prints

@@ -152,6 +152,23 @@ struct SIMDInferenceTests {
         #expect(throws: SIMDClient.ClientError.noImages) { try client.encrypt([]) }
     }
 
+    @Test("A plan without margin (the largest t, a budget predicted far below zero) is caught by the client's measured budget, not returned wrong")
+    func exhaustedBudgetRefused() throws {
+        var deep = Self.tiny(activation: [0, 0, 1])
+        deep.layers.append(.polynomial([0, 0, 1]))
+        deep.layers.append(.dense(.init(inputCount: 3, outputCount: 2, weights: [1, -0.5, 0.75, 0.25, -1, 1], bias: [0, 0])))
+        let form = try deep.integerForm()
+        let reckless = try SIMDPlan.compile(form, shapes: [SIMDPlan.Shape(polynomialSize: 256, ciphertextBits: [54, 54], specialBits: [],
+                                                                           insecureTestOnly: true)], marginBits: -1000)
+        #expect(reckless.predictedBudgetBits < 0)
+        do {
+            _ = try SIMDPipeline.run(reckless, images: Self.images(8, pixels: 16, seed: 2))
+            Issue.record("scores past their noise budget were returned")
+        } catch SIMDPipeline.PipelineError.client(.noiseBudgetExhausted) {
+            // The client measured the budget and refused.
+        }
+    }
+
     @Test("The CRT joins residues into (−T/2, T/2]; with a prime left out, scores beyond its range come back wrong")
     func crt() throws {
         let moduli = NTTPrimes.generate(count: 4, bits: 30, polynomialSize: 8192)
