@@ -191,7 +191,12 @@ public struct SIMDPlan: Sendable {
     public static func compile(_ network: PolynomialIntegerNetwork, mode: Mode = .throughput, scheme: Scheme = .bfv,
                                shapes: [Shape] = Shape.secure,
                                marginBits: Double = 8, maximumPlaintextBits: Int = 50) throws(PlanError) -> SIMDPlan {
-        if scheme == .ckks { return try compileCKKS(network, mode: mode, insecureTestOnly: shapes.allSatisfy(\.insecureTestOnly)) }
+        if scheme == .ckks {
+            // Insecure only when the caller names insecure test shapes and nothing else (an empty
+            // list must not count as "all insecure").
+            let insecure = !shapes.isEmpty && shapes.allSatisfy(\.insecureTestOnly)
+            return try compileCKKS(network, mode: mode, insecureTestOnly: insecure)
+        }
         let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
         var best: (cost: Double, shape: Shape, primes: [UInt64])?
         var tried: [String] = []

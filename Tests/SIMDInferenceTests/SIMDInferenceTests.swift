@@ -115,6 +115,8 @@ struct SIMDInferenceTests {
         #expect(worst <= 0x1p-20, "relative error \(worst)")
         let secure = try SIMDPlan.compile(form, scheme: .ckks)
         #expect(secure.securityBits == 128)
+        // No shapes named is not a request for the insecure test set.
+        #expect(try SIMDPlan.compile(form, scheme: .ckks, shapes: []).securityBits == 128)
         #expect(secure.plaintextModuli.isEmpty)
         let fitted = try Self.tiny(activation: PolynomialNetwork.reluApproximation(degree: 2, bound: 4)).integerForm()
         #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(fitted, scheme: .ckks) }
