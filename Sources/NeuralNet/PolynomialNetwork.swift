@@ -162,10 +162,10 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
         try PolynomialIntegerNetwork(self, quantization: quantization)
     }
 
-    /// The predicted class of the float or the integer form.
-    public func predict(_ image: ArraySlice<Float>, integer: Bool) -> Int {
-        guard integer, let form = try? integerForm() else { return BinarizedCNN.argmax(floatScores(image)) }
-        return BinarizedCNN.argmax(form.scores(image))
+    /// The float network's predicted class (the integer form's: `argmax` of ``integerForm()``'s
+    /// scores, built once for many images).
+    public func predict(_ image: ArraySlice<Float>) -> Int {
+        BinarizedCNN.argmax(floatScores(image))
     }
 
     /// Accuracy of the float or the integer form on `samples` of `data`, on all cores (0 for

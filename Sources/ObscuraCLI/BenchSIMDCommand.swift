@@ -41,8 +41,9 @@ struct BenchSIMD: ParsableCommand {
         let batch = samples.map { dataset.sample($0) }
 
         if !json {
-            print("plan (\(scheme.rawValue), \(mode.rawValue)): \(plan.parameters[0]), \(plan.parameters.count) evaluation(s) "
-                  + "(plaintext primes: \(plan.plaintextModuli.map(String.init).joined(separator: ", "))), "
+            let primes = plan.plaintextModuli.isEmpty ? ""
+                : " (plaintext primes \(plan.plaintextModuli.map(String.init).joined(separator: ", ")))"
+            print("plan (\(scheme.rawValue), \(mode.rawValue)): \(plan.parameters[0]), \(plan.parameters.count) evaluation(s)\(primes), "
                   + "scores within ±2^\(String(format: "%.1f", log2(form.outputBound))), "
                   + "predicted \(scheme == .bfv ? "noise budget" : "headroom") \(String(format: "%.1f", plan.predictedBudgetBits)) bits")
             for step in plan.steps {
@@ -64,7 +65,7 @@ struct BenchSIMD: ParsableCommand {
         // Exactness, then accuracy.
         var mismatches = 0, encryptedCorrect = 0, plaintextCorrect = 0, agreement = 0, referenceAgreement = 0
         var largestError: Int128 = 0
-        let floatPredictions = ParallelWork.map(count) { network.predict(batch[$0], integer: false) }
+        let floatPredictions = ParallelWork.map(count) { network.predict(batch[$0]) }
         let references = ParallelWork.map(count) { form.scores(batch[$0]) }
         for i in 0..<count {
             let scores = outcome.scores[i]

@@ -248,11 +248,8 @@ public struct SIMDPlan: Sendable {
         }
         let tBits = log2(Double(best.primes.max()!))
         let trace = noiseTrace(kinds, shape: best.shape, tBits: tBits)
-        let steps = kinds.enumerated().map { index, kind in
-            Step(layer: index, kind: kind, operations: operations(of: kind, inputs: mode == .latency ? 1 : count(before: index, network)),
-                 predictedNoiseBits: trace[index])
-        }
-        return SIMDPlan(network: network, mode: mode, scheme: .bfv, parameters: parameters, steps: steps,
+        return SIMDPlan(network: network, mode: mode, scheme: .bfv, parameters: parameters,
+                        steps: steps(kinds, network: network, mode: mode, noise: trace),
                         predictedBudgetBits: best.shape.logQ - tBits - 1 - trace.last!)
     }
 
@@ -294,14 +291,11 @@ public struct SIMDPlan: Sendable {
                                                               ciphertextModulusBits: bits, specialModulusBits: special)
                         : try RlweParameters.generated(scheme: .ckks(logScale: ckksScaleBits), polynomialSize: n,
                                                        ciphertextModulusBits: bits, specialModulusBits: special)
-                    let steps = network.layers.enumerated().map { index, layer in
-                        Step(layer: index, kind: layer.stepKind,
-                             operations: operations(of: layer.stepKind, inputs: count(before: index, network)),
-                             predictedNoiseBits: 0)
-                    }
                     // Headroom: bits between the largest scaled score and Q_final/2.
                     let finalBits = Double(basePrimes * 54) - 0.1
-                    return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters], steps: steps,
+                    let kinds = network.layers.map(\.stepKind)
+                    return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
+                                    steps: steps(kinds, network: network, mode: mode, noise: kinds.map { _ in 0 }),
                                     predictedBudgetBits: finalBits - 1 - log2(max(network.outputBound, 1)) - Double(ckksScaleBits))
                 } catch {
                     tried.append("N=\(n): \(error)")
@@ -309,6 +303,15 @@ public struct SIMDPlan: Sendable {
             }
         }
         throw .noParameterSet(outputBits: network.outputBits, depth: products, tried: tried)
+    }
+
+    /// The plan's steps: each layer's kind with its operations and predicted noise.
+    static func steps(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, mode: Mode, noise: [Double]) -> [Step] {
+        kinds.enumerated().map { index, kind in
+            // Latency mode holds all of a layer's values in one ciphertext.
+            Step(layer: index, kind: kind, operations: operations(of: kind, inputs: mode == .latency ? 1 : count(before: index, network)),
+                 predictedNoiseBits: noise[index])
+        }
     }
 
     /// Values entering layer `index`.

@@ -10,7 +10,7 @@ import RLWE
 struct SIMDInferenceTests {
     /// A 4×4 image → conv 2 filters 3×3 → activation → dense 8 → 3.
     static func tiny(activation: [Float], seed: UInt64 = 1) -> PolynomialNetwork {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let convolution = PolynomialNetwork.Convolution(
             inputChannels: 1, outputChannels: 2, kernelSide: 3, stride: 1, padding: 0, inputSide: 4,
             weights: (0..<18).map { _ in rng.uniform(-1, 1) }, bias: [0.125, -0.25])
@@ -23,7 +23,7 @@ struct SIMDInferenceTests {
     static let smallShape = SIMDPlan.Shape(polynomialSize: 256, ciphertextBits: [54, 54, 54], specialBits: [], insecureTestOnly: true)
 
     static func images(_ count: Int, pixels: Int, seed: UInt64) -> [ArraySlice<Float>] {
-        var rng = SeededRandom(seed: seed)
+        var rng = SplitMix64(seed: seed)
         // Extremes (all black, all white) first: they reach the bounds' corners.
         return [[Float](repeating: 0, count: pixels)[...], [Float](repeating: 1, count: pixels)[...]]
             + (2..<count).map { _ in (0..<pixels).map { _ in rng.uniform(0, 1) }[...] }
@@ -64,7 +64,7 @@ struct SIMDInferenceTests {
     @Test("Layouts: the diagonal method equals the matrix product on clear vectors, for square, tall and wide matrices",
           arguments: [(845, 100), (100, 10), (10, 100), (64, 64)])
     func diagonalLayout(columns: Int, rows: Int) throws {
-        var rng = SeededRandom(seed: UInt64(columns * rows))
+        var rng = SplitMix64(seed: UInt64(columns * rows))
         let weights = (0..<(rows * columns)).map { _ in Int64(rng.next() % 15) - 7 }
         let layer = PolynomialIntegerNetwork.Linear(rowStart: (0...rows).map { $0 * columns },
                                                     inputs: (0..<(rows * columns)).map { Int32($0 % columns) },
@@ -125,7 +125,7 @@ struct SIMDInferenceTests {
 
     @Test("Latency mode with a dense first layer: the client sends the image as one vector")
     func latencyDenseFirst() throws {
-        var rng = SeededRandom(seed: 4)
+        var rng = SplitMix64(seed: 4)
         let network = PolynomialNetwork(inputSide: 4, layers: [
             .dense(.init(inputCount: 16, outputCount: 8, weights: (0..<128).map { _ in rng.uniform(-1, 1) }, bias: [Float](repeating: 0.25, count: 8))),
             .polynomial([0, 0, 1]),
@@ -176,7 +176,7 @@ struct SIMDInferenceTests {
         let moduli = NTTPrimes.generate(count: 4, bits: 30, polynomialSize: 8192)
         let crt = CRT(moduli: moduli)
         let half = Int128(crt.product / 2)
-        var rng = SeededRandom(seed: 5)
+        var rng = SplitMix64(seed: 5)
         var values: [Int128] = [0, 1, -1, half, -half + 1]
         for _ in 0..<1000 { values.append(Int128(truncatingIfNeeded: rng.next128()) % half) }
         func residues(_ v: Int128, _ m: [UInt64]) -> [UInt64] {
@@ -245,17 +245,8 @@ enum SharedData {
     }()
 }
 
-/// SplitMix64, for reproducible test inputs.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Reproducible test inputs from NeuralNet's SplitMix64.
+extension SplitMix64 {
     mutating func next128() -> UInt128 { UInt128(next()) << 64 | UInt128(next()) }
     mutating func uniform(_ low: Float, _ high: Float) -> Float { low + (high - low) * Float(next() >> 40) / Float(1 << 24) }
 }
