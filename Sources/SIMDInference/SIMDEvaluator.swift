@@ -137,7 +137,10 @@ public struct SIMDEvaluator: Sendable {
                 }
             case .polynomial(let polynomial):
                 return try ParallelWork.map(values.count) { i in
-                    try evaluate(polynomial, at: values[i], evaluator: evaluator, plaintextModulus: plaintextModulus)
+                    guard evaluator.context.isBFV else {
+                        return try evaluateApproximately(polynomial, at: values[i], rescales: step.rescales, evaluator: evaluator)
+                    }
+                    return try evaluate(polynomial, at: values[i], evaluator: evaluator, plaintextModulus: plaintextModulus)
                 }
             case .packedConvolution, .matrixVector:
                 throw RlweError.invalidParameters("a latency step without its plaintexts")
@@ -188,11 +191,26 @@ public struct SIMDEvaluator: Sendable {
         return z
     }
 
+    /// CKKS, degree 1 or 2 (the plan checks): a_2·(x·(x + a_1/a_2)) + a_0, one product
+    /// relinearized and rescaled by the plan's primes; a_2 (or a_1 alone) goes into the scale.
+    static func evaluateApproximately(_ p: PolynomialIntegerNetwork.Polynomial, at x: Ciphertext, rescales: Int,
+                                      evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        let a = p.coefficients.map { Double($0) }
+        var y: Ciphertext
+        if p.degree == 1 {
+            y = try evaluator.multiply(x, byRescaling: a[1])
+        } else {
+            let u = a[1] == 0 ? x : try evaluator.add(x, approximately: a[1] / a[2])
+            var product = rescales > 0 ? try evaluator.multiplyRelinearizeRescale(x, u) : try evaluator.multiplyRelinearize(x, u)
+            for _ in 1..<max(rescales, 1) { product = try evaluator.rescale(product) }
+            y = try evaluator.multiply(product, byRescaling: a[2])
+        }
+        return a[0] == 0 ? y : try evaluator.add(y, approximately: a[0])
+    }
+
     /// Σ a_k·x^k: the powers by successive products (each relinearized), then one combination.
-    /// CKKS runs x² only (the plan checks): one product, relinearized and rescaled.
     static func evaluate(_ p: PolynomialIntegerNetwork.Polynomial, at x: Ciphertext, evaluator: Evaluator,
                          plaintextModulus t: UInt64) throws(RlweError) -> Ciphertext {
-        guard evaluator.context.isBFV else { return try evaluator.multiplyRelinearizeRescale(x, x) }
         var powers = [x]
         for k in stride(from: 2, through: p.degree, by: 1) {
             powers.append(k == 2 ? try evaluator.squareRelinearize(x) : try evaluator.multiplyRelinearize(powers.last!, x))

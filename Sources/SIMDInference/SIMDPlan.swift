@@ -74,8 +74,11 @@ public struct SIMDPlan: Sendable {
         public let kind: Kind
         /// The step's operations, per plaintext prime.
         public let operations: Operations
-        /// Predicted log2 of the largest noise coefficient after the step (conservative).
+        /// Predicted log2 of the largest noise coefficient after the step (conservative); CKKS:
+        /// of the largest error of the step's values.
         public let predictedNoiseBits: Double
+        /// CKKS: primes dropped after the step's product (BFV: 0).
+        public let rescales: Int
 
         /// "linear 845 → 100" or "x^2 × 845", for listings.
         public var summary: String {
@@ -153,7 +156,8 @@ public struct SIMDPlan: Sendable {
     public let parameters: [RlweParameters]
     /// The steps, in order.
     public let steps: [Step]
-    /// Bits of noise budget predicted to remain at decryption (the smallest over the primes).
+    /// Bits of noise budget predicted to remain at decryption (the smallest over the primes);
+    /// CKKS: the precision p, every score within 2^−p of the scores' bound.
     public let predictedBudgetBits: Double
 
     /// The plaintext primes t_i (BFV; none for CKKS).
@@ -255,63 +259,145 @@ public struct SIMDPlan: Sendable {
 
     // MARK: CKKS
 
-    /// log2 of the CKKS scale of fresh inputs and of each rescaling prime.
-    static let ckksScaleBits = 40
+    /// CKKS (throughput mode) holds each integer value v of the network as m = v·Δ, with a
+    /// scale Δ per stage chosen from the layers' bounds |v| ≤ 2^B and a precision p: every
+    /// error enters at most 2^−p of its stage's bound (6σ in a slot).
+    /// - Inputs: Δ_0 = 2^(p + e_fresh − B_in), e_fresh = log2(6σ·√N), the encryption error.
+    /// - Linear layers multiply by the integer weights: Δ stays; bound and error grow alike.
+    /// - An activation a_2·x² + a_1·x + a_0 is a_2·(x·(x + a_1/a_2)) + a_0: one product,
+    ///   relinearized and rescaled by primes whose r bits leave the product at
+    ///   Δ' = 2^(p + e_round − B), e_round = log2(6·√(N/18)·√N) the rounding of a rescale (and
+    ///   of the key switch); a_2 then moves into the scale (``Evaluator/multiply(_:byRescaling:)``),
+    ///   a_1 x and x² alike cost no extra level. Degree 1 is the scale alone.
+    /// - Q: the last prime(s) hold the scores' bound at the final scale, and every level holds the
+    ///   largest value it carries (a product before its rescale) with `ckksMarginBits` to spare.
+    /// The plan takes the smallest ring whose 128-bit bound holds Q·P at some p ≥ 20, with the
+    /// largest such p up to 30: on CryptoNets N = 8192 at p = 23, where 2^−23 of the scores'
+    /// bound is below almost every gap between a test image's two best scores.
+    static let ckksPrecisionBits = Array(stride(from: 30, through: 20, by: -1))
+    /// Bits between the largest value a level carries and Q_ℓ/2.
+    static let ckksMarginBits = 3.0
 
-    /// CKKS, throughput mode: the integer network's values at scale Δ = 2^40; linear layers by
-    /// the same small integer weights (the scale stays), x² by a product and a rescale by a
-    /// 40-bit prime (the scale stays near 2^40). Q = 54-bit primes for the scores' range
-    /// (|score|·Δ plus 10 bits below Q/2 at the end) and a 40-bit prime per product; N the
-    /// smallest ring whose 128-bit bound holds Q·P.
+    /// The CKKS modulus chain for `network` at precision `p` on a ring of 2^logN.
+    struct CKKSChain: Equatable {
+        /// q_0 first; each product's rescaling primes after, the first product's last (dropped first).
+        var ciphertextBits: [Int]
+        /// log2 Δ_0 of the client's inputs.
+        var logScale: Int
+        /// Primes dropped after each step's product (0 for steps without one).
+        var rescales: [Int]
+        /// log2 of the predicted largest error of each step's values.
+        var errorBits: [Double]
+    }
+
+    static func ckksChain(_ network: PolynomialIntegerNetwork, logN: Double, precision p: Double) throws(PlanError) -> CKKSChain {
+        let freshError = log2(6 * RlweParameters.errorStandardDeviation) + logN / 2
+        let roundingError = log2(6 / 18.0.squareRoot()) + logN
+        var bound = log2(Double(network.inputLevels))
+        let logScale = Int((p + freshError - bound).rounded(.up))
+        var s = Double(logScale)
+        // Each value a level must hold: its bits, and the first product whose primes it may use.
+        var needs: [(bits: Double, firstProduct: Int)] = []
+        var rescaleBits: [Int] = [], rescales: [Int] = [], errorBits: [Double] = []
+        for (index, layer) in network.layers.enumerated() {
+            let next = network.layerBoundBits[index]
+            switch layer {
+            case .linear:
+                needs.append((next + s, rescaleBits.count))
+                rescales.append(0)
+            case .polynomial(let poly):
+                let a = poly.coefficients.map { Double($0) }
+                guard a.last != 0 else { throw .notOnCKKS("layer \(index)'s leading coefficient is zero") }
+                switch poly.degree {
+                case 1:
+                    s -= log2(abs(a[1]))
+                    rescales.append(0)
+                case 2:
+                    // x·u, u = x + a_1/a_2; then ×a_2 and + a_0 by the scale.
+                    let u = log2(exp2(bound) + abs(a[1] / a[2]))
+                    let product = min(bound + u, log2((exp2(next) + abs(a[0])) / abs(a[2])))
+                    needs.append((bound + u + 2 * s, rescaleBits.count))
+                    let target = p + roundingError - product
+                    let r = Int((2 * s - target).rounded(.down))
+                    // Primes of at most 61 bits (the NTT's lazy range); a product that grows less
+                    // than 20 bits stays unrescaled.
+                    let primes = r < 20 ? 0 : (r + 60) / 61
+                    for i in 0..<primes { rescaleBits.append(r / primes + (i < r % primes ? 1 : 0)) }
+                    rescales.append(primes)
+                    s = 2 * s - Double(primes == 0 ? 0 : r) - log2(abs(a[2]))
+                default:
+                    throw .notOnCKKS("layer \(index) is a degree-\(poly.degree) polynomial; CKKS runs degrees 1 and 2 (BFV runs any, exactly)")
+                }
+            }
+            bound = next
+            errorBits.append(bound - p)
+        }
+        needs.append((bound + s, rescaleBits.count))
+        // q_0 (with the primes not yet dropped) must hold every value with the margin.
+        let base = needs.map { need in
+            need.bits + ckksMarginBits - Double(rescaleBits[need.firstProduct...].reduce(0, +))
+        }.max()!
+        let baseCount = max(1, Int((base / 61).rounded(.up)))
+        let baseTotal = max(Int(base.rounded(.up)), 20 * baseCount)
+        let baseBits = (0..<baseCount).map { baseTotal / baseCount + ($0 < baseTotal % baseCount ? 1 : 0) }
+        // Dropped last first: the last product's primes sit just above q_0.
+        return CKKSChain(ciphertextBits: baseBits + rescaleBits.reversed(), logScale: logScale, rescales: rescales, errorBits: errorBits)
+    }
+
+    /// CKKS, throughput mode: the chain above on the smallest 128-bit ring that holds it (one
+    /// special prime as wide as the widest ciphertext prime: one-prime digits, hybrid key switching).
     static func compileCKKS(_ network: PolynomialIntegerNetwork, mode: Mode, insecureTestOnly: Bool) throws(PlanError) -> SIMDPlan {
         guard mode == .throughput else { throw .notOnCKKS("latency mode runs on BFV") }
-        var products = 0
-        for (index, layer) in network.layers.enumerated() {
-            guard case .polynomial(let p) = layer else { continue }
-            guard p.degree == 2 && p.isPurePower else {
-                throw .notOnCKKS("layer \(index) is not x²; fitted polynomials run on BFV (exact)")
-            }
-            products += 1
-        }
-        // 54-bit base primes (not 60) so that 7-bit weights take the lazy 128-bit accumulation.
-        let baseBits = Double(network.outputBits + ckksScaleBits + 10)
-        let basePrimes = Int((baseBits / 53.9).rounded(.up))
-        let bits = [Int](repeating: 54, count: basePrimes) + [Int](repeating: ckksScaleBits, count: products)
         var tried: [String] = []
-        for n in [8192, 16384, 32768] {
-            for special in [[55], [55, 55]] {
-                let logQP = bits.reduce(0, +) + special.reduce(0, +)
-                guard insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 else {
-                    tried.append("N=\(n) log QP=\(logQP)")
-                    continue
-                }
-                do {
-                    let parameters = insecureTestOnly
-                        ? try RlweParameters.insecureTestOnly(scheme: .ckks(logScale: ckksScaleBits), polynomialSize: 1024,
-                                                              ciphertextModulusBits: bits, specialModulusBits: special)
-                        : try RlweParameters.generated(scheme: .ckks(logScale: ckksScaleBits), polynomialSize: n,
-                                                       ciphertextModulusBits: bits, specialModulusBits: special)
-                    // Headroom: bits between the largest scaled score and Q_final/2.
-                    let finalBits = Double(basePrimes * 54) - 0.1
-                    let kinds = network.layers.map(\.stepKind)
-                    return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
-                                    steps: steps(kinds, network: network, mode: mode, noise: kinds.map { _ in 0 }),
-                                    predictedBudgetBits: finalBits - 1 - log2(max(network.outputBound, 1)) - Double(ckksScaleBits))
-                } catch {
-                    tried.append("N=\(n): \(error)")
-                }
+        for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
+            // The chains that fit: fewest primes (the cost per value), then the most precise.
+            var fitting: [(p: Int, chain: CKKSChain)] = []
+            for p in ckksPrecisionBits {
+                let chain = try ckksChain(network, logN: log2(Double(n)), precision: Double(p))
+                let logQP = chain.ciphertextBits.reduce(0, +) + chain.ciphertextBits.max()!
+                if insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 { fitting.append((p, chain)) }
+            }
+            guard let (p, chain) = fitting.min(by: { ($0.chain.ciphertextBits.count, -$0.p) < ($1.chain.ciphertextBits.count, -$1.p) }) else {
+                tried.append("N=\(n): no chain at 2^-\(ckksPrecisionBits.last!) within log QP ≤ \(RlweParameters.maximumLogModulus128[n] ?? 0)")
+                continue
+            }
+            let special = [chain.ciphertextBits.max()!]
+            do {
+                let scheme = RlweParameters.Scheme.ckks(logScale: chain.logScale)
+                let parameters = insecureTestOnly
+                    ? try RlweParameters.insecureTestOnly(scheme: scheme, polynomialSize: n,
+                                                          ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
+                    : try RlweParameters.generated(scheme: scheme, polynomialSize: n,
+                                                   ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
+                let kinds = network.layers.map(\.stepKind)
+                return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
+                                steps: steps(kinds, network: network, mode: mode, noise: chain.errorBits, rescales: chain.rescales),
+                                predictedBudgetBits: Double(p))
+            } catch {
+                tried.append("N=\(n): \(error)")
             }
         }
-        throw .noParameterSet(outputBits: network.outputBits, depth: products, tried: tried)
+        throw .noParameterSet(outputBits: network.outputBits, depth: depth(network), tried: tried)
     }
 
     /// The plan's steps: each layer's kind with its operations and predicted noise.
-    static func steps(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, mode: Mode, noise: [Double]) -> [Step] {
+    static func steps(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, mode: Mode, noise: [Double],
+                      rescales: [Int]? = nil) -> [Step] {
         kinds.enumerated().map { index, kind in
             // Latency mode holds all of a layer's values in one ciphertext.
-            Step(layer: index, kind: kind, operations: operations(of: kind, inputs: mode == .latency ? 1 : count(before: index, network)),
-                 predictedNoiseBits: noise[index])
+            let inputs = mode == .latency ? 1 : count(before: index, network)
+            return Step(layer: index, kind: kind,
+                        operations: rescales == nil ? operations(of: kind, inputs: inputs) : ckksOperations(of: kind, inputs: inputs),
+                        predictedNoiseBits: noise[index], rescales: rescales?[index] ?? 0)
         }
+    }
+
+    /// CKKS's operations: polynomials by one product and constants (a_2 is free, in the scale).
+    static func ckksOperations(of kind: Step.Kind, inputs: Int) -> Operations {
+        guard case .polynomial(let p) = kind else { return operations(of: kind, inputs: inputs) }
+        let products = p.degree == 2 ? inputs : 0
+        let constants = (p.degree == 2 && p.coefficients[1] != 0 ? inputs : 0) + (p.coefficients[0] != 0 ? inputs : 0)
+        return Operations(constantAdds: constants, ciphertextMultiplies: products, relinearizations: products)
     }
 
     /// Values entering layer `index`.

@@ -65,15 +65,23 @@ struct BFVTests {
         let cts = try vectors.map { try client.encrypt($0) }
         let small: [Int64] = [3, -7, 0, 127, -128, 1, -1, 60, -33]
         let large: [Int64] = [1 << 40, -5, 12345678901, 0, -(1 << 50), 9, 65537 * 3 + 2, -1, 77]
-        #expect(small.allSatisfy { abs($0) < e.lazyWeightLimit(prime: 0) })
-        #expect(!large.allSatisfy { abs($0) < e.lazyWeightLimit(prime: 0) })
-        let t = Modulus(65537)
-        for weights in [small, large] {
-            let expected = (0..<n).map { k in
-                vectors.indices.reduce(UInt64(0)) { t.add($0, t.multiply(t.reduce(signed: vectors[$1][k]), t.reduce(signed: weights[$1]))) }
-            }.map { t.centered($0) }
-            #expect(try client.decrypt(e.linearCombination(cts, weights: weights)) == expected)
+        // 2^16 terms of about 2^63 with 50-bit primes: Σ|w|·q passes 2^128, so these take the reduced path.
+        let huge: [Int64] = (0..<(n == 64 ? 1 << 16 : 9)).map { ($0 % 2 == 0 ? 1 : -1) * (Int64.max - Int64($0) * 977) }
+        func row(_ weights: [Int64]) throws -> SparseIntegerRows {
+            try SparseIntegerRows(rowStart: [0, weights.count], columns: weights.indices.map { Int32($0 % cts.count) }, weights: weights)
         }
+        #expect(try e.accumulatesLazily(prime: 0, rows: row(small)) && e.accumulatesLazily(prime: 0, rows: row(large)))
+        #expect(try e.accumulatesLazily(prime: 0, rows: row(huge)) == (n != 64))
+        let t = Modulus(65537)
+        for weights in [small, large, huge] {
+            let expected = (0..<n).map { k in
+                weights.indices.reduce(UInt64(0)) {
+                    t.add($0, t.multiply(t.reduce(signed: vectors[$1 % cts.count][k]), t.reduce(signed: weights[$1])))
+                }
+            }.map { t.centered($0) }
+            #expect(try client.decrypt(e.linearCombinations(cts, rows: row(weights))[0]) == expected)
+        }
+        #expect(try client.decrypt(e.linearCombination(cts, weights: small)) == client.decrypt(e.linearCombinations(cts, rows: row(small))[0]))
         #expect(try client.decrypt(e.add(cts[0], constant: -40_000)) == Self.reduce(vectors[0].map { $0 - 40_000 }, 65537))
         #expect(try client.decrypt(e.squareRelinearize(cts[1])) == Self.reduce(vectors[1].map { $0 * $0 }, 65537))
         #expect(try client.decrypt(e.square(cts[2])) == client.decrypt(e.multiply(cts[2], cts[2])))

@@ -94,6 +94,14 @@ struct CKKSTests {
         #expect(Self.bits(try client.decrypt(product), zip(x, y).map(*)) > 20)
         #expect(Self.bits(try client.decrypt(e.rescale(e.multiply(cx, client.encoder.encode(y)))), zip(x, y).map(*)) > 20)
         #expect(throws: RlweError.scaleMismatch(product.scale, cx.scale)) { try e.add(product, cx) }
+        // A real factor moves into the scale: the residues stay (negated for c < 0).
+        for c in [3.5, -0.125, -1e6] {
+            let scaled = try e.multiply(cx, byRescaling: c)
+            #expect(Self.bits(try client.decrypt(scaled), x.map { $0 * Complex(c) }) > 24 - log2(abs(c)))
+            #expect(scaled.scale == cx.scale / abs(c))
+        }
+        #expect(throws: RlweError.self) { try e.multiply(cx, byRescaling: 0) }
+        #expect(throws: RlweError.self) { try e.multiply(cx, byRescaling: .nan) }
     }
 
     @Test("Rotations and conjugation permute the slots", arguments: [64, 16384])

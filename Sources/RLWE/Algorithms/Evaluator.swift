@@ -143,6 +143,18 @@ public struct Evaluator: Sendable {
         return out
     }
 
+    /// CKKS: the message times a real c ≠ 0, exactly and without touching the residues: a
+    /// phase Δ·m + e is also (Δ/|c|)·(c·m) + e, so the scale is divided by |c| (and the
+    /// ciphertext negated when c < 0). The precision, relative to the message, stays.
+    public func multiply(_ ct: Ciphertext, byRescaling c: Double) throws(RlweError) -> Ciphertext {
+        try check(ct)
+        guard !context.isBFV else { throw .wrongScheme("BFV messages are integers mod t: multiply(_:byInteger:)") }
+        guard c.isFinite, c != 0, (ct.scale / abs(c)).isNormal else { throw .invalidEncoding("factor \(c) at scale \(ct.scale)") }
+        var out = c < 0 ? try negate(ct) : ct
+        out.scale = ct.scale / abs(c)
+        return out
+    }
+
     // MARK: Multiplication
 
     /// a·b without relinearization: three components. BFV scales the tensor product by t/Q

@@ -42,13 +42,25 @@ public struct SparseIntegerRows: Sendable, Equatable {
 /// read from cache by every row: reading each input once per row from memory would move
 /// hundreds of GB for a CryptoNets layer. Each residue is multiplied by |w| as one full 64×64-bit
 /// product; the positive and the negative terms are summed apart in 128 bits and subtracted
-/// once reduced: one multiply and an add-with-carry per term and word. With |w|·q < 2^63
-/// (``lazyWeightLimit(prime:)``, decided prime by prime) a 128-bit sum holds 2^65 terms;
-/// larger weights are reduced mod q and multiplied with Shoup's method.
+/// once reduced: one multiply and an add-with-carry per term and word. The sums cannot wrap
+/// while every row's Σ|w|·(q − 1) < 2^128 (``accumulatesLazily(prime:rows:)``, decided prime
+/// by prime: any 7-bit weights with any prime below 2^62); otherwise the weights are reduced
+/// mod q and multiplied with Shoup's method.
 extension Evaluator {
-    /// The largest |weight| (exclusive) for which linear combinations accumulate lazily mod q_i.
-    public func lazyWeightLimit(prime i: Int) -> Int64 {
-        Int64(1) << Int64(Swift.max(0, 63 - context.ciphertextTables[i].modulus.bitWidth))
+    /// Whether every row's Σ_t |w_t|·(q_i − 1) stays below 2^128, so that its 128-bit sums of
+    /// positive and of negative terms cannot wrap.
+    public func accumulatesLazily(prime i: Int, rows: SparseIntegerRows) -> Bool {
+        let q = UInt128(context.ciphertextTables[i].modulus.value - 1)
+        for o in 0..<rows.rowCount {
+            var total: UInt128 = 0
+            for t in rows.rowStart[o]..<rows.rowStart[o + 1] {
+                let (term, overflow) = UInt128(rows.weights[t].magnitude).multipliedReportingOverflow(by: q)
+                let (sum, carry) = total.addingReportingOverflow(term)
+                guard !overflow, !carry else { return false }
+                total = sum
+            }
+        }
+        return true
     }
 
     /// Σ_j weights[j] · cts[j].
@@ -75,8 +87,7 @@ extension Evaluator {
         }
         let n = context.polynomialSize, level = first.level, size = first.size, inputs = cts.count
         let block = Swift.min(64, n), blocksPerLimb = n / block, slices = size * level
-        let largest = rows.weights.map(\.magnitude).max() ?? 0
-        let lazy = (0..<level).map { largest < UInt64(lazyWeightLimit(prime: $0)) }
+        let lazy = (0..<level).map { accumulatesLazily(prime: $0, rows: rows) }
         let moduli = (0..<level).map { context.ciphertextTables[$0].modulus }
 
         // Gather: packed[((slice·blocksPerLimb + b)·inputs + j)·block + k], slice = component·level + limb.

@@ -191,7 +191,8 @@ extension Ciphertext {
         if context.isBFV {
             guard scale == 1 else { throw .malformed("a BFV ciphertext has scale 1") }
         } else {
-            guard scale.isFinite, scale >= 1, scale < 0x1p1000 else { throw .malformed("scale \(scale)") }
+            // Below 1 too: a network's later layers hold large integers at small scales.
+            guard scale.isNormal, scale > 0x1p-1000, scale < 0x1p1000 else { throw .malformed("scale \(scale)") }
         }
     }
 }
