@@ -83,56 +83,101 @@ public struct NTTTables: Sendable {
         }
     }
 
-    /// In-place forward transform leaving values in [0, 4q).
+    /// In-place forward transform leaving values in [0, 4q). Stages with t ≥ 4 run four
+    /// butterflies per step; the last two (t = 2, 1) have their own loops: a generic inner
+    /// loop of one or two iterations costs more than its butterflies (about 1.8x overall).
     @inlinable
     public func forwardLazy(_ a: UnsafeMutablePointer<UInt64>) {
         let n = polynomialSize
         let q = modulus.value, twoQ = 2 &* q
+        // x, y ← u + v·w, u − v·w (mod 2q-ish), u first brought below 2q.
+        @inline(__always)
+        func butterfly(_ x: UnsafeMutablePointer<UInt64>, _ y: UnsafeMutablePointer<UInt64>, _ w: UInt64, _ wShoup: UInt64) {
+            // min(u, u − 2q) is u mod 2q for u < 4q, without a branch.
+            let u = Swift.min(x.pointee, x.pointee &- twoQ)
+            let v = y.pointee
+            let product = v &* w &- v.multipliedFullWidth(by: wShoup).high &* q
+            x.pointee = u &+ product
+            y.pointee = u &- product &+ twoQ
+        }
         roots.withUnsafeBufferPointer { w in
             rootsShoup.withUnsafeBufferPointer { wShoup in
                 var t = n, m = 1
-                while m < n {
+                while t > 4 {
                     t >>= 1
                     for i in 0..<m {
                         let wi = w[m + i], wiShoup = wShoup[m + i]
                         let x = a + 2 * i * t, y = x + t
-                        for j in 0..<t {
-                            // min(u, u − 2q) is u mod 2q for u < 4q, without a branch.
-                            let u = Swift.min(x[j], x[j] &- twoQ)
-                            let v = y[j]
-                            let estimate = v.multipliedFullWidth(by: wiShoup).high
-                            let product = v &* wi &- estimate &* q
-                            x[j] = u &+ product
-                            y[j] = u &- product &+ twoQ
+                        var j = 0
+                        while j < t {
+                            butterfly(x + j, y + j, wi, wiShoup)
+                            butterfly(x + j + 1, y + j + 1, wi, wiShoup)
+                            butterfly(x + j + 2, y + j + 2, wi, wiShoup)
+                            butterfly(x + j + 3, y + j + 3, wi, wiShoup)
+                            j += 4
                         }
                     }
                     m <<= 1
+                }
+                if t == 4 {  // N ≥ 4: the t = 2 stage
+                    for i in 0..<m {
+                        let x = a + 4 * i
+                        butterfly(x, x + 2, w[m + i], wShoup[m + i])
+                        butterfly(x + 1, x + 3, w[m + i], wShoup[m + i])
+                    }
+                    m <<= 1
+                }
+                for i in 0..<m {  // t = 1
+                    let x = a + 2 * i
+                    butterfly(x, x + 1, w[m + i], wShoup[m + i])
                 }
             }
         }
     }
 
     /// In-place inverse transform (including the 1/N scaling); input in [0, 2q), output fully
-    /// reduced.
+    /// reduced. The first two stages (t = 1, 2) have their own loops, later ones four
+    /// butterflies per step, as in ``forwardLazy(_:)``.
     @inlinable
     public func inverse(_ a: UnsafeMutablePointer<UInt64>) {
         let n = polynomialSize
         let q = modulus.value, twoQ = 2 &* q
+        @inline(__always)
+        func butterfly(_ x: UnsafeMutablePointer<UInt64>, _ y: UnsafeMutablePointer<UInt64>, _ w: UInt64, _ wShoup: UInt64) {
+            let u = x.pointee, v = y.pointee
+            let difference = u &- v &+ twoQ
+            x.pointee = Swift.min(u &+ v, u &+ v &- twoQ)
+            y.pointee = difference &* w &- difference.multipliedFullWidth(by: wShoup).high &* q
+        }
         inverseRoots.withUnsafeBufferPointer { w in
             inverseRootsShoup.withUnsafeBufferPointer { wShoup in
                 var t = 1, m = n
                 while m > 2 {
                     let h = m >> 1
-                    for i in 0..<h {
-                        let wi = w[h + i], wiShoup = wShoup[h + i]
-                        let x = a + 2 * i * t, y = x + t
-                        for j in 0..<t {
-                            let u = x[j], v = y[j]
-                            let sum = Swift.min(u &+ v, u &+ v &- twoQ)
-                            let difference = u &- v &+ twoQ
-                            let estimate = difference.multipliedFullWidth(by: wiShoup).high
-                            x[j] = sum
-                            y[j] = difference &* wi &- estimate &* q
+                    switch t {
+                    case 1:
+                        for i in 0..<h {
+                            let x = a + 2 * i
+                            butterfly(x, x + 1, w[h + i], wShoup[h + i])
+                        }
+                    case 2:
+                        for i in 0..<h {
+                            let x = a + 4 * i
+                            butterfly(x, x + 2, w[h + i], wShoup[h + i])
+                            butterfly(x + 1, x + 3, w[h + i], wShoup[h + i])
+                        }
+                    default:
+                        for i in 0..<h {
+                            let wi = w[h + i], wiShoup = wShoup[h + i]
+                            let x = a + 2 * i * t, y = x + t
+                            var j = 0
+                            while j < t {
+                                butterfly(x + j, y + j, wi, wiShoup)
+                                butterfly(x + j + 1, y + j + 1, wi, wiShoup)
+                                butterfly(x + j + 2, y + j + 2, wi, wiShoup)
+                                butterfly(x + j + 3, y + j + 3, wi, wiShoup)
+                                j += 4
+                            }
                         }
                     }
                     t <<= 1
