@@ -67,37 +67,30 @@ struct ByteWriter {
         integer(s.high, bytes: 8)
     }
 
-    /// The limbs of `poly`, limb i at `widths(i)` bits per coefficient, each limb byte-aligned.
+    /// The limbs of `poly`, limb i at `widths(i)` bits (at most 62) per coefficient, each limb
+    /// byte-aligned. Each coefficient is ORed into place with one unaligned 64-bit word (and a
+    /// ninth byte when it straddles one).
     mutating func packed(_ poly: RnsPolynomial, widths: (Int) -> Int) {
         let n = poly.degree
         for i in 0..<poly.limbCount {
-            let bits = widths(i)
-            var accumulator: UInt64 = 0, filled = 0
-            // Grow geometrically: reserving the exact size limb after limb would copy the whole
-            // output each time (quadratic in the number of limbs, minutes for large keys).
-            let needed = output.count + (n * bits + 7) / 8
-            if output.capacity < needed { output.reserveCapacity(Swift.max(needed, 2 * output.capacity)) }
-            for k in 0..<n {
-                let v = poly.words[i * n + k]
-                accumulator |= v << UInt64(filled)
-                let taken = min(bits, 64 - filled)
-                filled += taken
-                while filled >= 8 {
-                    output.append(UInt8(truncatingIfNeeded: accumulator))
-                    accumulator >>= 8
-                    filled -= 8
-                }
-                if taken < bits {
-                    accumulator |= (v >> UInt64(taken)) << UInt64(filled)
-                    filled += bits - taken
-                    while filled >= 8 {
-                        output.append(UInt8(truncatingIfNeeded: accumulator))
-                        accumulator >>= 8
-                        filled -= 8
+            let bits = widths(i), count = (n * bits + 7) / 8, start = output.count
+            // Eight bytes of slack so the last word's store stays inside; removed after.
+            output.append(contentsOf: repeatElement(0, count: count + 8))
+            output.withUnsafeMutableBytes { raw in
+                poly.words.withUnsafeBufferPointer { words in
+                    let base = raw.baseAddress! + start
+                    for k in 0..<n {
+                        let v = words[i * n + k], bit = k * bits, byte = bit >> 3, shift = UInt64(bit & 7)
+                        let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: byte, as: UInt64.self)) | v << shift
+                        base.storeBytes(of: word.littleEndian, toByteOffset: byte, as: UInt64.self)
+                        if shift + UInt64(bits) > 64 {
+                            base.storeBytes(of: base.load(fromByteOffset: byte + 8, as: UInt8.self) | UInt8(truncatingIfNeeded: v >> (64 - shift)),
+                                            toByteOffset: byte + 8, as: UInt8.self)
+                        }
                     }
                 }
             }
-            if filled > 0 { output.append(UInt8(truncatingIfNeeded: accumulator)) }
+            output.removeLast(8)
         }
     }
 }
@@ -126,28 +119,39 @@ struct ByteReader {
         Seed128(low: try integer(bytes: 8), high: try integer(bytes: 8))
     }
 
-    /// `limbs` packed limbs of N coefficients, limb i mod `moduli(i)`; a residue ≥ its prime is refused.
+    /// `limbs` packed limbs of N coefficients, limb i mod `moduli(i)`; a residue ≥ its prime is
+    /// refused. A coefficient is one unaligned 64-bit load (and a ninth byte when it straddles
+    /// one) where eight bytes remain in the limb, byte by byte at its end.
     mutating func packed(degree n: Int, limbs: Int, moduli: (Int) -> Modulus) throws(RlweError) -> RnsPolynomial {
         var poly = RnsPolynomial(degree: n, limbs: limbs)
         for i in 0..<limbs {
             let q = moduli(i), bits = q.bitWidth, mask = UInt64.max >> UInt64(64 - bits)
-            let raw = try bytes((n * bits + 7) / 8)
-            var bitPosition = 0
-            for k in 0..<n {
-                var value: UInt64 = 0
-                var got = 0
-                while got < bits {
-                    let byte = UInt64(raw[(bitPosition + got) / 8])
-                    let offset = (bitPosition + got) % 8
-                    let take = min(8 - offset, bits - got)
-                    value |= ((byte >> UInt64(offset)) & ((1 << UInt64(take)) - 1)) << UInt64(got)
-                    got += take
+            let count = (n * bits + 7) / 8
+            guard count <= remaining else { throw .malformed("truncated: needs \(count) more bytes, has \(remaining)") }
+            let start = position
+            position += count
+            var bad: UInt64?
+            input.withUnsafeBytes { raw in
+                let base = raw.baseAddress! + start
+                poly.words.withUnsafeMutableBufferPointer { words in
+                    for k in 0..<n {
+                        let bit = k * bits, byte = bit >> 3, shift = UInt64(bit & 7)
+                        var value: UInt64
+                        if byte + 8 <= count {
+                            value = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: byte, as: UInt64.self)) >> shift
+                            if shift + UInt64(bits) > 64 { value |= UInt64(base.load(fromByteOffset: byte + 8, as: UInt8.self)) << (64 - shift) }
+                        } else {
+                            value = 0
+                            for j in byte..<count { value |= UInt64(base.load(fromByteOffset: j, as: UInt8.self)) << UInt64(8 * (j - byte)) }
+                            value >>= shift
+                        }
+                        value &= mask
+                        if value >= q.value { bad = value }
+                        words[i * n + k] = value
+                    }
                 }
-                bitPosition += bits
-                value &= mask
-                guard value < q.value else { throw .malformed("residue \(value) ≥ its prime \(q.value)") }
-                poly.words[i * n + k] = value
             }
+            if let bad { throw .malformed("residue \(bad) ≥ its prime \(q.value)") }
         }
         return poly
     }
