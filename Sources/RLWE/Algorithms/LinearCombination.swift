@@ -42,15 +42,15 @@ public struct SparseIntegerRows: Sendable, Equatable {
 /// read from cache by every row: reading each input once per row from memory would move
 /// hundreds of GB for a CryptoNets layer. Each residue is multiplied by |w| as one full 64×64-bit
 /// product; the positive and the negative terms are summed apart in 128 bits and subtracted
-/// once reduced: one multiply and an add-with-carry per term and word. The sums cannot wrap
-/// while every row's Σ|w|·(q − 1) < 2^128 (``accumulatesLazily(prime:rows:)``, decided prime
+/// in one reduction: one multiply and an add-with-carry per term and word. The sums cannot wrap
+/// while every row's Σ|w|·q < 2^128 (``accumulatesLazily(prime:rows:)``, decided prime
 /// by prime: any 7-bit weights with any prime below 2^62); otherwise the weights are reduced
 /// mod q and multiplied with Shoup's method.
 extension Evaluator {
-    /// Whether every row's Σ_t |w_t|·(q_i − 1) stays below 2^128, so that its 128-bit sums of
-    /// positive and of negative terms cannot wrap.
+    /// Whether every row's Σ_t |w_t|·q_i stays below 2^128, so that its 128-bit sums (of the
+    /// positive terms, plus q_i times the negative weights) cannot wrap.
     public func accumulatesLazily(prime i: Int, rows: SparseIntegerRows) -> Bool {
-        let q = UInt128(context.ciphertextTables[i].modulus.value - 1)
+        let q = UInt128(context.ciphertextTables[i].modulus.value)
         for o in 0..<rows.rowCount {
             var total: UInt128 = 0
             for t in rows.rowStart[o]..<rows.rowStart[o + 1] {
@@ -144,7 +144,8 @@ extension Evaluator {
                 }
             }
         }
-        return (0..<rows.rowCount).map { o in
+        // Copied out on all cores: a CryptoNets convolution's outputs are hundreds of MB.
+        return ParallelWork.map(rows.rowCount) { o in
             let components = (0..<size).map { c in
                 let start = o * perOutput + c * level * n
                 return RnsPolynomial(degree: n, words: Array(out[start..<(start + level * n)]))
@@ -153,8 +154,10 @@ extension Evaluator {
         }
     }
 
-    /// One row over one block: Σ |w|·x over the positive terms and over the negative ones, four
-    /// words at a time in 128-bit register accumulators, then (positive − negative) mod q.
+    /// One row over one block: Σ |w|·x over the positive terms (P) and over the negative ones
+    /// (N), four words at a time in 128-bit register accumulators, then one reduction of
+    /// P + q·W − N ≡ P − N, W the row's Σ|w| over its negative terms (so q·W ≥ N, and the
+    /// lazy condition Σ|w|·q < 2^128 keeps the sum in 128 bits).
     @inline(__always)
     private static func accumulateRow(positive: Range<Int>, negative: Range<Int>, x: UnsafePointer<UInt64>,
                                       into target: UnsafeMutablePointer<UInt64>, block: Int,
@@ -162,7 +165,7 @@ extension Evaluator {
         offsets.withUnsafeBufferPointer { offsets in
             magnitudes.withUnsafeBufferPointer { magnitudes in
                 @inline(__always)
-                func sum(_ terms: Range<Int>, at k: Int) -> (UInt64, UInt64, UInt64, UInt64) {
+                func sum(_ terms: Range<Int>, at k: Int) -> (UInt128, UInt128, UInt128, UInt128) {
                     var a0: UInt128 = 0, a1: UInt128 = 0, a2: UInt128 = 0, a3: UInt128 = 0
                     for t in terms {
                         // A full-width scalar product: the compiler would otherwise emulate 64-bit vector multiplies.
@@ -172,18 +175,22 @@ extension Evaluator {
                         a2 &+= UInt128(w) &* UInt128(row[2])
                         a3 &+= UInt128(w) &* UInt128(row[3])
                     }
-                    func reduce(_ a: UInt128) -> UInt64 {
-                        m.reduce(high: UInt64(truncatingIfNeeded: a >> 64), low: UInt64(truncatingIfNeeded: a))
-                    }
-                    return (reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+                    return (a0, a1, a2, a3)
                 }
+                @inline(__always)
+                func reduce(_ a: UInt128) -> UInt64 {
+                    m.reduce(high: UInt64(truncatingIfNeeded: a >> 64), low: UInt64(truncatingIfNeeded: a))
+                }
+                var weight: UInt128 = 0
+                for t in negative { weight &+= UInt128(magnitudes[t]) }
+                let offset = weight &* UInt128(m.value)
                 var k = 0
                 while k < block {
                     let p = sum(positive, at: k), q = sum(negative, at: k)
-                    target[k] = m.subtract(p.0, q.0)
-                    target[k + 1] = m.subtract(p.1, q.1)
-                    target[k + 2] = m.subtract(p.2, q.2)
-                    target[k + 3] = m.subtract(p.3, q.3)
+                    target[k] = reduce(p.0 &+ offset &- q.0)
+                    target[k + 1] = reduce(p.1 &+ offset &- q.1)
+                    target[k + 2] = reduce(p.2 &+ offset &- q.2)
+                    target[k + 3] = reduce(p.3 &+ offset &- q.3)
                     k += 4
                 }
             }
