@@ -236,6 +236,26 @@ struct SIMDInferenceTests {
         #expect(single.scores == batch.prefix(2).map { form.scores($0) })
         #expect(single.budgetBits >= latency.predictedBudgetBits, "measured \(single.budgetBits), predicted \(latency.predictedBudgetBits)")
     }
+
+    @Test("Bundled cryptonets-mnist on CKKS: N = 8192 at 128 bits, a full batch of 4,096 test images, every argmax the integer reference's and every error within the plan's prediction")
+    func cryptoNetsCKKS() throws {
+        let file = try ModelCatalog.load("cryptonets-mnist")
+        let form = try #require(file.polynomialNetwork).integerForm()
+        let plan = try SIMDPlan.compile(form, scheme: .ckks)
+        #expect(plan.securityBits == 128)
+        #expect(plan.parameters[0].polynomialSize == 8192)
+        #expect(plan.parameters[0].ciphertextModuli.count == 3)
+        let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
+        let batch = file.datasetKind.evaluationSamples(in: data).prefix(plan.batchSize).map { data.sample($0) }
+        let outcome = try SIMDPipeline.run(plan, images: batch)
+        var worst = 0.0
+        for (scores, image) in zip(outcome.scores, batch) {
+            let reference = form.scores(image)
+            #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference))
+            for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b))) }
+        }
+        #expect(worst <= exp2(plan.steps.last!.predictedNoiseBits), "error 2^\(log2(worst)), predicted 2^\(plan.steps.last!.predictedNoiseBits)")
+    }
 }
 
 /// The shared data folder beside the repository.
