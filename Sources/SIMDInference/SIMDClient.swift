@@ -95,6 +95,30 @@ public final class SIMDClient: Sendable {
         secretKeys.map { KeyGenerator(secretKey: $0).makeEvaluationKey(relinearization: true, rotations: plan.rotationSteps) }
     }
 
+    /// ``evaluationKeys()`` as one byte string for the server (``SIMDWire``).
+    public func evaluationKeyBytes() -> [UInt8] {
+        SIMDWire.encode(.evaluationKeys, plan: plan, evaluationKeys().map { [$0.serialized()] })
+    }
+
+    /// ``encrypt(_:)`` as one byte string for the server (``SIMDWire``).
+    public func encryptForUpload(_ images: [ArraySlice<Float>]) throws(ClientError) -> [UInt8] {
+        SIMDWire.encode(.inputs, plan: plan, try encrypt(images).map { $0.map { $0.serialized() } })
+    }
+
+    /// ``decrypt(_:imageCount:)`` of the server's result bytes (``SIMDWire``), read as untrusted.
+    public func decrypt(download bytes: [UInt8], imageCount: Int) throws(ClientError) -> (scores: [[Int128]], budgetBits: Double) {
+        let outputs: [[Ciphertext]]
+        do throws(RlweError) {
+            outputs = try SIMDWire.decode(bytes, kind: .outputs, plan: plan, objectsPerPrime: plan.outputCiphertexts)
+                .enumerated().map { prime, objects throws(RlweError) in
+                    try objects.map { bytes throws(RlweError) in try Ciphertext(deserializing: bytes, context: contexts[prime]) }
+                }
+        } catch {
+            throw .rlwe(error)
+        }
+        return try decrypt(outputs, imageCount: imageCount)
+    }
+
     /// Images (pixels in [0, 1]) → the plan's input ciphertexts per plaintext prime, seeded,
     /// encrypted on all cores. Throughput: one per input value, image j in slot j. Latency (one
     /// image): one per kernel offset of the first convolution, slot o holding the pixel that

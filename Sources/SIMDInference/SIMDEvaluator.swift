@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import NeuralNet
 import ObscuraMath
 import RLWE
@@ -60,6 +61,78 @@ public struct SIMDEvaluator: Sendable {
         } catch {
             throw .rlwe(error)
         }
+    }
+
+    /// An evaluator from the client's ``SIMDClient/evaluationKeyBytes()``, read as untrusted:
+    /// one key per plaintext prime, each with the relinearization key and every rotation the
+    /// plan needs (a key without them is refused here, not in the middle of a job).
+    public init(plan: SIMDPlan, keyBytes: [UInt8]) throws(EvaluationError) {
+        var keys: [EvaluationKey] = []
+        do throws(RlweError) {
+            let objects = try SIMDWire.decode(keyBytes, kind: .evaluationKeys, plan: plan, objectsPerPrime: 1)
+            for (parameters, object) in zip(plan.parameters, objects) {
+                let context = RlweContext(parameters: parameters)
+                let key = try EvaluationKey(deserializing: object[0], context: context)
+                guard key.relinearization != nil else { throw RlweError.missingRelinearizationKey }
+                for step in plan.rotationSteps {
+                    let g = context.galoisElement(rotatingBy: step)
+                    guard g == 1 || key.galois[g] != nil else { throw RlweError.missingGaloisKey(element: g) }
+                }
+                keys.append(key)
+            }
+        } catch {
+            throw .rlwe(error)
+        }
+        try self.init(plan: plan, keys: keys)
+    }
+
+    /// What one evaluation of uploaded bytes gave: the result's bytes and each step's seconds
+    /// (summed over the primes).
+    public struct Evaluation: Sendable {
+        public let bytes: [UInt8]
+        public let stepSeconds: [Double]
+    }
+
+    /// Evaluates the client's ``SIMDClient/encryptForUpload(_:)`` bytes (read as untrusted)
+    /// and returns the result as bytes for ``SIMDClient/decrypt(download:imageCount:)``.
+    /// Throughput mode runs the primes one after another, each on all cores; latency mode runs
+    /// them side by side. `progress(done, total)` counts steps over all primes.
+    public func evaluate(upload: [UInt8], progress: @escaping @Sendable (_ done: Int, _ total: Int) -> Void = { _, _ in })
+        throws(EvaluationError) -> Evaluation {
+        let objects: [[[UInt8]]]
+        do throws(RlweError) {
+            objects = try SIMDWire.decode(upload, kind: .inputs, plan: plan, objectsPerPrime: plan.inputCiphertexts)
+        } catch {
+            throw .rlwe(error)
+        }
+        let total = plan.steps.count * evaluators.count
+        let counter = StepCounter()
+        func run(_ prime: Int) throws(EvaluationError) -> ([[UInt8]], [Double]) {
+            let context = evaluators[prime].context
+            let inputs: [Ciphertext]
+            do throws(RlweError) {
+                inputs = try objects[prime].map { bytes throws(RlweError) -> Ciphertext in
+                    try SeededCiphertext(deserializing: bytes, context: context).expanded()
+                }
+            } catch {
+                throw .rlwe(error)
+            }
+            var seconds = [Double](repeating: 0, count: plan.steps.count)
+            let outputs: [Ciphertext] = try evaluate(prime: prime, inputs: inputs) { step, s in
+                seconds[step] += s
+                progress(counter.increment(), total)
+            }
+            return (outputs.map { $0.serialized() }, seconds)
+        }
+        let work = { (prime: Int) in Result(catching: { () throws(EvaluationError) in try run(prime) }) }
+        let results = plan.mode == .latency ? ParallelWork.map(evaluators.count, work) : evaluators.indices.map(work)
+        var outputs: [[[UInt8]]] = [], stepSeconds = [Double](repeating: 0, count: plan.steps.count)
+        for result in results {
+            let (bytes, seconds) = try result.get()
+            outputs.append(bytes)
+            for (step, s) in seconds.enumerated() { stepSeconds[step] += s }
+        }
+        return Evaluation(bytes: SIMDWire.encode(.outputs, plan: plan, outputs), stepSeconds: stepSeconds)
     }
 
     /// Encodes a latency step's weights (every N-slot vector the period-P pattern repeated).
@@ -225,6 +298,14 @@ public struct SIMDEvaluator: Sendable {
         let combined = try evaluator.linearCombination(powers, weights: Array(centred.dropFirst()))
         return centred[0] == 0 ? combined : try evaluator.add(combined, constant: centred[0])
     }
+}
+
+/// Steps finished over primes running side by side.
+final class StepCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+
+    func increment() -> Int { lock.withLock { count += 1; return count } }
 }
 
 extension RlweContext {

@@ -36,37 +36,29 @@ public enum SIMDPipeline {
     public enum PipelineError: Error, Sendable, CustomStringConvertible {
         case client(SIMDClient.ClientError)
         case server(SIMDEvaluator.EvaluationError)
-        case transport(RlweError)
 
         public var description: String {
             switch self {
             case .client(let e): "client: \(e)"
             case .server(let e): "server: \(e)"
-            case .transport(let e): "bytes between client and server: \(e)"
             }
         }
     }
 
-    /// Runs `images` through `plan`. `progress(done, total)` counts evaluations.
+    /// Runs `images` through `plan`, with the same byte objects (``SIMDWire``) and calls the
+    /// service makes. `progress(done, total)` counts evaluations.
     public static func run(_ plan: SIMDPlan, images: [ArraySlice<Float>],
                            progress: (Int, Int) -> Void = { _, _ in }) throws(PipelineError) -> Outcome {
         // Client: keys, as bytes.
         var clock = Stopwatch()
         let client: SIMDClient
         do throws(SIMDClient.ClientError) { client = try SIMDClient(plan: plan) } catch { throw .client(error) }
-        let keyBytes = client.evaluationKeys().map { $0.serialized() }
+        let keyBytes = client.evaluationKeyBytes()
         let keySeconds = clock.lap()
 
-        // Server: its own contexts, the keys, the plan's plaintexts.
-        let contexts = plan.parameters.map { RlweContext(parameters: $0) }
-        let keys: [EvaluationKey]
-        do throws(RlweError) {
-            keys = try zip(keyBytes, contexts).map { bytes, context throws(RlweError) in
-                try EvaluationKey(deserializing: bytes, context: context)
-            }
-        } catch { throw .transport(error) }
+        // Server: its own contexts from the plan, the keys, the plan's plaintexts.
         let server: SIMDEvaluator
-        do throws(SIMDEvaluator.EvaluationError) { server = try SIMDEvaluator(plan: plan, keys: keys) } catch { throw .server(error) }
+        do throws(SIMDEvaluator.EvaluationError) { server = try SIMDEvaluator(plan: plan, keyBytes: keyBytes) } catch { throw .server(error) }
         let serverSetupSeconds = clock.lap()
 
         var scores: [[Int128]] = [], budget = Double.infinity
@@ -76,38 +68,20 @@ public enum SIMDPipeline {
         let batches = stride(from: 0, to: images.count, by: plan.batchSize).map { Array(images[$0..<min($0 + plan.batchSize, images.count)]) }
         for (index, batch) in batches.enumerated() {
             clock.lap()
-            let upload: [[[UInt8]]]
-            do throws(SIMDClient.ClientError) {
-                upload = try client.encrypt(batch).map { $0.map { $0.serialized() } }
-            } catch { throw .client(error) }
+            let upload: [UInt8]
+            do throws(SIMDClient.ClientError) { upload = try client.encryptForUpload(batch) } catch { throw .client(error) }
             encryptSeconds += clock.lap()
-            uploadBytes += upload.joined().reduce(0) { $0 + $1.count }
+            uploadBytes += upload.count
 
-            // Throughput: one prime after another, each on all cores; latency: the primes side by side.
-            let work = { (prime: Int) in
-                Result(catching: { () throws(PipelineError) -> ([[UInt8]], [Double]) in
-                    try evaluate(server, prime: prime, upload: upload[prime], context: contexts[prime])
-                })
-            }
-            let results = plan.mode == .latency ? ParallelWork.map(plan.parameters.count, work) : plan.parameters.indices.map(work)
-            var download: [[[UInt8]]] = []
-            for result in results {
-                let (bytes, seconds) = try result.get()
-                download.append(bytes)
-                for (step, s) in seconds.enumerated() { stepSeconds[step] += s }
-            }
+            let evaluation: SIMDEvaluator.Evaluation
+            do throws(SIMDEvaluator.EvaluationError) { evaluation = try server.evaluate(upload: upload) } catch { throw .server(error) }
+            for (step, s) in evaluation.stepSeconds.enumerated() { stepSeconds[step] += s }
             evaluationSeconds.append(clock.lap())
-            downloadBytes += download.joined().reduce(0) { $0 + $1.count }
+            downloadBytes += evaluation.bytes.count
             progress(index + 1, batches.count)
 
-            let outputs: [[Ciphertext]]
-            do throws(RlweError) {
-                outputs = try download.enumerated().map { prime, cts throws(RlweError) in
-                    try cts.map { bytes throws(RlweError) in try Ciphertext(deserializing: bytes, context: client.contexts[prime]) }
-                }
-            } catch { throw .transport(error) }
             do throws(SIMDClient.ClientError) {
-                let (batchScores, batchBudget) = try client.decrypt(outputs, imageCount: batch.count)
+                let (batchScores, batchBudget) = try client.decrypt(download: evaluation.bytes, imageCount: batch.count)
                 scores += batchScores
                 budget = min(budget, batchBudget)
             } catch { throw .client(error) }
@@ -116,23 +90,7 @@ public enum SIMDPipeline {
         return Outcome(scores: scores, budgetBits: budget, keySeconds: keySeconds, encryptSeconds: encryptSeconds,
                        decryptSeconds: decryptSeconds, evaluationSeconds: evaluationSeconds, serverSetupSeconds: serverSetupSeconds,
                        stepSeconds: stepSeconds, uploadBytes: uploadBytes, downloadBytes: downloadBytes,
-                       evaluationKeyBytes: keyBytes.reduce(0) { $0 + $1.count })
-    }
-
-    /// The server's part for one prime: the inputs' bytes in, the outputs' bytes out, with the
-    /// seconds of each step.
-    private static func evaluate(_ server: SIMDEvaluator, prime: Int, upload: [[UInt8]],
-                                 context: RlweContext) throws(PipelineError) -> ([[UInt8]], [Double]) {
-        let inputs: [Ciphertext]
-        do throws(RlweError) {
-            inputs = try upload.map { bytes throws(RlweError) in try SeededCiphertext(deserializing: bytes, context: context).expanded() }
-        } catch { throw .transport(error) }
-        var seconds = [Double](repeating: 0, count: server.plan.steps.count)
-        let outputs: [Ciphertext]
-        do throws(SIMDEvaluator.EvaluationError) {
-            outputs = try server.evaluate(prime: prime, inputs: inputs) { step, s in seconds[step] += s }
-        } catch { throw .server(error) }
-        return (outputs.map { $0.serialized() }, seconds)
+                       evaluationKeyBytes: keyBytes.count)
     }
 }
 

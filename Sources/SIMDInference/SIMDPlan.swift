@@ -175,6 +175,8 @@ public struct SIMDPlan: Sendable {
         if case .packedConvolution(let c) = steps.first?.kind { return c.offsetCount }
         return 1
     }
+    /// Ciphertexts the server returns per plaintext prime: one per score (throughput), or one.
+    public var outputCiphertexts: Int { mode == .throughput ? scoreCount : 1 }
     /// Scores per image: the last linear layer's outputs.
     public var scoreCount: Int {
         network.layers.reversed().lazy.compactMap { if case .linear(let l) = $0 { l.outputCount } else { nil } }.first ?? network.inputCount

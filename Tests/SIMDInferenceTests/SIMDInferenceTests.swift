@@ -156,6 +156,42 @@ struct SIMDInferenceTests {
         #expect(throws: SIMDClient.ClientError.noImages) { try client.encrypt([]) }
     }
 
+    @Test("Wire objects from untrusted bytes: truncated, of another kind or plan, or keys missing a rotation are refused with typed errors; a good round trip is exact")
+    func hostileWireObjects() throws {
+        let form = try Self.tiny(activation: [0, 0, 1]).integerForm()
+        let throughput = try SIMDPlan.compile(form, shapes: [Self.smallShape])
+        let latency = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
+        #expect(throughput.fingerprint != latency.fingerprint)
+        #expect(latency.parameterSetName.hasSuffix("-latency-insecure"))
+        let client = try SIMDClient(plan: latency)
+        let keys = client.evaluationKeyBytes()
+        #expect(SIMDWire.kind(of: keys) == .evaluationKeys)
+        let upload = try client.encryptForUpload([Self.images(3, pixels: 16, seed: 3)[2]])
+        #expect(SIMDWire.kind(of: upload) == .inputs)
+        func refused(_ body: () throws -> Void) { #expect(throws: (any Error).self) { try body() } }
+        refused { _ = try SIMDEvaluator(plan: latency, keyBytes: Array(keys.dropLast())) }
+        refused { _ = try SIMDEvaluator(plan: latency, keyBytes: keys + [0]) }
+        refused { _ = try SIMDEvaluator(plan: latency, keyBytes: upload) }
+        refused { _ = try SIMDEvaluator(plan: throughput, keyBytes: keys) }
+        refused { _ = try SIMDEvaluator(plan: latency, keyBytes: Array(repeating: 0x4f, count: 4096)) }
+        // Keys of the right contexts but without the plan's rotations: refused at registration.
+        let bare = latency.parameters.map { parameters in
+            KeyGenerator(secretKey: SecretKey(context: RlweContext(parameters: parameters)))
+                .makeEvaluationKey(relinearization: true, rotations: []).serialized()
+        }
+        #expect(throws: SIMDEvaluator.EvaluationError.self) {
+            try SIMDEvaluator(plan: latency, keyBytes: SIMDWire.encode(.evaluationKeys, plan: latency, bare.map { [$0] }))
+        }
+        let server = try SIMDEvaluator(plan: latency, keyBytes: keys)
+        refused { _ = try server.evaluate(upload: Array(upload.dropLast(3))) }
+        refused { _ = try server.evaluate(upload: keys) }
+        let result = try server.evaluate(upload: upload).bytes
+        #expect(SIMDWire.kind(of: result) == .outputs)
+        #expect(try client.decrypt(download: result, imageCount: 1).scores == [form.scores(Self.images(3, pixels: 16, seed: 3)[2])])
+        #expect(throws: SIMDClient.ClientError.self) { try client.decrypt(download: Array(result.dropLast()), imageCount: 1) }
+        #expect(throws: SIMDClient.ClientError.self) { try client.decrypt(download: upload, imageCount: 1) }
+    }
+
     @Test("A plan without margin (the largest t, a budget predicted far below zero) is caught by the client's measured budget, not returned wrong")
     func exhaustedBudgetRefused() throws {
         var deep = Self.tiny(activation: [0, 0, 1])

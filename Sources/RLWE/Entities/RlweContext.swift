@@ -124,7 +124,7 @@ public final class RlweContext: Sendable {
     }
 
     /// SHA-256 of a canonical description, first 8 bytes.
-    static func fingerprint(of p: RlweParameters) -> UInt64 {
+    public static func fingerprint(of p: RlweParameters) -> UInt64 {
         var words: [UInt64] = [UInt64(p.polynomialSize), UInt64(p.securityBits), UInt64(p.specialModuli.count)]
         words += p.specialModuli
         switch p.scheme {

@@ -1,0 +1,115 @@
+import RLWE
+
+/// The three objects a SIMD client and server exchange, each one byte string: the evaluation
+/// keys (one per plaintext prime), a batch of encrypted inputs and its encrypted results. A
+/// 20-byte header — magic "OSIM", version (UInt16), kind (UInt16), the plan's fingerprint
+/// (UInt64, ``SIMDPlan/fingerprint``), the prime count (UInt32) — then, per prime, an object
+/// count (UInt32) and each object as its length (UInt32) and its RLWE bytes, all little-endian.
+/// The RLWE readers check each object's own header (a secret key's magic is refused there).
+public enum SIMDWire {
+    public static let magic: [UInt8] = Array("OSIM".utf8)
+    public static let version: UInt16 = 1
+    static let headerSize = 20
+
+    public enum Kind: UInt16, Sendable, CustomStringConvertible {
+        case evaluationKeys = 1, inputs = 2, outputs = 3
+
+        public var description: String {
+            switch self {
+            case .evaluationKeys: "SIMD evaluation keys"
+            case .inputs: "SIMD encrypted inputs"
+            case .outputs: "SIMD encrypted results"
+            }
+        }
+    }
+
+    /// The kind of `bytes`, if they start with a SIMD header (nothing else is checked).
+    public static func kind(of bytes: [UInt8]) -> Kind? {
+        guard bytes.count >= headerSize, bytes.starts(with: magic) else { return nil }
+        return Kind(rawValue: UInt16(bytes[6]) | UInt16(bytes[7]) << 8)
+    }
+
+    /// `objects[prime]` framed for `plan`.
+    static func encode(_ kind: Kind, plan: SIMDPlan, _ objects: [[[UInt8]]]) -> [UInt8] {
+        var out = magic
+        func put<T: FixedWidthInteger>(_ value: T, _ count: Int) {
+            for i in 0..<count { out.append(UInt8(truncatingIfNeeded: UInt64(truncatingIfNeeded: value) >> UInt64(8 * i))) }
+        }
+        put(version, 2)
+        put(kind.rawValue, 2)
+        put(plan.fingerprint, 8)
+        put(UInt32(objects.count), 4)
+        out.reserveCapacity(objects.joined().reduce(out.count) { $0 + 4 + $1.count } + 4 * objects.count)
+        for prime in objects {
+            put(UInt32(prime.count), 4)
+            for object in prime {
+                put(UInt32(object.count), 4)
+                out += object
+            }
+        }
+        return out
+    }
+
+    /// The objects of untrusted `bytes`: the header must be `kind` for `plan`, with one group
+    /// per plaintext prime of `objectsPerPrime` objects (any number up to `maximumObjects` when nil).
+    static func decode(_ bytes: [UInt8], kind: Kind, plan: SIMDPlan, objectsPerPrime: Int?,
+                       maximumObjects: Int = 1 << 16) throws(RlweError) -> [[[UInt8]]] {
+        var position = 0
+        func take(_ count: Int) throws(RlweError) -> ArraySlice<UInt8> {
+            guard count >= 0, bytes.count - position >= count else { throw .malformed("truncated \(kind)") }
+            defer { position += count }
+            return bytes[position..<(position + count)]
+        }
+        func integer(_ count: Int) throws(RlweError) -> UInt64 {
+            try take(count).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        guard try take(4).elementsEqual(magic) else { throw .malformed("not \(kind) (no SIMD header)") }
+        guard try integer(2) == UInt64(version) else { throw .malformed("a SIMD format version this build does not read") }
+        let found = try integer(2)
+        guard found == UInt64(kind.rawValue) else {
+            throw .malformed("\(Kind(rawValue: UInt16(truncatingIfNeeded: found))?.description ?? "object kind \(found)") where \(kind) are expected")
+        }
+        guard try integer(8) == plan.fingerprint else { throw .malformed("\(kind) made for another model plan or parameter set") }
+        let primes = Int(try integer(4))
+        guard primes == plan.parameters.count else { throw .malformed("\(primes) plaintext primes; the plan has \(plan.parameters.count)") }
+        var objects: [[[UInt8]]] = []
+        for prime in 0..<primes {
+            let count = Int(try integer(4))
+            guard objectsPerPrime.map({ count == $0 }) ?? (count <= maximumObjects) else {
+                throw .malformed("prime \(prime): \(count) objects, expected \(objectsPerPrime.map(String.init) ?? "at most \(maximumObjects)")")
+            }
+            var group: [[UInt8]] = []
+            group.reserveCapacity(count)
+            for _ in 0..<count { group.append(Array(try take(Int(try integer(4))))) }
+            objects.append(group)
+        }
+        guard position == bytes.count else { throw .malformed("\(bytes.count - position) unexpected bytes after the \(kind)") }
+        return objects
+    }
+}
+
+extension SIMDPlan {
+    /// What client and server must agree on, in 64 bits: every prime's parameter fingerprint,
+    /// the mode, the scheme and the layout's input and output counts (FNV-1a over them).
+    public var fingerprint: UInt64 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ value: UInt64) {
+            for i in 0..<8 { hash = (hash ^ (value >> UInt64(8 * i) & 0xff)) &* 0x100_0000_01b3 }
+        }
+        for parameters in self.parameters { mix(RlweContext.fingerprint(of: parameters)) }
+        mix(mode == .throughput ? 1 : 2)
+        mix(scheme == .bfv ? 1 : 2)
+        mix(UInt64(inputCiphertexts))
+        mix(UInt64(scoreCount))
+        return hash
+    }
+
+    /// A readable name of the plan's parameters, for listings and key registration:
+    /// "bfv-n8192-q162-t4-latency" or "ckks-n8192-q154-throughput".
+    public var parameterSetName: String {
+        let p = parameters[0]
+        let primes = scheme == .bfv ? "-t\(parameters.count)" : ""
+        return "\(scheme.rawValue)-n\(p.polynomialSize)-q\(Int(p.logModulus.rounded()))\(primes)-\(mode.rawValue)"
+            + (securityBits == 0 ? "-insecure" : "")
+    }
+}
