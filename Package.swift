@@ -86,13 +86,15 @@ let package = Package(
         .target(name: "ObscuraAPI"),
         .target(
             name: "ObscuraClient",
-            dependencies: ["ObscuraAPI", "PrivateInference"],
+            dependencies: ["ObscuraAPI", "PrivateInference", "SIMDInference", "RLWE"],
             swiftSettings: nativeVectorFlags),
         .target(
             name: "ObscuraServer",
             dependencies: [
                 "ObscuraAPI",
                 "PrivateInference",
+                "SIMDInference",
+                "RLWE",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

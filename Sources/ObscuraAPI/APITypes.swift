@@ -40,9 +40,10 @@ public struct ServedModel: Codable, Sendable, Equatable {
     public var inputCiphertexts: Int
     /// Ciphertexts per encrypted result (partial sums the client adds).
     public var outputCiphertexts: Int
-    /// The evaluation backend ("tfhe-pbs").
+    /// The evaluation backend: "tfhe-pbs", or "rlwe-bfv-latency", "rlwe-ckks-throughput", ….
     public var backend: String
-    /// The TFHE parameter set the client's keys must use.
+    /// The parameter set the client's keys must use (a TFHE set's name, or an RLWE plan's
+    /// ``parameterSet`` such as "bfv-n8192-q216-t5-latency").
     public var parameterSet: String
     /// The parameter set's estimated security in bits.
     public var securityBits: Int
@@ -56,11 +57,15 @@ public struct ServedModel: Codable, Sendable, Equatable {
     public var expectedLatencySeconds: Double?
     /// The integer model's accuracy on its evaluation split.
     public var integerAccuracy: Double
+    /// Images one job may carry (the RLWE backends: the slots of a batch in throughput mode, 1
+    /// in latency mode); nil for TFHE, one record per job.
+    public var batchSize: Int?
 
     public init(name: String, task: String, dataset: String, inputShape: [Int], inputCiphertexts: Int,
                 outputCiphertexts: Int, backend: String, parameterSet: String, securityBits: Int,
                 bootstrapsPerInference: Int, observedLatencySeconds: Double?, expectedLatencySeconds: Double?,
-                integerAccuracy: Double) {
+                integerAccuracy: Double, batchSize: Int? = nil) {
+        self.batchSize = batchSize
         self.name = name
         self.task = task
         self.dataset = dataset

@@ -34,38 +34,63 @@ struct Demo: AsyncParsableCommand {
                 try await classify(model: "paper-bnn-sign-mnist", records: images, service: service,
                                    heading: "[2] the paper's binarized CNN with sign activations on \(images) bundled MNIST test images")
             }
+            try await cryptoNets(service: service)
         }
-        try cryptoNets()
     }
 
-    /// CryptoNets on BFV in latency mode, client and server in this process (the service does
-    /// not serve the RLWE models yet), on all 16 bundled MNIST images.
-    private func cryptoNets() throws {
+    /// CryptoNets on RLWE through the server: BFV in latency mode, one job per image across the
+    /// slots, exact; then all 16 images as one CKKS throughput job (a batch holds 4,096).
+    private func cryptoNets(service: ServiceClient) async throws {
         let name = "cryptonets-mnist"
-        print("\n[3] CryptoNets on BFV (RLWE), one image at a time across the slots, on the 16 bundled MNIST test images (\(name),")
-        print("    client and server in this process, every object crossing as bytes; the service does not serve RLWE models yet)")
         let model = try ModelCatalog.load(name)
         guard let network = model.polynomialNetwork else { throw DemoError.wrongResult("\(name) is not a polynomial network") }
         let form = try network.integerForm()
+        let dataset = try Dataset.bundledSample(model.datasetKind)
+        let images = (0..<dataset.count).map { dataset.sample($0) }
+        let references = images.map { form.scores($0) }
+
+        print("\n[3] CryptoNets on BFV (RLWE), one image per job across the slots, on the \(images.count) bundled MNIST test images (\(name))")
         let plan = try SIMDPlan.compile(form, mode: .latency)
         let ring = plan.parameters[0]
         print("  plan: N = \(ring.polynomialSize), Q of \(Int(ring.logModulus.rounded())) bits, \(plan.parameters.count) plaintext primes "
               + "joined by the CRT, \(plan.securityBits)-bit")
-        let dataset = try Dataset.bundledSample(model.datasetKind)
-        let images = (0..<dataset.count).map { dataset.sample($0) }
-        let outcome = try SIMDPipeline.run(plan, images: images)
-        let predictions = outcome.scores.map { BinarizedCNN.argmax($0) }
+        var start = Clock.now()
+        let latency = try await PrivateBatchClassifier.connect(to: service, model: name, plan: plan)
+        print(String(format: "  client: keys made and %.0f MB of evaluation keys registered in %.1f s (once per client)",
+                     Double(plan.evaluationKeyBytes) / 1e6, Double(Clock.now() - start) / 1e9))
+        var predictions: [Int] = [], exact = 0, times: [Double] = [], upload = 0, download = 0
+        for (image, reference) in zip(images, references) {
+            start = Clock.now()
+            let prediction = try await latency.classify([image])
+            times.append(Double(Clock.now() - start) / 1e9)
+            predictions.append(prediction.predictedClasses[0])
+            if prediction.scores[0] == reference { exact += 1 }
+            upload += prediction.uploadBytes
+            download += prediction.downloadBytes
+        }
         let correct = zip(predictions, dataset.labels).filter { $0 == $1 }.count
-        let exact = zip(outcome.scores, images).filter { $0 == form.scores($1) }.count
         print("  predictions: " + predictions.map(String.init).joined(separator: " "))
         print("  labels:      " + dataset.labels.map(String.init).joined(separator: " "))
-        let latencies = outcome.evaluationSeconds.sorted()
+        times.sort()
         print(String(format: "  %d/%d correct (the model: %.2f%% on the 10,000 test images); decrypted scores equal the integer reference on %d/%d;",
                      correct, images.count, model.integerAccuracy * 100, exact, images.count))
-        print(String(format: "  median %.2f s per image on the server, %.1f MB up and %.1f MB down per image",
-                     latencies[latencies.count / 2], Double(outcome.uploadBytes) / 1e6 / Double(images.count),
-                     Double(outcome.downloadBytes) / 1e6 / Double(images.count)))
+        print(String(format: "  median %.2f s per image over HTTP (encrypt, upload, evaluate, download, decrypt), %.1f MB up and %.1f MB down per image",
+                     times[times.count / 2], Double(upload) / 1e6 / Double(images.count), Double(download) / 1e6 / Double(images.count)))
         guard exact == images.count else { throw DemoError.wrongResult("\(images.count - exact) CryptoNets inference(s)") }
+
+        let batchName = "\(name)@throughput-ckks"
+        let batchPlan = try SIMDPlan.compile(form, scheme: .ckks)
+        print("\n[4] the same network on CKKS, one image per slot: all \(images.count) images in one job (a job holds up to \(batchPlan.batchSize))")
+        start = Clock.now()
+        let batch = try await PrivateBatchClassifier.connect(to: service, model: batchName, plan: batchPlan)
+        let bar = JobProgressBar(label: "batch")
+        let answer = try await batch.classify(images) { bar.show($0) }
+        bar.finish()
+        let agree = zip(answer.predictedClasses, references).filter { $0 == BinarizedCNN.argmax($1) }.count
+        print(String(format: "  %d/%d correct; argmax equal to the integer reference's on %d/%d (CKKS is approximate); %.1f s in all, %.0f MB up, %.1f MB down",
+                     zip(answer.predictedClasses, dataset.labels).filter { $0 == $1 }.count, images.count, agree, images.count,
+                     Double(Clock.now() - start) / 1e9, Double(answer.uploadBytes) / 1e6, Double(answer.downloadBytes) / 1e6))
+        guard agree == images.count else { throw DemoError.wrongResult("\(images.count - agree) CKKS argmax(es) differ from the integer reference") }
     }
 
     /// Classifies the first `records` bundled records (all when nil) through the server, prints

@@ -16,7 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder for the database and the stored keys, inputs and results.") var dataDir = "obscura-data"
     @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
     @Option(help: "Jobs evaluated at once (each already uses all cores).") var workers = 1
-    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable). Default: every bundled model pbs mode runs.")
+    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
     var models: [String] = []
 
     func validate() throws {

@@ -3,6 +3,8 @@ import Foundation
 import FoundationNetworking
 #endif
 import ObscuraAPI
+import RLWE
+import SIMDInference
 import TFHE
 
 /// Why a call to an Obscura server did not give what was asked.
@@ -53,30 +55,43 @@ public struct ServiceClient: Sendable {
         try decode(try await send("GET", "/v1/models"), as: ModelList.self).models
     }
 
-    /// `POST /v1/keys[?model=NAME]`: registers a serialized evaluation key (never a secret key:
-    /// the server refuses one) and returns its id.
+    /// `POST /v1/keys[?model=NAME]`: registers a serialized evaluation key — a TFHE key, or an
+    /// RLWE model's ``SIMDClient/evaluationKeyBytes()`` (which need `model`) — never a secret
+    /// key (the server refuses one) and returns its id.
     public func registerKey(_ bytes: [UInt8], forModel model: String? = nil) async throws -> RegisteredKey {
-        try Self.checkUpload(bytes, is: .compressedEvaluationKey)
+        try Self.checkUpload(bytes, is: .evaluationKey)
         return try decode(try await send("POST", "/v1/keys", query: model.map { ["model": $0] } ?? [:], body: bytes))
     }
 
     /// `POST /v1/models/{name}/inferences?key=ID`: submits an encrypted input; the job runs in
     /// the background.
     public func submit(model: String, keyID: String?, input: [UInt8]) async throws -> InferenceJob {
-        try Self.checkUpload(input, is: .seededLweCiphertextList)
+        try Self.checkUpload(input, is: .encryptedInput)
         return try decode(try await send("POST", "/v1/models/\(model)/inferences", query: keyID.map { ["key": $0] } ?? [:], body: input))
     }
 
+    /// What a route takes.
+    enum Upload {
+        case evaluationKey, encryptedInput
+    }
+
     /// Refuses, before anything leaves the device, bytes whose header is not the object a route
-    /// takes: a secret key (its own magic) above all, but also any other file given by mistake.
-    /// The server checks everything again; this check only keeps a secret off the wire.
-    static func checkUpload(_ bytes: [UInt8], is kind: ObscuraFormat.Kind) throws(ServiceClientError) {
-        if bytes.starts(with: ObscuraFormat.secretMagic) {
+    /// takes (TFHE's or RLWE's): a secret key (its own magic) above all, but also any other file
+    /// given by mistake. The server checks everything again; this check only keeps a secret off
+    /// the wire.
+    static func checkUpload(_ bytes: [UInt8], is upload: Upload) throws(ServiceClientError) {
+        if bytes.starts(with: ObscuraFormat.secretMagic) || bytes.starts(with: RlweFormat.secretMagic) {
             throw .notSent("these bytes are a secret key, which never leaves the client")
         }
+        if let kind = SIMDWire.kind(of: bytes) {
+            let expected: SIMDWire.Kind = upload == .evaluationKey ? .evaluationKeys : .inputs
+            guard kind == expected else { throw .notSent("these bytes are \(kind), not \(expected)") }
+            return
+        }
+        let kind: ObscuraFormat.Kind = upload == .evaluationKey ? .compressedEvaluationKey : .seededLweCiphertextList
         guard bytes.count >= ObscuraFormat.headerSize, bytes.starts(with: ObscuraFormat.publicMagic),
               UInt16(bytes[6]) | UInt16(bytes[7]) << 8 == kind.rawValue else {
-            throw .notSent("these bytes are not a serialized \(kind) (object kind \(kind.rawValue))")
+            throw .notSent("these bytes are not a serialized \(kind) (object kind \(kind.rawValue)) or an RLWE model's \(upload == .evaluationKey ? "keys" : "inputs")")
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ObscuraAPI
 import PrivateInference
+import SIMDInference
 import TFHE
 
 /// Runs accepted jobs: loads the job's input and its client's evaluation key, evaluates the plan
@@ -14,6 +15,7 @@ struct JobRunner: Sendable {
     let queue: JobQueue
     let progress: ProgressBoard
     let keys: EvaluationKeyCache
+    let simdEvaluators: SIMDEvaluatorCache
     /// Where a failure's details go: the job's owner sees only a generic message.
     let logger: Logger
 
@@ -37,16 +39,32 @@ struct JobRunner: Sendable {
             job.attempts += 1
             job.stage = nil
             try await store.update(job)
-            progress.start(id, totalBootstraps: entry.plan.bootstrapsPerInference)
-            let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: entry.plan.parameters) }
             let input = try store.inputBytes(id: id)
             let board = progress
-            let (result, seconds) = try await Self.offCooperativePool {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let evaluator = try PBSInferenceEvaluator(plan: entry.plan, key: key)
-                let inputs = try [SeededLweCiphertext](deserializing: input, expecting: entry.plan.parameters).map { $0.expanded() }
-                let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                return (entry.plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            let result: [UInt8], seconds: Double
+            switch entry.backend {
+            case .tfhe(let plan):
+                progress.start(id, totalBootstraps: plan.bootstrapsPerInference)
+                let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: plan.parameters) }
+                (result, seconds) = try await Self.offCooperativePool {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
+                    let inputs = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters).map { $0.expanded() }
+                    let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
+                    return (plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+            case .simd(let plan):
+                // Progress counts the plan's steps over its primes, one unit each.
+                progress.start(id, totalBootstraps: plan.steps.count * plan.parameters.count)
+                guard let keyID = job.keyId else { throw APIError.badRequest("missing_key", "model \(job.model) needs an evaluation key") }
+                let evaluator = try await simdEvaluators.evaluator(id: keyID, model: job.model, plan: plan)
+                (result, seconds) = try await Self.offCooperativePool {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    let evaluation = try evaluator.evaluate(upload: input) { done, total in
+                        board.report(id, layer: "step \((done - 1) % plan.steps.count + 1) of \(plan.steps.count)", done: 1, total: 1)
+                    }
+                    return (evaluation.bytes, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
             }
             job.status = .done
             job.progress = 1
@@ -77,6 +95,45 @@ struct JobRunner: Sendable {
                 continuation.resume(with: Result { try work() })
             }
         }
+    }
+}
+
+/// RLWE evaluators built from clients' keys (reading a BFV latency key and encoding the plan's
+/// plaintexts takes seconds), the most recently used first, by key and model.
+actor SIMDEvaluatorCache {
+    private let store: ServiceStore
+    private let capacity: Int
+    private var entries: [(id: String, model: String, evaluator: SIMDEvaluator)] = []
+
+    init(store: ServiceStore, capacity: Int) {
+        self.store = store
+        self.capacity = max(1, capacity)
+    }
+
+    /// Builds the evaluator from untrusted key bytes (throwing if they are not keys for `plan`)
+    /// and keeps it.
+    func insert(id: String, model: String, plan: SIMDPlan, keyBytes: [UInt8]) async throws {
+        let evaluator = try await JobRunner.offCooperativePool { try SIMDEvaluator(plan: plan, keyBytes: keyBytes) }
+        keep(id: id, model: model, evaluator)
+    }
+
+    /// The evaluator of a registered key for `model`, from the cache or the stored key.
+    func evaluator(id: String, model: String, plan: SIMDPlan) async throws -> SIMDEvaluator {
+        if let index = entries.firstIndex(where: { $0.id == id && $0.model == model }) {
+            let entry = entries.remove(at: index)
+            entries.insert(entry, at: 0)
+            return entry.evaluator
+        }
+        let bytes = try store.keyBytes(id: id)
+        let evaluator = try await JobRunner.offCooperativePool { try SIMDEvaluator(plan: plan, keyBytes: bytes) }
+        keep(id: id, model: model, evaluator)
+        return evaluator
+    }
+
+    private func keep(id: String, model: String, _ evaluator: SIMDEvaluator) {
+        entries.removeAll { $0.id == id && $0.model == model }
+        entries.insert((id, model, evaluator), at: 0)
+        if entries.count > capacity { entries.removeLast() }
     }
 }
 

@@ -1,17 +1,29 @@
 import NeuralNet
 import ObscuraAPI
 import PrivateInference
+import SIMDInference
+import TFHE
 
-/// A model the server evaluates: its compiled plan and what `GET /v1/models` says about it.
+/// A model the server evaluates: how (its backend and compiled plan) and what `GET /v1/models`
+/// says about it.
 public struct ServedModelEntry: Sendable {
-    /// The compiled plan: message spaces, bootstraps, parameter set.
-    public let plan: InferencePlan
+    /// How the server evaluates the model.
+    public enum Backend: Sendable {
+        /// TFHE programmable bootstrapping: one record per job, a TFHE evaluation key.
+        case tfhe(InferencePlan)
+        /// RLWE slots (BFV or CKKS): a batch of images (throughput) or one image (latency) per
+        /// job, one RLWE evaluation key per plaintext prime.
+        case simd(SIMDPlan)
+    }
+
+    /// The backend with its compiled plan.
+    public let backend: Backend
     /// The listing, without the observed and expected latencies (the server fills them in).
     public let listing: ServedModel
 
-    /// A model with its plan and description.
+    /// A TFHE model with its plan and description.
     public init(plan: InferencePlan, task: String, dataset: String, inputShape: [Int], integerAccuracy: Double) {
-        self.plan = plan
+        backend = .tfhe(plan)
         listing = ServedModel(name: plan.modelName, task: task, dataset: dataset, inputShape: inputShape,
                               inputCiphertexts: plan.inputCount, outputCiphertexts: plan.outputCount, backend: "tfhe-pbs",
                               parameterSet: plan.parameters.name, securityBits: plan.parameters.securityBits,
@@ -27,8 +39,38 @@ public struct ServedModelEntry: Sendable {
                   integerAccuracy: model.integerAccuracy)
     }
 
-    /// Whether a client must register an evaluation key before querying the model.
-    public var needsEvaluationKey: Bool { plan.bootstrapsPerInference > 0 }
+    /// A polynomial network (CryptoNets, CryptoDL) served on RLWE under `name`.
+    public init(name: String, plan: SIMDPlan, model: ModelFile) {
+        backend = .simd(plan)
+        let side = Int(Double(plan.network.inputCount).squareRoot())
+        let primes = plan.parameters.count
+        listing = ServedModel(name: name, task: model.task, dataset: "\(model.dataset), \(model.split)",
+                              inputShape: side * side == plan.network.inputCount ? [1, side, side] : [plan.network.inputCount],
+                              inputCiphertexts: plan.inputCiphertexts * primes, outputCiphertexts: plan.outputCiphertexts * primes,
+                              backend: "rlwe-\(plan.scheme.rawValue)-\(plan.mode.rawValue)", parameterSet: plan.parameterSetName,
+                              securityBits: plan.securityBits, bootstrapsPerInference: 0, observedLatencySeconds: nil,
+                              expectedLatencySeconds: nil, integerAccuracy: model.integerAccuracy, batchSize: plan.batchSize)
+    }
+
+    /// Whether a client must register an evaluation key before querying the model (RLWE: always,
+    /// for the relinearization).
+    public var needsEvaluationKey: Bool {
+        switch backend {
+        case .tfhe(let plan): plan.bootstrapsPerInference > 0
+        case .simd: true
+        }
+    }
+
+    /// The parameter set a key for this model must have.
+    public var parameterSet: String { listing.parameterSet }
+
+    /// The exact size of this model's evaluation key.
+    var evaluationKeyBytes: Int {
+        switch backend {
+        case .tfhe(let plan): CompressedEvaluationKey.serializedSize(for: plan.parameters)
+        case .simd(let plan): plan.evaluationKeyBytes
+        }
+    }
 }
 
 /// The models a server evaluates, by name.
@@ -42,27 +84,52 @@ public struct ModelRegistry: Sendable {
         self.entries = entries
     }
 
-    /// Every bundled model that `pbs` mode can evaluate (the perceptron and the sign-activation
-    /// CNNs; the others are skipped, as `InferencePlan` refuses them).
+    /// Every bundled model the server can evaluate: the perceptron and the sign-activation CNNs
+    /// on TFHE (the others are skipped, as `InferencePlan` refuses them), and each polynomial
+    /// network on RLWE twice, as `NAME` (one image per job, BFV latency mode, exact) and
+    /// `NAME@throughput-ckks` (a batch of up to 4,096 images per job).
     public static func bundled() throws -> ModelRegistry {
-        var entries: [ServedModelEntry] = []
+        var specifications: [String] = []
         for name in ModelCatalog.names {
             let model = try ModelCatalog.load(name)
-            guard let entry = try? ServedModelEntry(model: model) else { continue }
-            entries.append(entry)
+            if model.polynomialNetwork != nil {
+                specifications += [name, "\(name)@throughput-ckks"]
+            } else if (try? InferencePlan(model: model)) != nil {
+                specifications.append(name)
+            }
         }
-        return ModelRegistry(entries)
+        return try loading(specifications)
     }
 
-    /// The named models (bundled names or model files); a model `pbs` mode cannot run is an
-    /// error naming it.
-    public static func loading(_ namesOrPaths: [String]) throws -> ModelRegistry {
+    /// The named models (bundled names or model files). A polynomial network may carry
+    /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@throughput-ckks`) and is
+    /// served under the whole specification. A model no backend can run is an error naming it.
+    public static func loading(_ specifications: [String]) throws -> ModelRegistry {
         var entries: [ServedModelEntry] = []
-        for name in namesOrPaths {
+        for specification in specifications {
+            let parts = specification.split(separator: "@", maxSplits: 1).map(String.init)
+            let model = try ModelCatalog.load(parts[0])
+            if let network = model.polynomialNetwork {
+                let variant = parts.count > 1 ? parts[1] : "latency-bfv"
+                let words = variant.split(separator: "-").map(String.init)
+                guard words.count == 2, let mode = SIMDPlan.Mode(rawValue: words[0]), let scheme = SIMDPlan.Scheme(rawValue: words[1]) else {
+                    throw ModelRegistryError.notServable(model: specification, reason: "\(variant) is not MODE-SCHEME (latency-bfv, throughput-bfv, throughput-ckks)")
+                }
+                do {
+                    let plan = try SIMDPlan.compile(try network.integerForm(), mode: mode, scheme: scheme)
+                    entries.append(ServedModelEntry(name: parts.count > 1 ? specification : model.name, plan: plan, model: model))
+                } catch {
+                    throw ModelRegistryError.notServable(model: specification, reason: "\(error)")
+                }
+                continue
+            }
+            guard parts.count == 1 else {
+                throw ModelRegistryError.notServable(model: specification, reason: "@MODE-SCHEME is for polynomial networks (RLWE)")
+            }
             do {
-                entries.append(try ServedModelEntry(model: try ModelCatalog.load(name)))
-            } catch let error as InferenceError {
-                throw ModelRegistryError.notServable(model: name, reason: error.description)
+                entries.append(try ServedModelEntry(model: model))
+            } catch {
+                throw ModelRegistryError.notServable(model: specification, reason: error.description)
             }
         }
         let names = entries.map(\.listing.name)
@@ -72,6 +139,9 @@ public struct ModelRegistry: Sendable {
         return ModelRegistry(entries)
     }
 
+    /// The size of the largest evaluation key of the served models.
+    public var largestEvaluationKey: Int { entries.map(\.evaluationKeyBytes).max() ?? 0 }
+
     /// The model named `name`.
     public func entry(named name: String) -> ServedModelEntry? {
         entries.first { $0.listing.name == name }
@@ -80,7 +150,7 @@ public struct ModelRegistry: Sendable {
 
 /// Why a set of models cannot be served.
 public enum ModelRegistryError: Error, Equatable, CustomStringConvertible {
-    /// `pbs` mode cannot run the model (e.g. the scaled-ReLU CNN or a polynomial network).
+    /// No backend can run the model (e.g. the scaled-ReLU CNN), or its specification is wrong.
     case notServable(model: String, reason: String)
     /// Two models share a name, so a request could not say which it means.
     case duplicateName(String)

@@ -4,7 +4,9 @@ import Hummingbird
 import Logging
 import ObscuraAPI
 import PrivateInference
+import RLWE
 import ServiceLifecycle
+import SIMDInference
 import TFHE
 
 /// The private inference service: an HTTP API (Hummingbird) over the models of a
@@ -35,9 +37,10 @@ public struct ObscuraServer: Sendable {
         var logger = Logger(label: "obscura")
         logger.logLevel = logLevel
         runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
-                           keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys), logger: logger)
+                           keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys),
+                           simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), logger: logger)
         self.logger = logger
-        keyByteLimit = configuration.keyByteLimit(servedSets: models.entries.map(\.plan.parameters))
+        keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
         for var job in try await store.unfinishedJobs() {
             job.status = .queued
             job.progress = 0
@@ -158,61 +161,102 @@ public struct ObscuraServer: Sendable {
         })
     }
 
-    /// `POST /v1/keys[?model=NAME]`: a seeded evaluation key in the binary format. Refused: a
-    /// secret key (by its magic bytes, before anything else is read), the insecure test set,
-    /// malformed or oversized bytes, and, with `model`, a key of another parameter set.
+    /// `POST /v1/keys[?model=NAME]`: an evaluation key in the binary format: a seeded TFHE key,
+    /// or an RLWE model's keys (``SIMDWire``, read for the model's plan, so `model` is required).
+    /// Refused: a secret key (by its magic bytes, before anything else is read), the insecure
+    /// test sets, malformed or oversized bytes, and, with `model`, a key of another parameter set.
     func registerKey(_ request: Request) async throws -> Response {
         var request = request
         let bytes = Array(try await request.collectBody(upTo: keyByteLimit).readableBytesView)
-        let key: CompressedEvaluationKey
-        do {
-            key = try CompressedEvaluationKey(deserializing: bytes, limit: keyByteLimit)
-        } catch .secretKeyNotAccepted {
-            throw APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
-        } catch {
-            throw APIError.badRequest("invalid_key", "not a valid evaluation key: \(error)")
-        }
-        guard !key.parameters.isInsecureTestOnly else {
-            throw APIError.badRequest("insecure_parameters", "parameter set \(key.parameters.name) is for tests only and is refused")
-        }
-        if let name = request.uri.queryParameters.get("model") {
-            let entry = try servedModel(name)
-            guard entry.plan.parameters == key.parameters else { throw keyModelMismatch(key.parameters.name, entry) }
-        }
+        let model = request.uri.queryParameters.get("model")
+        let secretKeyRefused = APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
+        guard !bytes.starts(with: RlweFormat.secretMagic) else { throw secretKeyRefused }
+        let parameterSet: String
         let id = SHA256.hash(data: bytes).prefix(16).map { String(format: "%02x", $0) }.joined()
+        if SIMDWire.kind(of: bytes) != nil {
+            guard let model else {
+                throw APIError.badRequest("missing_model", "RLWE evaluation keys are read for a model's plan: pass ?model=NAME")
+            }
+            let entry = try servedModel(model)
+            guard case .simd(let plan) = entry.backend else { throw keyModelMismatch("an RLWE plan", entry) }
+            guard plan.securityBits >= 128 else {
+                throw APIError.badRequest("insecure_parameters", "parameter set \(plan.parameterSetName) is for tests only and is refused")
+            }
+            // Reading the keys builds the evaluator the jobs need: keep it.
+            do {
+                try await runner.simdEvaluators.insert(id: id, model: model, plan: plan, keyBytes: bytes)
+            } catch SIMDEvaluator.EvaluationError.rlwe(.secretKeyNotAccepted) {
+                throw secretKeyRefused
+            } catch {
+                throw APIError.badRequest("invalid_key", "not valid evaluation keys for \(model): \(error)")
+            }
+            parameterSet = plan.parameterSetName
+        } else {
+            let key: CompressedEvaluationKey
+            do {
+                key = try CompressedEvaluationKey(deserializing: bytes, limit: keyByteLimit)
+            } catch .secretKeyNotAccepted {
+                throw secretKeyRefused
+            } catch {
+                throw APIError.badRequest("invalid_key", "not a valid evaluation key: \(error)")
+            }
+            guard !key.parameters.isInsecureTestOnly else {
+                throw APIError.badRequest("insecure_parameters", "parameter set \(key.parameters.name) is for tests only and is refused")
+            }
+            if let model {
+                let entry = try servedModel(model)
+                guard entry.parameterSet == key.parameters.name else { throw keyModelMismatch(key.parameters.name, entry) }
+            }
+            parameterSet = key.parameters.name
+        }
         let existing = try await store.key(id: id)
-        let registered = RegisteredKey(id: id, parameterSet: key.parameters.name, bytes: bytes.count)
+        let registered = RegisteredKey(id: id, parameterSet: parameterSet, bytes: bytes.count)
         try await store.register(registered, bytes: bytes)
-        logger.info("registered evaluation key \(id) (\(key.parameters.name), \(bytes.count) bytes)")
+        logger.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes)")
         return try json(registered, status: existing == nil ? .created : .ok)
     }
 
-    /// `POST /v1/models/{name}/inferences?key=ID`: an encrypted input (a list of seeded
-    /// ciphertexts). Everything is checked before a slot is taken and anything is stored.
+    /// `POST /v1/models/{name}/inferences?key=ID`: an encrypted input: a list of seeded TFHE
+    /// ciphertexts, or an RLWE model's ``SIMDWire`` inputs (a batch of images, or one).
+    /// Everything is checked before a slot is taken and anything is stored.
     func submit(_ request: Request, model name: String) async throws -> Response {
         let entry = try servedModel(name)
         let keyID = request.uri.queryParameters.get("key")
         if let keyID {
             guard let key = try await store.key(id: keyID) else { throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered") }
-            guard key.parameterSet == entry.plan.parameters.name else { throw keyModelMismatch(key.parameterSet, entry) }
+            guard key.parameterSet == entry.parameterSet else { throw keyModelMismatch(key.parameterSet, entry) }
         } else if entry.needsEvaluationKey {
-            throw APIError.badRequest("missing_key", "model \(name) takes \(entry.plan.bootstrapsPerInference) bootstraps: register an evaluation key and pass ?key=ID")
+            throw APIError.badRequest("missing_key", "model \(name) needs the client's evaluation key: register it and pass ?key=ID")
         }
         var request = request
-        let input = Array(try await request.collectBody(upTo: configuration.maxInputBytes).readableBytesView)
-        let ciphertexts: [SeededLweCiphertext]
-        do {
-            ciphertexts = try [SeededLweCiphertext](deserializing: input, expecting: entry.plan.parameters, limit: configuration.maxInputBytes)
-        } catch {
-            throw APIError.badRequest("invalid_input", "not an encrypted input for \(name) (\(entry.plan.parameters.name)): \(error)")
-        }
-        guard ciphertexts.count == entry.plan.inputCount else {
-            throw APIError.badRequest("wrong_input_size", "model \(name) takes \(entry.plan.inputCount) ciphertexts, got \(ciphertexts.count)")
+        let bootstraps: Int
+        let input: [UInt8]
+        switch entry.backend {
+        case .tfhe(let plan):
+            input = Array(try await request.collectBody(upTo: configuration.maxInputBytes).readableBytesView)
+            let ciphertexts: [SeededLweCiphertext]
+            do {
+                ciphertexts = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters, limit: configuration.maxInputBytes)
+            } catch {
+                throw APIError.badRequest("invalid_input", "not an encrypted input for \(name) (\(plan.parameters.name)): \(error)")
+            }
+            guard ciphertexts.count == plan.inputCount else {
+                throw APIError.badRequest("wrong_input_size", "model \(name) takes \(plan.inputCount) ciphertexts, got \(ciphertexts.count)")
+            }
+            bootstraps = plan.bootstrapsPerInference
+        case .simd(let plan):
+            input = Array(try await request.collectBody(upTo: plan.uploadBytes).readableBytesView)
+            do {
+                try await JobRunner.offCooperativePool { try SIMDEvaluator.check(upload: input, plan: plan) }
+            } catch {
+                throw APIError.badRequest("invalid_input", "not an encrypted input for \(name) (\(plan.parameterSetName)): \(error)")
+            }
+            bootstraps = 0
         }
         try await queue.reserve()
         let job = InferenceJob(id: UUID().uuidString.lowercased(), model: name, keyId: keyID, status: .queued, progress: 0, stage: nil,
                                error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
-                               evaluationSeconds: nil, bootstraps: entry.plan.bootstrapsPerInference, attempts: 0)
+                               evaluationSeconds: nil, bootstraps: bootstraps, attempts: 0)
         do {
             try await store.insert(job, input: input)
         } catch {
@@ -299,7 +343,7 @@ public struct ObscuraServer: Sendable {
     }
 
     private func keyModelMismatch(_ keySet: String, _ entry: ServedModelEntry) -> APIError {
-        .conflict("key_model_mismatch", "the key is for parameter set \(keySet); model \(entry.listing.name) needs \(entry.plan.parameters.name)")
+        .conflict("key_model_mismatch", "the key is for parameter set \(keySet); model \(entry.listing.name) needs \(entry.parameterSet)")
     }
 }
 

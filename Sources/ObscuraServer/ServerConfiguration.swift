@@ -1,5 +1,3 @@
-import TFHE
-
 /// How an Obscura server listens, where it keeps its state and how much work it accepts.
 public struct ServerConfiguration: Sendable {
     /// The address to bind: loopback unless the operator says otherwise.
@@ -13,11 +11,12 @@ public struct ServerConfiguration: Sendable {
     /// Jobs evaluated at once. Each job already uses every core, so 1 is the default.
     public var workers: Int
     /// The largest evaluation key accepted; `nil` (the default): the largest seeded key of the
-    /// served models' parameter sets (int4-128's is about 30 MB, int6-128's about 282 MB), so
-    /// that their keys fit and nothing larger is ever buffered. A key's exact size is then checked
-    /// against its own set when it is read.
+    /// served models (int4-128's is about 30 MB, int6-128's about 282 MB, CryptoNets' BFV latency
+    /// keys 115 MB), so that their keys fit and nothing larger is ever buffered. A key's exact
+    /// size is then checked against its own set when it is read.
     public var maxKeyBytes: Int?
-    /// The largest encrypted input accepted.
+    /// The largest encrypted TFHE input accepted (an RLWE model's inputs have an exact size,
+    /// its plan's, which is the limit for them).
     public var maxInputBytes: Int
     /// Evaluation keys kept expanded in memory (each about 60 MB in the Fourier domain).
     public var cachedKeys: Int
@@ -34,8 +33,8 @@ public struct ServerConfiguration: Sendable {
         self.cachedKeys = cachedKeys
     }
 
-    /// The key size limit in force: the configured one, or the largest key of the served sets.
-    public func keyByteLimit(servedSets: [TFHEParameters]) -> Int {
-        maxKeyBytes ?? servedSets.map(CompressedEvaluationKey.serializedSize(for:)).max() ?? 0
+    /// The key size limit in force: the configured one, or the largest key of the served models.
+    public func keyByteLimit(largestServedKey: Int) -> Int {
+        maxKeyBytes ?? largestServedKey
     }
 }

@@ -86,6 +86,20 @@ public struct SIMDEvaluator: Sendable {
         try self.init(plan: plan, keys: keys)
     }
 
+    /// Checks untrusted upload bytes for `plan` without evaluating them: the framing, and every
+    /// seeded ciphertext's header, size and residues (what a server does before it queues a job).
+    public static func check(upload: [UInt8], plan: SIMDPlan) throws(EvaluationError) {
+        do throws(RlweError) {
+            let objects = try SIMDWire.decode(upload, kind: .inputs, plan: plan, objectsPerPrime: plan.inputCiphertexts)
+            for (parameters, group) in zip(plan.parameters, objects) {
+                let context = RlweContext(parameters: parameters)
+                for bytes in group { _ = try SeededCiphertext(deserializing: bytes, context: context) }
+            }
+        } catch {
+            throw .rlwe(error)
+        }
+    }
+
     /// What one evaluation of uploaded bytes gave: the result's bytes and each step's seconds
     /// (summed over the primes).
     public struct Evaluation: Sendable {

@@ -89,6 +89,23 @@ public enum SIMDWire {
 }
 
 extension SIMDPlan {
+    /// The exact size of ``SIMDClient/evaluationKeyBytes()``: a relinearization key and one
+    /// Galois key per rotation, for every plaintext prime.
+    public var evaluationKeyBytes: Int {
+        let contexts = parameters.map { RlweContext(parameters: $0) }
+        let rotations = Set(rotationSteps.map { contexts[0].galoisElement(rotatingBy: $0) }).subtracting([1]).count
+        return SIMDWire.headerSize + contexts.reduce(0) { total, context in
+            total + 8 + EvaluationKey.serializedSize(context: context, keys: 1 + rotations, galoisKeys: rotations)
+        }
+    }
+
+    /// The exact size of ``SIMDClient/encryptForUpload(_:)``'s bytes (any number of images).
+    public var uploadBytes: Int {
+        SIMDWire.headerSize + parameters.reduce(0) { total, p in
+            total + 4 + inputCiphertexts * (4 + SeededCiphertext.serializedSize(context: RlweContext(parameters: p)))
+        }
+    }
+
     /// What client and server must agree on, in 64 bits: every prime's parameter fingerprint,
     /// the mode, the scheme and the layout's input and output counts (FNV-1a over them).
     public var fingerprint: UInt64 {

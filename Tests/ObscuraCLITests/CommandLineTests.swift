@@ -36,7 +36,7 @@ struct CommandLineTests {
             (["encrypt", "--model", "fast-mnist", "--record", "99"], "--record 99"),
             (["serve", "--port", "70000"], "--port"),
             (["bench", "service", "--clients", "0"], "--clients"),
-            (["serve", "--model", "cryptonets-mnist", "--data-dir", "/tmp/obscura-unused"], "cryptonets-mnist cannot be served"),
+            (["serve", "--model", "cryptonets-mnist@latency-ckks", "--data-dir", "/tmp/obscura-unused"], "cryptonets-mnist@latency-ckks cannot be served"),
           ])
     func badInput(arguments: [String], mentions: String) async throws {
         let error = try #require(await runObscura(arguments), "\(arguments) should fail")

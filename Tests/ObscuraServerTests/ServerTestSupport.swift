@@ -49,10 +49,10 @@ enum Fixtures {
         return url.path
     }
 
-    /// A server on a free loopback port in `directory`.
-    static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20) async throws
-        -> (RunningServer, ServiceClient) {
-        let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity,
+    /// A server on a loopback port (a free one by default) in `directory`.
+    static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20,
+                            models: ModelRegistry = models, port: Int = 0) async throws -> (RunningServer, ServiceClient) {
+        let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
                                                 maxInputBytes: maxInputBytes)
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()

@@ -253,14 +253,15 @@ extension ClientUploadTests {
 }
 
 extension ClientUploadTests {
-    @Test("The default key size limit is the largest key of the served sets: int6-128's (over 64 MiB) fits when it is served")
-    func keyLimitFollowsServedSets() {
+    @Test("The default key size limit is the largest key of the served models: int6-128's (over 64 MiB) and CryptoNets' BFV latency keys fit when served")
+    func keyLimitFollowsServedSets() throws {
         let configuration = ServerConfiguration(dataDirectory: "/unused")
-        for parameters in TFHEParameters.secureSets {
-            #expect(configuration.keyByteLimit(servedSets: [.integer4Bit128, parameters])
-                    == max(CompressedEvaluationKey.serializedSize(for: .integer4Bit128), CompressedEvaluationKey.serializedSize(for: parameters)))
-        }
+        #expect(configuration.keyByteLimit(largestServedKey: Fixtures.models.largestEvaluationKey)
+                == CompressedEvaluationKey.serializedSize(for: .integer4Bit128))
         #expect(CompressedEvaluationKey.serializedSize(for: .integer6Bit128) > 64 << 20)
-        #expect(ServerConfiguration(dataDirectory: "/unused", maxKeyBytes: 1000).keyByteLimit(servedSets: [.integer6Bit128]) == 1000)
+        let latency = try ModelRegistry.loading(["cryptonets-mnist", "cryptonets-mnist@throughput-ckks"])
+        guard case .simd(let plan) = latency.entries[0].backend else { Issue.record("not an RLWE entry"); return }
+        #expect(latency.largestEvaluationKey == plan.evaluationKeyBytes && plan.evaluationKeyBytes > 64 << 20)
+        #expect(ServerConfiguration(dataDirectory: "/unused", maxKeyBytes: 1000).keyByteLimit(largestServedKey: 1 << 30) == 1000)
     }
 }

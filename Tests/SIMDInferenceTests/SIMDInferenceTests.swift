@@ -168,6 +168,10 @@ struct SIMDInferenceTests {
         #expect(SIMDWire.kind(of: keys) == .evaluationKeys)
         let upload = try client.encryptForUpload([Self.images(3, pixels: 16, seed: 3)[2]])
         #expect(SIMDWire.kind(of: upload) == .inputs)
+        // The sizes a server may buffer are exact.
+        #expect(keys.count == latency.evaluationKeyBytes)
+        #expect(upload.count == latency.uploadBytes)
+        #expect(try SIMDClient(plan: throughput).evaluationKeyBytes().count == throughput.evaluationKeyBytes)
         func refused(_ body: () throws -> Void) { #expect(throws: (any Error).self) { try body() } }
         refused { _ = try SIMDEvaluator(plan: latency, keyBytes: Array(keys.dropLast())) }
         refused { _ = try SIMDEvaluator(plan: latency, keyBytes: keys + [0]) }

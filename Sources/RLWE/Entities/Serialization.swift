@@ -10,6 +10,8 @@ public enum RlweFormat {
     public static let version: UInt16 = 1
     public static let publicMagic: [UInt8] = Array("ORLW".utf8)
     public static let secretMagic: [UInt8] = Array("ORSK".utf8)
+    /// Magic, version, kind and fingerprint.
+    public static let headerSize = 16
 
     /// Object kinds.
     public enum Kind: UInt16, Sendable {
@@ -202,6 +204,11 @@ extension Ciphertext {
 }
 
 extension SeededCiphertext {
+    /// The exact size of a serialized seeded ciphertext of `context` at its top level.
+    public static func serializedSize(context: RlweContext) -> Int {
+        RlweFormat.headerSize + 1 + 8 + 16 + RlweFormat.packedBytes(context: context, limbs: context.maximumLevel, level: context.maximumLevel)
+    }
+
     /// The upload form: level, scale, seed, packed c_0.
     public func serialized() -> [UInt8] {
         var w = RlweFormat.header(.seededCiphertext, context)
@@ -296,6 +303,13 @@ extension KeySwitchingKey {
 }
 
 extension EvaluationKey {
+    /// The exact size of a serialized key of `context` with `keys` key-switching keys (the
+    /// relinearization key counts as one) of which `galoisKeys` are Galois keys: what a server
+    /// may buffer before it reads one.
+    public static func serializedSize(context: RlweContext, keys: Int, galoisKeys: Int) -> Int {
+        RlweFormat.headerSize + 5 + keys * KeySwitchingKey.payloadBytes(context) + 4 * galoisKeys
+    }
+
     /// The seeded keys: a relinearization flag, the Galois element count, then each key.
     public func serialized() -> [UInt8] {
         var w = RlweFormat.header(.evaluationKey, context)
