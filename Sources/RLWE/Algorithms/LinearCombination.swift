@@ -88,6 +88,15 @@ extension Evaluator {
         let n = context.polynomialSize, level = first.level, size = first.size, inputs = cts.count
         let block = Swift.min(64, n), blocksPerLimb = n / block, slices = size * level
         let lazy = (0..<level).map { accumulatesLazily(prime: $0, rows: rows) }
+        // Every row's Σ|w| below 2^32: the 32-bit halves of the residues take vector products.
+        let narrow = (0..<rows.rowCount).allSatisfy { o in
+            var total: UInt64 = 0
+            for w in rows.weights[rows.rowStart[o]..<rows.rowStart[o + 1]] {
+                total &+= Swift.min(w.magnitude, 1 << 32)
+                if total >= 1 << 32 { return false }
+            }
+            return true
+        }
         let moduli = (0..<level).map { context.ciphertextTables[$0].modulus }
 
         // Gather: packed[((slice·blocksPerLimb + b)·inputs + j)·block + k], slice = component·level + limb.
@@ -128,7 +137,11 @@ extension Evaluator {
                     let outOffset = slice * n + b * block
                     for o in 0..<rows.rowCount {
                         let target = destination.pointer + o * perOutput + outOffset
-                        if lazy[limb] {
+                        if lazy[limb] && narrow && block % 8 == 0 {
+                            Self.accumulateNarrowRow(positive: rows.rowStart[o]..<rows.positiveEnd[o],
+                                                     negative: rows.positiveEnd[o]..<rows.rowStart[o + 1],
+                                                     x: x, into: target, block: block, offsets: offsets, magnitudes: magnitudes, modulus: m)
+                        } else if lazy[limb] {
                             Self.accumulateRow(positive: rows.rowStart[o]..<rows.positiveEnd[o],
                                                negative: rows.positiveEnd[o]..<rows.rowStart[o + 1],
                                                x: x, into: target, block: block, offsets: offsets, magnitudes: magnitudes, modulus: m)
@@ -151,6 +164,53 @@ extension Evaluator {
                 return RnsPolynomial(degree: n, words: Array(out[start..<(start + level * n)]))
             }
             return Ciphertext(context: context, components: components, scale: first.scale)
+        }
+    }
+
+    /// ``accumulateRow`` for rows whose Σ|w| < 2^32, eight words at a time in vector lanes: each
+    /// residue x = x_hi·2^32 + x_lo is multiplied by |w| as two 32 × 32-bit lane products (both
+    /// halves below 2^32, so one `pmuludq` each), and the sums of the halves, each below
+    /// Σ|w|·2^32 < 2^64, stay in 64-bit lanes; P = Σ_lo + 2^32·Σ_hi is joined in 128 bits.
+    @inline(__always)
+    private static func accumulateNarrowRow(positive: Range<Int>, negative: Range<Int>, x: UnsafePointer<UInt64>,
+                                            into target: UnsafeMutablePointer<UInt64>, block: Int,
+                                            offsets: [Int], magnitudes: [UInt64], modulus m: Modulus) {
+        typealias Lanes = SIMD4<UInt64>
+        offsets.withUnsafeBufferPointer { offsets in
+            magnitudes.withUnsafeBufferPointer { magnitudes in
+                let low32 = Lanes(repeating: 0xFFFF_FFFF)
+                @inline(__always)
+                func sum(_ terms: Range<Int>, at k: Int) -> (Lanes, Lanes, Lanes, Lanes) {
+                    var low0 = Lanes(), high0 = Lanes(), low1 = Lanes(), high1 = Lanes()
+                    for t in terms {
+                        // The mask is a no-op (|w| < 2^32) that lets the compiler use 32-bit lane products.
+                        let w = Lanes(repeating: magnitudes[t]) & low32
+                        let row = UnsafeRawPointer(x + offsets[t] + k)
+                        let a = row.loadUnaligned(as: Lanes.self), b = row.loadUnaligned(fromByteOffset: 32, as: Lanes.self)
+                        low0 &+= (a & low32) &* w
+                        high0 &+= (a &>> 32) &* w
+                        low1 &+= (b & low32) &* w
+                        high1 &+= (b &>> 32) &* w
+                    }
+                    return (low0, high0, low1, high1)
+                }
+                @inline(__always)
+                func joined(_ low: UInt64, _ high: UInt64) -> UInt128 { UInt128(low) &+ UInt128(high) << 32 }
+                var weight: UInt128 = 0
+                for t in negative { weight &+= UInt128(magnitudes[t]) }
+                let offset = weight &* UInt128(m.value)
+                var k = 0
+                while k < block {
+                    let p = sum(positive, at: k), q = sum(negative, at: k)
+                    for j in 0..<4 {
+                        for (half, low, high, lowN, highN) in [(0, p.0, p.1, q.0, q.1), (4, p.2, p.3, q.2, q.3)] {
+                            let total = joined(low[j], high[j]) &+ offset &- joined(lowN[j], highN[j])
+                            target[k + half + j] = m.reduce(high: UInt64(truncatingIfNeeded: total >> 64), low: UInt64(truncatingIfNeeded: total))
+                        }
+                    }
+                    k += 8
+                }
+            }
         }
     }
 
