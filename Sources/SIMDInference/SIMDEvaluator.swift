@@ -218,14 +218,17 @@ public struct SIMDEvaluator: Sendable {
                 let rows = try SparseIntegerRows(rowStart: layer.rowStart, columns: layer.inputs, weights: layer.weights)
                 let sums = try evaluator.linearCombinations(values, rows: rows)
                 return try ParallelWork.map(layer.outputCount) { o in
+                    guard evaluator.context.isBFV else {
+                        let sum = layer.bias[o] == 0 ? sums[o] : try evaluator.add(sums[o], approximately: Double(layer.bias[o]))
+                        return step.relinearizes ? try relinearizeRescale(sum, primes: step.rescales, evaluator: evaluator) : sum
+                    }
                     guard layer.bias[o] != 0 else { return sums[o] }
-                    guard evaluator.context.isBFV else { return try evaluator.add(sums[o], approximately: Double(layer.bias[o])) }
                     return try evaluator.add(sums[o], constant: Int64(layer.bias[o] % Int128(plaintextModulus)))
                 }
             case .polynomial(let polynomial):
                 return try ParallelWork.map(values.count) { i in
                     guard evaluator.context.isBFV else {
-                        return try evaluateApproximately(polynomial, at: values[i], rescales: step.rescales, evaluator: evaluator)
+                        return try evaluateApproximately(polynomial, at: values[i], step: step, evaluator: evaluator)
                     }
                     return try evaluate(polynomial, at: values[i], evaluator: evaluator, plaintextModulus: plaintextModulus)
                 }
@@ -278,9 +281,10 @@ public struct SIMDEvaluator: Sendable {
         return z
     }
 
-    /// CKKS, degree 1 or 2 (the plan checks): a_2·(x·(x + a_1/a_2)) + a_0, one product
-    /// relinearized and rescaled by the plan's primes; a_2 (or a_1 alone) goes into the scale.
-    static func evaluateApproximately(_ p: PolynomialIntegerNetwork.Polynomial, at x: Ciphertext, rescales: Int,
+    /// CKKS, degree 1 or 2 (the plan checks): a_2·(x·(x + a_1/a_2)) + a_0, one product;
+    /// a_2 (or a_1 alone) goes into the scale. The product keeps its three components when the
+    /// plan defers its relinearization to the next linear layer.
+    static func evaluateApproximately(_ p: PolynomialIntegerNetwork.Polynomial, at x: Ciphertext, step: SIMDPlan.Step,
                                       evaluator: Evaluator) throws(RlweError) -> Ciphertext {
         let a = p.coefficients.map { Double($0) }
         var y: Ciphertext
@@ -288,11 +292,20 @@ public struct SIMDEvaluator: Sendable {
             y = try evaluator.multiply(x, byRescaling: a[1])
         } else {
             let u = a[1] == 0 ? x : try evaluator.add(x, approximately: a[1] / a[2])
-            var product = rescales > 0 ? try evaluator.multiplyRelinearizeRescale(x, u) : try evaluator.multiplyRelinearize(x, u)
-            for _ in 1..<max(rescales, 1) { product = try evaluator.rescale(product) }
-            y = try evaluator.multiply(product, byRescaling: a[2])
+            let product = try evaluator.multiply(x, u)
+            y = try evaluator.multiply(step.relinearizes ? relinearizeRescale(product, primes: step.rescales, evaluator: evaluator) : product,
+                                       byRescaling: a[2])
         }
         return a[0] == 0 ? y : try evaluator.add(y, approximately: a[0])
+    }
+
+    /// CKKS: relinearized and divided by `primes` primes (the first division fused with the key
+    /// switch's division by P).
+    static func relinearizeRescale(_ ct: Ciphertext, primes: Int, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        guard primes > 0 else { return try evaluator.relinearize(ct) }
+        var out = try evaluator.relinearizeRescale(ct)
+        for _ in 1..<primes { out = try evaluator.rescale(out) }
+        return out
     }
 
     /// Σ a_k·x^k: the powers by successive products (each relinearized), then one combination.

@@ -77,7 +77,9 @@ public struct SIMDPlan: Sendable {
         /// Predicted log2 of the largest noise coefficient after the step (conservative); CKKS:
         /// of the largest error of the step's values.
         public let predictedNoiseBits: Double
-        /// CKKS: primes dropped after the step's product (BFV: 0).
+        /// CKKS: whether the step relinearizes its outputs (a product's are relinearized after
+        /// the linear layer that follows it), and the primes it drops after (BFV: false, 0).
+        public let relinearizes: Bool
         public let rescales: Int
 
         /// "linear 845 → 100" or "x^2 × 845", for listings.
@@ -157,7 +159,7 @@ public struct SIMDPlan: Sendable {
     /// The steps, in order.
     public let steps: [Step]
     /// Bits of noise budget predicted to remain at decryption (the smallest over the primes);
-    /// CKKS: the precision p, every score within 2^−p of the scores' bound.
+    /// CKKS: the predicted precision, every score within 2^−bits of the scores' bound.
     public let predictedBudgetBits: Double
 
     /// The plaintext primes t_i (BFV; none for CKKS).
@@ -266,17 +268,20 @@ public struct SIMDPlan: Sendable {
     /// error enters at most 2^−p of its stage's bound (6σ in a slot).
     /// - Inputs: Δ_0 = 2^(p + e_fresh − B_in), e_fresh = log2(6σ·√N), the encryption error.
     /// - Linear layers multiply by the integer weights: Δ stays; bound and error grow alike.
-    /// - An activation a_2·x² + a_1·x + a_0 is a_2·(x·(x + a_1/a_2)) + a_0: one product,
-    ///   relinearized and rescaled by primes whose r bits leave the product at
-    ///   Δ' = 2^(p + e_round − B), e_round = log2(6·√(N/18)·√N) the rounding of a rescale (and
-    ///   of the key switch); a_2 then moves into the scale (``Evaluator/multiply(_:byRescaling:)``),
-    ///   a_1 x and x² alike cost no extra level. Degree 1 is the scale alone.
+    /// - An activation a_2·x² + a_1·x + a_0 is a_2·(x·(x + a_1/a_2)) + a_0: one product; a_2
+    ///   moves into the scale (``Evaluator/multiply(_:byRescaling:)``), so a_1 x and x² alike
+    ///   cost no extra level. Degree 1 is the scale alone.
+    /// - A product followed by a linear layer is neither relinearized nor rescaled: the layer
+    ///   combines the three-component products, and only its outputs (100 where the products
+    ///   were 845 in CryptoNets) are relinearized and rescaled, in one division by P·q. A product
+    ///   that ends the network is relinearized and rescaled itself. The rescale's primes, r
+    ///   bits, leave the values at Δ' = 2^(p + e_round − B), B the bound where it happens and
+    ///   e_round = log2(6·√(N/18)·√N) the rounding of a rescale (and of the key switch).
     /// - Q: the last prime(s) hold the scores' bound at the final scale, and every level holds the
-    ///   largest value it carries (a product before its rescale) with `ckksMarginBits` to spare.
+    ///   largest value it carries (a linear layer's outputs before their rescale) with
+    ///   `ckksMarginBits` to spare.
     /// The plan takes the smallest ring whose 128-bit bound holds Q·P at some p ≥ 20, and on it
-    /// the chain with the fewest primes, then the largest p up to 30. CryptoNets: N = 8192,
-    /// Q = 47 + 61 + 46 bits, P = 61, p = 22 (measured 23.6 bits over the 10,000 test images,
-    /// whose best two scores are at least 2^−24.3 of the bound apart).
+    /// the chain with the fewest primes, then the largest p up to 30.
     static let ckksPrecisionBits = Array(stride(from: 30, through: 20, by: -1))
     /// Bits between the largest value a level carries and Q_ℓ/2.
     static let ckksMarginBits = 3.0
@@ -287,7 +292,8 @@ public struct SIMDPlan: Sendable {
         var ciphertextBits: [Int]
         /// log2 Δ_0 of the client's inputs.
         var logScale: Int
-        /// Primes dropped after each step's product (0 for steps without one).
+        /// Per step: whether it relinearizes its outputs, and the primes it drops after.
+        var relinearizes: [Bool]
         var rescales: [Int]
         /// log2 of the predicted largest error of each step's values.
         var errorBits: [Double]
@@ -299,41 +305,66 @@ public struct SIMDPlan: Sendable {
         var bound = log2(Double(network.inputLevels))
         let logScale = Int((p + freshError - bound).rounded(.up))
         var s = Double(logScale)
-        // Each value a level must hold: its bits, and the first product whose primes it may use.
+        // Each value a level must hold: its bits, and the first product whose primes the level still has.
         var needs: [(bits: Double, firstProduct: Int)] = []
-        var rescaleBits: [Int] = [], rescales: [Int] = [], errorBits: [Double] = []
+        var rescaleBits: [Int] = [], relinearizes: [Bool] = [], rescales: [Int] = [], errorBits: [Double] = []
+        // A product whose relinearization and rescale wait for the next linear layer.
+        var pending = false
+        // log2 of the largest error relative to the current bound: 2^−p from the encryption; a
+        // linear layer keeps it (error and bound grow by the same Σ|w|), a product doubles it,
+        // and a relinearization and rescale each add their rounding.
+        var relative = -p
+        func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
+        /// Relinearizes and rescales at a value of bound 2^B: the primes that bring the scale to
+        /// p + e_round − B, none when that is less than 20 bits.
+        func rescale(at bound: Double) {
+            let r = Int((s - (p + roundingError - bound)).rounded(.down))
+            let primes = r < 20 ? 0 : (r + 60) / 61   // at most 61 bits each (the NTT's lazy range)
+            for i in 0..<primes { rescaleBits.append(r / primes + (i < r % primes ? 1 : 0)) }
+            relinearizes.append(true)
+            rescales.append(primes)
+            if primes > 0 { s -= Double(r) }
+            relative = sum(relative, roundingError - (bound + s) + 1)
+        }
         for (index, layer) in network.layers.enumerated() {
             let next = network.layerBoundBits[index]
             switch layer {
             case .linear:
+                // Before a pending rescale, the level still has the product's primes.
                 needs.append((next + s, rescaleBits.count))
-                rescales.append(0)
+                if pending { rescale(at: next) } else { relinearizes.append(false); rescales.append(0) }
+                pending = false
             case .polynomial(let poly):
                 let a = poly.coefficients.map { Double($0) }
                 guard a.last != 0 else { throw .notOnCKKS("layer \(index)'s leading coefficient is zero") }
+                guard !pending else { throw .notOnCKKS("layer \(index) follows another activation; CKKS runs them one linear layer apart") }
                 switch poly.degree {
                 case 1:
                     s -= log2(abs(a[1]))
+                    relinearizes.append(false)
                     rescales.append(0)
                 case 2:
-                    // x·u, u = x + a_1/a_2; then ×a_2 and + a_0 by the scale.
+                    // x·u, u = x + a_1/a_2; then ×a_2 and + a_0 through the scale.
                     let u = log2(exp2(bound) + abs(a[1] / a[2]))
                     let product = min(bound + u, log2((exp2(next) + abs(a[0])) / abs(a[2])))
                     needs.append((bound + u + 2 * s, rescaleBits.count))
-                    let target = p + roundingError - product
-                    let r = Int((2 * s - target).rounded(.down))
-                    // Primes of at most 61 bits (the NTT's lazy range); a product that grows less
-                    // than 20 bits stays unrescaled.
-                    let primes = r < 20 ? 0 : (r + 60) / 61
-                    for i in 0..<primes { rescaleBits.append(r / primes + (i < r % primes ? 1 : 0)) }
-                    rescales.append(primes)
-                    s = 2 * s - Double(primes == 0 ? 0 : r) - log2(abs(a[2]))
+                    s = 2 * s - log2(abs(a[2]))
+                    relative += 1
+                    if index + 1 < network.layers.count, case .linear = network.layers[index + 1] {
+                        pending = true
+                        relinearizes.append(false)
+                        rescales.append(0)
+                    } else {
+                        s += log2(abs(a[2]))
+                        rescale(at: product)
+                        s -= log2(abs(a[2]))
+                    }
                 default:
                     throw .notOnCKKS("layer \(index) is a degree-\(poly.degree) polynomial; CKKS runs degrees 1 and 2 (BFV runs any, exactly)")
                 }
             }
             bound = next
-            errorBits.append(bound - p)
+            errorBits.append(bound + relative)
         }
         needs.append((bound + s, rescaleBits.count))
         // q_0 (with the primes not yet dropped) must hold every value with the margin.
@@ -344,7 +375,8 @@ public struct SIMDPlan: Sendable {
         let baseTotal = max(Int(base.rounded(.up)), 20 * baseCount)
         let baseBits = (0..<baseCount).map { baseTotal / baseCount + ($0 < baseTotal % baseCount ? 1 : 0) }
         // Dropped last first: the last product's primes sit just above q_0.
-        return CKKSChain(ciphertextBits: baseBits + rescaleBits.reversed(), logScale: logScale, rescales: rescales, errorBits: errorBits)
+        return CKKSChain(ciphertextBits: baseBits + rescaleBits.reversed(), logScale: logScale, relinearizes: relinearizes,
+                         rescales: rescales, errorBits: errorBits)
     }
 
     /// CKKS, throughput mode: the chain above on the smallest 128-bit ring that holds it (one
@@ -374,8 +406,9 @@ public struct SIMDPlan: Sendable {
                                                    ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
                 let kinds = network.layers.map(\.stepKind)
                 return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
-                                steps: steps(kinds, network: network, mode: mode, noise: chain.errorBits, rescales: chain.rescales),
-                                predictedBudgetBits: Double(p))
+                                steps: steps(kinds, network: network, mode: mode, noise: chain.errorBits,
+                                             ckks: (chain.relinearizes, chain.rescales)),
+                                predictedBudgetBits: network.layerBoundBits.last! - chain.errorBits.last!)
             } catch {
                 tried.append("N=\(n): \(error)")
             }
@@ -385,22 +418,35 @@ public struct SIMDPlan: Sendable {
 
     /// The plan's steps: each layer's kind with its operations and predicted noise.
     static func steps(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, mode: Mode, noise: [Double],
-                      rescales: [Int]? = nil) -> [Step] {
+                      ckks: (relinearizes: [Bool], rescales: [Int])? = nil) -> [Step] {
         kinds.enumerated().map { index, kind in
             // Latency mode holds all of a layer's values in one ciphertext.
             let inputs = mode == .latency ? 1 : count(before: index, network)
-            return Step(layer: index, kind: kind,
-                        operations: rescales == nil ? operations(of: kind, inputs: inputs) : ckksOperations(of: kind, inputs: inputs),
-                        predictedNoiseBits: noise[index], rescales: rescales?[index] ?? 0)
+            guard let ckks else {
+                return Step(layer: index, kind: kind, operations: operations(of: kind, inputs: inputs),
+                            predictedNoiseBits: noise[index], relinearizes: false, rescales: 0)
+            }
+            let relinearizes = ckks.relinearizes[index]
+            return Step(layer: index, kind: kind, operations: ckksOperations(of: kind, inputs: inputs, relinearizes: relinearizes),
+                        predictedNoiseBits: noise[index], relinearizes: relinearizes, rescales: ckks.rescales[index])
         }
     }
 
-    /// CKKS's operations: polynomials by one product and constants (a_2 is free, in the scale).
-    static func ckksOperations(of kind: Step.Kind, inputs: Int) -> Operations {
-        guard case .polynomial(let p) = kind else { return operations(of: kind, inputs: inputs) }
-        let products = p.degree == 2 ? inputs : 0
-        let constants = (p.degree == 2 && p.coefficients[1] != 0 ? inputs : 0) + (p.coefficients[0] != 0 ? inputs : 0)
-        return Operations(constantAdds: constants, ciphertextMultiplies: products, relinearizations: products)
+    /// CKKS's operations: polynomials by one product and constants (a_2 is free, in the scale),
+    /// and a relinearization of every output of the step that relinearizes.
+    static func ckksOperations(of kind: Step.Kind, inputs: Int, relinearizes: Bool) -> Operations {
+        switch kind {
+        case .polynomial(let p):
+            let products = p.degree == 2 ? inputs : 0
+            let constants = (p.degree == 2 && p.coefficients[1] != 0 ? inputs : 0) + (p.coefficients[0] != 0 ? inputs : 0)
+            return Operations(constantAdds: constants, ciphertextMultiplies: products, relinearizations: relinearizes ? products : 0)
+        case .linear(let l):
+            var counts = operations(of: kind, inputs: inputs)
+            counts.relinearizations = relinearizes ? l.outputCount : 0
+            return counts
+        case .packedConvolution, .matrixVector:
+            return operations(of: kind, inputs: inputs)
+        }
     }
 
     /// Values entering layer `index`.

@@ -105,7 +105,8 @@ struct SIMDInferenceTests {
         let plan = try SIMDPlan.compile(form, scheme: .ckks, shapes: [Self.smallShape])
         #expect(plan.securityBits == 0)
         #expect(plan.batchSize == 512)
-        #expect(plan.steps.map(\.rescales) == [0, 1, 0])
+        // The product is relinearized and rescaled after the dense layer, on its 3 outputs rather than its 8 inputs.
+        #expect(plan.steps.map(\.rescales) == [0, 0, 1] && plan.steps.map(\.relinearizes) == [false, false, true])
         let batch = Self.images(plan.batchSize, pixels: 16, seed: 21)
         let outcome = try SIMDPipeline.run(plan, images: batch)
         var worst = 0.0

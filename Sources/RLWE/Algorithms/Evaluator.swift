@@ -210,7 +210,15 @@ public struct Evaluator: Sendable {
     /// NTTs over the separate relinearize and rescale.
     public func multiplyRelinearizeRescale(_ a: Ciphertext, _ b: Ciphertext) throws(RlweError) -> Ciphertext {
         guard !context.isBFV else { throw .wrongScheme("BFV has no rescale; use multiplyRelinearize") }
-        let product = try multiply(a, b)
+        return try relinearizeRescale(multiply(a, b))
+    }
+
+    /// CKKS: a three-component ciphertext (a product, or a sum of products) relinearized and
+    /// rescaled in one division by P·q_(ℓ−1), as in ``multiplyRelinearizeRescale(_:_:)``.
+    public func relinearizeRescale(_ product: Ciphertext) throws(RlweError) -> Ciphertext {
+        try check(product)
+        guard !context.isBFV else { throw .wrongScheme("BFV has no rescale; use relinearize") }
+        guard product.size == 3 else { throw .invalidParameters("relinearizeRescale takes a three-component ciphertext") }
         let level = product.level
         guard level > 1 else { throw .endOfModulusChain }
         guard let relin = key?.relinearization else { throw .missingRelinearizationKey }
