@@ -6,16 +6,34 @@ extension PolynomialNetwork {
     /// weights from `seed`. `activation` is x² for CryptoNets/HCNN, a fitted polynomial for CryptoDL.
     public static func cryptoNets(activation: [Float], seed: UInt64) -> PolynomialNetwork {
         var random = SplitMix64(seed: seed)
-        func uniform(_ count: Int, fanIn: Int) -> [Float] {
-            let bound = (1 / Float(fanIn)).squareRoot()
-            return (0..<count).map { _ in (Float(random.next() % 2_000_001) / 1_000_000 - 1) * bound }
-        }
+        func uniform(_ count: Int, fanIn: Int) -> [Float] { initialWeights(count, fanIn: fanIn, &random) }
         let convolution = Convolution(inputChannels: 1, outputChannels: 5, kernelSide: 5, stride: 2, padding: 1, inputSide: 28,
                                       weights: uniform(125, fanIn: 25), bias: [Float](repeating: 0, count: 5))
         let hidden = Dense(inputCount: 845, outputCount: 100, weights: uniform(84_500, fanIn: 845), bias: [Float](repeating: 0, count: 100))
         let output = Dense(inputCount: 100, outputCount: 10, weights: uniform(1000, fanIn: 100), bias: [Float](repeating: 0, count: 10))
         return PolynomialNetwork(inputSide: 28, layers: [.convolution(convolution), .polynomial(activation), .dense(hidden),
                                                          .polynomial(activation), .dense(output)])
+    }
+
+    /// HCNN's MNIST topology (Al Badawi et al. 2018, their Table 4): conv 5 filters 5×5 stride 2
+    /// (no padding) on 28×28 → 5×12×12, activation, conv 50 filters 5×5 stride 2 → 50×4×4,
+    /// activation, dense 800 → 10; random weights from `seed`.
+    public static func hcnn(activation: [Float], seed: UInt64) -> PolynomialNetwork {
+        var random = SplitMix64(seed: seed)
+        func uniform(_ count: Int, fanIn: Int) -> [Float] { initialWeights(count, fanIn: fanIn, &random) }
+        let first = Convolution(inputChannels: 1, outputChannels: 5, kernelSide: 5, stride: 2, padding: 0, inputSide: 28,
+                                weights: uniform(125, fanIn: 25), bias: [Float](repeating: 0, count: 5))
+        let second = Convolution(inputChannels: 5, outputChannels: 50, kernelSide: 5, stride: 2, padding: 0, inputSide: 12,
+                                 weights: uniform(6250, fanIn: 125), bias: [Float](repeating: 0, count: 50))
+        let output = Dense(inputCount: 800, outputCount: 10, weights: uniform(8000, fanIn: 800), bias: [Float](repeating: 0, count: 10))
+        return PolynomialNetwork(inputSide: 28, layers: [.convolution(first), .polynomial(activation), .convolution(second),
+                                                         .polynomial(activation), .dense(output)])
+    }
+
+    /// `count` initial weights uniform in ±1/√fanIn.
+    static func initialWeights(_ count: Int, fanIn: Int, _ random: inout SplitMix64) -> [Float] {
+        let bound = (1 / Float(fanIn)).squareRoot()
+        return (0..<count).map { _ in (Float(random.next() % 2_000_001) / 1_000_000 - 1) * bound }
     }
 
     /// Least-squares polynomial of `degree` fitted to ReLU on [-bound, bound] (CryptoDL's

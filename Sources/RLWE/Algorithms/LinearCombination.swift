@@ -196,17 +196,13 @@ extension Evaluator {
                 }
                 @inline(__always)
                 func joined(_ low: UInt64, _ high: UInt64) -> UInt128 { UInt128(low) &+ UInt128(high) << 32 }
-                var weight: UInt128 = 0
-                for t in negative { weight &+= UInt128(magnitudes[t]) }
-                let offset = weight &* UInt128(m.value)
+                let offset = negativeOffset(negative, magnitudes, m)
                 var k = 0
                 while k < block {
                     let p = sum(positive, at: k), q = sum(negative, at: k)
                     for j in 0..<4 {
-                        for (half, low, high, lowN, highN) in [(0, p.0, p.1, q.0, q.1), (4, p.2, p.3, q.2, q.3)] {
-                            let total = joined(low[j], high[j]) &+ offset &- joined(lowN[j], highN[j])
-                            target[k + half + j] = m.reduce(high: UInt64(truncatingIfNeeded: total >> 64), low: UInt64(truncatingIfNeeded: total))
-                        }
+                        target[k + j] = difference(joined(p.0[j], p.1[j]), joined(q.0[j], q.1[j]), offset: offset, m)
+                        target[k + 4 + j] = difference(joined(p.2[j], p.3[j]), joined(q.2[j], q.3[j]), offset: offset, m)
                     }
                     k += 8
                 }
@@ -237,23 +233,33 @@ extension Evaluator {
                     }
                     return (a0, a1, a2, a3)
                 }
-                @inline(__always)
-                func reduce(_ a: UInt128) -> UInt64 {
-                    m.reduce(high: UInt64(truncatingIfNeeded: a >> 64), low: UInt64(truncatingIfNeeded: a))
-                }
-                var weight: UInt128 = 0
-                for t in negative { weight &+= UInt128(magnitudes[t]) }
-                let offset = weight &* UInt128(m.value)
+                let offset = negativeOffset(negative, magnitudes, m)
                 var k = 0
                 while k < block {
                     let p = sum(positive, at: k), q = sum(negative, at: k)
-                    target[k] = reduce(p.0 &+ offset &- q.0)
-                    target[k + 1] = reduce(p.1 &+ offset &- q.1)
-                    target[k + 2] = reduce(p.2 &+ offset &- q.2)
-                    target[k + 3] = reduce(p.3 &+ offset &- q.3)
+                    target[k] = difference(p.0, q.0, offset: offset, m)
+                    target[k + 1] = difference(p.1, q.1, offset: offset, m)
+                    target[k + 2] = difference(p.2, q.2, offset: offset, m)
+                    target[k + 3] = difference(p.3, q.3, offset: offset, m)
                     k += 4
                 }
             }
         }
+    }
+
+    /// q·W, W the sum of |w| over a row's negative terms: added to P so that P + q·W − N is
+    /// never negative.
+    @inline(__always)
+    private static func negativeOffset(_ negative: Range<Int>, _ magnitudes: UnsafeBufferPointer<UInt64>, _ m: Modulus) -> UInt128 {
+        var weight: UInt128 = 0
+        for t in negative { weight &+= UInt128(magnitudes[t]) }
+        return weight &* UInt128(m.value)
+    }
+
+    /// (P + q·W − N) mod q ≡ P − N, in one reduction.
+    @inline(__always)
+    private static func difference(_ p: UInt128, _ n: UInt128, offset: UInt128, _ m: Modulus) -> UInt64 {
+        let total = p &+ offset &- n
+        return m.reduce(high: UInt64(truncatingIfNeeded: total >> 64), low: UInt64(truncatingIfNeeded: total))
     }
 }
