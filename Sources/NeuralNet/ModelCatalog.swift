@@ -18,8 +18,8 @@ public enum ModelCatalog {
         case perceptron
         /// A binarized CNN.
         case binarizedCNN(BinarizedCNN.Shape, BinarizedCNN.Activation, BinarizedCNN.TrainingOptions)
-        /// CryptoNets' topology with a polynomial activation.
-        case polynomial(activation: [Float], BinarizedCNN.TrainingOptions)
+        /// A polynomial network (CryptoNets' or HCNN's topology) with its activation.
+        case polynomial(PolynomialTopology, activation: [Float], BinarizedCNN.TrainingOptions)
 
         /// The same with the given epochs and seed, where set.
         func overriding(epochs: Int?, seed: UInt64?) -> Architecture {
@@ -32,7 +32,7 @@ public enum ModelCatalog {
             switch self {
             case .perceptron: return self
             case .binarizedCNN(let shape, let activation, let options): return .binarizedCNN(shape, activation, apply(options))
-            case .polynomial(let activation, let options): return .polynomial(activation: activation, apply(options))
+            case .polynomial(let topology, let activation, let options): return .polynomial(topology, activation: activation, apply(options))
             }
         }
     }
@@ -49,13 +49,15 @@ public enum ModelCatalog {
         Recipe(name: "fast-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
         Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
-               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(.cryptoNets, activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptonets-fashion", datasetKind: .fashionMNIST,
-               architecture: .polynomial(activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(.cryptoNets, activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-mnist", datasetKind: .mnist,
-               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(.cryptoNets, activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "cryptodl-fashion", datasetKind: .fashionMNIST,
-               architecture: .polynomial(activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+               architecture: .polynomial(.cryptoNets, activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+        Recipe(name: "hcnn-mnist", datasetKind: .mnist,
+               architecture: .polynomial(.hcnn, activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
     ]
 
     /// CryptoDL's activation: the degree-2 least-squares fit of ReLU on [-4, 4].
@@ -135,13 +137,13 @@ public enum ModelCatalog {
             return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind,
                              dataset: description, architecture: cnn.architectureDescription, binarizedCNN: cnn,
                              evaluationData: evaluation)
-        case .polynomial(let activation, let options):
-            let network = PolynomialNetwork.train(.cryptoNets(activation: activation, seed: options.seed), on: training,
+        case .polynomial(let topology, let activation, let options):
+            let network = PolynomialNetwork.train(topology.network(activation: activation, seed: options.seed), on: training,
                                                   samples: samples, options: options, progress: progress)
             let terms = activation.enumerated().filter { $0.element != 0 }.map { String(format: "%.3g·x^%d", $0.element, $0.offset) }
             return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind, dataset: description,
-                             architecture: "conv 5×5×5 stride 2 pad 1 (28² → 5×13²) → \(terms.joined(separator: " + ")) → dense 845 → 100 "
-                                 + "→ same activation → dense 100 → 10 (integer form: inputs 0…\(network.quantization.inputLevels), "
+                             architecture: topology.description(activation: terms.joined(separator: " + "))
+                                 + " (integer form: inputs 0…\(network.quantization.inputLevels), "
                                  + "\(network.quantization.weightBits)-bit weights, no shifts)",
                              polynomialNetwork: network, evaluationData: evaluation)
         case .perceptron:
@@ -165,6 +167,30 @@ extension BinarizedCNN {
             let step = activationLevels == 1 ? "sign(S − t), even |t| ≤ \(Self.maxThreshold)"
                 : "sign(S − t_k) for \(activationLevels) thresholds per filter (\(channelCount) channels), even |t_k| ≤ \(Self.maxThreshold)"
             return "Batchnorm + Binactive (client) → \(conv) → \(step)\(pool) → dense \(featureCount) → \(s.classCount) (integer weights)"
+        }
+    }
+}
+
+/// The layer structures of the bundled polynomial networks.
+enum PolynomialTopology: Sendable {
+    /// CryptoNets': conv 5×5×5 stride 2 pad 1 → activation → dense 845 → 100 → activation → dense 10.
+    case cryptoNets
+    /// HCNN's MNIST network: conv 5×5×5 stride 2 → activation → conv 50×5×5 stride 2 → activation → dense 800 → 10.
+    case hcnn
+
+    func network(activation: [Float], seed: UInt64) -> PolynomialNetwork {
+        switch self {
+        case .cryptoNets: .cryptoNets(activation: activation, seed: seed)
+        case .hcnn: .hcnn(activation: activation, seed: seed)
+        }
+    }
+
+    func description(activation: String) -> String {
+        switch self {
+        case .cryptoNets:
+            "conv 5×5×5 stride 2 pad 1 (28² → 5×13²) → \(activation) → dense 845 → 100 → same activation → dense 100 → 10"
+        case .hcnn:
+            "HCNN: conv 5×5×5 stride 2 (28² → 5×12²) → \(activation) → conv 50×5×5 stride 2 (5×12² → 50×4²) → same activation → dense 800 → 10"
         }
     }
 }
