@@ -278,9 +278,10 @@ struct SIMDInferenceTests {
         #expect(single.budgetBits >= latency.predictedBudgetBits, "measured \(single.budgetBits), predicted \(latency.predictedBudgetBits)")
     }
 
-    @Test("Bundled cryptonets-mnist on CKKS: N = 8192 at 128 bits, a full batch of 4,096 test images, every argmax the integer reference's and every error within the plan's prediction")
-    func cryptoNetsCKKS() throws {
-        let file = try ModelCatalog.load("cryptonets-mnist")
+    @Test("Bundled CryptoNets and HCNN on CKKS: N = 8192 at 128 bits, a full batch of 4,096 test images, every argmax the integer reference's and every error within the plan's prediction",
+          arguments: ["cryptonets-mnist", "hcnn-mnist"])
+    func bundledCKKS(model: String) throws {
+        let file = try ModelCatalog.load(model)
         let form = try #require(file.polynomialNetwork).integerForm()
         let plan = try SIMDPlan.compile(form, scheme: .ckks)
         #expect(plan.securityBits == 128)
