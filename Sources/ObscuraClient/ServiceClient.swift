@@ -80,7 +80,7 @@ public struct ServiceClient: Sendable {
     /// given by mistake. The server checks everything again; this check only keeps a secret off
     /// the wire.
     static func checkUpload(_ bytes: [UInt8], is upload: Upload) throws(ServiceClientError) {
-        if bytes.starts(with: ObscuraFormat.secretMagic) || bytes.starts(with: RlweFormat.secretMagic) {
+        if bytes.starts(with: ObscuraFormat.secretMagic) || bytes.starts(with: RlweFormat.secretMagic) || SIMDWire.containsSecretKey(bytes) {
             throw .notSent("these bytes are a secret key, which never leaves the client")
         }
         if let kind = SIMDWire.kind(of: bytes) {

@@ -89,16 +89,14 @@ public struct ModelRegistry: Sendable {
     /// network on RLWE twice, as `NAME` (one image per job, BFV latency mode, exact) and
     /// `NAME@throughput-ckks` (a batch of up to 4,096 images per job).
     public static func bundled() throws -> ModelRegistry {
-        var specifications: [String] = []
+        var entries: [ServedModelEntry] = []
         for name in ModelCatalog.names {
             let model = try ModelCatalog.load(name)
-            if model.polynomialNetwork != nil {
-                specifications += [name, "\(name)@throughput-ckks"]
-            } else if (try? InferencePlan(model: model)) != nil {
-                specifications.append(name)
-            }
+            let specifications = model.polynomialNetwork != nil ? [name, "\(name)@throughput-ckks"] : [name]
+            // A variant no backend runs is skipped, not fatal: the rest are still served.
+            entries += specifications.compactMap { try? entry(for: $0, model: model) }
         }
-        return try loading(specifications)
+        return ModelRegistry(entries)
     }
 
     /// The named models (bundled names or model files). A polynomial network may carry
@@ -107,36 +105,40 @@ public struct ModelRegistry: Sendable {
     public static func loading(_ specifications: [String]) throws -> ModelRegistry {
         var entries: [ServedModelEntry] = []
         for specification in specifications {
-            let parts = specification.split(separator: "@", maxSplits: 1).map(String.init)
-            let model = try ModelCatalog.load(parts[0])
-            if let network = model.polynomialNetwork {
-                let variant = parts.count > 1 ? parts[1] : "latency-bfv"
-                let words = variant.split(separator: "-").map(String.init)
-                guard words.count == 2, let mode = SIMDPlan.Mode(rawValue: words[0]), let scheme = SIMDPlan.Scheme(rawValue: words[1]) else {
-                    throw ModelRegistryError.notServable(model: specification, reason: "\(variant) is not MODE-SCHEME (latency-bfv, throughput-bfv, throughput-ckks)")
-                }
-                do {
-                    let plan = try SIMDPlan.compile(try network.integerForm(), mode: mode, scheme: scheme)
-                    entries.append(ServedModelEntry(name: parts.count > 1 ? specification : model.name, plan: plan, model: model))
-                } catch {
-                    throw ModelRegistryError.notServable(model: specification, reason: "\(error)")
-                }
-                continue
-            }
-            guard parts.count == 1 else {
-                throw ModelRegistryError.notServable(model: specification, reason: "@MODE-SCHEME is for polynomial networks (RLWE)")
-            }
-            do {
-                entries.append(try ServedModelEntry(model: model))
-            } catch {
-                throw ModelRegistryError.notServable(model: specification, reason: error.description)
-            }
+            let name = String(specification.split(separator: "@", maxSplits: 1)[0])
+            entries.append(try entry(for: specification, model: try ModelCatalog.load(name)))
         }
         let names = entries.map(\.listing.name)
         if let repeated = names.first(where: { name in names.filter { $0 == name }.count > 1 }) {
             throw ModelRegistryError.duplicateName(repeated)
         }
         return ModelRegistry(entries)
+    }
+
+    /// The entry `specification` (`NAME` or `NAME@MODE-SCHEME`) names, `model` being NAME's file.
+    static func entry(for specification: String, model: ModelFile) throws -> ServedModelEntry {
+        let parts = specification.split(separator: "@", maxSplits: 1).map(String.init)
+        guard let network = model.polynomialNetwork else {
+            guard parts.count == 1 else {
+                throw ModelRegistryError.notServable(model: specification, reason: "@MODE-SCHEME is for polynomial networks (RLWE)")
+            }
+            do {
+                return try ServedModelEntry(model: model)
+            } catch {
+                throw ModelRegistryError.notServable(model: specification, reason: error.description)
+            }
+        }
+        let variant = parts.count > 1 ? parts[1] : "latency-bfv"
+        let words = variant.split(separator: "-").map(String.init)
+        guard words.count == 2, let mode = SIMDPlan.Mode(rawValue: words[0]), let scheme = SIMDPlan.Scheme(rawValue: words[1]) else {
+            throw ModelRegistryError.notServable(model: specification, reason: "\(variant) is not MODE-SCHEME (latency-bfv, throughput-bfv, throughput-ckks)")
+        }
+        do {
+            let plan = try SIMDPlan.compile(try network.integerForm(), mode: mode, scheme: scheme)
+            return ServedModelEntry(name: parts.count > 1 ? specification : model.name, plan: plan, model: model)
+        } catch {
+            throw ModelRegistryError.notServable(model: specification, reason: "\(error)")
+        }
     }
 
     /// The size of the largest evaluation key of the served models.

@@ -167,8 +167,10 @@ public struct ObscuraServer: Sendable {
     /// test sets, malformed or oversized bytes, and, with `model`, a key of another parameter set.
     func registerKey(_ request: Request) async throws -> Response {
         var request = request
-        let bytes = Array(try await request.collectBody(upTo: keyByteLimit).readableBytesView)
         let model = request.uri.queryParameters.get("model")
+        // A named model's keys have an exact size: nothing larger is buffered.
+        let limit = model.flatMap { models.entry(named: $0)?.evaluationKeyBytes } ?? keyByteLimit
+        let bytes = Array(try await request.collectBody(upTo: limit).readableBytesView)
         let secretKeyRefused = APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
         guard !bytes.starts(with: RlweFormat.secretMagic) else { throw secretKeyRefused }
         let parameterSet: String

@@ -29,6 +29,29 @@ public enum SIMDWire {
         return Kind(rawValue: UInt16(bytes[6]) | UInt16(bytes[7]) << 8)
     }
 
+    /// Whether any object framed in `bytes` starts with the RLWE secret-key magic (a client's
+    /// last check before an upload; the framing is walked without a plan, and unframed bytes
+    /// answer false).
+    public static func containsSecretKey(_ bytes: [UInt8]) -> Bool {
+        guard kind(of: bytes) != nil else { return false }
+        var position = 16
+        func integer(_ count: Int) -> Int? {
+            guard bytes.count - position >= count else { return nil }
+            defer { position += count }
+            return (0..<count).reduce(0) { $0 | Int(bytes[position + $1]) << (8 * $1) }
+        }
+        guard let primes = integer(4) else { return false }
+        for _ in 0..<primes {
+            guard let count = integer(4) else { return false }
+            for _ in 0..<count {
+                guard let length = integer(4), bytes.count - position >= length else { return false }
+                if bytes[position..<(position + length)].starts(with: RlweFormat.secretMagic) { return true }
+                position += length
+            }
+        }
+        return false
+    }
+
     /// `objects[prime]` framed for `plan`.
     static func encode(_ kind: Kind, plan: SIMDPlan, _ objects: [[[UInt8]]]) -> [UInt8] {
         var out = magic
@@ -118,15 +141,18 @@ extension SIMDPlan {
         mix(scheme == .bfv ? 1 : 2)
         mix(UInt64(inputCiphertexts))
         mix(UInt64(scoreCount))
+        for step in rotationSteps { mix(UInt64(bitPattern: Int64(step))) }
         return hash
     }
 
-    /// A readable name of the plan's parameters, for listings and key registration:
-    /// "bfv-n8192-q162-t4-latency" or "ckks-n8192-q154-throughput".
+    /// The name of the plan's parameters for listings and key registration, readable and ending
+    /// in the fingerprint's first 32 bits, so that equal names mean interchangeable keys:
+    /// "bfv-n8192-q216-t5-latency-1a2b3c4d".
     public var parameterSetName: String {
         let p = parameters[0]
         let primes = scheme == .bfv ? "-t\(parameters.count)" : ""
+        let tag = String(fingerprint >> 32, radix: 16)
         return "\(scheme.rawValue)-n\(p.polynomialSize)-q\(Int(p.logModulus.rounded()))\(primes)-\(mode.rawValue)"
-            + (securityBits == 0 ? "-insecure" : "")
+            + (securityBits == 0 ? "-insecure" : "") + "-" + String(repeating: "0", count: 8 - tag.count) + tag
     }
 }

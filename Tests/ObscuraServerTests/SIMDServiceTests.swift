@@ -10,7 +10,7 @@ import Testing
 /// a batch per job on CKKS, with the TFHE service's key, job, result and restart rules.
 @Suite(.serialized)
 struct SIMDServiceTests {
-    static let registry = try! ModelRegistry.loading(["cryptonets-mnist", "cryptonets-mnist@throughput-ckks"])
+    static let registry = try! ModelRegistry.loading(["cryptonets-mnist", "cryptonets-mnist@throughput-ckks", "cryptonets-fashion@throughput-ckks"])
     static let model = try! ModelCatalog.load("cryptonets-mnist")
     static let form = try! model.polynomialNetwork!.integerForm()
     static let images = try! Dataset.bundledSample(.mnist)
@@ -25,8 +25,10 @@ struct SIMDServiceTests {
         let directory = Fixtures.temporaryDirectory()
         var (server, service) = try await Fixtures.startServer(directory: directory, models: Self.registry)
         let listed = try await service.models()
-        #expect(listed.map(\.backend) == ["rlwe-bfv-latency", "rlwe-ckks-throughput"])
-        #expect(listed.map(\.batchSize) == [1, 4096])
+        #expect(listed.map(\.backend) == ["rlwe-bfv-latency", "rlwe-ckks-throughput", "rlwe-ckks-throughput"])
+        #expect(listed.map(\.batchSize) == [1, 4096, 4096])
+        // Two CKKS plans of the same shape still have different parameter-set names (their fingerprints).
+        #expect(listed[1].parameterSet != listed[2].parameterSet)
         #expect(listed.allSatisfy { $0.securityBits == 128 && $0.bootstrapsPerInference == 0 })
 
         let latency = try await PrivateBatchClassifier.connect(to: service, model: "cryptonets-mnist", plan: try Self.plan("cryptonets-mnist"))
@@ -73,6 +75,11 @@ struct SIMDServiceTests {
             ("/v1/models/cryptonets-mnist@throughput-ckks/inferences", ["key": batchKey.id],
              Array(try batchClient.encryptForUpload([Self.images.sample(0)]).dropLast(5)), 400, "invalid_input"),
             ("/v1/models/cryptonets-mnist@throughput-ckks/inferences", [:], latencyInput, 400, "missing_key"),
+            // Keys of another model whose plan has the same shape: refused before anything is stored.
+            ("/v1/models/cryptonets-fashion@throughput-ckks/inferences", ["key": batchKey.id],
+             try batchClient.encryptForUpload([Self.images.sample(0)]), 409, "key_model_mismatch"),
+            // More than the named model's exact key size is not read.
+            ("/v1/keys", ["model": "cryptonets-mnist@throughput-ckks"], batchKeys + [0], 413, "body_too_large"),
         ]
         for (path, query, body, status, code) in cases {
             let (got, data) = try await service.raw("POST", path, query: query, body: body)

@@ -163,10 +163,15 @@ struct SIMDInferenceTests {
         let throughput = try SIMDPlan.compile(form, shapes: [Self.smallShape])
         let latency = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
         #expect(throughput.fingerprint != latency.fingerprint)
-        #expect(latency.parameterSetName.hasSuffix("-latency-insecure"))
+        #expect(latency.parameterSetName.contains("-latency-insecure-") && latency.parameterSetName != throughput.parameterSetName)
         let client = try SIMDClient(plan: latency)
         let keys = client.evaluationKeyBytes()
-        #expect(SIMDWire.kind(of: keys) == .evaluationKeys)
+        #expect(SIMDWire.kind(of: keys) == .evaluationKeys && !SIMDWire.containsSecretKey(keys))
+        // A secret key framed as keys is still found (the client refuses to send it).
+        var framed = SIMDWire.encode(.evaluationKeys, plan: latency, [[RlweFormat.secretMagic + [0, 0, 0, 0]]])
+        #expect(SIMDWire.containsSecretKey(framed))
+        framed.removeLast(3)
+        #expect(!SIMDWire.containsSecretKey(framed))
         let upload = try client.encryptForUpload([Self.images(3, pixels: 16, seed: 3)[2]])
         #expect(SIMDWire.kind(of: upload) == .inputs)
         // The sizes a server may buffer are exact.
