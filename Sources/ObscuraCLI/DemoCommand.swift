@@ -127,7 +127,7 @@ struct Demo: AsyncParsableCommand {
         }
         times.sort()
         print(String(format: "  %d/%d correct (the model: %.2f%%, %@); decrypted scores equal the plaintext integer reference on %d/%d;",
-                     correct, times.count, model.integerAccuracy * 100, model.split, exact, times.count))
+                     correct, times.count, model.integerAccuracy * 100, model.datasetKind.splitDescription, exact, times.count))
         print(String(format: "  median %.3f s per record over HTTP", times[times.count / 2]))
         guard exact == times.count else { throw DemoError.wrongResult("\(times.count - exact) encrypted inference(s)") }
     }
