@@ -79,7 +79,7 @@ public final class SIMDClient: Sendable {
     /// Fresh secret keys (system entropy) for every plaintext prime of `plan`.
     public init(plan: SIMDPlan) throws(ClientError) {
         self.plan = plan
-        contexts = plan.parameters.map { RlweContext(parameters: $0) }
+        contexts = plan.contexts
         secretKeys = contexts.map { SecretKey(context: $0) }
         encryptors = secretKeys.map { Encryptor(secretKey: $0) }
         do {

@@ -70,8 +70,7 @@ public struct SIMDEvaluator: Sendable {
         var keys: [EvaluationKey] = []
         do throws(RlweError) {
             let objects = try SIMDWire.decode(keyBytes, kind: .evaluationKeys, plan: plan, objectsPerPrime: 1)
-            for (parameters, object) in zip(plan.parameters, objects) {
-                let context = RlweContext(parameters: parameters)
+            for (context, object) in zip(plan.contexts, objects) {
                 let key = try EvaluationKey(deserializing: object[0], context: context)
                 guard key.relinearization != nil else { throw RlweError.missingRelinearizationKey }
                 for step in plan.rotationSteps {
@@ -91,8 +90,7 @@ public struct SIMDEvaluator: Sendable {
     public static func check(upload: [UInt8], plan: SIMDPlan) throws(EvaluationError) {
         do throws(RlweError) {
             let objects = try SIMDWire.decode(upload, kind: .inputs, plan: plan, objectsPerPrime: plan.inputCiphertexts)
-            for (parameters, group) in zip(plan.parameters, objects) {
-                let context = RlweContext(parameters: parameters)
+            for (context, group) in zip(plan.contexts, objects) {
                 for bytes in group { _ = try SeededCiphertext(deserializing: bytes, context: context) }
             }
         } catch {

@@ -161,6 +161,20 @@ public struct SIMDPlan: Sendable {
     /// Bits of noise budget predicted to remain at decryption (the smallest over the primes);
     /// CKKS: the predicted precision, every score within 2^−bits of the scores' bound.
     public let predictedBudgetBits: Double
+    /// One context per parameter set, built once with the plan (NTT tables, base converters):
+    /// the client, the evaluator and the server's checks of uploads all read them.
+    public let contexts: [RlweContext]
+
+    init(network: PolynomialIntegerNetwork, mode: Mode, scheme: Scheme, parameters: [RlweParameters], steps: [Step],
+         predictedBudgetBits: Double) {
+        self.network = network
+        self.mode = mode
+        self.scheme = scheme
+        self.parameters = parameters
+        self.steps = steps
+        self.predictedBudgetBits = predictedBudgetBits
+        contexts = parameters.map { RlweContext(parameters: $0) }
+    }
 
     /// The plaintext primes t_i (BFV; none for CKKS).
     public var plaintextModuli: [UInt64] {

@@ -30,26 +30,39 @@ public enum SIMDWire {
     }
 
     /// Whether any object framed in `bytes` starts with the RLWE secret-key magic (a client's
-    /// last check before an upload; the framing is walked without a plan, and unframed bytes
-    /// answer false).
+    /// last check before an upload; the framing is read without a plan, and bytes that are not
+    /// well-framed answer false).
     public static func containsSecretKey(_ bytes: [UInt8]) -> Bool {
-        guard kind(of: bytes) != nil else { return false }
-        var position = 16
-        func integer(_ count: Int) -> Int? {
-            guard bytes.count - position >= count else { return nil }
+        (try? frames(bytes))?.groups.joined().contains { $0.starts(with: RlweFormat.secretMagic) } ?? false
+    }
+
+    /// The header's fields and the objects of one prime after another, as framed in untrusted
+    /// `bytes`: every count and length is checked against the bytes left, and nothing may follow.
+    private static func frames(_ bytes: [UInt8]) throws(RlweError)
+        -> (version: UInt64, kind: UInt64, fingerprint: UInt64, groups: [[ArraySlice<UInt8>]]) {
+        var position = 0
+        func take(_ count: Int) throws(RlweError) -> ArraySlice<UInt8> {
+            guard count >= 0, bytes.count - position >= count else { throw .malformed("truncated SIMD object") }
             defer { position += count }
-            return (0..<count).reduce(0) { $0 | Int(bytes[position + $1]) << (8 * $1) }
+            return bytes[position..<(position + count)]
         }
-        guard let primes = integer(4) else { return false }
-        for _ in 0..<primes {
-            guard let count = integer(4) else { return false }
-            for _ in 0..<count {
-                guard let length = integer(4), bytes.count - position >= length else { return false }
-                if bytes[position..<(position + length)].starts(with: RlweFormat.secretMagic) { return true }
-                position += length
-            }
+        func integer(_ count: Int) throws(RlweError) -> UInt64 {
+            try take(count).reversed().reduce(0) { $0 << 8 | UInt64($1) }
         }
-        return false
+        guard try take(4).elementsEqual(magic) else { throw .malformed("no SIMD header") }
+        let (version, kind, fingerprint) = (try integer(2), try integer(2), try integer(8))
+        var groups: [[ArraySlice<UInt8>]] = []
+        for _ in 0..<Int(try integer(4)) {
+            let count = Int(try integer(4))
+            // Each object takes at least its 4-byte length: a count beyond that is a lie.
+            guard count <= (bytes.count - position) / 4 else { throw .malformed("truncated SIMD object") }
+            var group: [ArraySlice<UInt8>] = []
+            group.reserveCapacity(count)
+            for _ in 0..<count { group.append(try take(Int(try integer(4)))) }
+            groups.append(group)
+        }
+        guard position == bytes.count else { throw .malformed("\(bytes.count - position) unexpected bytes after a SIMD object") }
+        return (version, kind, fingerprint, groups)
     }
 
     /// `objects[prime]` framed for `plan`.
@@ -77,37 +90,20 @@ public enum SIMDWire {
     /// per plaintext prime of `objectsPerPrime` objects (any number up to `maximumObjects` when nil).
     static func decode(_ bytes: [UInt8], kind: Kind, plan: SIMDPlan, objectsPerPrime: Int?,
                        maximumObjects: Int = 1 << 16) throws(RlweError) -> [[[UInt8]]] {
-        var position = 0
-        func take(_ count: Int) throws(RlweError) -> ArraySlice<UInt8> {
-            guard count >= 0, bytes.count - position >= count else { throw .malformed("truncated \(kind)") }
-            defer { position += count }
-            return bytes[position..<(position + count)]
+        let framed: (version: UInt64, kind: UInt64, fingerprint: UInt64, groups: [[ArraySlice<UInt8>]])
+        do { framed = try frames(bytes) } catch { throw .malformed("not \(kind): \(error)") }
+        guard framed.version == UInt64(version) else { throw .malformed("a SIMD format version this build does not read") }
+        guard framed.kind == UInt64(kind.rawValue) else {
+            throw .malformed("\(Kind(rawValue: UInt16(truncatingIfNeeded: framed.kind))?.description ?? "object kind \(framed.kind)") where \(kind) are expected")
         }
-        func integer(_ count: Int) throws(RlweError) -> UInt64 {
-            try take(count).reversed().reduce(0) { $0 << 8 | UInt64($1) }
+        guard framed.fingerprint == plan.fingerprint else { throw .malformed("\(kind) made for another model plan or parameter set") }
+        guard framed.groups.count == plan.parameters.count else {
+            throw .malformed("\(framed.groups.count) plaintext primes; the plan has \(plan.parameters.count)")
         }
-        guard try take(4).elementsEqual(magic) else { throw .malformed("not \(kind) (no SIMD header)") }
-        guard try integer(2) == UInt64(version) else { throw .malformed("a SIMD format version this build does not read") }
-        let found = try integer(2)
-        guard found == UInt64(kind.rawValue) else {
-            throw .malformed("\(Kind(rawValue: UInt16(truncatingIfNeeded: found))?.description ?? "object kind \(found)") where \(kind) are expected")
+        for (prime, group) in framed.groups.enumerated() where !(objectsPerPrime.map { group.count == $0 } ?? (group.count <= maximumObjects)) {
+            throw .malformed("prime \(prime): \(group.count) objects, expected \(objectsPerPrime.map(String.init) ?? "at most \(maximumObjects)")")
         }
-        guard try integer(8) == plan.fingerprint else { throw .malformed("\(kind) made for another model plan or parameter set") }
-        let primes = Int(try integer(4))
-        guard primes == plan.parameters.count else { throw .malformed("\(primes) plaintext primes; the plan has \(plan.parameters.count)") }
-        var objects: [[[UInt8]]] = []
-        for prime in 0..<primes {
-            let count = Int(try integer(4))
-            guard objectsPerPrime.map({ count == $0 }) ?? (count <= maximumObjects) else {
-                throw .malformed("prime \(prime): \(count) objects, expected \(objectsPerPrime.map(String.init) ?? "at most \(maximumObjects)")")
-            }
-            var group: [[UInt8]] = []
-            group.reserveCapacity(count)
-            for _ in 0..<count { group.append(Array(try take(Int(try integer(4))))) }
-            objects.append(group)
-        }
-        guard position == bytes.count else { throw .malformed("\(bytes.count - position) unexpected bytes after the \(kind)") }
-        return objects
+        return framed.groups.map { $0.map { Array($0) } }
     }
 }
 
@@ -115,7 +111,6 @@ extension SIMDPlan {
     /// The exact size of ``SIMDClient/evaluationKeyBytes()``: a relinearization key and one
     /// Galois key per rotation, for every plaintext prime.
     public var evaluationKeyBytes: Int {
-        let contexts = parameters.map { RlweContext(parameters: $0) }
         let rotations = Set(rotationSteps.map { contexts[0].galoisElement(rotatingBy: $0) }).subtracting([1]).count
         return SIMDWire.headerSize + contexts.reduce(0) { total, context in
             total + 8 + EvaluationKey.serializedSize(context: context, keys: 1 + rotations, galoisKeys: rotations)
@@ -124,8 +119,8 @@ extension SIMDPlan {
 
     /// The exact size of ``SIMDClient/encryptForUpload(_:)``'s bytes (any number of images).
     public var uploadBytes: Int {
-        SIMDWire.headerSize + parameters.reduce(0) { total, p in
-            total + 4 + inputCiphertexts * (4 + SeededCiphertext.serializedSize(context: RlweContext(parameters: p)))
+        SIMDWire.headerSize + contexts.reduce(0) { total, context in
+            total + 4 + inputCiphertexts * (4 + SeededCiphertext.serializedSize(context: context))
         }
     }
 
