@@ -105,18 +105,7 @@ public struct NTTTables: Sendable {
                 var t = n, m = 1
                 while t > 4 {
                     t >>= 1
-                    for i in 0..<m {
-                        let wi = w[m + i], wiShoup = wShoup[m + i]
-                        let x = a + 2 * i * t, y = x + t
-                        var j = 0
-                        while j < t {
-                            butterfly(x + j, y + j, wi, wiShoup)
-                            butterfly(x + j + 1, y + j + 1, wi, wiShoup)
-                            butterfly(x + j + 2, y + j + 2, wi, wiShoup)
-                            butterfly(x + j + 3, y + j + 3, wi, wiShoup)
-                            j += 4
-                        }
-                    }
+                    Self.stage(a, blocks: m, half: t, twiddles: w, shoup: wShoup, first: m, butterfly)
                     m <<= 1
                 }
                 if t == 4 {  // N ≥ 4: the t = 2 stage
@@ -167,18 +156,7 @@ public struct NTTTables: Sendable {
                             butterfly(x + 1, x + 3, w[h + i], wShoup[h + i])
                         }
                     default:
-                        for i in 0..<h {
-                            let wi = w[h + i], wiShoup = wShoup[h + i]
-                            let x = a + 2 * i * t, y = x + t
-                            var j = 0
-                            while j < t {
-                                butterfly(x + j, y + j, wi, wiShoup)
-                                butterfly(x + j + 1, y + j + 1, wi, wiShoup)
-                                butterfly(x + j + 2, y + j + 2, wi, wiShoup)
-                                butterfly(x + j + 3, y + j + 3, wi, wiShoup)
-                                j += 4
-                            }
-                        }
+                        Self.stage(a, blocks: h, half: t, twiddles: w, shoup: wShoup, first: h, butterfly)
                     }
                     t <<= 1
                     m = h
@@ -196,6 +174,27 @@ public struct NTTTables: Sendable {
                     a[j] = Swift.min(x, x &- q)
                     a[j + half] = Swift.min(y, y &- q)
                 }
+            }
+        }
+    }
+
+    /// One stage of `blocks` blocks of 2t values (t ≥ 4, a multiple of 4): block i pairs each
+    /// value of its first half with the one t further under twiddle `first + i`, four
+    /// butterflies per step. The forward and inverse transforms share it with their own butterflies.
+    @inlinable @inline(__always)
+    static func stage(_ a: UnsafeMutablePointer<UInt64>, blocks: Int, half t: Int, twiddles w: UnsafeBufferPointer<UInt64>,
+                      shoup wShoup: UnsafeBufferPointer<UInt64>, first: Int,
+                      _ butterfly: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>, UInt64, UInt64) -> Void) {
+        for i in 0..<blocks {
+            let wi = w[first + i], wiShoup = wShoup[first + i]
+            let x = a + 2 * i * t, y = x + t
+            var j = 0
+            while j < t {
+                butterfly(x + j, y + j, wi, wiShoup)
+                butterfly(x + j + 1, y + j + 1, wi, wiShoup)
+                butterfly(x + j + 2, y + j + 2, wi, wiShoup)
+                butterfly(x + j + 3, y + j + 3, wi, wiShoup)
+                j += 4
             }
         }
     }
