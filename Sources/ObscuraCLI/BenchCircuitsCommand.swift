@@ -22,7 +22,7 @@ struct BenchCircuits: ParsableCommand {
 
     func run() throws {
         var report = Report(jsonOnly: json)
-        let parameters = TFHEParameters.gates128
+        let parameters = TFHEParameters.booleanGates
         let secret = SecretKey(parameters: parameters)
         let key = EvaluationKey(secret.makeEvaluationKey())
         var encryptor = Encryptor(secretKey: secret)

@@ -20,7 +20,7 @@ struct BenchTFHE: ParsableCommand {
 
     func run() throws {
         var report = Report(jsonOnly: json)
-        let gates = TFHEParameters.gates128
+        let gates = TFHEParameters.booleanGates
         report.add("security_bits", Double(gates.securityBits), "bits")
         report.add("lwe_dimension", Double(gates.lweDimension), "")
         report.add("polynomial_size", Double(gates.polynomialSize), "")

@@ -23,9 +23,9 @@ struct BenchInferLayers: ParsableCommand {
             return method
         }
         let cnn = try ModelCatalog.load("paper-bnn-mnist").binarizedCNN!
-        let image = try Dataset.bundledSample(.mnistTestSplit).sample(0)
+        let image = try Dataset.bundledSample(.mnist).sample(0)
         let s = cnn.shape, side = s.convolutionSide, area = side * side
-        let secret = SecretKey(parameters: .gates128)
+        let secret = SecretKey(parameters: .booleanGates)
         let circuit = CircuitEvaluator(key: EvaluationKey(secret.makeEvaluationKey()))
         let encryptor = Encryptor(secretKey: secret)
 
@@ -46,7 +46,7 @@ struct BenchInferLayers: ParsableCommand {
                                           size: s.kernelSide, accumulatorWidth: sumWidth)
 
         var report = Report(jsonOnly: json)
-        report.add("bitwise_parameter_security_bits", Double(TFHEParameters.gates128.securityBits), "bits")
+        report.add("bitwise_parameter_security_bits", Double(TFHEParameters.booleanGates.securityBits), "bits")
         for method in methods {
             var total = 0.0
             func layer(_ name: String, outputs: Int, expected: Int64, _ body: () -> EncryptedInteger) throws {

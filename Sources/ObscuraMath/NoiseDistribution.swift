@@ -1,20 +1,12 @@
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #endif
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The distribution of the error term added at encryption, in integer units of a 2^64 torus.
 public enum NoiseDistribution: Sendable, Hashable, CustomStringConvertible {
     /// TUniform(b): every integer in [-2^b, 2^b] with probability 2^-(b+1), the two end points
     /// with half that. Bounded, exact and sampled in constant time (tfhe-rs's default since 0.9).
     case tUniform(log2Bound: Int)
-    /// A centred discrete Gaussian with this standard deviation as a fraction of the torus.
-    /// Sampled with Box-Muller on doubles; not constant time (kept for sets that name it).
-    case gaussian(standardDeviation: Double)
 
     /// The variance in squared torus units (fractions of 1).
     public var torusVariance: Double {
@@ -22,15 +14,12 @@ public enum NoiseDistribution: Sendable, Hashable, CustomStringConvertible {
         case .tUniform(let b):
             let integerVariance = (Double.pow2(2 * b + 1) + 1) / 6
             return integerVariance * Double.pow2(-128)
-        case .gaussian(let sigma):
-            return sigma * sigma
         }
     }
 
     public var description: String {
         switch self {
         case .tUniform(let b): "TUniform(\(b))"
-        case .gaussian(let sigma): "Gaussian(sigma=\(sigma))"
         }
     }
 
@@ -42,11 +31,6 @@ public enum NoiseDistribution: Sendable, Hashable, CustomStringConvertible {
             // b+2 random bits r: (r >> 1) + (r & 1) - 2^b has exactly the TUniform law.
             let r = generator.next() & ((UInt64(1) << UInt64(b + 2)) &- 1)
             return (r >> 1) &+ (r & 1) &- (UInt64(1) << UInt64(b))
-        case .gaussian(let sigma):
-            let u1 = (Double(generator.next() >> 11) + 1) * 0x1p-53
-            let u2 = Double(generator.next() >> 11) * 0x1p-53
-            let normal = (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-            return UInt64(bitPattern: Int64((normal * sigma * 0x1p64).rounded()))
         }
     }
 }

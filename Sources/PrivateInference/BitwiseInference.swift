@@ -3,7 +3,7 @@ import NeuralNet
 import TFHE
 
 /// The main paper's `bitwise` mode for its binarized perceptron: the client encrypts each
-/// binary input as one boolean ciphertext (gates-128 set); the server computes
+/// binary input as one boolean ciphertext (the boolean-gate set, int2-128); the server computes
 /// x_i·w_i = h-xnor(x_i, w_i) with the clear weight bits (free), adds the ±1 products into an
 /// n-bit score (the paper: ep() and ripple additions; fast: a popcount tree) and compares it with
 /// the clear threshold, all with the circuits of `CipherCircuits`.
@@ -14,13 +14,13 @@ public struct BitwisePerceptronEvaluator: Sendable {
     public let perceptron: BinarizedPerceptron
     /// The circuit design.
     public let method: CircuitMethod
-    /// The client's gates-128 evaluation key.
+    /// The client's int2-128 evaluation key.
     public let key: EvaluationKey
 
     /// The boolean set this mode runs on.
-    public static let parameters = TFHEParameters.gates128
+    public static let parameters = TFHEParameters.booleanGates
 
-    /// An evaluator with a client's gates-128 evaluation key.
+    /// An evaluator with a client's int2-128 evaluation key.
     public init(perceptron: BinarizedPerceptron, method: CircuitMethod, key: EvaluationKey) throws(InferenceError) {
         guard key.parameters == Self.parameters else {
             throw .parameterMismatch(expected: Self.parameters.name, found: key.parameters.name)
@@ -62,7 +62,7 @@ public struct BitwisePerceptronClient: Sendable {
     public let perceptron: BinarizedPerceptron
     private var encryptor: Encryptor
 
-    /// A client with a fresh gates-128 secret key.
+    /// A client with a fresh int2-128 secret key.
     public init(perceptron: BinarizedPerceptron) {
         self.perceptron = perceptron
         encryptor = Encryptor(secretKey: SecretKey(parameters: BitwisePerceptronEvaluator.parameters))

@@ -11,15 +11,34 @@ import Darwin
 ///
 /// The formulas are the standard ones for CGGI bootstrapping with binary keys (the noise
 /// analyses of Chillotti et al. and of tfhe-rs's `noise_formulas`), written for this
-/// implementation's choices: balanced signed digits, the centred-mean modulus switch and a
-/// key-switching key rounded to 32 bits. The rounding error of the double-precision FFT is
-/// not modelled; the noise tests bound it by comparing the measured variance to these.
+/// implementation's choices: balanced signed digits, the centred-mean modulus switch, a
+/// key-switching key rounded to 32 bits and a double-precision FFT, whose error is the one
+/// term fitted to measurement (``fourierPhaseVariance``).
+///
+/// A key's Hamming weights enter several terms. Plans use their expectations (half the bits);
+/// ``init(_:secretKey:)`` uses one key's own, so that tests can compare a measurement with a
+/// key to the prediction for that key rather than for the average key.
 public struct NoiseModel: Sendable {
     /// The parameter set.
     public let parameters: TFHEParameters
+    /// The number of ones of the small key s (expected: n/2).
+    let smallKeyWeight: Double
+    /// The number of ones of the big key (expected: k·N/2).
+    let bigKeyWeight: Double
 
-    /// A model for `parameters`.
-    public init(_ parameters: TFHEParameters) { self.parameters = parameters }
+    /// A model for `parameters` with keys of expected weight.
+    public init(_ parameters: TFHEParameters) {
+        self.parameters = parameters
+        smallKeyWeight = Double(parameters.lweDimension) / 2
+        bigKeyWeight = Double(parameters.bigLweDimension) / 2
+    }
+
+    /// A model for one secret key, with its own Hamming weights.
+    init(_ parameters: TFHEParameters, secretKey: SecretKey) {
+        self.parameters = parameters
+        smallKeyWeight = Double(secretKey.smallKey.reduce(0, +))
+        bigKeyWeight = Double(secretKey.bigKey.reduce(0, +))
+    }
 
     /// Variance of a fresh encryption under the big key.
     public var freshVariance: Double { parameters.glweNoise.torusVariance }
@@ -30,9 +49,27 @@ public struct NoiseModel: Sendable {
         return (base * base + 2) / 12
     }
 
+    /// Variance that the double-precision FFT adds to the phase of an external product's
+    /// output. The exact product's coefficients are sums of (k+1)·l·N products of a digit
+    /// (size B) and a key word (size 2^64); carried in 53-bit mantissas through log2(N)
+    /// butterfly stages, each output word loses about 2^-53 of that size per stage, and the k
+    /// mask polynomials reach the phase through the GLWE key: c·(1 + w)·(k+1)·l·B²·N·log2(N)·2^-106
+    /// of the torus, w the GLWE key's weight. The constant c = 2^-6.30 is fitted by
+    /// `FourierErrorTests`, which measures this phase error against exact integer products
+    /// on the three secure sets and requires each within [3/4, 1] of the formula.
+    public var fourierPhaseVariance: Double {
+        let p = parameters
+        let base = Double.pow2(p.bootstrapDecomposition.baseLog), n = Double(p.polynomialSize)
+        return Self.fourierConstant * (1 + bigKeyWeight) * Double((p.glweDimension + 1) * p.bootstrapDecomposition.levels)
+            * base * base * n * log2(n) * Double.pow2(-106)
+    }
+
+    /// c in ``fourierPhaseVariance``.
+    static let fourierConstant = exp2(-6.30)
+
     /// Variance of a bootstrap's output (after sample extraction): n external products, each
-    /// adding the key noise times the digits, plus the decomposition's rounding error times the
-    /// key bit (1 half of the time) times the GLWE key (k·N/2 ones on average) and the body.
+    /// adding the key noise times the digits and the FFT's error; plus, for each key bit that is 1, the
+    /// decomposition's rounding error times the GLWE key and the body.
     public var bootstrapOutputVariance: Double {
         let p = parameters
         let n = Double(p.polynomialSize), k = Double(p.glweDimension)
@@ -40,8 +77,7 @@ public struct NoiseModel: Sendable {
         let beta = p.bootstrapDecomposition.baseLog
         let keyTerm = (k + 1) * levels * n * Self.digitSecondMoment(baseLog: beta) * p.glweNoise.torusVariance
         let roundingVariance = Double.pow2(-2 * beta * p.bootstrapDecomposition.levels) / 12
-        let roundingTerm = 0.5 * (1 + k * n / 2) * roundingVariance
-        return Double(p.lweDimension) * (keyTerm + roundingTerm)
+        return Double(p.lweDimension) * (keyTerm + fourierPhaseVariance) + smallKeyWeight * (1 + bigKeyWeight) * roundingVariance
     }
 
     /// The largest correlation between the output noises of two readings (coefficients) of one
@@ -61,16 +97,18 @@ public struct NoiseModel: Sendable {
         1 + multiValueCorrelationBound * Double(max(0, readings - 1))
     }
 
-    /// Variance added by key switching from the big key to the small key, at 32-bit precision.
+    /// Variance added by key switching from the big key to the small key, at 32-bit precision:
+    /// the key-switching key's noise times the digits, the decomposition's rounding times the
+    /// big key, and the rounding of key and input to 32 bits.
     public var keySwitchVariance: Double {
         let p = parameters
-        let bigDimension = Double(p.bigLweDimension), small = Double(p.lweDimension)
+        let bigDimension = Double(p.bigLweDimension)
         let levels = Double(p.keySwitchDecomposition.levels)
         let beta = p.keySwitchDecomposition.baseLog
         let digitsSquared = bigDimension * levels * Self.digitSecondMoment(baseLog: beta)
         let keyNoise = digitsSquared * p.lweNoise.torusVariance
-        let rounding = bigDimension / 2 * Double.pow2(-2 * beta * p.keySwitchDecomposition.levels) / 12
-        let precision32 = (digitsSquared * (1 + small / 2) + 2) * Double.pow2(-64) / 12
+        let rounding = bigKeyWeight * Double.pow2(-2 * beta * p.keySwitchDecomposition.levels) / 12
+        let precision32 = (digitsSquared * (1 + smallKeyWeight) + 2) * Double.pow2(-64) / 12
         return keyNoise + rounding + precision32
     }
 

@@ -2,9 +2,10 @@ import ObscuraMath
 
 /// A complete TFHE parameter set: dimensions, noise, decompositions and the message space.
 ///
-/// Every set Obscura ships is a published tfhe-rs set with at least 128-bit security; the
-/// security figure below is the source's own lattice-estimator result, and
-/// ``sourceFailureLog2`` is the source's failure probability for its modulus-switch variant.
+/// Every set Obscura ships is a published tfhe-rs set with at least 128-bit security and
+/// TUniform noise (exact integer sampling, no floating point); the security figure below is the
+/// source's own lattice-estimator result, and ``sourceFailureLog2`` is the source's failure
+/// probability for the centred-mean modulus switch, the variant Obscura runs.
 /// Obscura's own prediction for its implementation (centred-mean modulus switch, 32-bit
 /// key-switching key) is ``NoiseModel/failureLog2(inputNorm:margin:)``, checked by tests.
 /// All sets run in KS-PBS order: ciphertexts live under the big key of dimension k·N and each
@@ -52,60 +53,51 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         "\(name) (n=\(lweDimension), k=\(glweDimension), N=\(polynomialSize), \(securityBits)-bit, \(source))"
     }
 
-    /// Boolean gates. tfhe-rs `PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128`
-    /// (tfhe/src/shortint/parameters/classic/p_fail_2_minus_128/ks_pbs.rs): 128-bit security,
-    /// p-fail 2^-129.5 for one bit with a padding bit at 2-norm 1. Gates put ±1/8 on the whole
-    /// torus, the same margin as that padded bit, and combine two inputs (2-norm √2, or 2 for
-    /// MUX outputs); ``NoiseModel/gateFailureLog2`` gives the resulting failure probability.
-    /// Chosen over the 2-bit set below because its Fourier key is half the size and its
-    /// blind rotation 40% less work: gates are memory- and FFT-bound.
-    public static let gates128 = TFHEParameters(
-        id: 1, name: "gates-128",
-        source: "tfhe-rs PARAM_MESSAGE_1_CARRY_0_KS_PBS_GAUSSIAN_2M128",
-        securityBits: 128, sourceFailureLog2: -129.522,
-        lweDimension: 692, glweDimension: 3, polynomialSize: 512,
-        lweNoise: .gaussian(standardDeviation: 2.2726188072598936e-05),
-        glweNoise: .gaussian(standardDeviation: 3.966608917163306e-12),
-        bootstrapDecomposition: GadgetDecomposition(baseLog: 17, levels: 1),
-        keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 3),
-        plaintextModulus: 2, maxNoiseNorm: 1, isInsecureTestOnly: false)
-
-    /// 2-bit integers (p = 4). tfhe-rs `V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128`
-    /// (tfhe/src/shortint/parameters/v1_1/classic/tuniform/p_fail_2_minus_128/ks_pbs.rs):
-    /// 128-bit security, p-fail 2^-144.0 at 2-norm 3.
+    /// 2-bit integers (p = 4), and the boolean gates. tfhe-rs
+    /// `V1_4_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128`
+    /// (tfhe/src/shortint/parameters/v1_4/classic/tuniform/p_fail_2_minus_128/ks_pbs.rs):
+    /// 128-bit security, p-fail 2^-144.3 at 2-norm 3 with the centred-mean modulus switch that
+    /// Obscura runs. Gates put ±1/8 on the whole torus: twice this set's integer margin of
+    /// 1/16, on inputs of 2-norm at most √10 (a full adder's threshold sum), which
+    /// ``NoiseModel/gateFailureLog2`` and ``NoiseModel/fullAdderSumFailureLog2`` bound.
     public static let integer2Bit128 = TFHEParameters(
         id: 4, name: "int2-128",
-        source: "tfhe-rs V1_1_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128",
-        securityBits: 128, sourceFailureLog2: -144.044,
+        source: "tfhe-rs V1_4_PARAM_MESSAGE_1_CARRY_1_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -144.322,
         lweDimension: 879, glweDimension: 4, polynomialSize: 512,
         lweNoise: .tUniform(log2Bound: 46), glweNoise: .tUniform(log2Bound: 17),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 5, levels: 3),
         plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: false)
 
-    /// 4-bit integers (p = 16). tfhe-rs `V1_1_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128`,
-    /// tfhe-rs's default set: 128-bit security, p-fail 2^-129.4 at 2-norm 5.
+    /// 4-bit integers (p = 16). tfhe-rs `V1_4_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128`
+    /// (same file), tfhe-rs's default set: 128-bit security, p-fail 2^-129.6 at 2-norm 5.
     public static let integer4Bit128 = TFHEParameters(
         id: 2, name: "int4-128",
-        source: "tfhe-rs V1_1_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
-        securityBits: 128, sourceFailureLog2: -129.358,
+        source: "tfhe-rs V1_4_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -129.581,
         lweDimension: 918, glweDimension: 1, polynomialSize: 2048,
         lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 17),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 4),
         plaintextModulus: 16, maxNoiseNorm: 5, isInsecureTestOnly: false)
 
-    /// 6-bit integers (p = 64). tfhe-rs `V1_1_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128`:
-    /// 128-bit security, p-fail 2^-128.8 at 2-norm 9.
+    /// 6-bit integers (p = 64). tfhe-rs `V1_4_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128`
+    /// (same file): 128-bit security, p-fail 2^-129.0 at 2-norm 9.
     public static let integer6Bit128 = TFHEParameters(
         id: 3, name: "int6-128",
-        source: "tfhe-rs V1_1_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128",
-        securityBits: 128, sourceFailureLog2: -128.771,
+        source: "tfhe-rs V1_4_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -128.992,
         lweDimension: 1077, glweDimension: 1, polynomialSize: 8192,
         lweNoise: .tUniform(log2Bound: 41), glweNoise: .tUniform(log2Bound: 3),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 5),
         plaintextModulus: 64, maxNoiseNorm: 9, isInsecureTestOnly: false)
+
+    /// The set that boolean gates and the circuits built from them run on. tfhe-rs has no
+    /// current TUniform set for a padded single bit at 2^-128; this one carries the gates'
+    /// 2-norms with margin to spare (see ``integer2Bit128``).
+    public static let booleanGates: TFHEParameters = .integer2Bit128
 
     /// INSECURE (about 30 bits): a toy set so that serialization and plumbing tests run in
     /// milliseconds. It is never a default and no command-line flag selects it.
@@ -120,7 +112,7 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: true)
 
     /// The secure sets, in order of growing precision.
-    public static let secureSets: [TFHEParameters] = [.gates128, .integer2Bit128, .integer4Bit128, .integer6Bit128]
+    public static let secureSets: [TFHEParameters] = [.integer2Bit128, .integer4Bit128, .integer6Bit128]
 
     /// The set with this identifier, if Obscura knows it.
     public static func withID(_ id: UInt16) -> TFHEParameters? {

@@ -93,7 +93,7 @@ struct ByteReader {
     let bytes: [UInt8]
     var offset = 0
     /// The parameter set named in the header.
-    private(set) var parameters: TFHEParameters = .gates128
+    private(set) var parameters: TFHEParameters = .booleanGates  // replaced by the header's set in init
 
     /// Reads and checks the header.
     init(_ bytes: [UInt8], kind: ObscuraFormat.Kind, secret: Bool, expected: TFHEParameters?, limit: Int)

@@ -9,7 +9,7 @@ import Testing
 /// tests run on the secure gate set.
 enum Keys {
     static let insecure = make(.insecureTestOnly)
-    static let secure = make(.gates128)
+    static let secure = make(.booleanGates)
 
     static func make(_ parameters: TFHEParameters) -> (SecretKey, EvaluationKey) {
         let secret = SecretKey(parameters: parameters, deterministicSeed: Seed128(low: 3, high: 4))

@@ -34,7 +34,7 @@ enum Fixtures {
     /// The client's secret key for the 4-bit integer set, and one of the boolean set (a valid key
     /// of the wrong parameter set for these models).
     static let secretKey = SecretKey(parameters: .integer4Bit128)
-    static let otherSetKey = SecretKey(parameters: .gates128).makeEvaluationKey().serialized()
+    static let otherSetKey = SecretKey(parameters: .integer2Bit128).makeEvaluationKey().serialized()
 
     /// A random 8×8 image.
     static func image(_ seed: UInt64) -> [Float] {

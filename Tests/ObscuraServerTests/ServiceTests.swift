@@ -50,7 +50,7 @@ struct ServiceTests {
         let otherKey = try await service.registerKey(Fixtures.otherSetKey)
         var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
         let input = try client.encrypt(Fixtures.image(9)[...]).serialized(parameters: plan.parameters)
-        let wrongSet = Array(input[0..<8]) + [UInt8(TFHEParameters.gates128.id & 0xFF), UInt8(TFHEParameters.gates128.id >> 8)] + Array(input[10...])
+        let wrongSet = Array(input[0..<8]) + [UInt8(TFHEParameters.integer2Bit128.id & 0xFF), UInt8(TFHEParameters.integer2Bit128.id >> 8)] + Array(input[10...])
         let inferences = "/v1/models/tiny-cnn/inferences"
         let cases: [(String, String, String, [String: String], [UInt8], Int, String)] = [
             ("truncated ciphertext", "POST", inferences, ["key": key.id], Array(input.dropLast(7)), 400, "invalid_input"),

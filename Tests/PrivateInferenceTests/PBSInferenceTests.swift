@@ -140,7 +140,7 @@ struct PBSInferenceTests {
 }
 
 struct BitwiseInferenceTests {
-    @Test("bitwise perceptron (the paper's circuits and the fast ones), gates-128: exact score and class on real records")
+    @Test("bitwise perceptron (the paper's circuits and the fast ones), int2-128: exact score and class on real records")
     func bitwisePerceptron() throws {
         let bundled = try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)
         let data = try Dataset.breastCancer(folder: SharedData.root + "/breast-cancer")
@@ -159,7 +159,7 @@ struct BitwiseInferenceTests {
             #expect(decrypted.decision == perceptron.predictInteger(data.sample(record)), "\(method) record \(record)")
             #expect(result.bootstraps > 0)
         }
-        #expect(throws: InferenceError.parameterMismatch(expected: "gates-128", found: "int4-128")) {
+        #expect(throws: InferenceError.parameterMismatch(expected: "int2-128", found: "int4-128")) {
             _ = try BitwisePerceptronEvaluator(perceptron: bundled, method: .fast, key: SecureKeys.evaluation)
         }
     }

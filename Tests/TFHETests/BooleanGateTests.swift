@@ -5,7 +5,7 @@ import Testing
 struct BooleanGateTests {
     @Test("every gate on every input pair, over several keys", arguments: [1, 2, 3] as [UInt64])
     func truthTables(seed: UInt64) {
-        let (secret, key) = KeyCache.shared.keys(.gates128, seed: seed)
+        let (secret, key) = KeyCache.shared.keys(.booleanGates, seed: seed)
         let encryptor = Encryptor(secretKey: secret)
         let evaluator = Evaluator(key: key)
         for a in [false, true] {
