@@ -114,9 +114,6 @@ extension Dataset {
                 classNames: ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"])
     }
 
-    /// MNIST test images that trained the models of ``DatasetKind/mnistTestSplit`` (from before
-    /// the training set was available here).
-    public static let mnistTrainingRange = 0..<8000
     /// MNIST test images that evaluate the models of ``DatasetKind/mnistTestSplit``.
     public static let mnistEvaluationRange = 8000..<10000
 

@@ -41,12 +41,12 @@ public enum ModelCatalog {
     /// (The perceptron's training has its own options and ignores `epochs` and `seed` overrides.)
     public static let recipes: [Recipe] = [
         Recipe(name: "paper-perceptron-cancer", datasetKind: .breastCancer, architecture: .perceptron),
-        Recipe(name: "paper-bnn-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 60, maxShift: 1))),
-        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(signShape, .sign, .init(epochs: 60, learningRate: 0.002, denseLevels: 3, maxShift: 1, activationLevels: 3))),
+        Recipe(name: "paper-bnn-mnist", datasetKind: .mnist, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
+        Recipe(name: "paper-bnn-sign-mnist", datasetKind: .mnist, architecture: .binarizedCNN(signShape, .sign, .init(epochs: 20, learningRate: 0.002, denseLevels: 3, maxShift: 1, activationLevels: 3))),
         Recipe(name: "paper-bnn-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .scaledReLU, .init(epochs: 20, maxShift: 1))),
         Recipe(name: "paper-bnn-sign-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(.init(), .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         // Ours: stride 2 and no pooling, 6·12·12 = 864 sign bootstraps (the paper's topology needs 2,160).
-        Recipe(name: "fast-mnist", datasetKind: .mnistTestSplit, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 60, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
+        Recipe(name: "fast-mnist", datasetKind: .mnist, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 1, activationLevels: 3))),
         Recipe(name: "fast-fashion", datasetKind: .fashionMNIST, architecture: .binarizedCNN(fastShape, .sign, .init(epochs: 20, learningRate: 0.002, maxShift: 0))),
         Recipe(name: "cryptonets-mnist", datasetKind: .mnist,
                architecture: .polynomial(.cryptoNets, activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
@@ -117,17 +117,12 @@ public enum ModelCatalog {
             samples = Array(0..<training.count)
             evaluation = try Dataset.mnist(folder: dataFolder)
             description = "MNIST (handwritten digits, 28×28)"
-        case .mnistTestSplit:
-            training = try Dataset.mnist(folder: dataFolder)
-            samples = Array(Dataset.mnistTrainingRange)
-            evaluation = training
-            description = "MNIST (handwritten digits, 28×28)"
         case .fashionMNIST:
             training = try Dataset.fashionMNIST(folder: dataFolder, split: "train")
             samples = Array(0..<training.count)
             evaluation = try Dataset.fashionMNIST(folder: dataFolder)
             description = "Fashion-MNIST (clothing, 28×28)"
-        case .breastCancer:
+        case .breastCancer, .mnistTestSplit:
             throw ModelError.unknownModel(name)
         }
         switch recipe.architecture {

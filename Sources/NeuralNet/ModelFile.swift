@@ -29,8 +29,8 @@ public enum DatasetKind: String, Codable, Sendable {
     /// MNIST as the papers use it: training on its 60,000 training images, evaluation on its
     /// 10,000 test images.
     case mnist = "mnist-standard"
-    /// The models trained before the MNIST training set was available here: training on test
-    /// images 0..<8000, evaluation on 8000..<10000.
+    /// Model files from before the MNIST training set was available here (none is bundled any
+    /// more): trained on test images 0..<8000, evaluated on 8000..<10000.
     case mnistTestSplit = "mnist"
     /// Fashion-MNIST; training on its 60,000 training images, evaluation on its 10,000 test images.
     case fashionMNIST = "fashion-mnist"
