@@ -128,6 +128,8 @@ struct Infer: AsyncParsableCommand {
     @OptionGroup var folder: KeyFolderOption
     @Option(help: "The encrypted input (from `obscura encrypt`).") var input = "input.bin"
     @Option(help: "Where to write the encrypted result.") var out = "result.bin"
+    @Flag(help: "Leave the job (its encrypted input and result) on the server; by default it is deleted once the result is saved.")
+    var keepOnServer = false
 
     func run() async throws {
         guard let url = URL(string: server), url.scheme != nil else { throw ValidationError("--server must be a URL such as http://127.0.0.1:8080") }
@@ -143,6 +145,10 @@ struct Infer: AsyncParsableCommand {
         bar.finish()
         try writeBytes(result, to: out)
         print("encrypted result: \(out), \(result.count) bytes")
+        if !keepOnServer {
+            try await service.deleteJob(job.id)
+            print("deleted inference \(job.id) on the server (--keep-on-server keeps it)")
+        }
     }
 }
 
@@ -216,9 +222,9 @@ func writeBytes(_ bytes: [UInt8], to path: String, permissions: Int? = nil) thro
 /// A folder only its owner can enter (0700), created if missing; an existing one is narrowed to 0700.
 func createPrivateDirectory(_ path: String) throws {
     if !FileManager.default.fileExists(atPath: path) {
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." :
-                                                    (path as NSString).deletingLastPathComponent,
-                                                withIntermediateDirectories: true)
+        // Through an absolute URL: a bare name ("my-keys") has the working directory as parent.
+        let parent = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
         guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
             throw ValidationError("cannot create \(path): \(String(cString: strerror(errno)))")
         }

@@ -105,6 +105,16 @@ public struct ServiceClient: Sendable {
         [UInt8](try await send("GET", "/v1/inferences/\(id)/result").0)
     }
 
+    /// `DELETE /v1/inferences/{id}`: the server forgets a finished job, its encrypted input and result.
+    public func deleteJob(_ id: String) async throws {
+        _ = try await send("DELETE", "/v1/inferences/\(id)")
+    }
+
+    /// `DELETE /v1/keys/{id}`: the server forgets an evaluation key that no unfinished job needs.
+    public func deleteKey(_ id: String) async throws {
+        _ = try await send("DELETE", "/v1/keys/\(id)")
+    }
+
     /// Polls the job until it is done (reporting each status seen) and downloads its result.
     /// Polling starts at 2 ms and doubles up to `maxPollInterval`, so a job of a millisecond is
     /// not kept waiting and a job of a minute is not polled hundreds of times.

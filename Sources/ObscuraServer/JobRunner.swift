@@ -130,6 +130,11 @@ actor SIMDEvaluatorCache {
         return evaluator
     }
 
+    /// Forgets every evaluator of a deleted key.
+    func remove(id: String) {
+        entries.removeAll { $0.id == id }
+    }
+
     private func keep(id: String, model: String, _ evaluator: SIMDEvaluator) {
         entries.removeAll { $0.id == id && $0.model == model }
         entries.insert((id, model, evaluator), at: 0)
@@ -163,6 +168,11 @@ actor EvaluationKeyCache {
         entries.insert((id, key), at: 0)
         if entries.count > capacity { entries.removeLast() }
         return key
+    }
+
+    /// Forgets a deleted key.
+    func remove(id: String) {
+        entries.removeAll { $0.id == id }
     }
 }
 

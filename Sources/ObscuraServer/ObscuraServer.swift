@@ -90,12 +90,13 @@ public struct ObscuraServer: Sendable {
 
     /// The routes of API version 1, as `openapi.json` documents them.
     enum Route: CaseIterable {
-        case health, metrics, openAPI, models, registerKey, submit, job, result
+        case health, metrics, openAPI, models, registerKey, deleteKey, submit, job, deleteJob, result
 
         var method: HTTPRequest.Method {
             switch self {
             case .registerKey, .submit: .post
             case .health, .metrics, .openAPI, .models, .job, .result: .get
+            case .deleteKey, .deleteJob: .delete
             }
         }
 
@@ -106,8 +107,9 @@ public struct ObscuraServer: Sendable {
             case .openAPI: "/v1/openapi.json"
             case .models: "/v1/models"
             case .registerKey: "/v1/keys"
+            case .deleteKey: "/v1/keys/{id}"
             case .submit: "/v1/models/{name}/inferences"
-            case .job: "/v1/inferences/{id}"
+            case .job, .deleteJob: "/v1/inferences/{id}"
             case .result: "/v1/inferences/{id}/result"
             }
         }
@@ -138,6 +140,8 @@ public struct ObscuraServer: Sendable {
         case .registerKey: try await registerKey(request)
         case .submit: try await submit(request, model: try context.parameters.require("name"))
         case .job: try json(await job(id: try context.parameters.require("id")))
+        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"))
+        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"))
         case .result: try await result(id: try context.parameters.require("id"))
         }
     }
@@ -216,6 +220,36 @@ public struct ObscuraServer: Sendable {
         try await store.register(registered, bytes: bytes)
         logger.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes)")
         return try json(registered, status: existing == nil ? .created : .ok)
+    }
+
+    /// `DELETE /v1/keys/{id}`: the key's bytes and row, and the server's expanded copies; 409 while
+    /// a queued or running job still needs it.
+    func deleteKey(id: String) async throws -> Response {
+        switch try await store.deleteKey(id: id) {
+        case .notFound:
+            throw APIError.notFound("unknown_key", "no evaluation key \(id) is registered")
+        case .unfinished(let jobs):
+            throw APIError.conflict("key_in_use", "\(jobs) unfinished inference(s) still use key \(id): delete it once they have finished")
+        case .deleted:
+            await runner.keys.remove(id: id)
+            await runner.simdEvaluators.remove(id: id)
+            logger.info("deleted evaluation key \(id)")
+            return Response(status: .noContent)
+        }
+    }
+
+    /// `DELETE /v1/inferences/{id}`: a finished job's row, encrypted input and result; 409 while it
+    /// is queued or running.
+    func deleteJob(id: String) async throws -> Response {
+        switch try await store.deleteJob(id: id) {
+        case .notFound:
+            throw APIError.notFound("unknown_job", "no inference \(id)")
+        case .unfinished:
+            throw APIError.conflict("not_finished", "inference \(id) has not finished: delete it once it is done or failed")
+        case .deleted:
+            logger.info("deleted inference \(id)")
+            return Response(status: .noContent)
+        }
     }
 
     /// `POST /v1/models/{name}/inferences?key=ID`: an encrypted input: a list of seeded TFHE

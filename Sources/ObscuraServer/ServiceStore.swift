@@ -70,6 +70,29 @@ public struct ServiceStore: Sendable {
     /// The key's stored bytes.
     func keyBytes(id: String) throws -> [UInt8] { try readBlob(.keys, id: id) }
 
+    /// What a deletion did.
+    enum Deletion: Equatable {
+        case deleted
+        case notFound
+        /// Refused, nothing changed: a job is still queued or running (for a key: how many).
+        case unfinished(jobs: Int)
+    }
+
+    /// Deletes a key's row, then its bytes, unless jobs that have not finished still need it.
+    /// Finished jobs keep their results and forget which key they used.
+    func deleteKey(id: String) async throws -> Deletion {
+        let outcome: Deletion = try await database.write { db in
+            guard try RegisteredKey.fetchOne(db, key: id) != nil else { return .notFound }
+            let pending = try InferenceJob.filter(Column("keyId") == id).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
+            guard pending == 0 else { return .unfinished(jobs: pending) }
+            try db.execute(sql: "UPDATE \(InferenceJob.databaseTableName) SET keyId = NULL WHERE keyId = ?", arguments: [id])
+            _ = try RegisteredKey.deleteOne(db, key: id)
+            return .deleted
+        }
+        if outcome == .deleted { removeBlob(.keys, id: id) }
+        return outcome
+    }
+
     // MARK: Jobs
 
     /// The job with this id, if any.
@@ -102,13 +125,32 @@ public struct ServiceStore: Sendable {
     /// The job's encrypted input.
     func inputBytes(id: String) throws -> [UInt8] { try readBlob(.inputs, id: id) }
 
+    /// Deletes a finished (done or failed) job's row, then its input and result; a job still
+    /// queued or running is left as it is.
+    func deleteJob(id: String) async throws -> Deletion {
+        let outcome: Deletion = try await database.write { db in
+            guard let job = try InferenceJob.fetchOne(db, key: id) else { return .notFound }
+            guard !Self.unfinished.contains(job.status.rawValue) else { return .unfinished(jobs: 1) }
+            _ = try InferenceJob.deleteOne(db, key: id)
+            return .deleted
+        }
+        if outcome == .deleted {
+            removeBlob(.inputs, id: id)
+            removeBlob(.results, id: id)
+        }
+        return outcome
+    }
+
+    /// The statuses of jobs that still need their input and key.
+    private static let unfinished = [JobStatus.queued.rawValue, JobStatus.running.rawValue]
+
     /// The job's encrypted result.
     func resultBytes(id: String) throws -> [UInt8] { try readBlob(.results, id: id) }
 
     /// Jobs that were accepted but had not finished when the server last stopped, oldest first.
     func unfinishedJobs() async throws -> [InferenceJob] {
         try await database.read {
-            try InferenceJob.filter([JobStatus.queued.rawValue, JobStatus.running.rawValue].contains(Column("status")))
+            try InferenceJob.filter(Self.unfinished.contains(Column("status")))
                 .order(Column("createdAt"))
                 .fetchAll($0)
         }

@@ -59,5 +59,10 @@ extension CommandLineTests {
         // A second keygen replaces the key and keeps the modes.
         #expect(await runObscura(["keygen", "--model", "paper-perceptron-cancer", "--keys", folder]) == nil)
         #expect(try FileManager.default.attributesOfItem(atPath: folder + "/secret.osk")[.posixPermissions] as? Int == 0o600)
+        // A bare name, as in the README ("--keys my-keys"), is a folder in the working directory.
+        let bare = "obscura-test-keys-\(UInt64.random(in: 0...UInt64.max))"
+        defer { try? FileManager.default.removeItem(atPath: bare) }
+        try createPrivateDirectory(bare)
+        #expect(try FileManager.default.attributesOfItem(atPath: bare)[.posixPermissions] as? Int == 0o700)
     }
 }

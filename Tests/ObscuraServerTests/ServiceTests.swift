@@ -116,6 +116,46 @@ struct ServiceTests {
         await server.stop()
     }
 
+    @Test("DELETE: a finished job and an unused key are gone from database and disk, across a restart; while a job is unfinished, both are refused with 409")
+    func deletion() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let plan = Fixtures.tinyPlan
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        var (server, service) = try await Fixtures.startServer(directory: directory)
+        let key = try await service.registerKey(client.makeEvaluationKey().serialized())
+        let input = try client.encrypt(Fixtures.image(4)[...]).serialized(parameters: plan.parameters)
+        let first = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
+        _ = try await service.waitForResult(first.id)
+
+        // 40 bootstraps take far longer than two requests on loopback: the second job is unfinished.
+        let second = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
+        for (path, code) in [("/v1/inferences/\(second.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
+            let (status, data) = try await service.raw("DELETE", path)
+            #expect(status == 409 && (try? JSONDecoder().decode(APIErrorBody.self, from: data))?.error == code, "\(path)")
+        }
+        let secondResult = try await service.waitForResult(second.id)
+
+        let blobs = directory + "/blobs"
+        #expect(FileManager.default.fileExists(atPath: "\(blobs)/results/\(first.id).bin"))
+        try await service.deleteJob(first.id)
+        for path in ["inputs/\(first.id).bin", "results/\(first.id).bin"] { #expect(!FileManager.default.fileExists(atPath: "\(blobs)/\(path)")) }
+        for path in ["/v1/inferences/\(first.id)", "/v1/inferences/\(first.id)/result"] { #expect(try await service.raw("GET", path).0 == 404) }
+        #expect(try await service.raw("DELETE", "/v1/inferences/\(first.id)").0 == 404)
+
+        try await service.deleteKey(key.id)
+        #expect(!FileManager.default.fileExists(atPath: "\(blobs)/keys/\(key.id).bin"))
+        #expect(try await service.raw("DELETE", "/v1/keys/\(key.id)").0 == 404)
+        #expect(try await service.raw("POST", "/v1/models/tiny-cnn/inferences", query: ["key": key.id], body: input).0 == 404)
+        #expect(try await service.result(second.id) == secondResult)
+        await server.stop()
+
+        (server, service) = try await Fixtures.startServer(directory: directory)
+        #expect(try await service.result(second.id) == secondResult)
+        #expect(try await service.raw("GET", "/v1/inferences/\(first.id)").0 == 404)
+        #expect(try await ServiceStore(directory: directory).key(id: key.id) == nil)
+        await server.stop()
+    }
+
     @Test("bounded load: 8 concurrent clients × 2 jobs on a 3-slot queue; every job completes or is refused with 503, none lost")
     func boundedLoad() async throws {
         let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), queueCapacity: 3)
@@ -170,15 +210,17 @@ struct ServiceTests {
         let input = try client.encrypt(Fixtures.image(5)[...]).serialized(parameters: plan.parameters)
         let job = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         _ = try await service.waitForResult(job.id)
-        let requests: [(String, String, [String: String], [UInt8]?)] = [
-            ("/healthz", "/healthz", [:], nil), ("/metrics", "/metrics", [:], nil), ("/v1/openapi.json", "/v1/openapi.json", [:], nil),
-            ("/v1/models", "/v1/models", [:], nil), ("/v1/keys", "/v1/keys", [:], keyBytes),
-            ("/v1/models/{name}/inferences", "/v1/models/tiny-cnn/inferences", ["key": key.id], input),
-            ("/v1/inferences/{id}", "/v1/inferences/\(job.id)", [:], nil),
-            ("/v1/inferences/{id}/result", "/v1/inferences/\(job.id)/result", [:], nil),
+        let requests: [(String, String, String, [String: String], [UInt8]?)] = [
+            ("get", "/healthz", "/healthz", [:], nil), ("get", "/metrics", "/metrics", [:], nil),
+            ("get", "/v1/openapi.json", "/v1/openapi.json", [:], nil),
+            ("get", "/v1/models", "/v1/models", [:], nil), ("post", "/v1/keys", "/v1/keys", [:], keyBytes),
+            ("post", "/v1/models/{name}/inferences", "/v1/models/tiny-cnn/inferences", ["key": key.id], input),
+            ("get", "/v1/inferences/{id}", "/v1/inferences/\(job.id)", [:], nil),
+            ("get", "/v1/inferences/{id}/result", "/v1/inferences/\(job.id)/result", [:], nil),
+            ("delete", "/v1/inferences/{id}", "/v1/inferences/\(job.id)", [:], nil),
+            ("delete", "/v1/keys/{id}", "/v1/keys/\(key.id)", [:], nil),
         ]
-        for (template, path, query, body) in requests {
-            let method = body == nil ? "get" : "post"
+        for (method, template, path, query, body) in requests {
             let operation = try #require(paths[template]?[method] as? [String: Any], "\(method) \(template) is documented")
             let responses = try #require(operation["responses"] as? [String: Any])
             let (answered, data) = try await service.raw(method.uppercased(), path, query: query, body: body)
