@@ -118,10 +118,13 @@ public struct InferenceJob: Codable, Sendable, Equatable {
     public var bootstraps: Int
     /// How often the job was started (more than once after a restart interrupted it).
     public var attempts: Int
+    /// When the server deletes the finished job with its input and result (seconds since 1970);
+    /// nil while it runs, or when the server keeps results until they are deleted.
+    public var expiresAt: Double?
 
     public init(id: String, model: String, keyId: String?, status: JobStatus, progress: Double, stage: String?,
                 error: String?, createdAt: Double, startedAt: Double?, finishedAt: Double?, evaluationSeconds: Double?,
-                bootstraps: Int, attempts: Int) {
+                bootstraps: Int, attempts: Int, expiresAt: Double? = nil) {
         self.id = id
         self.model = model
         self.keyId = keyId
@@ -135,6 +138,7 @@ public struct InferenceJob: Codable, Sendable, Equatable {
         self.evaluationSeconds = evaluationSeconds
         self.bootstraps = bootstraps
         self.attempts = attempts
+        self.expiresAt = expiresAt
     }
 }
 

@@ -16,6 +16,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Folder for the database and the stored keys, inputs and results.") var dataDir = "obscura-data"
     @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
     @Option(help: "Jobs evaluated at once (each already uses all cores).") var workers = 1
+    @Option(help: "Hours a finished job's encrypted input and result are kept before they are deleted (0: until a client deletes them).")
+    var retentionHours = 24.0
     @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
     var models: [String] = []
 
@@ -25,7 +27,9 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers)
+        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
+        let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers,
+                                                resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil)
         let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
         let server = try await ObscuraServer(configuration: configuration, models: registry)
         try await server.run { port in

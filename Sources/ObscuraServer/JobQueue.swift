@@ -72,6 +72,9 @@ actor JobQueue {
     }
 
     /// Stops handing out jobs; waiting workers get nil.
+    /// Whether the server has stopped taking work.
+    var isClosed: Bool { closed }
+
     func close() {
         closed = true
         for worker in waitingWorkers { worker.resume(returning: nil) }

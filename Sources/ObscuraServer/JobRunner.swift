@@ -18,6 +18,8 @@ struct JobRunner: Sendable {
     let simdEvaluators: SIMDEvaluatorCache
     /// Where a failure's details go: the job's owner sees only a generic message.
     let logger: Logger
+    /// How long finished jobs are kept (``ServerConfiguration/resultRetention``).
+    let retention: Double?
 
     /// Runs jobs from the queue until it is closed.
     func work() async {
@@ -70,6 +72,7 @@ struct JobRunner: Sendable {
             job.progress = 1
             job.stage = nil
             job.finishedAt = Date().timeIntervalSince1970
+            job.expiresAt = retention.map { job.finishedAt! + $0 }
             job.evaluationSeconds = seconds
             try await store.finish(job, result: result)
             return (true, job.bootstraps, seconds)
@@ -83,6 +86,7 @@ struct JobRunner: Sendable {
                 logger.error("job \(id) (\(job.model)) failed: \(String(describing: error))")
             }
             job.finishedAt = Date().timeIntervalSince1970
+            job.expiresAt = retention.map { job.finishedAt! + $0 }
             try? await store.update(job)
             return (false, 0, 0)
         }

@@ -38,7 +38,8 @@ public struct ObscuraServer: Sendable {
         logger.logLevel = logLevel
         runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
                            keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys),
-                           simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), logger: logger)
+                           simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), logger: logger,
+                           retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
         for var job in try await store.unfinishedJobs() {
@@ -66,6 +67,9 @@ public struct ObscuraServer: Sendable {
         let (queue, runner, workers) = (queue, runner, configuration.workers)
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<max(1, workers) { group.addTask { await runner.work() } }
+            if configuration.resultRetention != nil {
+                group.addTask { await self.sweepExpiredJobs() }
+            }
             group.addTask {
                 do {
                     try await services.run()
@@ -76,6 +80,27 @@ public struct ObscuraServer: Sendable {
                 await queue.close()
             }
             try await group.waitForAll()
+        }
+    }
+
+    /// Deletes finished jobs whose expiry has passed (their rows, inputs and results), every
+    /// ``ServerConfiguration/sweepInterval``, until the server stops taking work.
+    func sweepExpiredJobs() async {
+        let interval = configuration.sweepInterval
+        while !(await queue.isClosed) {
+            do {
+                for id in try await store.expiredJobs(now: Date().timeIntervalSince1970) {
+                    if try await store.deleteJob(id: id) == .deleted { logger.info("deleted expired inference \(id)") }
+                }
+            } catch {
+                logger.error("sweeping expired inferences failed: \(String(describing: error))")
+            }
+            // Short naps, so that a stopping server is not held up by a long interval.
+            var slept = 0.0
+            while slept < interval, !(await queue.isClosed) {
+                try? await Task.sleep(for: .milliseconds(Int(min(0.5, interval) * 1000)))
+                slept += min(0.5, interval)
+            }
         }
     }
 

@@ -20,9 +20,13 @@ public struct ServerConfiguration: Sendable {
     public var maxInputBytes: Int
     /// Evaluation keys kept expanded in memory (each about 60 MB in the Fourier domain).
     public var cachedKeys: Int
+    /// How long a finished job (its row, encrypted input and result) is kept before a sweeper
+    /// deletes it, in seconds; nil keeps it until a client deletes it. Default: one day.
+    public var resultRetention: Double?
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
-                workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4) {
+                workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4,
+                resultRetention: Double? = 86_400) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -31,6 +35,12 @@ public struct ServerConfiguration: Sendable {
         self.maxKeyBytes = maxKeyBytes
         self.maxInputBytes = maxInputBytes
         self.cachedKeys = cachedKeys
+        self.resultRetention = resultRetention
+    }
+
+    /// How often the sweeper looks for expired jobs: a tenth of the retention, between 0.1 s and a minute.
+    var sweepInterval: Double {
+        min(60, max(0.1, (resultRetention ?? 600) / 10))
     }
 
     /// The key size limit in force: the configured one, or the largest key of the served models.

@@ -50,6 +50,10 @@ public struct ServiceStore: Sendable {
                 t.column("attempts", .integer).notNull()
             }
         }
+        migrator.registerMigration("v2: expiry") { db in
+            try db.alter(table: InferenceJob.databaseTableName) { t in t.add(column: "expiresAt", .double) }
+            try db.create(index: "job_expiresAt", on: InferenceJob.databaseTableName, columns: ["expiresAt"])
+        }
         return migrator
     }
 
@@ -139,6 +143,14 @@ public struct ServiceStore: Sendable {
             removeBlob(.results, id: id)
         }
         return outcome
+    }
+
+    /// Finished jobs whose expiry is at or before `now` (seconds since 1970), oldest first.
+    func expiredJobs(now: Double) async throws -> [String] {
+        try await database.read {
+            try String.fetchAll($0, sql: "SELECT id FROM \(InferenceJob.databaseTableName) WHERE expiresAt <= ? ORDER BY expiresAt",
+                                arguments: [now])
+        }
     }
 
     /// The statuses of jobs that still need their input and key.

@@ -51,9 +51,10 @@ enum Fixtures {
 
     /// A server on a loopback port (a free one by default) in `directory`.
     static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20,
-                            models: ModelRegistry = models, port: Int = 0) async throws -> (RunningServer, ServiceClient) {
+                            models: ModelRegistry = models, port: Int = 0,
+                            resultRetention: Double? = 86_400) async throws -> (RunningServer, ServiceClient) {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
-                                                maxInputBytes: maxInputBytes)
+                                                maxInputBytes: maxInputBytes, resultRetention: resultRetention)
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()
         return (running, ServiceClient(baseURL: running.url))

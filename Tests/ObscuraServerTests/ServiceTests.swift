@@ -156,6 +156,35 @@ struct ServiceTests {
         await server.stop()
     }
 
+    @Test("expiry: a finished job carries its expiry, and the sweeper deletes it, with its input and result, once it has passed")
+    func expiry() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let plan = Fixtures.tinyPlan
+        var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
+        let (server, service) = try await Fixtures.startServer(directory: directory, resultRetention: 1.5)
+        let key = try await service.registerKey(client.makeEvaluationKey().serialized())
+        let submitted = try await service.submit(model: "tiny-cnn", keyID: key.id, input: try client.encrypt(Fixtures.image(6)[...]).serialized(parameters: plan.parameters))
+        #expect(submitted.expiresAt == nil)
+        _ = try await service.waitForResult(submitted.id)
+        let done = try await service.job(submitted.id)
+        let finishedAt = try #require(done.finishedAt), expiresAt = try #require(done.expiresAt)
+        #expect(abs(expiresAt - finishedAt - 1.5) < 1e-6)
+        let blobs = directory + "/blobs"
+        #expect(FileManager.default.fileExists(atPath: "\(blobs)/results/\(done.id).bin"))
+        // The sweeper looks every 0.15 s: the job is gone shortly after its expiry.
+        var gone = false
+        for _ in 0..<100 where !gone {
+            try await Task.sleep(for: .milliseconds(100))
+            gone = try await service.raw("GET", "/v1/inferences/\(done.id)").0 == 404
+        }
+        #expect(gone)
+        #expect(Date().timeIntervalSince1970 >= expiresAt)
+        for path in ["inputs/\(done.id).bin", "results/\(done.id).bin"] { #expect(!FileManager.default.fileExists(atPath: "\(blobs)/\(path)")) }
+        // Keys are not results: the key stays registered.
+        #expect(try await ServiceStore(directory: directory).key(id: key.id) != nil)
+        await server.stop()
+    }
+
     @Test("bounded load: 8 concurrent clients × 2 jobs on a 3-slot queue; every job completes or is refused with 503, none lost")
     func boundedLoad() async throws {
         let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), queueCapacity: 3)
