@@ -89,7 +89,7 @@ public struct ModelList: Codable, Sendable, Equatable {
 }
 
 /// Where an inference job is.
-public enum JobStatus: String, Codable, Sendable {
+public enum JobStatus: String, Codable, Sendable, CaseIterable {
     case queued, running, done, failed
 
     /// Whether the job will not change any more.
@@ -101,6 +101,8 @@ public enum JobStatus: String, Codable, Sendable {
 public struct InferenceJob: Codable, Sendable, Equatable {
     public var id: String
     public var model: String
+    /// The evaluation key the job runs with; null for a model without bootstraps, or once the
+    /// key has been deleted after the job finished.
     public var keyId: String?
     public var status: JobStatus
     /// The fraction of the job's bootstraps done (0 to 1; 1 once done).

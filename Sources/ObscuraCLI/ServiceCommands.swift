@@ -150,8 +150,13 @@ struct Infer: AsyncParsableCommand {
         try writeBytes(result, to: out)
         print("encrypted result: \(out), \(result.count) bytes")
         if !keepOnServer {
-            try await service.deleteJob(job.id)
-            print("deleted inference \(job.id) on the server (--keep-on-server keeps it)")
+            // The result is saved: a failed deletion is worth a warning, not a failed command.
+            do {
+                try await service.deleteJob(job.id)
+                print("deleted inference \(job.id) on the server (--keep-on-server keeps it)")
+            } catch {
+                print("warning: the server kept inference \(job.id): \(error)")
+            }
         }
     }
 }

@@ -71,10 +71,10 @@ actor JobQueue {
         }
     }
 
-    /// Stops handing out jobs; waiting workers get nil.
     /// Whether the server has stopped taking work.
     var isClosed: Bool { closed }
 
+    /// Stops handing out jobs; waiting workers get nil.
     func close() {
         closed = true
         for worker in waitingWorkers { worker.resume(returning: nil) }

@@ -71,8 +71,7 @@ struct JobRunner: Sendable {
             job.status = .done
             job.progress = 1
             job.stage = nil
-            job.finishedAt = Date().timeIntervalSince1970
-            job.expiresAt = retention.map { job.finishedAt! + $0 }
+            finish(&job)
             job.evaluationSeconds = seconds
             try await store.finish(job, result: result)
             return (true, job.bootstraps, seconds)
@@ -85,11 +84,17 @@ struct JobRunner: Sendable {
                 job.error = "the evaluation failed on the server (see its log for job \(id))"
                 logger.error("job \(id) (\(job.model)) failed: \(String(describing: error))")
             }
-            job.finishedAt = Date().timeIntervalSince1970
-            job.expiresAt = retention.map { job.finishedAt! + $0 }
+            finish(&job)
             try? await store.update(job)
             return (false, 0, 0)
         }
+    }
+
+    /// Stamps a job that has just finished, either way, with the time and its expiry.
+    private func finish(_ job: inout InferenceJob) {
+        let now = Date().timeIntervalSince1970
+        job.finishedAt = now
+        job.expiresAt = retention.map { now + $0 }
     }
 
     /// Runs blocking work on a Dispatch thread and awaits its result.

@@ -42,6 +42,7 @@ public struct ObscuraServer: Sendable {
                            retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
+        try await store.setExpiry(retention: configuration.resultRetention)
         for var job in try await store.unfinishedJobs() {
             job.status = .queued
             job.progress = 0
@@ -322,6 +323,10 @@ public struct ObscuraServer: Sendable {
             try await store.insert(job, input: input)
         } catch {
             await queue.cancelReservation()
+            // The key may have been deleted since it was checked above.
+            if let keyID, try await store.key(id: keyID) == nil {
+                throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered")
+            }
             throw error
         }
         await queue.enqueue(job.id)
@@ -345,7 +350,8 @@ public struct ObscuraServer: Sendable {
         let job = try await job(id: id)
         switch job.status {
         case .done:
-            let bytes = try store.resultBytes(id: id)
+            // The job may have been deleted or have expired since it was read.
+            guard let bytes = try? store.resultBytes(id: id) else { throw APIError.notFound("unknown_job", "no inference \(id)") }
             return Response(status: .ok, headers: [.contentType: ObscuraAPI.binaryContentType],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
         case .failed:

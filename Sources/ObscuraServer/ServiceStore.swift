@@ -64,11 +64,15 @@ public struct ServiceStore: Sendable {
         try await database.read { try RegisteredKey.fetchOne($0, key: id) }
     }
 
-    /// Stores a validated key's bytes and row; a key already registered is left as it is.
+    /// Stores a validated key's bytes and row; a key already registered is left as it is. The
+    /// check, the file and the row are one write transaction, so a concurrent deletion of the
+    /// same key (same bytes, same id) comes wholly before or after.
     func register(_ key: RegisteredKey, bytes: [UInt8]) async throws {
-        if try await self.key(id: key.id) != nil { return }
-        try writeBlob(.keys, id: key.id, bytes: bytes)
-        try await database.write { try key.insert($0, onConflict: .ignore) }
+        try await database.write { db in
+            guard try RegisteredKey.fetchOne(db, key: key.id) == nil else { return }
+            try writeBlob(.keys, id: key.id, bytes: bytes)
+            try key.insert(db)
+        }
     }
 
     /// The key's stored bytes.
@@ -82,19 +86,20 @@ public struct ServiceStore: Sendable {
         case unfinished(jobs: Int)
     }
 
-    /// Deletes a key's row, then its bytes, unless jobs that have not finished still need it.
-    /// Finished jobs keep their results and forget which key they used.
+    /// Deletes a key's row and bytes, in one write transaction, unless jobs that have not
+    /// finished still need it. Finished jobs keep their results and forget which key they used
+    /// (their `keyId` becomes null).
     func deleteKey(id: String) async throws -> Deletion {
-        let outcome: Deletion = try await database.write { db in
+        try await database.write { db in
             guard try RegisteredKey.fetchOne(db, key: id) != nil else { return .notFound }
             let pending = try InferenceJob.filter(Column("keyId") == id).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
             guard pending == 0 else { return .unfinished(jobs: pending) }
             try db.execute(sql: "UPDATE \(InferenceJob.databaseTableName) SET keyId = NULL WHERE keyId = ?", arguments: [id])
             _ = try RegisteredKey.deleteOne(db, key: id)
+            // Inside the transaction: a registration of the same key waits for it to end.
+            removeBlob(.keys, id: id)
             return .deleted
         }
-        if outcome == .deleted { removeBlob(.keys, id: id) }
-        return outcome
     }
 
     // MARK: Jobs
@@ -134,7 +139,7 @@ public struct ServiceStore: Sendable {
     func deleteJob(id: String) async throws -> Deletion {
         let outcome: Deletion = try await database.write { db in
             guard let job = try InferenceJob.fetchOne(db, key: id) else { return .notFound }
-            guard !Self.unfinished.contains(job.status.rawValue) else { return .unfinished(jobs: 1) }
+            guard job.status.isFinal else { return .unfinished(jobs: 1) }
             _ = try InferenceJob.deleteOne(db, key: id)
             return .deleted
         }
@@ -143,6 +148,17 @@ public struct ServiceStore: Sendable {
             removeBlob(.results, id: id)
         }
         return outcome
+    }
+
+    /// Gives every finished job the expiry that `retention` (seconds, nil: none) sets from its
+    /// finishing time, so that a restart with another retention, or a database from before
+    /// expiry existed, holds no stale date.
+    func setExpiry(retention: Double?) async throws {
+        try await database.write { db in
+            let finished = JobStatus.allCases.filter(\.isFinal).map(\.rawValue)
+            try InferenceJob.filter(finished.contains(Column("status")))
+                .updateAll(db, Column("expiresAt").set(to: retention.map { Column("finishedAt") + $0 }))
+        }
     }
 
     /// Finished jobs whose expiry is at or before `now` (seconds since 1970), oldest first.
@@ -154,7 +170,7 @@ public struct ServiceStore: Sendable {
     }
 
     /// The statuses of jobs that still need their input and key.
-    private static let unfinished = [JobStatus.queued.rawValue, JobStatus.running.rawValue]
+    private static let unfinished = JobStatus.allCases.filter { !$0.isFinal }.map(\.rawValue)
 
     /// The job's encrypted result.
     func resultBytes(id: String) throws -> [UInt8] { try readBlob(.results, id: id) }

@@ -56,7 +56,7 @@ public struct NoiseModel: Sendable {
     /// mask polynomials reach the phase through the GLWE key: c·(1 + w)·(k+1)·l·B²·N·log2(N)·2^-106
     /// of the torus, w the GLWE key's weight. The constant c = 2^-6.30 is fitted by
     /// `FourierErrorTests`, which measures this phase error against exact integer products
-    /// on the three secure sets and requires each within [3/4, 1] of the formula.
+    /// on the three secure sets and requires each within [3/4, 1.1] of the formula.
     public var fourierPhaseVariance: Double {
         let p = parameters
         let base = Double.pow2(p.bootstrapDecomposition.baseLog), n = Double(p.polynomialSize)

@@ -38,7 +38,7 @@ struct FourierErrorTests {
         return output
     }
 
-    @Test("the FFT's error in the phase of an external product by a bootstrapping-key GGSW is at most the noise model's term and at least 3/4 of it, on every secure set",
+    @Test("the FFT's error in the phase of an external product by a bootstrapping-key GGSW is within [3/4, 1.1] of the noise model's term, on every secure set",
           arguments: TFHEParameters.secureSets)
     func fourierErrorWithinModel(parameters p: TFHEParameters) {
         let n = p.polynomialSize, k = p.glweDimension
@@ -74,6 +74,9 @@ struct FourierErrorTests {
         let measured = NoiseTests.variance(errors)
         let predicted = NoiseModel(p, secretKey: secret).fourierPhaseVariance
         print("\(p.name) FFT error in the phase of an external product: measured 2^\(log2(measured)), model 2^\(log2(predicted)), ratio \(measured / predicted), \(errors.count) coefficients")
-        #expect(measured <= predicted && measured >= 0.75 * predicted)
+        // The constant is the largest of the three sets' fits; 10% above it leaves room for the
+        // estimate's own error (±1.6% per standard error at 8,192 coefficients) and for rounding
+        // that differs between CPUs.
+        #expect(measured <= 1.1 * predicted && measured >= 0.75 * predicted)
     }
 }

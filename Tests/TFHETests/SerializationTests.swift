@@ -162,8 +162,8 @@ struct KnownAnswerTests {
 
     @Test("fixed seeds give fixed secret keys, evaluation keys and ciphertexts")
     func fixedSeeds() {
-        // A TUniform set: its noise is sampled with integer operations only, so the digests are
-        // the same on every platform (the Gaussian sampler goes through the C library's log/cos).
+        // TUniform noise is sampled with integer operations only, so the digests are the same on
+        // every platform.
         let secret = SecretKey(parameters: .integer2Bit128, deterministicSeed: Seed128(low: 11, high: 12))
         let key = secret.makeEvaluationKey(deterministicSeed: Seed128(low: 13, high: 14))
         let encryptor = Encryptor(secretKey: secret, deterministicSeed: Seed128(low: 15, high: 16))
