@@ -169,15 +169,16 @@ public struct InferencePlan: Sendable {
         }
         let features = cnn.featureCount
         let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * features)..<(($0 + 1) * features)]) }
-        // Bootstrap outputs, with a factor 2 for the FFT rounding the model leaves out; a sum
-        // pool adds p² of them into each feature. The L readings of one blind rotation go to
+        // Bootstrap outputs, at the noise model's variance (which includes the FFT's error and
+        // which NoiseTests checks against measurement on every set); a sum pool adds p² of them
+        // into each feature. The L readings of one blind rotation go to
         // different features and their noises may be slightly correlated, which the noise
         // model's multi-value factor bounds. OR pooling bootstraps again, so its features are
         // independent.
         let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
         let correlation = NoiseModel.multiValueVarianceFactor(readings: orPooling ? 1 : levels)
         let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
-                                  featureVariance: 2 * Double(summed) * correlation * noise.bootstrapOutputVariance,
+                                  featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
                                   resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
         featureDelta = dense.featureDelta
         (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
