@@ -127,12 +127,21 @@ struct ServiceTests {
         let first = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         _ = try await service.waitForResult(first.id)
 
-        // 40 bootstraps take far longer than two requests on loopback: the second job is unfinished.
-        let second = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
-        for (path, code) in [("/v1/inferences/\(second.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
+        // A job stored as queued but never handed to the workers stays unfinished for as long as
+        // the test needs: it and its key are refused.
+        let store = try ServiceStore(directory: directory)
+        var waiting = InferenceJob(id: "waiting-job", model: "tiny-cnn", keyId: key.id, status: .queued, progress: 0, stage: nil,
+                                   error: nil, createdAt: 1, startedAt: nil, finishedAt: nil, evaluationSeconds: nil,
+                                   bootstraps: 40, attempts: 0)
+        try await store.insert(waiting, input: input)
+        for (path, code) in [("/v1/inferences/\(waiting.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
             let (status, data) = try await service.raw("DELETE", path)
             #expect(status == 409 && (try? JSONDecoder().decode(APIErrorBody.self, from: data))?.error == code, "\(path)")
         }
+        waiting.status = .failed
+        try await store.update(waiting)
+        try await service.deleteJob(waiting.id)
+        let second = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         let secondResult = try await service.waitForResult(second.id)
 
         let blobs = directory + "/blobs"
