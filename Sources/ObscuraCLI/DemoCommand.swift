@@ -146,8 +146,8 @@ extension Demo {
         }
         let samples = kind.evaluationSamples(in: data)
         let accuracy = model.accuracy(on: data, samples: samples, integer: true)
-        return String(format: "the integer reference that encrypted inference reproduces: %.2f%% on the %d evaluation images, measured now in the clear (%@)",
-                      accuracy * 100, samples.count, kind.splitDescription)
+        return String(format: "the integer reference that encrypted inference reproduces: %.2f%% on the %@ evaluation records, measured now in the clear (%@)",
+                      accuracy * 100, samples.count.formatted(), kind.splitDescription)
     }
 }
 
