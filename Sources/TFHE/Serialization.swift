@@ -91,30 +91,32 @@ struct ByteWriter {
 /// Reads little-endian fields, checking every length against the bytes present.
 struct ByteReader {
     let bytes: [UInt8]
-    var offset = 0
+    /// Past the header once it has been checked.
+    var offset = ObscuraFormat.headerSize
     /// The parameter set named in the header.
-    private(set) var parameters: TFHEParameters = .booleanGates  // replaced by the header's set in init
+    let parameters: TFHEParameters
 
-    /// Reads and checks the header.
+    /// Reads and checks the header: magic, version, kind, parameter set, reserved field (16-bit
+    /// little-endian fields after the 4-byte magic).
     init(_ bytes: [UInt8], kind: ObscuraFormat.Kind, secret: Bool, expected: TFHEParameters?, limit: Int)
         throws(SerializationError) {
         guard bytes.count <= limit else { throw .tooLarge(size: bytes.count, limit: limit) }
-        self.bytes = bytes
         guard bytes.count >= ObscuraFormat.headerSize else {
             throw .truncated(needed: ObscuraFormat.headerSize, available: bytes.count)
         }
         let magic = Array(bytes[0..<4])
         if magic == ObscuraFormat.secretMagic && !secret { throw .secretKeyNotAccepted }
         guard magic == (secret ? ObscuraFormat.secretMagic : ObscuraFormat.publicMagic) else { throw .badMagic }
-        offset = 4
-        let version = try read16()
+        func field(_ index: Int) -> UInt16 { UInt16(bytes[4 + 2 * index]) | UInt16(bytes[5 + 2 * index]) << 8 }
+        let version = field(0)
         guard version == ObscuraFormat.version else { throw .unsupportedVersion(version) }
-        let foundKind = try read16()
+        let foundKind = field(1)
         guard foundKind == kind.rawValue else { throw .wrongKind(expected: kind.rawValue, found: foundKind) }
-        let id = try read16()
+        let id = field(2)
         guard let found = TFHEParameters.withID(id) else { throw .unknownParameterSet(id) }
         if let expected, expected.id != id { throw .parameterMismatch(expected: expected.id, found: id) }
-        guard try read16() == 0 else { throw .invalidValue("reserved header field is not zero") }
+        guard field(3) == 0 else { throw .invalidValue("reserved header field is not zero") }
+        self.bytes = bytes
         parameters = found
     }
 
