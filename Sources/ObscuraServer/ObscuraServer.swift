@@ -87,21 +87,22 @@ public struct ObscuraServer: Sendable {
     /// Deletes finished jobs whose expiry has passed (their rows, inputs and results), every
     /// ``ServerConfiguration/sweepInterval``, until the server stops taking work.
     func sweepExpiredJobs() async {
-        let interval = configuration.sweepInterval
+        let interval = Duration.milliseconds(Int(configuration.sweepInterval * 1000))
+        // Naps of at most half a second, so that a stopping server is not held up by a long interval.
+        let nap = min(interval, .milliseconds(500))
+        var nextSweep = ContinuousClock.now
         while !(await queue.isClosed) {
-            do {
-                for id in try await store.expiredJobs(now: Date().timeIntervalSince1970) {
-                    if try await store.deleteJob(id: id) == .deleted { logger.info("deleted expired inference \(id)") }
+            if ContinuousClock.now >= nextSweep {
+                nextSweep = .now + interval
+                do {
+                    for id in try await store.expiredJobs(now: Date().timeIntervalSince1970) {
+                        if try await store.deleteJob(id: id) == .deleted { logger.info("deleted expired inference \(id)") }
+                    }
+                } catch {
+                    logger.error("sweeping expired inferences failed: \(String(describing: error))")
                 }
-            } catch {
-                logger.error("sweeping expired inferences failed: \(String(describing: error))")
             }
-            // Short naps, so that a stopping server is not held up by a long interval.
-            var slept = 0.0
-            while slept < interval, !(await queue.isClosed) {
-                try? await Task.sleep(for: .milliseconds(Int(min(0.5, interval) * 1000)))
-                slept += min(0.5, interval)
-            }
+            try? await Task.sleep(for: nap)
         }
     }
 
