@@ -20,21 +20,94 @@ struct Serve: AsyncParsableCommand {
     var retentionHours = 24.0
     @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
     var models: [String] = []
+    @Flag(help: "Serve without API tokens: every request is one anonymous user's. Only for a loopback server one person trusts.")
+    var noAuth = false
+    @Option(help: "Per token: megabytes of evaluation keys stored at once (then 429).") var quotaKeyMb = Quotas.standard.storedKeyBytes >> 20
+    @Option(help: "Per token: inferences queued or running at once (then 429).") var quotaUnfinished = Quotas.standard.unfinishedJobs
+    @Option(help: "Per token: inferences submitted in any hour (then 429).") var quotaJobsPerHour = Quotas.standard.jobsPerHour
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard queue >= 1, workers >= 1 else { throw ValidationError("--queue and --workers must be at least 1") }
+        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
+        guard quotaKeyMb >= 1, quotaKeyMb <= Int.max >> 20, quotaUnfinished >= 1, quotaJobsPerHour >= 1 else {
+            throw ValidationError("--quota-key-mb, --quota-unfinished and --quota-jobs-per-hour must be at least 1")
+        }
     }
 
     func run() async throws {
-        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
+        let quotas = Quotas(storedKeyBytes: quotaKeyMb << 20, unfinishedJobs: quotaUnfinished, jobsPerHour: quotaJobsPerHour)
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers,
-                                                resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil)
+                                                resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil,
+                                                access: noAuth ? .open : .tokens, quotas: quotas)
         let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
         let server = try await ObscuraServer(configuration: configuration, models: registry)
+        let tokens = try await server.store.tokens().filter { $0.revokedAt == nil }.count
         try await server.run { port in
             print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (state in \(dataDir))")
+            if noAuth {
+                print("obscura: --no-auth: anyone who reaches this port can use it")
+            } else {
+                print("obscura: \(tokens) active API token(s)" + (tokens == 0 ? "; make one with `obscura admin create-token --data-dir \(dataDir)`" : ""))
+            }
             fflush(nil)
+        }
+    }
+}
+
+/// The operator's commands on a server's data folder (a running server sees their effect at once).
+struct Admin: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Manage a server's API tokens in its data folder.",
+        subcommands: [CreateToken.self, RevokeToken.self, ListTokens.self])
+
+    struct DataFolder: ParsableArguments {
+        @Option(help: "The server's data folder.") var dataDir = "obscura-data"
+
+        /// The folder's store; `create` makes a new folder's (a token may come before the first
+        /// `serve`), otherwise a folder without one is a mistyped path.
+        func store(create: Bool = false) throws -> ServiceStore {
+            guard create || FileManager.default.fileExists(atPath: dataDir + "/obscura.sqlite") else {
+                throw ValidationError("no server data in \(dataDir) (start `obscura serve --data-dir \(dataDir)` once, or pass --data-dir)")
+            }
+            return try ServiceStore(directory: dataDir)
+        }
+    }
+
+    struct CreateToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make an API token and print it on standard output (shown only this once: the server keeps its hash); makes the data folder if it is new.")
+        @OptionGroup var folder: DataFolder
+        @Option(help: "Who or what the token is for.") var name = "unnamed"
+
+        func run() async throws {
+            let (token, record) = try await folder.store(create: true).createToken(name: name)
+            print(token)
+            FileHandle.standardError.write(Data("created token \(record.id) (\(record.name)); clients send it as `Authorization: Bearer …` (obscura infer reads OBSCURA_TOKEN)\n".utf8))
+        }
+    }
+
+    struct RevokeToken: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke an API token by its id: from now on it gets 401.")
+        @OptionGroup var folder: DataFolder
+        @Argument(help: "The token's id (from `obscura admin list-tokens`).") var id: String
+
+        func run() async throws {
+            guard let token = try await folder.store().revokeToken(id: id) else { throw ValidationError("no token with id \(id)") }
+            print("revoked token \(token.id) (\(token.name))")
+        }
+    }
+
+    struct ListTokens: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the API tokens: id, name, created, revoked.")
+        @OptionGroup var folder: DataFolder
+
+        func run() async throws {
+            for token in try await folder.store().tokens() {
+                let created = Date(timeIntervalSince1970: token.createdAt).formatted(.iso8601)
+                let state = token.revokedAt.map { "revoked \(Date(timeIntervalSince1970: $0).formatted(.iso8601))" } ?? "active"
+                print("\(token.id)  \(created)  \(state)  \(token.name)")
+            }
         }
     }
 }
@@ -46,8 +119,9 @@ func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
                            _ body: (ObscuraServer, RunningServer) async throws -> T) async throws -> T {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let server = try await ObscuraServer(configuration: ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity),
-                                         models: models, logLevel: .warning)
+    // One user in one process: no tokens, no per-user quotas (the queue's capacity still holds).
+    let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, access: .open, quotas: .unlimited)
+    let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .warning)
     let running = try await server.start()
     do {
         let result = try await body(server, running)
@@ -134,10 +208,12 @@ struct Infer: AsyncParsableCommand {
     @Option(help: "Where to write the encrypted result.") var out = "result.bin"
     @Flag(help: "Leave the job (its encrypted input and result) on the server; by default it is deleted once the result is saved.")
     var keepOnServer = false
+    @Option(help: "The API token (default: the OBSCURA_TOKEN environment variable, which keeps it out of the process list).")
+    var token: String?
 
     func run() async throws {
         guard let url = URL(string: server), url.scheme != nil else { throw ValidationError("--server must be a URL such as http://127.0.0.1:8080") }
-        let service = ServiceClient(baseURL: url)
+        let service = ServiceClient(baseURL: url, token: token ?? ProcessInfo.processInfo.environment["OBSCURA_TOKEN"])
         let plan = try InferencePlan(model: try ModelCatalog.load(model))
         var keyID: String?
         if plan.bootstrapsPerInference > 0 {

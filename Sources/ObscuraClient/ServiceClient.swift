@@ -13,6 +13,9 @@ public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
     case refused(status: Int, APIErrorBody)
     /// The server's queue is full; retry after the given seconds.
     case queueFull(retryAfter: Int, APIErrorBody)
+    /// A quota of this client's token is used up (429); retry after the given seconds when the
+    /// server gave them (waiting frees a slot or an hour's submissions, not stored key bytes).
+    case quotaExceeded(retryAfter: Int?, APIErrorBody)
     /// The job failed on the server.
     case jobFailed(id: String, message: String)
     /// The answer was not what the API promises.
@@ -25,6 +28,7 @@ public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .refused(let status, let body): "server answered \(status) \(body.error): \(body.message)"
         case .queueFull(let seconds, let body): "server busy (\(body.message)); retry after \(seconds) s"
+        case .quotaExceeded(let seconds, let body): "quota exceeded: \(body.message)" + (seconds.map { " (retry after \($0) s)" } ?? "")
         case .jobFailed(let id, let message): "inference \(id) failed on the server: \(message)"
         case .unexpectedResponse(let what): "unexpected answer from the server: \(what)"
         case .notSent(let why): "not sent: \(why)"
@@ -38,10 +42,13 @@ public enum ServiceClientError: Error, Sendable, CustomStringConvertible {
 public struct ServiceClient: Sendable {
     /// The server's root, e.g. http://127.0.0.1:8080.
     public let baseURL: URL
+    /// The API token sent as `Authorization: Bearer` (nil for a server run with `--no-auth`).
+    public let token: String?
     private let session: URLSession
 
-    public init(baseURL: URL, session: URLSession = .shared) {
+    public init(baseURL: URL, token: String? = nil, session: URLSession = .shared) {
         self.baseURL = baseURL
+        self.token = token
         self.session = session
     }
 
@@ -146,6 +153,7 @@ public struct ServiceClient: Sendable {
         var request = URLRequest(url: url)
         request.httpMethod = method
         request.timeoutInterval = 600
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let body {
             request.setValue(ObscuraAPI.binaryContentType, forHTTPHeaderField: "Content-Type")
             request.httpBody = Data(body)
@@ -155,10 +163,9 @@ public struct ServiceClient: Sendable {
         guard (200..<300).contains(http.statusCode) else {
             let error = (try? JSONDecoder().decode(APIErrorBody.self, from: data))
                 ?? APIErrorBody(error: "http_\(http.statusCode)", message: String(decoding: data.prefix(200), as: UTF8.self))
-            if http.statusCode == 503 {
-                let retry = http.value(forHTTPHeaderField: "Retry-After").flatMap(Int.init) ?? 1
-                throw ServiceClientError.queueFull(retryAfter: retry, error)
-            }
+            let retryAfter = http.value(forHTTPHeaderField: "Retry-After").flatMap(Int.init)
+            if http.statusCode == 503 { throw ServiceClientError.queueFull(retryAfter: retryAfter ?? 1, error) }
+            if http.statusCode == 429 { throw ServiceClientError.quotaExceeded(retryAfter: retryAfter, error) }
             throw ServiceClientError.refused(status: http.statusCode, error)
         }
         return (data, http)

@@ -8,7 +8,7 @@ struct APIError: Error, Sendable {
     let status: HTTPResponse.Status
     let code: String
     let message: String
-    /// Seconds a client should wait before retrying (503 only).
+    /// Seconds a client should wait before retrying (503, and 429 where waiting helps).
     var retryAfter: Int?
 
     static func badRequest(_ code: String, _ message: String) -> APIError { APIError(status: .badRequest, code: code, message: message) }
@@ -21,10 +21,20 @@ struct APIError: Error, Sendable {
                  message: "the server's \(capacity) job slots are taken; retry after \(retryAfter) s", retryAfter: retryAfter)
     }
 
+    /// No valid API token: the request did not say who it is for.
+    static let unauthorized = APIError(status: .unauthorized, code: "unauthorized",
+                                       message: "this route needs an API token: send Authorization: Bearer TOKEN (`obscura admin create-token` makes one)")
+
+    /// An owner's quota is used up; `retryAfter` when waiting frees it.
+    static func quotaExceeded(_ message: String, retryAfter: Int?) -> APIError {
+        APIError(status: .tooManyRequests, code: "quota_exceeded", message: message, retryAfter: retryAfter)
+    }
+
     /// The JSON answer.
     func response() -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"obscura\"" }
         let body = (try? JSONEncoder().encode(APIErrorBody(error: code, message: message))) ?? Data()
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import Hummingbird
+import HummingbirdAuth
 import Logging
 import ObscuraAPI
 import PrivateInference
@@ -11,8 +12,10 @@ import TFHE
 
 /// The private inference service: an HTTP API (Hummingbird) over the models of a
 /// ``ModelRegistry``, a SQLite store (GRDB) for what must survive a restart, a bounded job queue
-/// and workers that evaluate on ciphertexts with the clients' evaluation keys. It has no route,
-/// type or code path that accepts a secret key: the binary readers refuse one by its magic bytes.
+/// and workers that evaluate on ciphertexts with the clients' evaluation keys. Requests carry an
+/// API token (``ServerConfiguration/Access``): each token owns its keys and jobs, within its
+/// ``Quotas``, and never sees another's. It has no route, type or code path that accepts a secret
+/// key: the binary readers refuse one by its magic bytes.
 public struct ObscuraServer: Sendable {
     /// Where it listens and what it accepts.
     public let configuration: ServerConfiguration
@@ -96,7 +99,7 @@ public struct ObscuraServer: Sendable {
                 nextSweep = .now + interval
                 do {
                     for id in try await store.expiredJobs(now: Date().timeIntervalSince1970) {
-                        if try await store.deleteJob(id: id) == .deleted { logger.info("deleted expired inference \(id)") }
+                        if try await store.deleteJob(id: id, owner: nil) == .deleted { logger.info("deleted expired inference \(id)") }
                     }
                 } catch {
                     logger.error("sweeping expired inferences failed: \(String(describing: error))")
@@ -146,9 +149,10 @@ public struct ObscuraServer: Sendable {
     static var routes: [(method: HTTPRequest.Method, template: String)] { Route.allCases.map { ($0.method, $0.template) } }
 
     /// The router: each route with its handler.
-    func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    func makeRouter() -> Router<ObscuraRequestContext> {
+        let router = Router(context: ObscuraRequestContext.self)
         router.add(middleware: JSONErrorMiddleware(routes: Self.routes))
+        router.add(middleware: OwnerAuthenticator(access: configuration.access, store: store))
         for route in Route.allCases {
             router.on(RouterPath(route.template), method: route.method) { request, context in
                 try await handle(route, request, context)
@@ -157,19 +161,20 @@ public struct ObscuraServer: Sendable {
         return router
     }
 
-    /// Dispatches a request of a documented route.
-    private func handle(_ route: Route, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    /// Dispatches a request of a documented route. The routes that touch keys and jobs act for
+    /// the request's owner (401 without one); the others show nothing of any owner's.
+    private func handle(_ route: Route, _ request: Request, _ context: ObscuraRequestContext) async throws -> Response {
         switch route {
         case .health: try json(await health())
         case .metrics: try await metrics()
         case .openAPI: try openAPIDocument()
         case .models: try json(await modelList())
-        case .registerKey: try await registerKey(request)
-        case .submit: try await submit(request, model: try context.parameters.require("name"))
-        case .job: try json(await job(id: try context.parameters.require("id")))
-        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"))
-        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"))
-        case .result: try await result(id: try context.parameters.require("id"))
+        case .registerKey: try await registerKey(request, owner: context.owner())
+        case .submit: try await submit(request, model: try context.parameters.require("name"), owner: context.owner())
+        case .job: try json(await job(id: try context.parameters.require("id"), owner: context.owner()))
+        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"), owner: context.owner())
+        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"), owner: context.owner())
+        case .result: try await result(id: try context.parameters.require("id"), owner: context.owner())
         }
     }
 
@@ -195,8 +200,10 @@ public struct ObscuraServer: Sendable {
     /// `POST /v1/keys[?model=NAME]`: an evaluation key in the binary format: a seeded TFHE key,
     /// or an RLWE model's keys (``SIMDWire``, read for the model's plan, so `model` is required).
     /// Refused: a secret key (by its magic bytes, before anything else is read), the insecure
-    /// test sets, malformed or oversized bytes, and, with `model`, a key of another parameter set.
-    func registerKey(_ request: Request) async throws -> Response {
+    /// test sets, malformed or oversized bytes, with `model` a key of another parameter set, and a
+    /// key beyond the owner's quota of stored key bytes (429). The id hashes the owner with the
+    /// bytes, so two owners never share a key row.
+    func registerKey(_ request: Request, owner: Owner) async throws -> Response {
         var request = request
         let model = request.uri.queryParameters.get("model")
         // A named model's keys have an exact size: nothing larger is buffered.
@@ -205,7 +212,10 @@ public struct ObscuraServer: Sendable {
         let secretKeyRefused = APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
         guard !bytes.starts(with: RlweFormat.secretMagic) else { throw secretKeyRefused }
         let parameterSet: String
-        let id = SHA256.hash(data: bytes).prefix(16).map { String(format: "%02x", $0) }.joined()
+        var hash = SHA256()
+        if owner != .anonymous { hash.update(data: Array(owner.id.utf8) + [0]) }
+        hash.update(data: bytes)
+        let id = hash.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
         if SIMDWire.kind(of: bytes) != nil {
             guard let model else {
                 throw APIError.badRequest("missing_model", "RLWE evaluation keys are read for a model's plan: pass ?model=NAME")
@@ -242,17 +252,24 @@ public struct ObscuraServer: Sendable {
             }
             parameterSet = key.parameters.name
         }
-        let existing = try await store.key(id: id)
         let registered = RegisteredKey(id: id, parameterSet: parameterSet, bytes: bytes.count)
-        try await store.register(registered, bytes: bytes)
-        logger.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes)")
-        return try json(registered, status: existing == nil ? .created : .ok)
+        switch try await store.register(registered, bytes: bytes, owner: owner, quota: configuration.quotas.storedKeyBytes) {
+        case .alreadyRegistered:
+            return try json(registered, status: .ok)
+        case .overQuota(let stored):
+            await runner.simdEvaluators.remove(id: id)
+            throw APIError.quotaExceeded("this key's \(bytes.count) bytes would exceed the quota of \(configuration.quotas.storedKeyBytes) bytes of stored keys (\(stored) used): delete a key first",
+                                         retryAfter: nil)
+        case .stored:
+            logger.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes) for \(owner)")
+            return try json(registered, status: .created)
+        }
     }
 
     /// `DELETE /v1/keys/{id}`: the key's bytes and row, and the server's expanded copies; 409 while
     /// a queued or running job still needs it.
-    func deleteKey(id: String) async throws -> Response {
-        switch try await store.deleteKey(id: id) {
+    func deleteKey(id: String, owner: Owner) async throws -> Response {
+        switch try await store.deleteKey(id: id, owner: owner) {
         case .notFound:
             throw APIError.notFound("unknown_key", "no evaluation key \(id) is registered")
         case .unfinished(let jobs):
@@ -267,8 +284,8 @@ public struct ObscuraServer: Sendable {
 
     /// `DELETE /v1/inferences/{id}`: a finished job's row, encrypted input and result; 409 while it
     /// is queued or running.
-    func deleteJob(id: String) async throws -> Response {
-        switch try await store.deleteJob(id: id) {
+    func deleteJob(id: String, owner: Owner) async throws -> Response {
+        switch try await store.deleteJob(id: id, owner: owner) {
         case .notFound:
             throw APIError.notFound("unknown_job", "no inference \(id)")
         case .unfinished:
@@ -281,12 +298,13 @@ public struct ObscuraServer: Sendable {
 
     /// `POST /v1/models/{name}/inferences?key=ID`: an encrypted input: a list of seeded TFHE
     /// ciphertexts, or an RLWE model's ``SIMDWire`` inputs (a batch of images, or one).
-    /// Everything is checked before a slot is taken and anything is stored.
-    func submit(_ request: Request, model name: String) async throws -> Response {
+    /// Everything is checked before a slot is taken and anything is stored; the owner's quotas
+    /// (jobs queued or running, jobs an hour) are checked as the job is stored.
+    func submit(_ request: Request, model name: String, owner: Owner) async throws -> Response {
         let entry = try servedModel(name)
         let keyID = request.uri.queryParameters.get("key")
         if let keyID {
-            guard let key = try await store.key(id: keyID) else { throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered") }
+            guard let key = try await store.key(id: keyID, owner: owner) else { throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered") }
             guard key.parameterSet == entry.parameterSet else { throw keyModelMismatch(key.parameterSet, entry) }
         } else if entry.needsEvaluationKey {
             throw APIError.badRequest("missing_key", "model \(name) needs the client's evaluation key: register it and pass ?key=ID")
@@ -320,15 +338,29 @@ public struct ObscuraServer: Sendable {
         let job = InferenceJob(id: UUID().uuidString.lowercased(), model: name, keyId: keyID, status: .queued, progress: 0, stage: nil,
                                error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
                                evaluationSeconds: nil, bootstraps: bootstraps, attempts: 0)
+        let admission: ServiceStore.Admission
         do {
-            try await store.insert(job, input: input)
+            admission = try await store.insert(job, input: input, owner: owner, quotas: configuration.quotas)
         } catch {
             await queue.cancelReservation()
             // The key may have been deleted since it was checked above.
-            if let keyID, try await store.key(id: keyID) == nil {
+            if let keyID, try await store.key(id: keyID, owner: owner) == nil {
                 throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered")
             }
             throw error
+        }
+        switch admission {
+        case .admitted: break
+        case .tooManyUnfinished(let count):
+            await queue.cancelReservation()
+            // A slot frees when one of them finishes: about one evaluation of this model.
+            let seconds = try await store.statistics().meanSeconds[name] ?? 5
+            throw APIError.quotaExceeded("\(count) of your inferences are queued or running, the most allowed at once: wait for one to finish",
+                                         retryAfter: max(1, Int(seconds.rounded(.up))))
+        case .tooManyThisHour(let retryAfter):
+            await queue.cancelReservation()
+            throw APIError.quotaExceeded("the quota of \(configuration.quotas.jobsPerHour) inferences an hour is used up; retry after \(retryAfter) s",
+                                         retryAfter: retryAfter)
         }
         await queue.enqueue(job.id)
         var response = try json(job, status: .accepted)
@@ -336,9 +368,9 @@ public struct ObscuraServer: Sendable {
         return response
     }
 
-    /// The job with its live progress.
-    func job(id: String) async throws -> InferenceJob {
-        guard var job = try await store.job(id: id) else { throw APIError.notFound("unknown_job", "no inference \(id)") }
+    /// The owner's job with its live progress.
+    func job(id: String, owner: Owner) async throws -> InferenceJob {
+        guard var job = try await store.job(id: id, owner: owner) else { throw APIError.notFound("unknown_job", "no inference \(id)") }
         if job.status == .running, let current = progress.current(id) {
             job.progress = current.fraction
             job.stage = current.stage
@@ -347,8 +379,8 @@ public struct ObscuraServer: Sendable {
     }
 
     /// The encrypted scores of a finished job.
-    func result(id: String) async throws -> Response {
-        let job = try await job(id: id)
+    func result(id: String, owner: Owner) async throws -> Response {
+        let job = try await job(id: id, owner: owner)
         switch job.status {
         case .done:
             // The job may have been deleted or have expired since it was read.

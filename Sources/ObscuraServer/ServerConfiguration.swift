@@ -23,10 +23,24 @@ public struct ServerConfiguration: Sendable {
     /// How long a finished job (its row, encrypted input and result) is kept before a sweeper
     /// deletes it, in seconds; nil keeps it until a client deletes it. Default: one day.
     public var resultRetention: Double?
+    /// Who may use the API: token holders (the default), or anyone who reaches the port.
+    public var access: Access
+    /// What each owner may hold and submit.
+    public var quotas: Quotas
+
+    /// Who may use the API's `/v1` routes (`/healthz`, `/metrics` and the OpenAPI document are open).
+    public enum Access: Sendable, Equatable {
+        /// Requests carry an API token of this server's store (`Authorization: Bearer`); each
+        /// token is an owner that sees only its own keys and jobs.
+        case tokens
+        /// No authentication: every request is the one anonymous owner's. For a server on
+        /// loopback that one user trusts (the demo, `obscura serve --no-auth`).
+        case open
+    }
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
                 workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4,
-                resultRetention: Double? = 86_400) {
+                resultRetention: Double? = 86_400, access: Access = .tokens, quotas: Quotas = .standard) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -36,6 +50,8 @@ public struct ServerConfiguration: Sendable {
         self.maxInputBytes = maxInputBytes
         self.cachedKeys = cachedKeys
         self.resultRetention = resultRetention
+        self.access = access
+        self.quotas = quotas
     }
 
     /// How often the sweeper looks for expired jobs: a tenth of the retention, between 0.1 s and a minute.

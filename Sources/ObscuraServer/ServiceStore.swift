@@ -5,7 +5,8 @@ import ObscuraAPI
 /// What must survive a restart: registered keys and jobs in SQLite (through GRDB, one file),
 /// their large blobs (keys, inputs, results) as files beside it. A blob is written to a temporary
 /// name and renamed before its row is inserted, so a row never points at a partial file, and a
-/// refused request never changes either.
+/// refused request never changes either. Every key and job row names its ``Owner``; the routes
+/// read and delete only the requesting owner's.
 public struct ServiceStore: Sendable {
     /// The kinds of blobs, one folder each.
     enum BlobKind: String, CaseIterable {
@@ -22,7 +23,10 @@ public struct ServiceStore: Sendable {
         for kind in BlobKind.allCases {
             try FileManager.default.createDirectory(at: blobRoot.appendingPathComponent(kind.rawValue), withIntermediateDirectories: true)
         }
-        database = try DatabaseQueue(path: root.appendingPathComponent("obscura.sqlite").path)
+        var configuration = Configuration()
+        // `obscura admin` writes tokens while a server runs on the same file.
+        configuration.busyMode = .timeout(10)
+        database = try DatabaseQueue(path: root.appendingPathComponent("obscura.sqlite").path, configuration: configuration)
         try Self.migrator.migrate(database)
     }
 
@@ -54,24 +58,95 @@ public struct ServiceStore: Sendable {
             try db.alter(table: InferenceJob.databaseTableName) { t in t.add(column: "expiresAt", .double) }
             try db.create(index: "job_expiresAt", on: InferenceJob.databaseTableName, columns: ["expiresAt"])
         }
+        migrator.registerMigration("v3: owners, tokens, submissions") { db in
+            // Rows from before accounts belong to the anonymous owner of an open server.
+            for table in [RegisteredKey.databaseTableName, InferenceJob.databaseTableName] {
+                try db.alter(table: table) { t in t.add(column: "owner", .text).notNull().defaults(to: "") }
+                try db.create(index: "\(table)_owner", on: table, columns: ["owner"])
+            }
+            try db.create(table: APIToken.databaseTableName) { t in
+                t.primaryKey("id", .text)
+                t.column("digest", .text).notNull().unique()
+                t.column("name", .text).notNull()
+                t.column("createdAt", .double).notNull()
+                t.column("revokedAt", .double)
+            }
+            // One row per accepted submission of the last hour, for the hourly quota: deleting a
+            // job does not give its submission back.
+            try db.create(table: "submission") { t in
+                t.column("owner", .text).notNull()
+                t.column("at", .double).notNull()
+            }
+            try db.create(index: "submission_owner_at", on: "submission", columns: ["owner", "at"])
+        }
         return migrator
+    }
+
+    // MARK: Tokens
+
+    /// Makes an API token named `name`; returns its text, which is not stored (only its SHA-256
+    /// is) and cannot be shown again.
+    public func createToken(name: String) async throws -> (token: String, record: APIToken) {
+        let (token, record) = APIToken.generate(name: name, now: Date().timeIntervalSince1970)
+        try await database.write { db in
+            try db.execute(sql: "INSERT INTO \(APIToken.databaseTableName) (id, digest, name, createdAt) VALUES (?, ?, ?, ?)",
+                           arguments: [record.id, APIToken.digest(of: token), record.name, record.createdAt])
+        }
+        return (token, record)
+    }
+
+    /// Every token, revoked ones included, oldest first.
+    public func tokens() async throws -> [APIToken] {
+        try await database.read { try APIToken.order(Column("createdAt")).fetchAll($0) }
+    }
+
+    /// Revokes a token (from now on it gets 401; its keys and jobs stay until they expire or an
+    /// operator deletes the data). Returns the token as it now is, or nil if there is no such id.
+    public func revokeToken(id: String) async throws -> APIToken? {
+        try await database.write { db in
+            try db.execute(sql: "UPDATE \(APIToken.databaseTableName) SET revokedAt = ? WHERE id = ? AND revokedAt IS NULL",
+                           arguments: [Date().timeIntervalSince1970, id])
+            return try APIToken.fetchOne(db, key: id)
+        }
+    }
+
+    /// The owner a token stands for, if it is known and not revoked.
+    func owner(forToken token: String) async throws -> Owner? {
+        let digest = APIToken.digest(of: token)
+        return try await database.read { db in
+            try String.fetchOne(db, sql: "SELECT id FROM \(APIToken.databaseTableName) WHERE digest = ? AND revokedAt IS NULL",
+                                arguments: [digest])
+        }.map(Owner.init(id:))
     }
 
     // MARK: Keys
 
-    /// The key with this id, if registered.
-    public func key(id: String) async throws -> RegisteredKey? {
-        try await database.read { try RegisteredKey.fetchOne($0, key: id) }
+    /// The owner's key with this id, if registered.
+    func key(id: String, owner: Owner) async throws -> RegisteredKey? {
+        try await database.read { try RegisteredKey.filter(key: id).filter(Column("owner") == owner.id).fetchOne($0) }
     }
 
-    /// Stores a validated key's bytes and row; a key already registered is left as it is. The
-    /// check, the file and the row are one write transaction, so a concurrent deletion of the
-    /// same key (same bytes, same id) comes wholly before or after.
-    func register(_ key: RegisteredKey, bytes: [UInt8]) async throws {
+    /// What a key registration did.
+    enum Registration: Equatable {
+        case stored
+        /// The owner had already registered these bytes: nothing changed.
+        case alreadyRegistered
+        /// Refused, nothing changed: the owner's stored keys already take this many bytes.
+        case overQuota(storedBytes: Int)
+    }
+
+    /// Stores a validated key's bytes and row for `owner`, within its quota of stored key bytes.
+    /// The checks, the file and the row are one write transaction, so a concurrent deletion of
+    /// the same key (same bytes, same id) or a concurrent registration comes wholly before or after.
+    func register(_ key: RegisteredKey, bytes: [UInt8], owner: Owner, quota: Int) async throws -> Registration {
         try await database.write { db in
-            guard try RegisteredKey.fetchOne(db, key: key.id) == nil else { return }
+            guard try RegisteredKey.fetchOne(db, key: key.id) == nil else { return .alreadyRegistered }
+            let stored = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM \(RegisteredKey.databaseTableName) WHERE owner = ?",
+                                          arguments: [owner.id]) ?? 0
+            guard key.bytes <= quota - stored else { return .overQuota(storedBytes: stored) }
             try writeBlob(.keys, id: key.id, bytes: bytes)
-            try key.insert(db)
+            try Owned(record: key, owner: owner).insert(db)
+            return .stored
         }
     }
 
@@ -86,12 +161,12 @@ public struct ServiceStore: Sendable {
         case unfinished(jobs: Int)
     }
 
-    /// Deletes a key's row and bytes, in one write transaction, unless jobs that have not
+    /// Deletes the owner's key, row and bytes, in one write transaction, unless jobs that have not
     /// finished still need it. Finished jobs keep their results and forget which key they used
     /// (their `keyId` becomes null).
-    func deleteKey(id: String) async throws -> Deletion {
+    func deleteKey(id: String, owner: Owner) async throws -> Deletion {
         try await database.write { db in
-            guard try RegisteredKey.fetchOne(db, key: id) != nil else { return .notFound }
+            guard try RegisteredKey.filter(key: id).filter(Column("owner") == owner.id).fetchOne(db) != nil else { return .notFound }
             let pending = try InferenceJob.filter(Column("keyId") == id).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
             guard pending == 0 else { return .unfinished(jobs: pending) }
             try db.execute(sql: "UPDATE \(InferenceJob.databaseTableName) SET keyId = NULL WHERE keyId = ?", arguments: [id])
@@ -104,19 +179,45 @@ public struct ServiceStore: Sendable {
 
     // MARK: Jobs
 
-    /// The job with this id, if any.
-    public func job(id: String) async throws -> InferenceJob? {
-        try await database.read { try InferenceJob.fetchOne($0, key: id) }
+    /// The job with this id, if `owner` (nil: any owner, for the server's own work) has one.
+    public func job(id: String, owner: Owner?) async throws -> InferenceJob? {
+        try await database.read { try Self.jobs(of: owner).filter(key: id).fetchOne($0) }
     }
 
-    /// Stores a new job's input and row.
-    func insert(_ job: InferenceJob, input: [UInt8]) async throws {
-        try writeBlob(.inputs, id: job.id, bytes: input)
-        do {
-            try await database.write { try job.insert($0) }
-        } catch {
-            removeBlob(.inputs, id: job.id)
-            throw error
+    /// What a submission came to.
+    enum Admission: Equatable {
+        case admitted
+        /// Refused, nothing stored: the owner has this many jobs queued or running.
+        case tooManyUnfinished(Int)
+        /// Refused, nothing stored: the hourly quota is used up until `retryAfter` seconds from now.
+        case tooManyThisHour(retryAfter: Int)
+    }
+
+    /// Stores a new job's input and row for `owner` if its quotas allow; the checks, the input
+    /// and the row are one write transaction, so concurrent submissions cannot overshoot a quota.
+    /// The job's `createdAt` is the submission's time.
+    @discardableResult
+    func insert(_ job: InferenceJob, input: [UInt8], owner: Owner = .anonymous, quotas: Quotas = .unlimited) async throws -> Admission {
+        try await database.write { db in
+            let unfinished = try Self.jobs(of: owner).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
+            guard unfinished < quotas.unfinishedJobs else { return .tooManyUnfinished(unfinished) }
+            let hourAgo = job.createdAt - 3600
+            try db.execute(sql: "DELETE FROM submission WHERE owner = ? AND at <= ?", arguments: [owner.id, hourAgo])
+            let lastHour = try Double.fetchAll(db, sql: "SELECT at FROM submission WHERE owner = ? ORDER BY at", arguments: [owner.id])
+            if lastHour.count >= quotas.jobsPerHour {
+                // Waiting frees the oldest submissions that put the owner over the quota.
+                let freedAt = lastHour[lastHour.count - quotas.jobsPerHour] + 3600
+                return .tooManyThisHour(retryAfter: max(1, Int((freedAt - job.createdAt).rounded(.up))))
+            }
+            try writeBlob(.inputs, id: job.id, bytes: input)
+            do {
+                try Owned(record: job, owner: owner).insert(db)
+                try db.execute(sql: "INSERT INTO submission (owner, at) VALUES (?, ?)", arguments: [owner.id, job.createdAt])
+            } catch {
+                removeBlob(.inputs, id: job.id)
+                throw error
+            }
+            return .admitted
         }
     }
 
@@ -134,11 +235,11 @@ public struct ServiceStore: Sendable {
     /// The job's encrypted input.
     func inputBytes(id: String) throws -> [UInt8] { try readBlob(.inputs, id: id) }
 
-    /// Deletes a finished (done or failed) job's row, then its input and result; a job still
-    /// queued or running is left as it is.
-    func deleteJob(id: String) async throws -> Deletion {
+    /// Deletes a finished (done or failed) job of `owner` (nil: any owner, for the sweeper): its
+    /// row, then its input and result; a job still queued or running is left as it is.
+    func deleteJob(id: String, owner: Owner?) async throws -> Deletion {
         let outcome: Deletion = try await database.write { db in
-            guard let job = try InferenceJob.fetchOne(db, key: id) else { return .notFound }
+            guard let job = try Self.jobs(of: owner).filter(key: id).fetchOne(db) else { return .notFound }
             guard job.status.isFinal else { return .unfinished(jobs: 1) }
             _ = try InferenceJob.deleteOne(db, key: id)
             return .deleted
@@ -171,6 +272,11 @@ public struct ServiceStore: Sendable {
 
     /// The statuses of jobs that still need their input and key.
     private static let unfinished = JobStatus.allCases.filter { !$0.isFinal }.map(\.rawValue)
+
+    /// The jobs of `owner`, or of every owner when nil.
+    private static func jobs(of owner: Owner?) -> QueryInterfaceRequest<InferenceJob> {
+        owner.map { InferenceJob.filter(Column("owner") == $0.id) } ?? InferenceJob.all()
+    }
 
     /// The job's encrypted result.
     func resultBytes(id: String) throws -> [UInt8] { try readBlob(.results, id: id) }
@@ -220,6 +326,23 @@ public struct ServiceStore: Sendable {
     private func removeBlob(_ kind: BlobKind, id: String) {
         try? FileManager.default.removeItem(at: blobURL(kind, id: id))
     }
+}
+
+/// A key or job row with its owner, which the API types do not carry (a client never sees
+/// another owner's rows, and its own are implied by its token).
+private struct Owned<Record: PersistableRecord>: PersistableRecord {
+    static var databaseTableName: String { Record.databaseTableName }
+    let record: Record
+    let owner: Owner
+
+    func encode(to container: inout PersistenceContainer) throws {
+        try record.encode(to: &container)
+        container["owner"] = owner.id
+    }
+}
+
+extension APIToken: FetchableRecord, TableRecord {
+    public static let databaseTableName = "token"
 }
 
 extension RegisteredKey: FetchableRecord, PersistableRecord {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ObscuraServer
 import Testing
 @testable import ObscuraCLI
 
@@ -64,5 +65,29 @@ extension CommandLineTests {
         defer { try? FileManager.default.removeItem(atPath: bare) }
         try createPrivateDirectory(bare)
         #expect(try FileManager.default.attributesOfItem(atPath: bare)[.posixPermissions] as? Int == 0o700)
+    }
+}
+
+extension CommandLineTests {
+    @Test("admin: create-token stores a token (its hash only) that revoke-token revokes by id; listing a folder without server data, or revoking an unknown id, is an error naming it")
+    func adminTokens() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-admin-\(UInt64.random(in: 0...UInt64.max))").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let missing = try #require(await runObscura(["admin", "list-tokens", "--data-dir", directory]))
+        #expect(Obscura.fullMessage(for: missing).contains("no server data in \(directory)"))
+
+        // A token may come before the server's first start: create-token makes the folder.
+        #expect(await runObscura(["admin", "create-token", "--data-dir", directory, "--name", "ci-client"]) == nil)
+        let store = try ServiceStore(directory: directory)
+        let token = try #require(try await store.tokens().first)
+        #expect(token.name == "ci-client" && token.revokedAt == nil)
+        #expect(await runObscura(["admin", "list-tokens", "--data-dir", directory]) == nil)
+        #expect(await runObscura(["admin", "revoke-token", "--data-dir", directory, token.id]) == nil)
+        #expect(try await store.tokens().first?.revokedAt != nil)
+        let unknown = try #require(await runObscura(["admin", "revoke-token", "--data-dir", directory, "no-such-id"]))
+        #expect(Obscura.fullMessage(for: unknown).contains("no token with id no-such-id"))
+        // The database holds the token's SHA-256, never its text.
+        let database = try #require(FileManager.default.contents(atPath: directory + "/obscura.sqlite"))
+        #expect(database.range(of: Data("obscura_".utf8)) == nil)
     }
 }

@@ -49,12 +49,14 @@ enum Fixtures {
         return url.path
     }
 
-    /// A server on a loopback port (a free one by default) in `directory`.
+    /// A server on a loopback port (a free one by default) in `directory`: open (no tokens, no
+    /// quotas) unless the test says otherwise, and a client without a token.
     static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20,
-                            models: ModelRegistry = models, port: Int = 0,
-                            resultRetention: Double? = 86_400) async throws -> (RunningServer, ServiceClient) {
+                            models: ModelRegistry = models, port: Int = 0, resultRetention: Double? = 86_400,
+                            access: ServerConfiguration.Access = .open, quotas: Quotas = .unlimited) async throws -> (RunningServer, ServiceClient) {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
-                                                maxInputBytes: maxInputBytes, resultRetention: resultRetention)
+                                                maxInputBytes: maxInputBytes, resultRetention: resultRetention,
+                                                access: access, quotas: quotas)
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()
         return (running, ServiceClient(baseURL: running.url))
@@ -71,6 +73,8 @@ extension ServiceClient {
             return (status, try JSONEncoder().encode(error))
         } catch ServiceClientError.queueFull(_, let error) {
             return (503, try JSONEncoder().encode(error))
+        } catch ServiceClientError.quotaExceeded(_, let error) {
+            return (429, try JSONEncoder().encode(error))
         }
     }
 }

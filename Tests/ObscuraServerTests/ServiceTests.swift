@@ -161,7 +161,7 @@ struct ServiceTests {
         (server, service) = try await Fixtures.startServer(directory: directory)
         #expect(try await service.result(second.id) == secondResult)
         #expect(try await service.raw("GET", "/v1/inferences/\(first.id)").0 == 404)
-        #expect(try await ServiceStore(directory: directory).key(id: key.id) == nil)
+        #expect(try await ServiceStore(directory: directory).key(id: key.id, owner: .anonymous) == nil)
         await server.stop()
     }
 
@@ -190,7 +190,7 @@ struct ServiceTests {
         #expect(Date().timeIntervalSince1970 >= expiresAt)
         for path in ["inputs/\(done.id).bin", "results/\(done.id).bin"] { #expect(!FileManager.default.fileExists(atPath: "\(blobs)/\(path)")) }
         // Keys are not results: the key stays registered.
-        #expect(try await ServiceStore(directory: directory).key(id: key.id) != nil)
+        #expect(try await ServiceStore(directory: directory).key(id: key.id, owner: .anonymous) != nil)
         await server.stop()
     }
 
@@ -231,7 +231,9 @@ struct ServiceTests {
 
     @Test("the OpenAPI document: every documented operation answers with a documented status and the required fields")
     func openAPIConformance() async throws {
-        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory())
+        let directory = Fixtures.temporaryDirectory()
+        let (server, anonymous) = try await Fixtures.startServer(directory: directory, access: .tokens)
+        let service = ServiceClient(baseURL: server.url, token: try await ServiceStore(directory: directory).createToken(name: "conformance").token)
         let (status, data) = try await service.raw("GET", "/v1/openapi.json")
         #expect(status == 200)
         let document = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
@@ -258,10 +260,11 @@ struct ServiceTests {
             ("delete", "/v1/inferences/{id}", "/v1/inferences/\(job.id)", [:], nil),
             ("delete", "/v1/keys/{id}", "/v1/keys/\(key.id)", [:], nil),
         ]
-        for (method, template, path, query, body) in requests {
+        // Every request once with the token, then once without (401 where the route needs one).
+        for ((method, template, path, query, body), caller) in requests.map({ ($0, service) }) + requests.map({ ($0, anonymous) }) {
             let operation = try #require(paths[template]?[method] as? [String: Any], "\(method) \(template) is documented")
             let responses = try #require(operation["responses"] as? [String: Any])
-            let (answered, data) = try await service.raw(method.uppercased(), path, query: query, body: body)
+            let (answered, data) = try await caller.raw(method.uppercased(), path, query: query, body: body)
             #expect(responses[String(answered)] != nil, "\(method) \(template) answered \(answered), not documented")
             let documented = responses[String(answered)] as? [String: Any]
             let content = documented?["content"] as? [String: Any]
