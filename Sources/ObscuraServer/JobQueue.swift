@@ -9,10 +9,7 @@ actor JobQueue {
     private var reserved = 0
     private(set) var running = 0
     private var closed = false
-    /// Totals since the server started, for `/metrics`.
-    private(set) var completed = 0
-    private(set) var failed = 0
-    private(set) var refused = 0
+    /// Totals of completed jobs since the server started, for the expected latencies of `/v1/models`.
     private(set) var bootstraps = 0
     private(set) var evaluationSeconds = 0.0
 
@@ -25,10 +22,7 @@ actor JobQueue {
 
     /// Takes a slot, or refuses when every slot is taken.
     func reserve() throws(APIError) {
-        guard reserved < capacity else {
-            refused += 1
-            throw .queueFull(capacity: capacity, retryAfter: 2)
-        }
+        guard reserved < capacity else { throw .queueFull(capacity: capacity, retryAfter: 2) }
         reserved += 1
     }
 
@@ -63,11 +57,8 @@ actor JobQueue {
         running -= 1
         reserved -= 1
         if succeeded {
-            completed += 1
             self.bootstraps += bootstraps
             evaluationSeconds += seconds
-        } else {
-            failed += 1
         }
     }
 

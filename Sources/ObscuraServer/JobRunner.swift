@@ -16,6 +16,7 @@ struct JobRunner: Sendable {
     let progress: ProgressBoard
     let keys: EvaluationKeyCache
     let simdEvaluators: SIMDEvaluatorCache
+    let metrics: ServiceMetrics
     /// Where a failure's details go: the job's owner sees only a generic message.
     let logger: Logger
     /// How long finished jobs are kept (``ServerConfiguration/resultRetention``).
@@ -27,13 +28,14 @@ struct JobRunner: Sendable {
             await queue.started()
             let outcome = await run(jobID: id)
             await queue.finished(succeeded: outcome.succeeded, bootstraps: outcome.bootstraps, seconds: outcome.seconds)
+            metrics.jobFinished(model: outcome.model, succeeded: outcome.succeeded, bootstraps: outcome.bootstraps, seconds: outcome.seconds)
             progress.remove(id)
         }
     }
 
     /// Runs one job and records its outcome in the store; never throws, a failure is recorded.
-    private func run(jobID id: String) async -> (succeeded: Bool, bootstraps: Int, seconds: Double) {
-        guard var job = try? await store.job(id: id, owner: nil) else { return (false, 0, 0) }
+    private func run(jobID id: String) async -> (model: String, succeeded: Bool, bootstraps: Int, seconds: Double) {
+        guard var job = try? await store.job(id: id, owner: nil) else { return ("unknown", false, 0, 0) }
         do {
             guard let entry = models.entry(named: job.model) else { throw APIError.notFound("unknown_model", "model \(job.model) is no longer served") }
             job.status = .running
@@ -74,7 +76,7 @@ struct JobRunner: Sendable {
             finish(&job)
             job.evaluationSeconds = seconds
             try await store.finish(job, result: result)
-            return (true, job.bootstraps, seconds)
+            return (job.model, true, job.bootstraps, seconds)
         } catch {
             job.status = .failed
             // An API error's message is written for clients; anything else stays in the log.
@@ -86,7 +88,7 @@ struct JobRunner: Sendable {
             }
             finish(&job)
             try? await store.update(job)
-            return (false, 0, 0)
+            return (job.model, false, 0, 0)
         }
     }
 

@@ -25,6 +25,7 @@ public struct ObscuraServer: Sendable {
     public let store: ServiceStore
     let queue: JobQueue
     let progress = ProgressBoard()
+    let metrics = ServiceMetrics()
     let runner: JobRunner
     let logger: Logger
     /// The largest evaluation key body read (see ``ServerConfiguration/maxKeyBytes``).
@@ -41,7 +42,7 @@ public struct ObscuraServer: Sendable {
         logger.logLevel = logLevel
         runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
                            keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys),
-                           simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), logger: logger,
+                           simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), metrics: metrics, logger: logger,
                            retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
@@ -155,7 +156,16 @@ public struct ObscuraServer: Sendable {
         router.add(middleware: OwnerAuthenticator(access: configuration.access, store: store))
         for route in Route.allCases {
             router.on(RouterPath(route.template), method: route.method) { request, context in
-                try await handle(route, request, context)
+                let start = ContinuousClock.now
+                do {
+                    let response = try await handle(route, request, context)
+                    metrics.requestAnswered(route: route.template, method: route.method.rawValue, status: response.status.code, since: start)
+                    return response
+                } catch {
+                    let status = (error as? APIError)?.status ?? (error as? any HTTPResponseError)?.status ?? .internalServerError
+                    metrics.requestAnswered(route: route.template, method: route.method.rawValue, status: status.code, since: start)
+                    throw error
+                }
             }
         }
         return router
@@ -166,7 +176,7 @@ public struct ObscuraServer: Sendable {
     private func handle(_ route: Route, _ request: Request, _ context: ObscuraRequestContext) async throws -> Response {
         switch route {
         case .health: try json(await health())
-        case .metrics: try await metrics()
+        case .metrics: try await metricsExposition()
         case .openAPI: try openAPIDocument()
         case .models: try json(await modelList())
         case .registerKey: try await registerKey(request, owner: context.owner())
@@ -334,7 +344,12 @@ public struct ObscuraServer: Sendable {
             }
             bootstraps = 0
         }
-        try await queue.reserve()
+        do {
+            try await queue.reserve()
+        } catch {
+            metrics.submissionRefused(.queueFull)
+            throw error
+        }
         let job = InferenceJob(id: UUID().uuidString.lowercased(), model: name, keyId: keyID, status: .queued, progress: 0, stage: nil,
                                error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
                                evaluationSeconds: nil, bootstraps: bootstraps, attempts: 0)
@@ -353,12 +368,14 @@ public struct ObscuraServer: Sendable {
         case .admitted: break
         case .tooManyUnfinished(let count):
             await queue.cancelReservation()
+            metrics.submissionRefused(.quota)
             // A slot frees when one of them finishes: about one evaluation of this model.
             let seconds = try await store.statistics().meanSeconds[name] ?? 5
             throw APIError.quotaExceeded("\(count) of your inferences are queued or running, the most allowed at once: wait for one to finish",
                                          retryAfter: max(1, Int(seconds.rounded(.up))))
         case .tooManyThisHour(let retryAfter):
             await queue.cancelReservation()
+            metrics.submissionRefused(.quota)
             throw APIError.quotaExceeded("the quota of \(configuration.quotas.jobsPerHour) inferences an hour is used up; retry after \(retryAfter) s",
                                          retryAfter: retryAfter)
         }
@@ -394,36 +411,12 @@ public struct ObscuraServer: Sendable {
         }
     }
 
-    /// Prometheus text exposition.
-    func metrics() async throws -> Response {
+    /// Prometheus text exposition (``ServiceMetrics``).
+    func metricsExposition() async throws -> Response {
         let stored = try await store.statistics().counts
-        let (queued, running, completed, failed, refused) = await (queue.queued, queue.running, queue.completed, queue.failed, queue.refused)
-        let (bootstraps, seconds) = await (queue.bootstraps, queue.evaluationSeconds)
-        var lines = [
-            "# HELP obscura_jobs Jobs in the queue by state.", "# TYPE obscura_jobs gauge",
-            "obscura_jobs{state=\"queued\"} \(queued)", "obscura_jobs{state=\"running\"} \(running)",
-            "# HELP obscura_queue_capacity Jobs accepted and unfinished, at most.", "# TYPE obscura_queue_capacity gauge",
-            "obscura_queue_capacity \(queue.capacity)",
-            "# HELP obscura_jobs_finished_total Jobs finished since the server started.", "# TYPE obscura_jobs_finished_total counter",
-            "obscura_jobs_finished_total{outcome=\"done\"} \(completed)", "obscura_jobs_finished_total{outcome=\"failed\"} \(failed)",
-            "# HELP obscura_jobs_refused_total Submissions refused with 503 because the queue was full.",
-            "# TYPE obscura_jobs_refused_total counter", "obscura_jobs_refused_total \(refused)",
-            "# HELP obscura_jobs_stored Jobs in the store by status, across restarts.", "# TYPE obscura_jobs_stored gauge",
-        ]
-        for status in [JobStatus.queued, .running, .done, .failed] {
-            lines.append("obscura_jobs_stored{status=\"\(status.rawValue)\"} \(stored[status] ?? 0)")
-        }
-        lines += [
-            "# HELP obscura_bootstraps_total Bootstraps of finished jobs since the server started.",
-            "# TYPE obscura_bootstraps_total counter", "obscura_bootstraps_total \(bootstraps)",
-            "# HELP obscura_evaluation_seconds_total Evaluation time of finished jobs.",
-            "# TYPE obscura_evaluation_seconds_total counter", "obscura_evaluation_seconds_total \(seconds)",
-            "# HELP obscura_bootstraps_per_second Bootstraps per second of evaluation time.",
-            "# TYPE obscura_bootstraps_per_second gauge",
-            "obscura_bootstraps_per_second \(seconds > 0 ? Double(bootstraps) / seconds : 0)",
-        ]
+        let text = await metrics.exposition(queued: queue.queued, running: queue.running, capacity: queue.capacity, stored: stored)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                        body: ResponseBody(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n") + "\n")))
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// The OpenAPI document of this API.

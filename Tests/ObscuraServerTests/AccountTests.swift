@@ -139,6 +139,9 @@ struct AccountTests {
         // Freed key bytes fit the second key.
         try await alice.deleteKey(key.id)
         #expect(try await alice.registerKey(Fixtures.otherSetKey).bytes == Fixtures.otherSetKey.count)
+        // The two refused submissions are counted as such; /metrics needs no token.
+        let metrics = String(decoding: try await ServiceClient(baseURL: server.url).raw("GET", "/metrics").1, as: UTF8.self)
+        #expect(metrics.contains("obscura_jobs_refused_total{reason=\"quota\"} 2\n"), "\(metrics)")
         await server.stop()
     }
 }

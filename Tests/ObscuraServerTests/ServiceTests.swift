@@ -37,7 +37,13 @@ struct ServiceTests {
         #expect(tiny.observedLatencySeconds != nil && tiny.expectedLatencySeconds == tiny.observedLatencySeconds)
         let (status, metrics) = try await service.raw("GET", "/metrics")
         let text = String(decoding: metrics, as: UTF8.self)
-        #expect(status == 200 && text.contains("obscura_jobs_finished_total{outcome=\"done\"} 6") && text.contains("obscura_bootstraps_total 120"))
+        #expect(status == 200)
+        for line in ["obscura_jobs_finished_total{outcome=\"done\"} 6", "obscura_bootstraps_total 120",
+                     "obscura_evaluation_seconds_count{model=\"tiny-cnn\"} 3", "obscura_evaluation_seconds_count{model=\"paper-perceptron-cancer\"} 3",
+                     "obscura_http_requests_total{route=\"/v1/models/{name}/inferences\",method=\"POST\",status=\"202\"} 6",
+                     "obscura_jobs_stored{status=\"done\"} 6", "obscura_queue_capacity 16"] {
+            #expect(text.contains(line), "\(line) in:\n\(text)")
+        }
         await server.stop()
     }
 
@@ -226,6 +232,10 @@ struct ServiceTests {
         #expect(outcomes.contains("refused"))
         let health = try await service.health()
         #expect(health.queued == 0 && health.running == 0)
+        let metrics = String(decoding: try await service.raw("GET", "/metrics").1, as: UTF8.self)
+        let refused = outcomes.filter { $0 == "refused" }.count
+        #expect(metrics.contains("obscura_jobs_refused_total{reason=\"queue_full\"} \(refused)\n"), "\(metrics)")
+        #expect(metrics.contains("obscura_http_requests_total{route=\"/v1/models/{name}/inferences\",method=\"POST\",status=\"503\"} \(refused)\n"))
         await server.stop()
     }
 
