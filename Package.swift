@@ -40,6 +40,7 @@ let package = Package(
         .library(name: "ObscuraClient", targets: ["ObscuraClient"]),
         .library(name: "ObscuraServer", targets: ["ObscuraServer"]),
         .executable(name: "obscura", targets: ["ObscuraCLI"]),
+        .executable(name: "obscura-fuzz", targets: ["ObscuraFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
@@ -124,6 +125,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: nativeVectorFlags),
+        .target(
+            name: "FuzzTargets",
+            dependencies: ["TFHE", "RLWE", "NeuralNet", "PrivateInference", "SIMDInference"],
+            swiftSettings: nativeVectorFlags),
+        .executableTarget(name: "ObscuraFuzz", dependencies: ["FuzzTargets"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraMathTests", dependencies: ["ObscuraMath"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "RLWETests", dependencies: ["RLWE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
@@ -132,6 +138,7 @@ let package = Package(
         .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI", "ObscuraServer"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]

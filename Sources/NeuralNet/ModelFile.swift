@@ -145,6 +145,11 @@ public struct ModelFile: Codable, Sendable, Equatable {
     /// Reads a model file.
     public static func load(path: String) throws(ModelError) -> ModelFile {
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path: path) }
+        return try decode(data, path: path)
+    }
+
+    /// Reads a model file's bytes, checking them as ``load(path:)`` does; `path` names them in errors.
+    public static func decode(_ data: Data, path: String) throws(ModelError) -> ModelFile {
         let model: ModelFile
         do {
             if let version = try? JSONDecoder().decode(VersionProbe.self, from: data).formatVersion, version > currentVersion {
