@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     # default: 60 s each, every target
 #
-# Builds `obscura-fuzz` with -sanitize=fuzzer,address into .build-fuzz (a separate build: about
+# Builds `obscura-fuzz` with -sanitize=fuzzer,address (linked by lld: gold fails on it) into .build-fuzz (a separate build: about
 # 10 minutes the first time on 2 cores), then runs each target from the committed seeds in
 # Fuzz/corpus/TARGET, growing a working corpus in .build-fuzz/corpus/TARGET. Prints one line per
 # target: executions, corpus size, crashes. A crashing input is saved as
@@ -20,7 +20,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 swift build -c release --product obscura-fuzz --scratch-path .build-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DOBSCURA_FUZZ >&2
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DOBSCURA_FUZZ -Xswiftc -use-ld=lld >&2
 binary=.build-fuzz/release/obscura-fuzz
 mkdir -p .build-fuzz/crashes .build-fuzz/logs
 

@@ -2,10 +2,13 @@ import Foundation
 import FuzzTargets
 
 // Two builds of one file. With `-sanitize=fuzzer,address -DOBSCURA_FUZZ` (scripts/fuzz.sh)
-// libFuzzer owns `main` and calls `LLVMFuzzerTestOneInput` with the target named by
-// OBSCURA_FUZZ_TARGET. In the ordinary build, `main` writes the seed corpus or replays inputs.
+// `main` hands the command line to libFuzzer's driver, which calls `fuzzOneInput` with inputs
+// for the target named by OBSCURA_FUZZ_TARGET. In the ordinary build, `main` writes the seed
+// corpus or replays inputs.
 
 #if OBSCURA_FUZZ
+import CFuzzerDriver
+
 private let target: FuzzTarget = {
     let name = ProcessInfo.processInfo.environment["OBSCURA_FUZZ_TARGET"] ?? ""
     guard let target = FuzzTarget(rawValue: name) else {
@@ -14,10 +17,20 @@ private let target: FuzzTarget = {
     return target
 }()
 
-@_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+private func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     target.run(data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? [])
     return 0
+}
+
+// An explicit driver call rather than libFuzzer's own `main`: SwiftPM links an executable's
+// `main` to its module's entry point, which this build must therefore define.
+@main
+struct FuzzMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { fuzzOneInput($0, $1) })
+    }
 }
 #else
 @main

@@ -172,18 +172,20 @@ public struct ObscuraServer: Sendable {
     }
 
     /// Dispatches a request of a documented route. The routes that touch keys and jobs act for
-    /// the request's owner (401 without one); the others show nothing of any owner's.
+    /// the request's owner (401 without one); the others show nothing of any owner's. What they
+    /// log goes through the request's logger, which carries Hummingbird's request id.
     private func handle(_ route: Route, _ request: Request, _ context: ObscuraRequestContext) async throws -> Response {
-        switch route {
+        let log = context.logger
+        return switch route {
         case .health: try json(await health())
         case .metrics: try await metricsExposition()
         case .openAPI: try openAPIDocument()
         case .models: try json(await modelList())
-        case .registerKey: try await registerKey(request, owner: context.owner())
-        case .submit: try await submit(request, model: try context.parameters.require("name"), owner: context.owner())
+        case .registerKey: try await registerKey(request, owner: context.owner(), log: log)
+        case .submit: try await submit(request, model: try context.parameters.require("name"), owner: context.owner(), log: log)
         case .job: try json(await job(id: try context.parameters.require("id"), owner: context.owner()))
-        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"), owner: context.owner())
-        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"), owner: context.owner())
+        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"), owner: context.owner(), log: log)
+        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"), owner: context.owner(), log: log)
         case .result: try await result(id: try context.parameters.require("id"), owner: context.owner())
         }
     }
@@ -213,7 +215,7 @@ public struct ObscuraServer: Sendable {
     /// test sets, malformed or oversized bytes, with `model` a key of another parameter set, and a
     /// key beyond the owner's quota of stored key bytes (429). The id hashes the owner with the
     /// bytes, so two owners never share a key row.
-    func registerKey(_ request: Request, owner: Owner) async throws -> Response {
+    func registerKey(_ request: Request, owner: Owner, log: Logger) async throws -> Response {
         var request = request
         let model = request.uri.queryParameters.get("model")
         // A named model's keys have an exact size: nothing larger is buffered.
@@ -271,14 +273,14 @@ public struct ObscuraServer: Sendable {
             throw APIError.quotaExceeded("this key's \(bytes.count) bytes would exceed the quota of \(configuration.quotas.storedKeyBytes) bytes of stored keys (\(stored) used): delete a key first",
                                          retryAfter: nil)
         case .stored:
-            logger.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes) for \(owner)")
+            log.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes) for \(owner)")
             return try json(registered, status: .created)
         }
     }
 
     /// `DELETE /v1/keys/{id}`: the key's bytes and row, and the server's expanded copies; 409 while
     /// a queued or running job still needs it.
-    func deleteKey(id: String, owner: Owner) async throws -> Response {
+    func deleteKey(id: String, owner: Owner, log: Logger) async throws -> Response {
         switch try await store.deleteKey(id: id, owner: owner) {
         case .notFound:
             throw APIError.notFound("unknown_key", "no evaluation key \(id) is registered")
@@ -287,21 +289,21 @@ public struct ObscuraServer: Sendable {
         case .deleted:
             await runner.keys.remove(id: id)
             await runner.simdEvaluators.remove(id: id)
-            logger.info("deleted evaluation key \(id)")
+            log.info("deleted evaluation key \(id) for \(owner)")
             return Response(status: .noContent)
         }
     }
 
     /// `DELETE /v1/inferences/{id}`: a finished job's row, encrypted input and result; 409 while it
     /// is queued or running.
-    func deleteJob(id: String, owner: Owner) async throws -> Response {
+    func deleteJob(id: String, owner: Owner, log: Logger) async throws -> Response {
         switch try await store.deleteJob(id: id, owner: owner) {
         case .notFound:
             throw APIError.notFound("unknown_job", "no inference \(id)")
         case .unfinished:
             throw APIError.conflict("not_finished", "inference \(id) has not finished: delete it once it is done or failed")
         case .deleted:
-            logger.info("deleted inference \(id)")
+            log.info("deleted inference \(id) for \(owner)")
             return Response(status: .noContent)
         }
     }
@@ -310,7 +312,7 @@ public struct ObscuraServer: Sendable {
     /// ciphertexts, or an RLWE model's ``SIMDWire`` inputs (a batch of images, or one).
     /// Everything is checked before a slot is taken and anything is stored; the owner's quotas
     /// (jobs queued or running, jobs an hour) are checked as the job is stored.
-    func submit(_ request: Request, model name: String, owner: Owner) async throws -> Response {
+    func submit(_ request: Request, model name: String, owner: Owner, log: Logger) async throws -> Response {
         let entry = try servedModel(name)
         let keyID = request.uri.queryParameters.get("key")
         if let keyID {
@@ -380,6 +382,7 @@ public struct ObscuraServer: Sendable {
                                          retryAfter: retryAfter)
         }
         await queue.enqueue(job.id)
+        log.info("accepted inference \(job.id) (\(name)) for \(owner)")
         var response = try json(job, status: .accepted)
         response.headers[.location] = "/v1/inferences/\(job.id)"
         return response

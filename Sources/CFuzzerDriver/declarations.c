@@ -1,0 +1,2 @@
+// The target holds only a declaration (include/CFuzzerDriver.h); SwiftPM needs one source file.
+#include "CFuzzerDriver.h"
