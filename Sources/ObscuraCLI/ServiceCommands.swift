@@ -25,6 +25,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Per token: megabytes of evaluation keys stored at once (then 429).") var quotaKeyMb = Quotas.standard.storedKeyBytes >> 20
     @Option(help: "Per token: inferences queued or running at once (then 429).") var quotaUnfinished = Quotas.standard.unfinishedJobs
     @Option(help: "Per token: inferences submitted in any hour (then 429).") var quotaJobsPerHour = Quotas.standard.jobsPerHour
+    @Option(help: "Seconds a request body may take to arrive (then 408).") var uploadSeconds = 300.0
+    @Option(help: "Seconds a connection may stay silent, mid-request included, before it is closed.") var idleSeconds = 60.0
+    @Option(help: "Connections open at once (more wait to be accepted).") var maxConnections = 256
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
@@ -33,13 +36,17 @@ struct Serve: AsyncParsableCommand {
         guard quotaKeyMb >= 1, quotaKeyMb <= Int.max >> 20, quotaUnfinished >= 1, quotaJobsPerHour >= 1 else {
             throw ValidationError("--quota-key-mb, --quota-unfinished and --quota-jobs-per-hour must be at least 1")
         }
+        guard uploadSeconds > 0, uploadSeconds < 1e6, idleSeconds > 0, idleSeconds < 1e6, maxConnections >= 1 else {
+            throw ValidationError("--upload-seconds and --idle-seconds must be positive (under 10^6) and --max-connections at least 1")
+        }
     }
 
     func run() async throws {
         let quotas = Quotas(storedKeyBytes: quotaKeyMb << 20, unfinishedJobs: quotaUnfinished, jobsPerHour: quotaJobsPerHour)
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers,
                                                 resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil,
-                                                access: noAuth ? .open : .tokens, quotas: quotas)
+                                                access: noAuth ? .open : .tokens, quotas: quotas, uploadSeconds: uploadSeconds,
+                                                idleSeconds: idleSeconds, maxConnections: maxConnections)
         let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
         let server = try await ObscuraServer(configuration: configuration, models: registry)
         let tokens = try await server.store.tokens().filter { $0.revokedAt == nil }.count

@@ -21,6 +21,15 @@ struct APIError: Error, Sendable {
                  message: "the server's \(capacity) job slots are taken; retry after \(retryAfter) s", retryAfter: retryAfter)
     }
 
+    /// A body over its route's size limit (declared or received).
+    static func bodyTooLarge(limit: Int) -> APIError {
+        APIError(status: .contentTooLarge, code: "body_too_large", message: "the request body exceeds this route's limit of \(limit) bytes")
+    }
+
+    /// A body still arriving when its time was up.
+    static let uploadTooSlow = APIError(status: .requestTimeout, code: "upload_too_slow",
+                                        message: "the request body did not arrive within the server's upload time limit")
+
     /// No valid API token: the request did not say who it is for.
     static let unauthorized = APIError(status: .unauthorized, code: "unauthorized",
                                        message: "this route needs an API token: send Authorization: Bearer TOKEN (`obscura admin create-token` makes one)")

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import Hummingbird
 import HummingbirdAuth
+import HummingbirdCore
 import Logging
 import ObscuraAPI
 import PrivateInference
@@ -114,7 +115,9 @@ public struct ObscuraServer: Sendable {
         let port = configuration.port
         return Application(
             router: makeRouter(),
-            configuration: .init(address: .hostname(configuration.host, port: port), serverName: "obscura"),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleSeconds * 1000)))),
+            configuration: .init(address: .hostname(configuration.host, port: port), serverName: "obscura",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
             logger: logger)
     }
@@ -216,18 +219,16 @@ public struct ObscuraServer: Sendable {
     /// key beyond the owner's quota of stored key bytes (429). The id hashes the owner with the
     /// bytes, so two owners never share a key row.
     func registerKey(_ request: Request, owner: Owner, log: Logger) async throws -> Response {
-        var request = request
         let model = request.uri.queryParameters.get("model")
-        // A named model's keys have an exact size: nothing larger is buffered.
+        // A named model's keys have an exact size: nothing larger is received.
         let limit = model.flatMap { models.entry(named: $0)?.evaluationKeyBytes } ?? keyByteLimit
-        let bytes = Array(try await request.collectBody(upTo: limit).readableBytesView)
+        let upload = try await receive(request, limit: limit, hashPrefix: owner == .anonymous ? [] : Array(owner.id.utf8) + [0])
+        defer { upload.discard() }
+        let bytes = try upload.bytes()
         let secretKeyRefused = APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
         guard !bytes.starts(with: RlweFormat.secretMagic) else { throw secretKeyRefused }
         let parameterSet: String
-        var hash = SHA256()
-        if owner != .anonymous { hash.update(data: Array(owner.id.utf8) + [0]) }
-        hash.update(data: bytes)
-        let id = hash.finalize().prefix(16).map { String(format: "%02x", $0) }.joined()
+        let id = upload.digest.prefix(16).map { String(format: "%02x", $0) }.joined()
         if SIMDWire.kind(of: bytes) != nil {
             guard let model else {
                 throw APIError.badRequest("missing_model", "RLWE evaluation keys are read for a model's plan: pass ?model=NAME")
@@ -265,7 +266,7 @@ public struct ObscuraServer: Sendable {
             parameterSet = key.parameters.name
         }
         let registered = RegisteredKey(id: id, parameterSet: parameterSet, bytes: bytes.count)
-        switch try await store.register(registered, bytes: bytes, owner: owner, quota: configuration.quotas.storedKeyBytes) {
+        switch try await store.register(registered, upload: upload, owner: owner, quota: configuration.quotas.storedKeyBytes) {
         case .alreadyRegistered:
             return try json(registered, status: .ok)
         case .overQuota(let stored):
@@ -321,12 +322,16 @@ public struct ObscuraServer: Sendable {
         } else if entry.needsEvaluationKey {
             throw APIError.badRequest("missing_key", "model \(name) needs the client's evaluation key: register it and pass ?key=ID")
         }
-        var request = request
+        let limit = switch entry.backend {
+        case .tfhe: configuration.maxInputBytes
+        case .simd(let plan): plan.uploadBytes   // exact: nothing larger is received
+        }
+        let upload = try await receive(request, limit: limit)
+        defer { upload.discard() }
+        let input = try upload.bytes()
         let bootstraps: Int
-        let input: [UInt8]
         switch entry.backend {
         case .tfhe(let plan):
-            input = Array(try await request.collectBody(upTo: configuration.maxInputBytes).readableBytesView)
             let ciphertexts: [SeededLweCiphertext]
             do {
                 ciphertexts = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters, limit: configuration.maxInputBytes)
@@ -338,7 +343,6 @@ public struct ObscuraServer: Sendable {
             }
             bootstraps = plan.bootstrapsPerInference
         case .simd(let plan):
-            input = Array(try await request.collectBody(upTo: plan.uploadBytes).readableBytesView)
             do {
                 try await JobRunner.offCooperativePool { try SIMDEvaluator.check(upload: input, plan: plan) }
             } catch {
@@ -357,7 +361,7 @@ public struct ObscuraServer: Sendable {
                                evaluationSeconds: nil, bootstraps: bootstraps, attempts: 0)
         let admission: ServiceStore.Admission
         do {
-            admission = try await store.insert(job, input: input, owner: owner, quotas: configuration.quotas)
+            admission = try await store.insert(job, input: upload, owner: owner, quotas: configuration.quotas)
         } catch {
             await queue.cancelReservation()
             // The key may have been deleted since it was checked above.
@@ -432,6 +436,13 @@ public struct ObscuraServer: Sendable {
     }
 
     // MARK: Helpers
+
+    /// A request body streamed into the store's staging folder within `limit` bytes and the
+    /// configured upload time (``ServiceStore/stage(_:declaredLength:limit:deadline:hashPrefix:)``).
+    private func receive(_ request: Request, limit: Int, hashPrefix: [UInt8] = []) async throws -> ServiceStore.StagedUpload {
+        try await store.stage(request.body, declaredLength: request.headers[.contentLength].flatMap { Int($0) }, limit: limit,
+                              deadline: .now + .milliseconds(Int(configuration.uploadSeconds * 1000)), hashPrefix: hashPrefix)
+    }
 
     private func servedModel(_ name: String) throws(APIError) -> ServedModelEntry {
         guard let entry = models.entry(named: name) else { throw .notFound("unknown_model", "no model named \(name) is served") }

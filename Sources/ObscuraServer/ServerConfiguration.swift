@@ -27,6 +27,14 @@ public struct ServerConfiguration: Sendable {
     public var access: Access
     /// What each owner may hold and submit.
     public var quotas: Quotas
+    /// Seconds a request body may take to arrive (408 after); the largest keys (int6-128's
+    /// 282 MB) need a few seconds on a fast network.
+    public var uploadSeconds: Double
+    /// Seconds a connection may stay silent (no bytes from the client, mid-request included)
+    /// before the server closes it.
+    public var idleSeconds: Double
+    /// Connections open at once; further ones wait in the listen backlog until one closes.
+    public var maxConnections: Int
 
     /// Who may use the API's `/v1` routes (`/healthz`, `/metrics` and the OpenAPI document are open).
     public enum Access: Sendable, Equatable {
@@ -40,7 +48,8 @@ public struct ServerConfiguration: Sendable {
 
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
                 workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4,
-                resultRetention: Double? = 86_400, access: Access = .tokens, quotas: Quotas = .standard) {
+                resultRetention: Double? = 86_400, access: Access = .tokens, quotas: Quotas = .standard,
+                uploadSeconds: Double = 300, idleSeconds: Double = 60, maxConnections: Int = 256) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -52,6 +61,9 @@ public struct ServerConfiguration: Sendable {
         self.resultRetention = resultRetention
         self.access = access
         self.quotas = quotas
+        self.uploadSeconds = uploadSeconds
+        self.idleSeconds = idleSeconds
+        self.maxConnections = maxConnections
     }
 
     /// How often the sweeper looks for expired jobs: a tenth of the retention, between 0.1 s and a minute.

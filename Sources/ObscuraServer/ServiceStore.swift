@@ -1,5 +1,7 @@
+import Crypto
 import Foundation
 import GRDB
+import NIOCore
 import ObscuraAPI
 
 /// What must survive a restart: registered keys and jobs in SQLite (through GRDB, one file),
@@ -8,9 +10,9 @@ import ObscuraAPI
 /// refused request never changes either. Every key and job row names its ``Owner``; the routes
 /// read and delete only the requesting owner's.
 public struct ServiceStore: Sendable {
-    /// The kinds of blobs, one folder each.
+    /// The kinds of blobs, one folder each; `staging` holds uploads still being received.
     enum BlobKind: String, CaseIterable {
-        case keys, inputs, results
+        case keys, inputs, results, staging
     }
 
     private let database: DatabaseQueue
@@ -138,13 +140,13 @@ public struct ServiceStore: Sendable {
     /// Stores a validated key's bytes and row for `owner`, within its quota of stored key bytes.
     /// The checks, the file and the row are one write transaction, so a concurrent deletion of
     /// the same key (same bytes, same id) or a concurrent registration comes wholly before or after.
-    func register(_ key: RegisteredKey, bytes: [UInt8], owner: Owner, quota: Int) async throws -> Registration {
+    func register(_ key: RegisteredKey, upload: StagedUpload, owner: Owner, quota: Int) async throws -> Registration {
         try await database.write { db in
             guard try RegisteredKey.fetchOne(db, key: key.id) == nil else { return .alreadyRegistered }
             let stored = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM \(RegisteredKey.databaseTableName) WHERE owner = ?",
                                           arguments: [owner.id]) ?? 0
             guard key.bytes <= quota - stored else { return .overQuota(storedBytes: stored) }
-            try writeBlob(.keys, id: key.id, bytes: bytes)
+            try commit(upload, as: .keys, id: key.id)
             try Owned(record: key, owner: owner).insert(db)
             return .stored
         }
@@ -197,7 +199,7 @@ public struct ServiceStore: Sendable {
     /// and the row are one write transaction, so concurrent submissions cannot overshoot a quota.
     /// The job's `createdAt` is the submission's time.
     @discardableResult
-    func insert(_ job: InferenceJob, input: [UInt8], owner: Owner = .anonymous, quotas: Quotas = .unlimited) async throws -> Admission {
+    func insert(_ job: InferenceJob, input: StagedUpload, owner: Owner = .anonymous, quotas: Quotas = .unlimited) async throws -> Admission {
         try await database.write { db in
             let unfinished = try Self.jobs(of: owner).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
             guard unfinished < quotas.unfinishedJobs else { return .tooManyUnfinished(unfinished) }
@@ -209,7 +211,7 @@ public struct ServiceStore: Sendable {
                 let freedAt = lastHour[lastHour.count - quotas.jobsPerHour] + 3600
                 return .tooManyThisHour(retryAfter: max(1, Int((freedAt - job.createdAt).rounded(.up))))
             }
-            try writeBlob(.inputs, id: job.id, bytes: input)
+            try commit(input, as: .inputs, id: job.id)
             do {
                 try Owned(record: job, owner: owner).insert(db)
                 try db.execute(sql: "INSERT INTO submission (owner, at) VALUES (?, ?)", arguments: [owner.id, job.createdAt])
@@ -305,10 +307,80 @@ public struct ServiceStore: Sendable {
         }
     }
 
+    // MARK: Uploads
+
+    /// A request body received into a file of `blobs/staging`, hashed as it arrived. It becomes
+    /// a key's or an input's blob by a rename (``register(_:upload:owner:quota:)``,
+    /// ``insert(_:input:owner:quotas:)``), or is discarded.
+    struct StagedUpload: Sendable {
+        let url: URL
+        let byteCount: Int
+        /// SHA-256 of the hash prefix given to ``stage(_:limit:deadline:hashPrefix:)``, then the bytes.
+        let digest: SHA256.Digest
+
+        /// The bytes, read once for validation: the one copy of the body in memory.
+        func bytes() throws -> [UInt8] { [UInt8](try Data(contentsOf: url)) }
+
+        /// Removes the file unless it was committed (renamed) already.
+        func discard() { try? FileManager.default.removeItem(at: url) }
+    }
+
+    /// Receives a request body chunk by chunk into a staging file (created 0600, exclusively),
+    /// hashing it as it arrives, so that no whole-body copy is held while it is received.
+    /// Refused, with the file removed: a declared or actual size over `limit` (413), and a body
+    /// still arriving at `deadline` (408; a client that stops sending altogether is cut by the
+    /// server's idle timeout).
+    func stage<Body: AsyncSequence>(_ body: Body, declaredLength: Int?, limit: Int, deadline: ContinuousClock.Instant,
+                                    hashPrefix: [UInt8] = []) async throws -> StagedUpload where Body.Element == ByteBuffer {
+        if let declaredLength, declaredLength > limit { throw APIError.bodyTooLarge(limit: limit) }
+        let url = blobRoot.appendingPathComponent(BlobKind.staging.rawValue).appendingPathComponent(UUID().uuidString + ".partial")
+        let descriptor = open(url.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path]) }
+        var hash = SHA256()
+        hash.update(data: hashPrefix)
+        var count = 0
+        do {
+            defer { close(descriptor) }
+            for try await chunk in body {
+                guard ContinuousClock.now < deadline else { throw APIError.uploadTooSlow }
+                count += chunk.readableBytes
+                guard count <= limit else { throw APIError.bodyTooLarge(limit: limit) }
+                try chunk.withUnsafeReadableBytes { raw in
+                    hash.update(bufferPointer: raw)
+                    var written = 0
+                    while written < raw.count {
+                        let n = write(descriptor, raw.baseAddress! + written, raw.count - written)
+                        guard n > 0 else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path]) }
+                        written += n
+                    }
+                }
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: url)
+            throw error
+        }
+        return StagedUpload(url: url, byteCount: count, digest: hash.finalize())
+    }
+
+    /// Stages bytes already in memory (stored jobs made outside a request: recovery tests).
+    func stage(bytes: [UInt8]) async throws -> StagedUpload {
+        let (chunks, continuation) = AsyncStream.makeStream(of: ByteBuffer.self)
+        continuation.yield(ByteBuffer(bytes: bytes))
+        continuation.finish()
+        return try await stage(chunks, declaredLength: nil, limit: .max, deadline: .now + .seconds(60))
+    }
+
     // MARK: Blobs
 
     private func blobURL(_ kind: BlobKind, id: String) -> URL {
         blobRoot.appendingPathComponent(kind.rawValue).appendingPathComponent(id + ".bin")
+    }
+
+    /// Moves a staged upload into place as a blob (a rename on the same file system: no copy).
+    private func commit(_ upload: StagedUpload, as kind: BlobKind, id: String) throws {
+        let url = blobURL(kind, id: id)
+        if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+        try FileManager.default.moveItem(at: upload.url, to: url)
     }
 
     private func writeBlob(_ kind: BlobKind, id: String, bytes: [UInt8]) throws {

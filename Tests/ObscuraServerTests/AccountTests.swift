@@ -110,7 +110,7 @@ struct AccountTests {
             let waiting = InferenceJob(id: "waiting-\(index)", model: "tiny-cnn", keyId: key.id, status: .queued, progress: 0, stage: nil,
                                        error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
                                        evaluationSeconds: nil, bootstraps: 40, attempts: 0)
-            #expect(try await store.insert(waiting, input: input, owner: owner, quotas: quotas) == .admitted)
+            #expect(try await store.insert(waiting, input: try await store.stage(bytes: input), owner: owner, quotas: quotas) == .admitted)
         }
         before = try await server.storeSnapshot(directory: directory)
         await #expect { try await alice.submit(model: "tiny-cnn", keyID: key.id, input: input) } throws: { error in

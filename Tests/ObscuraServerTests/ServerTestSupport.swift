@@ -53,10 +53,11 @@ enum Fixtures {
     /// quotas) unless the test says otherwise, and a client without a token.
     static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20,
                             models: ModelRegistry = models, port: Int = 0, resultRetention: Double? = 86_400,
-                            access: ServerConfiguration.Access = .open, quotas: Quotas = .unlimited) async throws -> (RunningServer, ServiceClient) {
+                            access: ServerConfiguration.Access = .open, quotas: Quotas = .unlimited,
+                            uploadSeconds: Double = 300, idleSeconds: Double = 60) async throws -> (RunningServer, ServiceClient) {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
                                                 maxInputBytes: maxInputBytes, resultRetention: resultRetention,
-                                                access: access, quotas: quotas)
+                                                access: access, quotas: quotas, uploadSeconds: uploadSeconds, idleSeconds: idleSeconds)
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()
         return (running, ServiceClient(baseURL: running.url))

@@ -109,7 +109,7 @@ struct ServiceTests {
         let interrupted = InferenceJob(id: "interrupted-job", model: "tiny-cnn", keyId: key.id, status: .running, progress: 0.5,
                                        stage: "conv+sign", error: nil, createdAt: 1, startedAt: 2, finishedAt: nil,
                                        evaluationSeconds: nil, bootstraps: 40, attempts: 1)
-        try await store.insert(interrupted, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters))
+        try await store.insert(interrupted, input: try await store.stage(bytes: try client.encrypt(image[...]).serialized(parameters: plan.parameters)))
 
         (server, service) = try await Fixtures.startServer(directory: directory)
         #expect(try await service.result(first.id) == before)
@@ -139,7 +139,7 @@ struct ServiceTests {
         var waiting = InferenceJob(id: "waiting-job", model: "tiny-cnn", keyId: key.id, status: .queued, progress: 0, stage: nil,
                                    error: nil, createdAt: 1, startedAt: nil, finishedAt: nil, evaluationSeconds: nil,
                                    bootstraps: 40, attempts: 0)
-        try await store.insert(waiting, input: input)
+        try await store.insert(waiting, input: try await store.stage(bytes: input))
         for (path, code) in [("/v1/inferences/\(waiting.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
             let (status, data) = try await service.raw("DELETE", path)
             #expect(status == 409 && (try? JSONDecoder().decode(APIErrorBody.self, from: data))?.error == code, "\(path)")

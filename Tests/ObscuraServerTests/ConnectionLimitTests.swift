@@ -1,0 +1,84 @@
+import Foundation
+@testable import ObscuraServer
+import Testing
+
+/// The server's limits on how requests arrive, over raw TCP (URLSession cannot send a body that
+/// trickles or stops): a body still arriving at the upload deadline gets 408, a connection that
+/// falls silent is closed, and neither leaves a staged upload behind.
+@Suite(.serialized)
+struct ConnectionLimitTests {
+    /// A blocking TCP connection to the server on loopback.
+    final class RawConnection {
+        let descriptor: Int32
+
+        init(port: Int) throws {
+            descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(descriptor >= 0 && connected == 0, "connect to port \(port)")
+        }
+
+        deinit { close(descriptor) }
+
+        /// Sends text; false once the server has closed the connection.
+        @discardableResult
+        func send(_ text: String) -> Bool {
+            Array(text.utf8).withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } > 0
+        }
+
+        /// Everything the server sends until it closes the connection or `seconds` pass; and
+        /// whether it closed it.
+        func receive(for seconds: Double) -> (text: String, closed: Bool) {
+            var received: [UInt8] = []
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end {
+                var request = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                guard poll(&request, 1, 100) > 0 else { continue }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                let count = recv(descriptor, &buffer, buffer.count, 0)
+                if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }
+                received += buffer.prefix(count)
+            }
+            return (String(decoding: received, as: UTF8.self), false)
+        }
+    }
+
+    static func staged(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory + "/blobs/staging")
+    }
+
+    @Test("a body still arriving at the upload deadline is answered 408 upload_too_slow, and nothing stays staged")
+    func slowUpload() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, _) = try await Fixtures.startServer(directory: directory, uploadSeconds: 1, idleSeconds: 10)
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n")
+        // 20 bytes every 200 ms: never idle, but far too slow.
+        for _ in 0..<10 where connection.send(String(repeating: "x", count: 20)) {
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let (text, _) = connection.receive(for: 3)
+        #expect(text.hasPrefix("HTTP/1.1 408") && text.contains("upload_too_slow"), "\(text)")
+        #expect(try Self.staged(directory).isEmpty)
+        await server.stop()
+    }
+
+    @Test("a connection silent mid-body is closed after the idle time, and its partial upload is removed")
+    func silentConnection() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, _) = try await Fixtures.startServer(directory: directory, uploadSeconds: 60, idleSeconds: 1)
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 500))
+        let start = Date()
+        let (_, closed) = connection.receive(for: 5)
+        #expect(closed && Date().timeIntervalSince(start) < 4)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(try Self.staged(directory).isEmpty)
+        await server.stop()
+    }
+}
