@@ -17,6 +17,7 @@ examples=${1:-500}
 binary=.build/release/obscura
 port=${OBSCURA_FUZZ_PORT:-18090}
 data=$(mktemp -d)
+server=
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
 
 token=$("$binary" admin create-token --data-dir "$data" --name fuzz-http 2>/dev/null)

@@ -36,6 +36,9 @@ struct Serve: AsyncParsableCommand {
         guard quotaKeyMb >= 1, quotaKeyMb <= Int.max >> 20, quotaUnfinished >= 1, quotaJobsPerHour >= 1 else {
             throw ValidationError("--quota-key-mb, --quota-unfinished and --quota-jobs-per-hour must be at least 1")
         }
+        guard !noAuth || ["127.0.0.1", "::1", "localhost"].contains(host) else {
+            throw ValidationError("--no-auth serves anyone who reaches the port: use it only with a loopback --host, not \(host)")
+        }
         guard uploadSeconds > 0, uploadSeconds < 1e6, idleSeconds > 0, idleSeconds < 1e6, maxConnections >= 1 else {
             throw ValidationError("--upload-seconds and --idle-seconds must be positive (under 10^6) and --max-connections at least 1")
         }

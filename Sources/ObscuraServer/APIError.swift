@@ -44,6 +44,8 @@ struct APIError: Error, Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"obscura\"" }
+        // The rest of a refused body is not read: the connection closes (CloseAfterRefusalHandler).
+        if status == .contentTooLarge || status == .requestTimeout { headers[.connection] = "close" }
         let body = (try? JSONEncoder().encode(APIErrorBody(error: code, message: message))) ?? Data()
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -48,6 +48,7 @@ public struct ObscuraServer: Sendable {
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
         try await store.setExpiry(retention: configuration.resultRetention)
+        try store.removeStagedUploads()
         for var job in try await store.unfinishedJobs() {
             job.status = .queued
             job.progress = 0
@@ -115,7 +116,8 @@ public struct ObscuraServer: Sendable {
         let port = configuration.port
         return Application(
             router: makeRouter(),
-            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleSeconds * 1000)))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [CloseAfterRefusalHandler()],
+                                                idleTimeout: .milliseconds(Int64(configuration.idleLimit / .milliseconds(1))))),
             configuration: .init(address: .hostname(configuration.host, port: port), serverName: "obscura",
                                  availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
@@ -224,11 +226,18 @@ public struct ObscuraServer: Sendable {
         let limit = model.flatMap { models.entry(named: $0)?.evaluationKeyBytes } ?? keyByteLimit
         let upload = try await receive(request, limit: limit, hashPrefix: owner == .anonymous ? [] : Array(owner.id.utf8) + [0])
         defer { upload.discard() }
+        let id = upload.digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        // A new key that cannot fit the owner's quota is refused before it is parsed (or an RLWE
+        // evaluator built from it); the store checks again as it stores it.
+        if try await store.key(id: id, owner: owner) == nil {
+            let stored = try await store.storedKeyBytes(owner: owner)
+            let quota = configuration.quotas.storedKeyBytes
+            guard stored <= quota, upload.byteCount <= quota - stored else { throw keyQuotaExceeded(bytes: upload.byteCount, stored: stored) }
+        }
         let bytes = try upload.bytes()
         let secretKeyRefused = APIError.badRequest("secret_key_refused", "this is a secret key: it must never leave the client; send the evaluation key")
         guard !bytes.starts(with: RlweFormat.secretMagic) else { throw secretKeyRefused }
         let parameterSet: String
-        let id = upload.digest.prefix(16).map { String(format: "%02x", $0) }.joined()
         if SIMDWire.kind(of: bytes) != nil {
             guard let model else {
                 throw APIError.badRequest("missing_model", "RLWE evaluation keys are read for a model's plan: pass ?model=NAME")
@@ -271,8 +280,7 @@ public struct ObscuraServer: Sendable {
             return try json(registered, status: .ok)
         case .overQuota(let stored):
             await runner.simdEvaluators.remove(id: id)
-            throw APIError.quotaExceeded("this key's \(bytes.count) bytes would exceed the quota of \(configuration.quotas.storedKeyBytes) bytes of stored keys (\(stored) used): delete a key first",
-                                         retryAfter: nil)
+            throw keyQuotaExceeded(bytes: bytes.count, stored: stored)
         case .stored:
             log.info("registered evaluation key \(id) (\(parameterSet), \(bytes.count) bytes) for \(owner)")
             return try json(registered, status: .created)
@@ -441,12 +449,17 @@ public struct ObscuraServer: Sendable {
     /// configured upload time (``ServiceStore/stage(_:declaredLength:limit:deadline:hashPrefix:)``).
     private func receive(_ request: Request, limit: Int, hashPrefix: [UInt8] = []) async throws -> ServiceStore.StagedUpload {
         try await store.stage(request.body, declaredLength: request.headers[.contentLength].flatMap { Int($0) }, limit: limit,
-                              deadline: .now + .milliseconds(Int(configuration.uploadSeconds * 1000)), hashPrefix: hashPrefix)
+                              deadline: .now + configuration.uploadLimit, hashPrefix: hashPrefix)
     }
 
     private func servedModel(_ name: String) throws(APIError) -> ServedModelEntry {
         guard let entry = models.entry(named: name) else { throw .notFound("unknown_model", "no model named \(name) is served") }
         return entry
+    }
+
+    private func keyQuotaExceeded(bytes: Int, stored: Int) -> APIError {
+        .quotaExceeded("this key's \(bytes) bytes would exceed the quota of \(configuration.quotas.storedKeyBytes) bytes of stored keys (\(stored) used): delete a key first",
+                       retryAfter: nil)
     }
 
     private func keyModelMismatch(_ keySet: String, _ entry: ServedModelEntry) -> APIError {

@@ -36,7 +36,8 @@ public struct ServerConfiguration: Sendable {
     /// Connections open at once; further ones wait in the listen backlog until one closes.
     public var maxConnections: Int
 
-    /// Who may use the API's `/v1` routes (`/healthz`, `/metrics` and the OpenAPI document are open).
+    /// Who may use the API's routes for keys and inferences (`/healthz`, `/metrics`, `/v1/models`
+    /// and the OpenAPI document are open).
     public enum Access: Sendable, Equatable {
         /// Requests carry an API token of this server's store (`Authorization: Bearer`); each
         /// token is an owner that sees only its own keys and jobs.
@@ -64,6 +65,16 @@ public struct ServerConfiguration: Sendable {
         self.uploadSeconds = uploadSeconds
         self.idleSeconds = idleSeconds
         self.maxConnections = maxConnections
+    }
+
+    /// ``uploadSeconds`` as a duration (a non-finite or non-positive value: the default, 300 s).
+    var uploadLimit: Duration { Self.duration(seconds: uploadSeconds, default: 300) }
+
+    /// ``idleSeconds`` as a duration (a non-finite or non-positive value: the default, 60 s).
+    var idleLimit: Duration { Self.duration(seconds: idleSeconds, default: 60) }
+
+    private static func duration(seconds: Double, default fallback: Double) -> Duration {
+        .milliseconds(Int64(((seconds.isFinite && seconds > 0) ? min(seconds, 1e9) : fallback) * 1000))
     }
 
     /// How often the sweeper looks for expired jobs: a tenth of the retention, between 0.1 s and a minute.

@@ -102,8 +102,8 @@ public struct ServiceStore: Sendable {
         try await database.read { try APIToken.order(Column("createdAt")).fetchAll($0) }
     }
 
-    /// Revokes a token (from now on it gets 401; its keys and jobs stay until they expire or an
-    /// operator deletes the data). Returns the token as it now is, or nil if there is no such id.
+    /// Revokes a token: from now on it gets 401. Its finished jobs expire as usual; its keys
+    /// stay until an operator removes them. Returns the token as it now is, or nil if there is no such id.
     public func revokeToken(id: String) async throws -> APIToken? {
         try await database.write { db in
             try db.execute(sql: "UPDATE \(APIToken.databaseTableName) SET revokedAt = ? WHERE id = ? AND revokedAt IS NULL",
@@ -141,15 +141,30 @@ public struct ServiceStore: Sendable {
     /// The checks, the file and the row are one write transaction, so a concurrent deletion of
     /// the same key (same bytes, same id) or a concurrent registration comes wholly before or after.
     func register(_ key: RegisteredKey, upload: StagedUpload, owner: Owner, quota: Int) async throws -> Registration {
-        try await database.write { db in
-            guard try RegisteredKey.fetchOne(db, key: key.id) == nil else { return .alreadyRegistered }
-            let stored = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM \(RegisteredKey.databaseTableName) WHERE owner = ?",
-                                          arguments: [owner.id]) ?? 0
-            guard key.bytes <= quota - stored else { return .overQuota(storedBytes: stored) }
-            try commit(upload, as: .keys, id: key.id)
-            try Owned(record: key, owner: owner).insert(db)
-            return .stored
+        do {
+            return try await database.write { db in
+                guard try RegisteredKey.filter(key: key.id).filter(Column("owner") == owner.id).fetchOne(db) == nil else { return .alreadyRegistered }
+                let stored = try Self.storedKeyBytes(db, owner: owner)
+                guard stored <= quota, key.bytes <= quota - stored else { return .overQuota(storedBytes: stored) }
+                try commit(upload, as: .keys, id: key.id)
+                try Owned(record: key, owner: owner).insert(db)
+                return .stored
+            }
+        } catch {
+            // A failed insert or commit leaves no row: the file moved into place must go too.
+            if try await self.key(id: key.id, owner: owner) == nil { removeBlob(.keys, id: key.id) }
+            throw error
         }
+    }
+
+    /// Bytes of the owner's stored keys.
+    func storedKeyBytes(owner: Owner) async throws -> Int {
+        try await database.read { try Self.storedKeyBytes($0, owner: owner) }
+    }
+
+    private static func storedKeyBytes(_ db: Database, owner: Owner) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM \(RegisteredKey.databaseTableName) WHERE owner = ?",
+                         arguments: [owner.id]) ?? 0
     }
 
     /// The key's stored bytes.
@@ -200,25 +215,31 @@ public struct ServiceStore: Sendable {
     /// The job's `createdAt` is the submission's time.
     @discardableResult
     func insert(_ job: InferenceJob, input: StagedUpload, owner: Owner = .anonymous, quotas: Quotas = .unlimited) async throws -> Admission {
+        do {
+            return try await admit(job, input: input, owner: owner, quotas: quotas)
+        } catch {
+            // A failed insert or commit leaves no row (the id is new): its input must go too.
+            removeBlob(.inputs, id: job.id)
+            throw error
+        }
+    }
+
+    private func admit(_ job: InferenceJob, input: StagedUpload, owner: Owner, quotas: Quotas) async throws -> Admission {
         try await database.write { db in
             let unfinished = try Self.jobs(of: owner).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
             guard unfinished < quotas.unfinishedJobs else { return .tooManyUnfinished(unfinished) }
             let hourAgo = job.createdAt - 3600
             try db.execute(sql: "DELETE FROM submission WHERE owner = ? AND at <= ?", arguments: [owner.id, hourAgo])
             let lastHour = try Double.fetchAll(db, sql: "SELECT at FROM submission WHERE owner = ? ORDER BY at", arguments: [owner.id])
-            if lastHour.count >= quotas.jobsPerHour {
+            let allowed = max(0, quotas.jobsPerHour)
+            if lastHour.count >= allowed {
                 // Waiting frees the oldest submissions that put the owner over the quota.
-                let freedAt = lastHour[lastHour.count - quotas.jobsPerHour] + 3600
+                let freedAt = (allowed == 0 ? job.createdAt : lastHour[lastHour.count - allowed]) + 3600
                 return .tooManyThisHour(retryAfter: max(1, Int((freedAt - job.createdAt).rounded(.up))))
             }
             try commit(input, as: .inputs, id: job.id)
-            do {
-                try Owned(record: job, owner: owner).insert(db)
-                try db.execute(sql: "INSERT INTO submission (owner, at) VALUES (?, ?)", arguments: [owner.id, job.createdAt])
-            } catch {
-                removeBlob(.inputs, id: job.id)
-                throw error
-            }
+            try Owned(record: job, owner: owner).insert(db)
+            try db.execute(sql: "INSERT INTO submission (owner, at) VALUES (?, ?)", arguments: [owner.id, job.createdAt])
             return .admitted
         }
     }
@@ -318,8 +339,20 @@ public struct ServiceStore: Sendable {
         /// SHA-256 of the hash prefix given to ``stage(_:limit:deadline:hashPrefix:)``, then the bytes.
         let digest: SHA256.Digest
 
-        /// The bytes, read once for validation: the one copy of the body in memory.
-        func bytes() throws -> [UInt8] { [UInt8](try Data(contentsOf: url)) }
+        /// The bytes, read once for validation straight into one array: the one copy of the
+        /// body in memory.
+        func bytes() throws -> [UInt8] {
+            let descriptor = open(url.path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: url.path]) }
+            defer { close(descriptor) }
+            return try [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, initialized in
+                while initialized < byteCount {
+                    let count = read(descriptor, buffer.baseAddress! + initialized, byteCount - initialized)
+                    guard count > 0 else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: url.path]) }
+                    initialized += count
+                }
+            }
+        }
 
         /// Removes the file unless it was committed (renamed) already.
         func discard() { try? FileManager.default.removeItem(at: url) }
@@ -360,6 +393,16 @@ public struct ServiceStore: Sendable {
             throw error
         }
         return StagedUpload(url: url, byteCount: count, digest: hash.finalize())
+    }
+
+    /// Removes uploads left half-received by a server that stopped mid-request. Only a server
+    /// calls it, at start, before it listens (`obscura admin` opens the store beside a running
+    /// server, whose uploads are in flight).
+    func removeStagedUploads() throws {
+        let folder = blobRoot.appendingPathComponent(BlobKind.staging.rawValue)
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".partial") {
+            try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))
+        }
     }
 
     /// Stages bytes already in memory (stored jobs made outside a request: recovery tests).

@@ -3,8 +3,9 @@ import Foundation
 import Testing
 
 /// The server's limits on how requests arrive, over raw TCP (URLSession cannot send a body that
-/// trickles or stops): a body still arriving at the upload deadline gets 408, a connection that
-/// falls silent is closed, and neither leaves a staged upload behind.
+/// trickles or stops): a body still arriving at the upload deadline gets 408 and one declared
+/// over the limit 413, each closing the connection; a connection that falls silent is closed;
+/// none leaves a staged upload behind.
 @Suite(.serialized)
 struct ConnectionLimitTests {
     /// A blocking TCP connection to the server on loopback.
@@ -62,8 +63,22 @@ struct ConnectionLimitTests {
         for _ in 0..<10 where connection.send(String(repeating: "x", count: 20)) {
             try await Task.sleep(for: .milliseconds(200))
         }
-        let (text, _) = connection.receive(for: 3)
+        let (text, closed) = connection.receive(for: 3)
         #expect(text.hasPrefix("HTTP/1.1 408") && text.contains("upload_too_slow"), "\(text)")
+        // The rest of the body is not read: the connection is closed after the answer.
+        #expect(closed)
+        #expect(try Self.staged(directory).isEmpty)
+        await server.stop()
+    }
+
+    @Test("a declared body over the route's limit is answered 413 at once and the connection closed, with nothing received")
+    func oversizedDeclaredBody() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, _) = try await Fixtures.startServer(directory: directory)
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\n" + String(repeating: "x", count: 1000))
+        let (text, closed) = connection.receive(for: 3)
+        #expect(text.hasPrefix("HTTP/1.1 413") && text.contains("body_too_large") && closed, "\(text)")
         #expect(try Self.staged(directory).isEmpty)
         await server.stop()
     }
