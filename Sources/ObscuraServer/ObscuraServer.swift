@@ -27,6 +27,7 @@ public struct ObscuraServer: Sendable {
     let queue: JobQueue
     let progress = ProgressBoard()
     let metrics = ServiceMetrics()
+    let uploads: UploadSlots
     let runner: JobRunner
     let logger: Logger
     /// The largest evaluation key body read (see ``ServerConfiguration/maxKeyBytes``).
@@ -47,6 +48,7 @@ public struct ObscuraServer: Sendable {
                            retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
+        uploads = UploadSlots(capacity: configuration.maxUploads)
         try await store.setExpiry(retention: configuration.resultRetention)
         try store.removeStagedUploads()
         for var job in try await store.unfinishedJobs() {
@@ -181,17 +183,21 @@ public struct ObscuraServer: Sendable {
     /// log goes through the request's logger, which carries Hummingbird's request id.
     private func handle(_ route: Route, _ request: Request, _ context: ObscuraRequestContext) async throws -> Response {
         let log = context.logger
-        return switch route {
-        case .health: try json(await health())
-        case .metrics: try await metricsExposition()
-        case .openAPI: try openAPIDocument()
-        case .models: try json(await modelList())
-        case .registerKey: try await registerKey(request, owner: context.owner(), log: log)
-        case .submit: try await submit(request, model: try context.parameters.require("name"), owner: context.owner(), log: log)
-        case .job: try json(await job(id: try context.parameters.require("id"), owner: context.owner()))
-        case .deleteKey: try await deleteKey(id: try context.parameters.require("id"), owner: context.owner(), log: log)
-        case .deleteJob: try await deleteJob(id: try context.parameters.require("id"), owner: context.owner(), log: log)
-        case .result: try await result(id: try context.parameters.require("id"), owner: context.owner())
+        switch route {
+        case .health: return try json(await health())
+        case .metrics: return try await metricsExposition()
+        case .openAPI: return try openAPIDocument()
+        case .models: return try json(await modelList())
+        case .registerKey:
+            let owner = try context.owner()
+            return try await uploads.withSlot { try await registerKey(request, owner: owner, log: log) }
+        case .submit:
+            let (owner, name) = (try context.owner(), try context.parameters.require("name"))
+            return try await uploads.withSlot { try await submit(request, model: name, owner: owner, log: log) }
+        case .job: return try json(await job(id: try context.parameters.require("id"), owner: context.owner()))
+        case .deleteKey: return try await deleteKey(id: try context.parameters.require("id"), owner: context.owner(), log: log)
+        case .deleteJob: return try await deleteJob(id: try context.parameters.require("id"), owner: context.owner(), log: log)
+        case .result: return try await result(id: try context.parameters.require("id"), owner: context.owner())
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+@testable import ObscuraClient
 @testable import ObscuraServer
 import Testing
 
@@ -94,6 +95,24 @@ struct ConnectionLimitTests {
         #expect(closed && Date().timeIntervalSince(start) < 4)
         try await Task.sleep(for: .milliseconds(200))
         #expect(try Self.staged(directory).isEmpty)
+        await server.stop()
+    }
+
+    @Test("uploads in flight are capped: with every slot taken by a body still arriving, a key registration is refused with 503 and Retry-After, and works once the slot is free")
+    func uploadSlots() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, service) = try await Fixtures.startServer(directory: directory, maxUploads: 1)
+        let keyBytes = Fixtures.otherSetKey
+        var connection: RawConnection? = try RawConnection(port: server.port)
+        connection?.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 100))
+        try await Task.sleep(for: .milliseconds(300))
+        await #expect { try await service.registerKey(keyBytes) } throws: { error in
+            guard case ServiceClientError.queueFull(let retryAfter, let body) = error else { return false }
+            return retryAfter >= 1 && body.error == "uploads_busy"
+        }
+        connection = nil   // closing it cuts the upload and frees the slot
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await service.registerKey(keyBytes).bytes == keyBytes.count)
         await server.stop()
     }
 }
