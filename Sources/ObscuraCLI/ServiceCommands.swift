@@ -102,10 +102,17 @@ struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke an API token by its id: from now on it gets 401.")
         @OptionGroup var folder: DataFolder
         @Argument(help: "The token's id (from `obscura admin list-tokens`).") var id: String
+        @Flag(help: "Also delete the token's keys and finished inferences (their rows and files).") var purge = false
 
         func run() async throws {
-            guard let token = try await folder.store().revokeToken(id: id) else { throw ValidationError("no token with id \(id)") }
+            let store = try folder.store()
+            guard let token = try await store.revokeToken(id: id) else { throw ValidationError("no token with id \(id)") }
             print("revoked token \(token.id) (\(token.name))")
+            if purge {
+                let removed = try await store.purge(owner: Owner(id: token.id))
+                print("deleted \(removed.jobs) inference(s) and \(removed.keys) key(s)"
+                      + (removed.kept > 0 ? "; \(removed.kept) unfinished inference(s) or key(s) in use kept: purge again once they finish" : ""))
+            }
         }
     }
 

@@ -9,6 +9,9 @@ public struct Owner: Sendable, Hashable, CustomStringConvertible {
     /// The owning token's public id; empty for the one anonymous owner of an open server.
     public let id: String
 
+    /// The owner that a token with this public id stands for.
+    public init(id: String) { self.id = id }
+
     /// The owner of everything on a server started with ``ServerConfiguration/Access/open``.
     public static let anonymous = Owner(id: "")
 

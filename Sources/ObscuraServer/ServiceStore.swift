@@ -103,13 +103,38 @@ public struct ServiceStore: Sendable {
     }
 
     /// Revokes a token: from now on it gets 401. Its finished jobs expire as usual; its keys
-    /// stay until an operator removes them. Returns the token as it now is, or nil if there is no such id.
+    /// stay until an operator purges them (``purge(owner:)``). Returns the token as it now is, or nil if there is no such id.
     public func revokeToken(id: String) async throws -> APIToken? {
         try await database.write { db in
             try db.execute(sql: "UPDATE \(APIToken.databaseTableName) SET revokedAt = ? WHERE id = ? AND revokedAt IS NULL",
                            arguments: [Date().timeIntervalSince1970, id])
             return try APIToken.fetchOne(db, key: id)
         }
+    }
+
+    /// What ``purge(owner:)`` removed, and what it had to keep.
+    public struct Purge: Sendable, Equatable {
+        public var jobs = 0
+        public var keys = 0
+        /// Jobs still queued or running, and the keys they need: a later purge removes them.
+        public var kept = 0
+    }
+
+    /// Deletes everything an owner holds (a revoked token's data): its finished jobs with their
+    /// inputs and results, then its keys that no unfinished job needs, each as the API's DELETE does.
+    public func purge(owner: Owner) async throws -> Purge {
+        var purge = Purge()
+        let (jobs, keys) = try await database.read { db in
+            (try String.fetchAll(db, sql: "SELECT id FROM \(InferenceJob.databaseTableName) WHERE owner = ?", arguments: [owner.id]),
+             try String.fetchAll(db, sql: "SELECT id FROM \(RegisteredKey.databaseTableName) WHERE owner = ?", arguments: [owner.id]))
+        }
+        for id in jobs {
+            if try await deleteJob(id: id, owner: owner) == .deleted { purge.jobs += 1 } else { purge.kept += 1 }
+        }
+        for id in keys {
+            if try await deleteKey(id: id, owner: owner) == .deleted { purge.keys += 1 } else { purge.kept += 1 }
+        }
+        return purge
     }
 
     /// The owner a token stands for, if it is known and not revoked.

@@ -82,7 +82,7 @@ extension CommandLineTests {
         let token = try #require(try await store.tokens().first)
         #expect(token.name == "ci-client" && token.revokedAt == nil)
         #expect(await runObscura(["admin", "list-tokens", "--data-dir", directory]) == nil)
-        #expect(await runObscura(["admin", "revoke-token", "--data-dir", directory, token.id]) == nil)
+        #expect(await runObscura(["admin", "revoke-token", "--data-dir", directory, token.id, "--purge"]) == nil)
         #expect(try await store.tokens().first?.revokedAt != nil)
         let unknown = try #require(await runObscura(["admin", "revoke-token", "--data-dir", directory, "no-such-id"]))
         #expect(Obscura.fullMessage(for: unknown).contains("no token with id no-such-id"))

@@ -77,6 +77,14 @@ struct AccountTests {
         #expect(try await alice.raw("GET", "/v1/inferences/\(job.id)").0 == 401)
         #expect(try await bob.raw("GET", "/v1/inferences/\(bobsJob.id)").0 == 200)
         #expect(try await store.revokeToken(id: "no-such-token") == nil)
+
+        // Purging the revoked token removes its job and key, rows and files; Bob's stay.
+        #expect(try await store.purge(owner: Owner(id: aliceID)) == ServiceStore.Purge(jobs: 1, keys: 1, kept: 0))
+        for path in ["keys/\(key.id).bin", "inputs/\(job.id).bin", "results/\(job.id).bin"] {
+            #expect(!FileManager.default.fileExists(atPath: "\(directory)/blobs/\(path)"), "\(path)")
+        }
+        #expect(try await store.job(id: job.id, owner: nil) == nil)
+        #expect(try await bob.job(bobsJob.id).status == .done)
         await server.stop()
     }
 
@@ -107,9 +115,7 @@ struct AccountTests {
 
         // Jobs in flight: two stored as queued that no worker holds fill Alice's quota.
         for index in 0..<2 {
-            let waiting = InferenceJob(id: "waiting-\(index)", model: "tiny-cnn", keyId: key.id, status: .queued, progress: 0, stage: nil,
-                                       error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
-                                       evaluationSeconds: nil, bootstraps: 40, attempts: 0)
+            let waiting = Fixtures.queuedJob(id: "waiting-\(index)", keyID: key.id)
             #expect(try await store.insert(waiting, input: try await store.stage(bytes: input), owner: owner, quotas: quotas) == .admitted)
         }
         before = try await server.storeSnapshot(directory: directory)

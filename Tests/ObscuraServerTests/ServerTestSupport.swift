@@ -36,6 +36,13 @@ enum Fixtures {
     static let secretKey = SecretKey(parameters: .integer4Bit128)
     static let otherSetKey = SecretKey(parameters: .integer2Bit128).makeEvaluationKey().serialized()
 
+    /// A tiny-cnn job stored as queued, as a submission leaves it; a test that stores it directly
+    /// (no worker is told of it) has an unfinished job for as long as it needs.
+    static func queuedJob(id: String, keyID: String, createdAt: Double = Date().timeIntervalSince1970) -> InferenceJob {
+        InferenceJob(id: id, model: "tiny-cnn", keyId: keyID, status: .queued, progress: 0, stage: nil, error: nil,
+                     createdAt: createdAt, startedAt: nil, finishedAt: nil, evaluationSeconds: nil, bootstraps: 40, attempts: 0)
+    }
+
     /// A random 8×8 image.
     static func image(_ seed: UInt64) -> [Float] {
         var random = SplitMix64(seed: seed)

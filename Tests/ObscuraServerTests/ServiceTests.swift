@@ -136,9 +136,7 @@ struct ServiceTests {
         // A job stored as queued but never handed to the workers stays unfinished for as long as
         // the test needs: it and its key are refused.
         let store = try ServiceStore(directory: directory)
-        var waiting = InferenceJob(id: "waiting-job", model: "tiny-cnn", keyId: key.id, status: .queued, progress: 0, stage: nil,
-                                   error: nil, createdAt: 1, startedAt: nil, finishedAt: nil, evaluationSeconds: nil,
-                                   bootstraps: 40, attempts: 0)
+        var waiting = Fixtures.queuedJob(id: "waiting-job", keyID: key.id, createdAt: 1)
         try await store.insert(waiting, input: try await store.stage(bytes: input))
         for (path, code) in [("/v1/inferences/\(waiting.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
             let (status, data) = try await service.raw("DELETE", path)
