@@ -1,20 +1,45 @@
 import ArgumentParser
 import Foundation
 import NeuralNet
+import ObscuraServer
 
 struct Models: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List the bundled models.")
+    static let configuration = CommandConfiguration(
+        abstract: "List the bundled models, or describe a model file: what it is and how each backend would run it.")
+
+    @Option(help: "A model file (JSON) to describe instead of listing the bundled models; it is checked as `serve` would load it.")
+    var file: String?
 
     func run() throws {
-        for name in ModelCatalog.names {
-            let model = try ModelCatalog.load(name)
-            print("\(model.name)")
-            print("  task: \(model.task)")
-            print("  data: \(model.dataset); \(model.split)")
-            print("  architecture: \(model.architecture)")
-            print(String(format: "  accuracy on the evaluation split: float %.2f%%, integer %.2f%%",
-                         model.floatAccuracy * 100, model.integerAccuracy * 100))
+        guard let file else {
+            for name in ModelCatalog.names { describe(try ModelCatalog.load(name)) }
+            return
         }
+        let model = try ModelFile.load(path: file)
+        describe(model)
+        print("  backends:")
+        for specification in ModelRegistry.variants(of: model) {
+            do {
+                let entry = try ModelRegistry.entry(for: specification, model: model)
+                let listing = entry.listing
+                var line = "    \(listing.name): \(listing.backend) on \(listing.parameterSet) (\(listing.securityBits)-bit), "
+                    + "\(listing.inputCiphertexts) input and \(listing.outputCiphertexts) output ciphertexts"
+                if let batch = listing.batchSize { line += ", \(batch) image(s) per job" }
+                if listing.bootstrapsPerInference > 0 { line += ", \(listing.bootstrapsPerInference) bootstraps" }
+                print(line + String(format: ", evaluation key %.1f MB", Double(entry.evaluationKeyBytes) / 1e6))
+            } catch {
+                print("    \(specification): cannot run: \(error)")
+            }
+        }
+    }
+
+    private func describe(_ model: ModelFile) {
+        print("\(model.name)")
+        print("  task: \(model.task)")
+        print("  data: \(model.dataset); \(model.split)")
+        print("  architecture: \(model.architecture)")
+        print(String(format: "  accuracy on the evaluation split: float %.2f%%, integer %.2f%%",
+                     model.floatAccuracy * 100, model.integerAccuracy * 100))
     }
 }
 

@@ -65,7 +65,7 @@ public struct ServedModelEntry: Sendable {
     public var parameterSet: String { listing.parameterSet }
 
     /// The exact size of this model's evaluation key.
-    var evaluationKeyBytes: Int {
+    public var evaluationKeyBytes: Int {
         switch backend {
         case .tfhe(let plan): CompressedEvaluationKey.serializedSize(for: plan.parameters)
         case .simd(let plan): plan.evaluationKeyBytes
@@ -115,8 +115,15 @@ public struct ModelRegistry: Sendable {
         return ModelRegistry(entries)
     }
 
+    /// The specifications a model can be asked for: its name, and for a polynomial network each
+    /// RLWE variant (`NAME@MODE-SCHEME`).
+    public static func variants(of model: ModelFile) -> [String] {
+        model.polynomialNetwork == nil ? [model.name]
+            : ["latency-bfv", "throughput-bfv", "throughput-ckks"].map { "\(model.name)@\($0)" }
+    }
+
     /// The entry `specification` (`NAME` or `NAME@MODE-SCHEME`) names, `model` being NAME's file.
-    static func entry(for specification: String, model: ModelFile) throws -> ServedModelEntry {
+    public static func entry(for specification: String, model: ModelFile) throws -> ServedModelEntry {
         let parts = specification.split(separator: "@", maxSplits: 1).map(String.init)
         guard let network = model.polynomialNetwork else {
             guard parts.count == 1 else {

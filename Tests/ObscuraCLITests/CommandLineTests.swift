@@ -23,9 +23,21 @@ func runObscura(_ arguments: [String]) async -> (any Error)? {
 /// Bad input gets a clear error naming what is wrong and a non-zero exit; good input runs.
 @Suite(.serialized)
 struct CommandLineTests {
+    /// A model file that is not one: truncated JSON.
+    static let hostileModel = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-hostile-model.json").path
+
+    static func writeHostileModel() throws {
+        try Data(#"{"formatVersion": 2, "name": "x", "perceptron": {"weights": [1e15"#.utf8).write(to: URL(fileURLWithPath: hostileModel))
+    }
+
     @Test("models and eval run on good input")
     func goodInput() async {
         #expect(await runObscura(["models"]) == nil)
+        let bundled = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Sources/NeuralNet/Resources/Models")
+        for name in ["paper-perceptron-cancer", "cryptonets-mnist"] {
+            #expect(await runObscura(["models", "--file", bundled.appendingPathComponent(name + ".json").path]) == nil, "\(name)")
+        }
         #expect(await runObscura(["eval", "--model", "paper-perceptron-cancer", "--integer", "--json"]) == nil)
     }
 
@@ -38,8 +50,12 @@ struct CommandLineTests {
             (["serve", "--port", "70000"], "--port"),
             (["bench", "service", "--clients", "0"], "--clients"),
             (["serve", "--model", "cryptonets-mnist@latency-ckks", "--data-dir", "/tmp/obscura-unused"], "cryptonets-mnist@latency-ckks cannot be served"),
+            (["models", "--file", "/nonexistent/model.json"], "/nonexistent/model.json"),
+            (["models", "--file", CommandLineTests.hostileModel], "not valid JSON"),
+            (["serve", "--no-auth", "--host", "0.0.0.0"], "--no-auth"),
           ])
     func badInput(arguments: [String], mentions: String) async throws {
+        try Self.writeHostileModel()
         let error = try #require(await runObscura(arguments), "\(arguments) should fail")
         #expect(Obscura.exitCode(for: error) != .success, "\(arguments)")
         #expect(Obscura.fullMessage(for: error).contains(mentions), "\(arguments): \(Obscura.fullMessage(for: error))")
