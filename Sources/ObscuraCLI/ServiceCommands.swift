@@ -29,6 +29,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds a connection may stay silent, mid-request included, before it is closed.") var idleSeconds = 60.0
     @Option(help: "Connections open at once (more wait to be accepted).") var maxConnections = 256
     @Option(help: "Uploads (keys, inputs) received and checked at once (then 503); memory grows with each.") var maxUploads = 4
+    @Option(help: "Of those, uploads one token may have in flight at once (then 503).") var maxUploadsPerToken = 2
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
@@ -40,8 +41,8 @@ struct Serve: AsyncParsableCommand {
         guard !noAuth || ["127.0.0.1", "::1", "localhost"].contains(host) else {
             throw ValidationError("--no-auth serves anyone who reaches the port: use it only with a loopback --host, not \(host)")
         }
-        guard uploadSeconds > 0, uploadSeconds < 1e6, idleSeconds > 0, idleSeconds < 1e6, maxConnections >= 1, maxUploads >= 1 else {
-            throw ValidationError("--upload-seconds and --idle-seconds must be positive (under 10^6) and --max-connections and --max-uploads at least 1")
+        guard uploadSeconds > 0, uploadSeconds < 1e6, idleSeconds > 0, idleSeconds < 1e6, maxConnections >= 1, maxUploads >= 1, maxUploadsPerToken >= 1 else {
+            throw ValidationError("--upload-seconds and --idle-seconds must be positive (under 10^6) and --max-connections, --max-uploads and --max-uploads-per-token at least 1")
         }
     }
 
@@ -50,7 +51,8 @@ struct Serve: AsyncParsableCommand {
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers,
                                                 resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil,
                                                 access: noAuth ? .open : .tokens, quotas: quotas, uploadSeconds: uploadSeconds,
-                                                idleSeconds: idleSeconds, maxConnections: maxConnections, maxUploads: maxUploads)
+                                                idleSeconds: idleSeconds, maxConnections: maxConnections, maxUploads: maxUploads,
+                                                maxUploadsPerOwner: maxUploadsPerToken)
         let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
         let server = try await ObscuraServer(configuration: configuration, models: registry)
         let tokens = try await server.store.tokens().filter { $0.revokedAt == nil }.count
@@ -138,7 +140,8 @@ func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: directory) }
     // One user in one process: no tokens, no per-user quotas (the queue's capacity still holds).
-    let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, access: .open, quotas: .unlimited)
+    let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, access: .open, quotas: .unlimited,
+                                            maxUploads: 16, maxUploadsPerOwner: 16)
     let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .warning)
     let running = try await server.start()
     do {

@@ -48,7 +48,7 @@ public struct ObscuraServer: Sendable {
                            retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
-        uploads = UploadSlots(capacity: configuration.maxUploads)
+        uploads = UploadSlots(capacity: configuration.maxUploads, perOwner: configuration.maxUploadsPerOwner)
         try await store.setExpiry(retention: configuration.resultRetention)
         try store.removeStagedUploads()
         for var job in try await store.unfinishedJobs() {
@@ -190,10 +190,10 @@ public struct ObscuraServer: Sendable {
         case .models: return try json(await modelList())
         case .registerKey:
             let owner = try context.owner()
-            return try await uploads.withSlot { try await registerKey(request, owner: owner, log: log) }
+            return try await uploads.withSlot(for: owner) { try await registerKey(request, owner: owner, log: log) }
         case .submit:
             let (owner, name) = (try context.owner(), try context.parameters.require("name"))
-            return try await uploads.withSlot { try await submit(request, model: name, owner: owner, log: log) }
+            return try await uploads.withSlot(for: owner) { try await submit(request, model: name, owner: owner, log: log) }
         case .job: return try json(await job(id: try context.parameters.require("id"), owner: context.owner()))
         case .deleteKey: return try await deleteKey(id: try context.parameters.require("id"), owner: context.owner(), log: log)
         case .deleteJob: return try await deleteJob(id: try context.parameters.require("id"), owner: context.owner(), log: log)

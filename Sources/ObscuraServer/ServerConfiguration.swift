@@ -35,8 +35,10 @@ public struct ServerConfiguration: Sendable {
     public var idleSeconds: Double
     /// Connections open at once; further ones wait in the listen backlog until one closes.
     public var maxConnections: Int
-    /// Uploads (keys, inputs) received and checked at once; beyond, 503 with Retry-After.
+    /// Uploads (keys, inputs) received and checked at once, in all and per owner; beyond,
+    /// 503 with Retry-After.
     public var maxUploads: Int
+    public var maxUploadsPerOwner: Int
 
     /// Who may use the API's routes for keys and inferences (`/healthz`, `/metrics`, `/v1/models`
     /// and the OpenAPI document are open).
@@ -52,7 +54,8 @@ public struct ServerConfiguration: Sendable {
     public init(host: String = "127.0.0.1", port: Int = 8080, dataDirectory: String, queueCapacity: Int = 16,
                 workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4,
                 resultRetention: Double? = 86_400, access: Access = .tokens, quotas: Quotas = .standard,
-                uploadSeconds: Double = 300, idleSeconds: Double = 60, maxConnections: Int = 256, maxUploads: Int = 4) {
+                uploadSeconds: Double = 300, idleSeconds: Double = 60, maxConnections: Int = 256, maxUploads: Int = 4,
+                maxUploadsPerOwner: Int = 2) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -68,6 +71,7 @@ public struct ServerConfiguration: Sendable {
         self.idleSeconds = idleSeconds
         self.maxConnections = maxConnections
         self.maxUploads = maxUploads
+        self.maxUploadsPerOwner = maxUploadsPerOwner
     }
 
     /// ``uploadSeconds`` as a duration (a non-finite or non-positive value: the default, 300 s).

@@ -131,4 +131,23 @@ struct ConnectionLimitTests {
         #expect(registered?.bytes == keyBytes.count)
         await server.stop()
     }
+
+    @Test("one token cannot take every upload slot: with its one slot held, its next upload gets 503 while another token's goes through")
+    func uploadSlotsPerToken() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let (server, _) = try await Fixtures.startServer(directory: directory, access: .tokens, maxUploads: 4, maxUploadsPerOwner: 1)
+        let store = try ServiceStore(directory: directory)
+        let aliceToken = try await store.createToken(name: "alice").token
+        let alice = ServiceClient(baseURL: server.url, token: aliceToken)
+        let bob = ServiceClient(baseURL: server.url, token: try await store.createToken(name: "bob").token)
+        let connection = try RawConnection(port: server.port)
+        connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(aliceToken)\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 100))
+        try await Self.waitUntil { try !Self.staged(directory).isEmpty }
+        await #expect { try await alice.registerKey(Fixtures.otherSetKey) } throws: { error in
+            guard case ServiceClientError.queueFull(_, let body) = error else { return false }
+            return body.error == "uploads_busy"
+        }
+        #expect(try await bob.registerKey(Fixtures.otherSetKey).bytes == Fixtures.otherSetKey.count)
+        await server.stop()
+    }
 }

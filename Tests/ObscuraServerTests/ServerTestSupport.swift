@@ -61,11 +61,12 @@ enum Fixtures {
     static func startServer(directory: String, queueCapacity: Int = 16, maxInputBytes: Int = 4 << 20,
                             models: ModelRegistry = models, port: Int = 0, resultRetention: Double? = 86_400,
                             access: ServerConfiguration.Access = .open, quotas: Quotas = .unlimited,
-                            uploadSeconds: Double = 300, idleSeconds: Double = 60, maxUploads: Int = 4) async throws -> (RunningServer, ServiceClient) {
+                            uploadSeconds: Double = 300, idleSeconds: Double = 60, maxUploads: Int = 4,
+                            maxUploadsPerOwner: Int = 4) async throws -> (RunningServer, ServiceClient) {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
                                                 maxInputBytes: maxInputBytes, resultRetention: resultRetention,
                                                 access: access, quotas: quotas, uploadSeconds: uploadSeconds, idleSeconds: idleSeconds,
-                                                maxUploads: maxUploads)
+                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerOwner)
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()
         return (running, ServiceClient(baseURL: running.url))

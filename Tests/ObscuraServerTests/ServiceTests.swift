@@ -201,7 +201,8 @@ struct ServiceTests {
     @Test("bounded load: 8 concurrent clients × 2 jobs on a 3-slot queue; every job completes or is refused with 503, none lost")
     func boundedLoad() async throws {
         // Uploads are not the limit here (8 clients, 8 slots): the queue's 503s are counted.
-        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), queueCapacity: 3, maxUploads: 8)
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), queueCapacity: 3, maxUploads: 8,
+                                                               maxUploadsPerOwner: 8)
         let plan = Fixtures.tinyPlan
         let key = try await service.registerKey(InferenceClient(plan: plan, secretKey: Fixtures.secretKey).makeEvaluationKey().serialized())
         let outcomes = try await withThrowingTaskGroup(of: [String].self) { group in
