@@ -82,10 +82,11 @@ public struct ServiceClient: Sendable {
         case evaluationKey, encryptedInput
     }
 
-    /// Refuses, before anything leaves the device, bytes whose header is not the object a route
-    /// takes (TFHE's or RLWE's): a secret key (its own magic) above all, but also any other file
-    /// given by mistake. The server checks everything again; this check only keeps a secret off
-    /// the wire.
+    /// Refuses, before anything leaves the device, bytes that are not the object a route takes
+    /// (TFHE's or RLWE's): a secret key (its own magic) above all, but also any other file given
+    /// by mistake, or a truncated or damaged one. A TFHE key or input is parsed whole; an RLWE
+    /// upload's framing is walked (its objects are read for a plan, which the server has). The
+    /// server checks everything again; this check keeps a secret, and a doomed upload, off the wire.
     static func checkUpload(_ bytes: [UInt8], is upload: Upload) throws(ServiceClientError) {
         if bytes.starts(with: ObscuraFormat.secretMagic) || bytes.starts(with: RlweFormat.secretMagic) || SIMDWire.containsSecretKey(bytes) {
             throw .notSent("these bytes are a secret key, which never leaves the client")
@@ -99,6 +100,14 @@ public struct ServiceClient: Sendable {
         guard bytes.count >= ObscuraFormat.headerSize, bytes.starts(with: ObscuraFormat.publicMagic),
               UInt16(bytes[6]) | UInt16(bytes[7]) << 8 == kind.rawValue else {
             throw .notSent("these bytes are not a serialized \(kind) (object kind \(kind.rawValue)) or an RLWE model's \(upload == .evaluationKey ? "keys" : "inputs")")
+        }
+        do {
+            switch upload {
+            case .evaluationKey: _ = try CompressedEvaluationKey(deserializing: bytes)
+            case .encryptedInput: _ = try [SeededLweCiphertext](deserializing: bytes)
+            }
+        } catch {
+            throw .notSent("these bytes do not read as a \(kind): \(error)")
         }
     }
 

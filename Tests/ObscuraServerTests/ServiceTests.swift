@@ -304,13 +304,18 @@ extension RunningServer {
 /// The client library keeps secrets on the device: it refuses to send anything that is not the
 /// object a route takes, before it opens a connection.
 struct ClientUploadTests {
-    @Test("A secret key, or any other wrong file, is refused by ServiceClient without being sent")
+    @Test("A secret key, any other wrong file, or a truncated key or input is refused by ServiceClient without being sent")
     func refusesBeforeSending() async throws {
         // Port 9 (discard) on loopback: were anything sent, the error would be a connection error.
         let service = ServiceClient(baseURL: URL(string: "http://127.0.0.1:9")!)
         let secret = Fixtures.secretKey.serialized()
+        // A real evaluation key and input, cut short: the headers are right, the bodies are not.
+        let truncatedKey = Array(Fixtures.otherSetKey.dropLast(1))
+        var client = InferenceClient(plan: Fixtures.tinyPlan, secretKey: Fixtures.secretKey)
+        let truncatedInput = Array(try client.encrypt(Fixtures.image(1)[...]).serialized(parameters: Fixtures.tinyPlan.parameters).dropLast(5))
         for attempt in [{ _ = try await service.registerKey(secret) }, { _ = try await service.submit(model: "tiny-cnn", keyID: "k", input: secret) },
-                        { _ = try await service.registerKey(Array("OBSC not a key".utf8)) }, { _ = try await service.submit(model: "m", keyID: nil, input: []) }] {
+                        { _ = try await service.registerKey(Array("OBSC not a key".utf8)) }, { _ = try await service.submit(model: "m", keyID: nil, input: []) },
+                        { _ = try await service.registerKey(truncatedKey) }, { _ = try await service.submit(model: "tiny-cnn", keyID: "k", input: truncatedInput) }] {
             do {
                 try await attempt()
                 Issue.record("sent")
