@@ -143,7 +143,7 @@ let package = Package(
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI", "ObscuraServer"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI", "ObscuraServer", "NeuralNet"], swiftSettings: nativeVectorFlags),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -141,7 +141,7 @@ func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
     defer { try? FileManager.default.removeItem(atPath: directory) }
     // One user in one process: no tokens, no per-user quotas (the queue's capacity still holds).
     let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, access: .open, quotas: .unlimited,
-                                            maxUploads: 16, maxUploadsPerOwner: 16)
+                                            maxUploads: 1 << 20)
     let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .warning)
     let running = try await server.start()
     do {

@@ -94,6 +94,7 @@ public struct ServiceClient: Sendable {
         if let kind = SIMDWire.kind(of: bytes) {
             let expected: SIMDWire.Kind = upload == .evaluationKey ? .evaluationKeys : .inputs
             guard kind == expected else { throw .notSent("these bytes are \(kind), not \(expected)") }
+            guard SIMDWire.isWellFramed(bytes) else { throw .notSent("these \(kind) are truncated or damaged: their framing does not account for their bytes") }
             return
         }
         let kind: ObscuraFormat.Kind = upload == .evaluationKey ? .compressedEvaluationKey : .seededLweCiphertextList

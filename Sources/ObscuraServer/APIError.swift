@@ -21,6 +21,9 @@ struct APIError: Error, Sendable {
                  message: "the server's \(capacity) job slots are taken; retry after \(retryAfter) s", retryAfter: retryAfter)
     }
 
+    /// The code of a refusal for want of an upload slot (``UploadSlots``).
+    static let uploadsBusy = "uploads_busy"
+
     /// A body over its route's size limit (declared or received).
     static func bodyTooLarge(limit: Int) -> APIError {
         APIError(status: .contentTooLarge, code: "body_too_large", message: "the request body exceeds this route's limit of \(limit) bytes")
@@ -44,8 +47,11 @@ struct APIError: Error, Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"obscura\"" }
-        // The rest of a refused body is not read: the connection closes (CloseAfterRefusalHandler).
-        if status == .contentTooLarge || status == .requestTimeout { headers[.connection] = "close" }
+        // The rest of a body refused before or while it arrived is not read: the connection
+        // closes (CloseAfterRefusalHandler) instead of draining it.
+        if status == .contentTooLarge || status == .requestTimeout || status == .unauthorized || code == Self.uploadsBusy {
+            headers[.connection] = "close"
+        }
         let body = (try? JSONEncoder().encode(APIErrorBody(error: code, message: message))) ?? Data()
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }

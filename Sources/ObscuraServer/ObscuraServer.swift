@@ -48,7 +48,9 @@ public struct ObscuraServer: Sendable {
                            retention: configuration.resultRetention)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
-        uploads = UploadSlots(capacity: configuration.maxUploads, perOwner: configuration.maxUploadsPerOwner)
+        // An open server has one owner: the per-owner cap would only shrink the total.
+        uploads = UploadSlots(capacity: configuration.maxUploads,
+                              perOwner: configuration.access == .open ? configuration.maxUploads : configuration.maxUploadsPerOwner)
         try await store.setExpiry(retention: configuration.resultRetention)
         try store.removeStagedUploads()
         for var job in try await store.unfinishedJobs() {

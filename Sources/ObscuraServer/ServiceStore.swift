@@ -121,18 +121,29 @@ public struct ServiceStore: Sendable {
     }
 
     /// Deletes everything an owner holds (a revoked token's data): its finished jobs with their
-    /// inputs and results, then its keys that no unfinished job needs, each as the API's DELETE does.
+    /// inputs and results, then its keys that no unfinished job needs, rows and files, through the
+    /// same deletions as the API's DELETE routes. (A running server's in-memory key caches keep a
+    /// purged key until they evict it; a revoked token cannot use it.)
     public func purge(owner: Owner) async throws -> Purge {
         var purge = Purge()
         let (jobs, keys) = try await database.read { db in
             (try String.fetchAll(db, sql: "SELECT id FROM \(InferenceJob.databaseTableName) WHERE owner = ?", arguments: [owner.id]),
              try String.fetchAll(db, sql: "SELECT id FROM \(RegisteredKey.databaseTableName) WHERE owner = ?", arguments: [owner.id]))
         }
+        // A job or key gone meanwhile (expired, deleted) counts as neither.
         for id in jobs {
-            if try await deleteJob(id: id, owner: owner) == .deleted { purge.jobs += 1 } else { purge.kept += 1 }
+            switch try await deleteJob(id: id, owner: owner) {
+            case .deleted: purge.jobs += 1
+            case .unfinished: purge.kept += 1
+            case .notFound: break
+            }
         }
         for id in keys {
-            if try await deleteKey(id: id, owner: owner) == .deleted { purge.keys += 1 } else { purge.kept += 1 }
+            switch try await deleteKey(id: id, owner: owner) {
+            case .deleted: purge.keys += 1
+            case .unfinished: purge.kept += 1
+            case .notFound: break
+            }
         }
         return purge
     }

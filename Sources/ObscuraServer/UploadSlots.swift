@@ -5,7 +5,7 @@ import Synchronization
 /// evaluator of hundreds of MB, so memory grows with the uploads in flight: with `capacity`
 /// slots it is bounded by `capacity` times the largest accepted body, and one token cannot take
 /// more than `perOwner` of them from the others. A request finding no slot is refused (503 with
-/// Retry-After) before it reads anything.
+/// Retry-After, and its connection closed) before its body is read.
 final class UploadSlots: Sendable {
     let capacity: Int
     let perOwner: Int
@@ -26,7 +26,7 @@ final class UploadSlots: Sendable {
             return nil
         }
         if let refusal {
-            throw APIError(status: .serviceUnavailable, code: "uploads_busy", message: refusal + "; retry after 1 s", retryAfter: 1)
+            throw APIError(status: .serviceUnavailable, code: APIError.uploadsBusy, message: refusal + "; retry after 1 s", retryAfter: 1)
         }
         defer {
             taken.withLock { state in

@@ -36,6 +36,12 @@ public enum SIMDWire {
         (try? frames(bytes))?.groups.joined().contains { $0.starts(with: RlweFormat.secretMagic) } ?? false
     }
 
+    /// Whether `bytes` are well framed: the header, then counts and lengths that account for
+    /// every byte (a client's check that an upload is whole; the objects are read for a plan).
+    public static func isWellFramed(_ bytes: [UInt8]) -> Bool {
+        (try? frames(bytes)) != nil
+    }
+
     /// The header's fields and the objects of one prime after another, as framed in untrusted
     /// `bytes`: every count and length is checked against the bytes left, and nothing may follow.
     private static func frames(_ bytes: [UInt8]) throws(RlweError)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NeuralNet
 import ObscuraServer
 import Testing
 @testable import ObscuraCLI
@@ -24,20 +25,27 @@ func runObscura(_ arguments: [String]) async -> (any Error)? {
 @Suite(.serialized)
 struct CommandLineTests {
     /// A model file that is not one: truncated JSON.
-    static let hostileModel = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-hostile-model.json").path
+    static let hostileModel = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-hostile-model-\(UInt64.random(in: 0...UInt64.max)).json").path
 
     static func writeHostileModel() throws {
         try Data(#"{"formatVersion": 2, "name": "x", "perceptron": {"weights": [1e15"#.utf8).write(to: URL(fileURLWithPath: hostileModel))
     }
 
     @Test("models and eval run on good input")
-    func goodInput() async {
+    func goodInput() async throws {
         #expect(await runObscura(["models"]) == nil)
         let bundled = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Sources/NeuralNet/Resources/Models")
         for name in ["paper-perceptron-cancer", "cryptonets-mnist"] {
-            #expect(await runObscura(["models", "--file", bundled.appendingPathComponent(name + ".json").path]) == nil, "\(name)")
+            let path = bundled.appendingPathComponent(name + ".json").path
+            #expect(await runObscura(["models", "--file", path]) == nil, "\(name)")
+            // What `models --file` lists: every variant of these models has a backend.
+            let model = try ModelFile.load(path: path)
+            for variant in ModelRegistry.variants(of: model) {
+                #expect((try? ModelRegistry.entry(for: variant, model: model)) != nil, "\(variant)")
+            }
         }
+        #expect(ModelRegistry.variants(of: try ModelCatalog.load("cryptonets-mnist")).count == 3)
         #expect(await runObscura(["eval", "--model", "paper-perceptron-cancer", "--integer", "--json"]) == nil)
     }
 

@@ -79,6 +79,9 @@ struct AccountTests {
         #expect(try await store.revokeToken(id: "no-such-token") == nil)
 
         // Purging the revoked token removes its job and key, rows and files; Bob's stay.
+        for path in ["keys/\(key.id).bin", "inputs/\(job.id).bin", "results/\(job.id).bin"] {
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/blobs/\(path)"), "\(path) before the purge")
+        }
         #expect(try await store.purge(owner: Owner(id: aliceID)) == ServiceStore.Purge(jobs: 1, keys: 1, kept: 0))
         for path in ["keys/\(key.id).bin", "inputs/\(job.id).bin", "results/\(job.id).bin"] {
             #expect(!FileManager.default.fileExists(atPath: "\(directory)/blobs/\(path)"), "\(path)")

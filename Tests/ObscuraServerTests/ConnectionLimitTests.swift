@@ -140,14 +140,15 @@ struct ConnectionLimitTests {
         let aliceToken = try await store.createToken(name: "alice").token
         let alice = ServiceClient(baseURL: server.url, token: aliceToken)
         let bob = ServiceClient(baseURL: server.url, token: try await store.createToken(name: "bob").token)
-        let connection = try RawConnection(port: server.port)
-        connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(aliceToken)\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 100))
+        var connection: RawConnection? = try RawConnection(port: server.port)
+        connection?.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(aliceToken)\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 100))
         try await Self.waitUntil { try !Self.staged(directory).isEmpty }
         await #expect { try await alice.registerKey(Fixtures.otherSetKey) } throws: { error in
             guard case ServiceClientError.queueFull(_, let body) = error else { return false }
             return body.error == "uploads_busy"
         }
         #expect(try await bob.registerKey(Fixtures.otherSetKey).bytes == Fixtures.otherSetKey.count)
+        connection = nil   // a server stopping waits for requests in flight
         await server.stop()
     }
 }

@@ -89,6 +89,11 @@ struct SIMDServiceTests {
         // Wrong objects never leave the client.
         #expect(throws: ServiceClientError.self) { try ServiceClient.checkUpload(latencyInput, is: .evaluationKey) }
         #expect(throws: ServiceClientError.self) { try ServiceClient.checkUpload(batchKeys, is: .encryptedInput) }
+        // Cut short, RLWE keys and inputs stay on the device too; whole, they pass.
+        #expect(throws: ServiceClientError.self) { try ServiceClient.checkUpload(Array(batchKeys.dropLast(9)), is: .evaluationKey) }
+        #expect(throws: ServiceClientError.self) { try ServiceClient.checkUpload(Array(latencyInput.dropLast(5)), is: .encryptedInput) }
+        try ServiceClient.checkUpload(batchKeys, is: .evaluationKey)
+        try ServiceClient.checkUpload(latencyInput, is: .encryptedInput)
         #expect(throws: ServiceClientError.self) { try ServiceClient.checkUpload(Array("ORSK".utf8) + [UInt8](repeating: 0, count: 64), is: .evaluationKey) }
         let (status, _) = try await service.raw("POST", "/v1/keys", query: ["model": "cryptonets-mnist"], body: Array("ORSK".utf8) + [UInt8](repeating: 0, count: 64))
         #expect(status == 400)
