@@ -51,13 +51,16 @@ struct ConnectionLimitTests {
         }
     }
 
-    /// Polls `condition` every 50 ms for up to 10 s.
+    /// Polls `condition` every 50 ms for up to 60 s. The bounds here are generous on purpose:
+    /// the server's handlers share Swift's cooperative threads with every other test of the
+    /// run, some of which keep both cores busy for seconds; the tests check what happens, not
+    /// how fast.
     static func waitUntil(_ condition: () throws -> Bool) async throws {
-        for _ in 0..<200 {
+        for _ in 0..<1200 {
             if try condition() { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        Issue.record("condition not met within 10 s")
+        Issue.record("condition not met within 60 s")
     }
 
     static func staged(_ directory: String) throws -> [String] {
@@ -74,7 +77,7 @@ struct ConnectionLimitTests {
         for _ in 0..<10 where connection.send(String(repeating: "x", count: 20)) {
             try await Task.sleep(for: .milliseconds(200))
         }
-        let (text, closed) = connection.receive(for: 10)
+        let (text, closed) = connection.receive(for: 60)
         #expect(text.hasPrefix("HTTP/1.1 408") && text.contains("upload_too_slow"), "\(text)")
         // The rest of the body is not read: the connection is closed after the answer.
         #expect(closed)
@@ -88,7 +91,7 @@ struct ConnectionLimitTests {
         let (server, _) = try await Fixtures.startServer(directory: directory)
         let connection = try RawConnection(port: server.port)
         connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\n" + String(repeating: "x", count: 1000))
-        let (text, closed) = connection.receive(for: 10)
+        let (text, closed) = connection.receive(for: 60)
         #expect(text.hasPrefix("HTTP/1.1 413") && text.contains("body_too_large") && closed, "\(text)")
         #expect(try Self.staged(directory).isEmpty)
         await server.stop()
@@ -101,9 +104,10 @@ struct ConnectionLimitTests {
         let connection = try RawConnection(port: server.port)
         connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 500))
         let start = Date()
-        let (_, closed) = connection.receive(for: 10)
-        // Closed after about the idle second (the bound leaves room for a loaded machine).
-        #expect(closed && Date().timeIntervalSince(start) < 8)
+        let (_, closed) = connection.receive(for: 60)
+        // Closed by the idle timer (after about a second; the bound leaves room for a loaded
+        // machine), not by the 60 s upload limit.
+        #expect(closed && Date().timeIntervalSince(start) < 30)
         try await Self.waitUntil { try Self.staged(directory).isEmpty }
         await server.stop()
     }
@@ -124,7 +128,7 @@ struct ConnectionLimitTests {
         connection = nil   // closing it cuts the upload and frees the slot
         try await Self.waitUntil { try Self.staged(directory).isEmpty }
         var registered: RegisteredKey?
-        for _ in 0..<50 where registered == nil {
+        for _ in 0..<600 where registered == nil {
             registered = try? await service.registerKey(keyBytes)
             if registered == nil { try await Task.sleep(for: .milliseconds(100)) }
         }
