@@ -35,13 +35,17 @@ struct ConnectionLimitTests {
         }
 
         /// Everything the server sends until it closes the connection or `seconds` pass; and
-        /// whether it closed it.
-        func receive(for seconds: Double) -> (text: String, closed: Bool) {
+        /// whether it closed it. It waits by sleeping, never in `poll`: a blocked thread is one
+        /// of the two cooperative threads the in-process server's handlers need.
+        func receive(for seconds: Double) async throws -> (text: String, closed: Bool) {
             var received: [UInt8] = []
             let end = Date().addingTimeInterval(seconds)
             while Date() < end {
                 var request = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-                guard poll(&request, 1, 100) > 0 else { continue }
+                guard poll(&request, 1, 0) > 0 else {
+                    try await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 let count = recv(descriptor, &buffer, buffer.count, 0)
                 if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }
@@ -77,7 +81,7 @@ struct ConnectionLimitTests {
         for _ in 0..<10 where connection.send(String(repeating: "x", count: 20)) {
             try await Task.sleep(for: .milliseconds(200))
         }
-        let (text, closed) = connection.receive(for: 60)
+        let (text, closed) = try await connection.receive(for: 60)
         #expect(text.hasPrefix("HTTP/1.1 408") && text.contains("upload_too_slow"), "\(text)")
         // The rest of the body is not read: the connection is closed after the answer.
         #expect(closed)
@@ -91,7 +95,7 @@ struct ConnectionLimitTests {
         let (server, _) = try await Fixtures.startServer(directory: directory)
         let connection = try RawConnection(port: server.port)
         connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000000\r\n\r\n" + String(repeating: "x", count: 1000))
-        let (text, closed) = connection.receive(for: 60)
+        let (text, closed) = try await connection.receive(for: 60)
         #expect(text.hasPrefix("HTTP/1.1 413") && text.contains("body_too_large") && closed, "\(text)")
         #expect(try Self.staged(directory).isEmpty)
         await server.stop()
@@ -104,7 +108,7 @@ struct ConnectionLimitTests {
         let connection = try RawConnection(port: server.port)
         connection.send("POST /v1/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 500))
         let start = Date()
-        let (_, closed) = connection.receive(for: 60)
+        let (_, closed) = try await connection.receive(for: 60)
         // Closed by the idle timer (after about a second; the bound leaves room for a loaded
         // machine), not by the 60 s upload limit.
         #expect(closed && Date().timeIntervalSince(start) < 30)
