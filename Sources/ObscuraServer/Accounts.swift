@@ -33,15 +33,19 @@ public struct APIToken: Sendable, Equatable, Codable {
     /// system's CSPRNG).
     static func generate(name: String, now: Double) -> (token: String, record: APIToken) {
         var random = SystemRandomNumberGenerator()
-        let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &random)) }.joined()
-        let token = "obscura_" + secret
+        let token = "obscura_" + (0..<32).map { _ in UInt8.random(in: .min ... .max, using: &random) }.hex
         return (token, APIToken(id: String(digest(of: token).prefix(16)), name: name, createdAt: now, revokedAt: nil))
     }
 
     /// The hex SHA-256 of a token's text: what the store keeps and looks tokens up by.
     static func digest(of token: String) -> String {
-        SHA256.hash(data: Array(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        SHA256.hash(data: Array(token.utf8)).hex
     }
+}
+
+extension Sequence<UInt8> {
+    /// Lowercase hex, two digits a byte: tokens, their digests and key ids.
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
 }
 
 /// How much each owner may hold and submit. A request beyond a quota gets 429 (with

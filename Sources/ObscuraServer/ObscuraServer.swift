@@ -234,7 +234,7 @@ public struct ObscuraServer: Sendable {
         let limit = model.flatMap { models.entry(named: $0)?.evaluationKeyBytes } ?? keyByteLimit
         let upload = try await receive(request, limit: limit, hashPrefix: owner == .anonymous ? [] : Array(owner.id.utf8) + [0])
         defer { upload.discard() }
-        let id = upload.digest.prefix(16).map { String(format: "%02x", $0) }.joined()
+        let id = upload.digest.prefix(16).hex
         // A new key that cannot fit the owner's quota is refused before it is parsed (or an RLWE
         // evaluator built from it); the store checks again as it stores it.
         if try await store.key(id: id, owner: owner) == nil {
