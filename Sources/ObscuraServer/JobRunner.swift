@@ -6,13 +6,15 @@ import PrivateInference
 import SIMDInference
 import TFHE
 
-/// Runs accepted jobs: loads the job's input and its client's evaluation key, evaluates the plan
-/// off Swift's cooperative threads (an evaluation keeps every core busy for seconds, which must
-/// not stall the HTTP handlers), stores the result and records the outcome.
+/// Runs accepted jobs: claims the oldest claimable job from the store under a lease, loads its
+/// input and its client's evaluation key, evaluates the plan off Swift's cooperative threads (an
+/// evaluation keeps every core busy for seconds, which must not stall the HTTP handlers),
+/// renewing the lease as it goes, and stores the result if the lease is still its own. The same
+/// runner serves a lone server's workers and `obscura worker` processes beside a PostgreSQL store.
 struct JobRunner: Sendable {
     let models: ModelRegistry
     let store: ServiceStore
-    let queue: JobQueue
+    let signal: WorkSignal
     let progress: ProgressBoard
     let keys: EvaluationKeyCache
     let simdEvaluators: SIMDEvaluatorCache
@@ -21,64 +23,61 @@ struct JobRunner: Sendable {
     let logger: Logger
     /// How long finished jobs are kept (``ServerConfiguration/resultRetention``).
     let retention: Double?
+    let leases: LeaseTiming
 
-    /// Runs jobs from the queue until it is closed.
-    func work() async {
-        while let id = await queue.next() {
-            await queue.started()
-            let outcome = await run(jobID: id)
-            await queue.finished(succeeded: outcome.succeeded, bootstraps: outcome.bootstraps, seconds: outcome.seconds)
-            metrics.jobFinished(model: outcome.model, succeeded: outcome.succeeded, bootstraps: outcome.bootstraps, seconds: outcome.seconds)
-            progress.remove(id)
+    /// A job claimed this often and never finished (its workers died with it) fails instead of
+    /// taking down another worker.
+    static let maxAttempts = 3
+
+    /// Runs jobs as `worker` until the signal closes.
+    func work(worker: String) async {
+        while !(await signal.isClosed) {
+            let claimed: InferenceJob?
+            do {
+                claimed = try await store.claimNext(worker: worker, leaseSeconds: leases.seconds)
+            } catch {
+                logger.error("\(worker) could not claim a job: \(String(describing: error))")
+                claimed = nil
+            }
+            guard let job = claimed else {
+                await signal.wait(upTo: Duration(seconds: leases.pollInterval))
+                continue
+            }
+            await signal.started()
+            let outcome = await run(job, worker: worker)
+            await signal.finished()
+            metrics.jobFinished(model: job.model, succeeded: outcome.succeeded, bootstraps: outcome.succeeded ? job.bootstraps : 0, seconds: outcome.seconds)
+            progress.remove(job.id)
         }
     }
 
-    /// Runs one job and records its outcome in the store; never throws, a failure is recorded.
-    private func run(jobID id: String) async -> (model: String, succeeded: Bool, bootstraps: Int, seconds: Double) {
-        guard var job = try? await store.job(id: id, owner: nil) else { return ("unknown", false, 0, 0) }
-        do {
-            guard let entry = models.entry(named: job.model) else { throw APIError.notFound("unknown_model", "model \(job.model) is no longer served") }
-            job.status = .running
-            job.startedAt = Date().timeIntervalSince1970
-            job.attempts += 1
-            job.stage = nil
-            try await store.update(job)
-            let input = try store.inputBytes(id: id)
-            let board = progress
-            let result: [UInt8], seconds: Double
-            switch entry.backend {
-            case .tfhe(let plan):
-                progress.start(id, totalBootstraps: plan.bootstrapsPerInference)
-                let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: plan.parameters) }
-                (result, seconds) = try await Self.offCooperativePool {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
-                    let inputs = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters).map { $0.expanded() }
-                    let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                    return (plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                }
-            case .simd(let plan):
-                // Progress counts the plan's steps over its primes, one unit each.
-                progress.start(id, totalBootstraps: plan.steps.count * plan.parameters.count)
-                guard let keyID = job.keyId else { throw APIError.badRequest("missing_key", "model \(job.model) needs an evaluation key") }
-                let evaluator = try await simdEvaluators.evaluator(id: keyID, model: job.model, plan: plan)
-                (result, seconds) = try await Self.offCooperativePool {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    let evaluation = try evaluator.evaluate(upload: input) { done, total in
-                        board.report(id, layer: "step \((done - 1) % plan.steps.count + 1) of \(plan.steps.count)", done: 1, total: 1)
-                    }
-                    return (evaluation.bytes, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                }
-            }
+    /// Runs one claimed job and records its outcome; never throws: a failure is recorded (or,
+    /// when even that fails, left to the lease's end and another attempt).
+    private func run(_ claimed: InferenceJob, worker: String) async -> (succeeded: Bool, seconds: Double) {
+        var job = claimed
+        let id = job.id
+        let heartbeat = Task { await renewLease(of: id, worker: worker) }
+        defer { heartbeat.cancel() }
+        let outcome: Result<(bytes: [UInt8], seconds: Double), Error>
+        if job.attempts > Self.maxAttempts {
+            outcome = .failure(APIError.conflict("interrupted", "the evaluation was interrupted \(job.attempts - 1) times"))
+        } else {
+            do { outcome = .success(try await evaluate(job)) } catch { outcome = .failure(error) }
+        }
+        let now = Date().timeIntervalSince1970
+        job.finishedAt = now
+        job.expiresAt = retention.map { now + $0 }
+        job.stage = nil
+        let result: [UInt8]?
+        switch outcome {
+        case .success(let evaluation):
             job.status = .done
             job.progress = 1
-            job.stage = nil
-            finish(&job)
-            job.evaluationSeconds = seconds
-            try await store.finish(job, result: result)
-            return (job.model, true, job.bootstraps, seconds)
-        } catch {
+            job.evaluationSeconds = evaluation.seconds
+            result = evaluation.bytes
+        case .failure(let error):
             job.status = .failed
+            result = nil
             // An API error's message is written for clients; anything else stays in the log.
             if let apiError = error as? APIError {
                 job.error = apiError.message
@@ -86,17 +85,68 @@ struct JobRunner: Sendable {
                 job.error = "the evaluation failed on the server (see its log for job \(id))"
                 logger.error("job \(id) (\(job.model)) failed: \(String(describing: error))")
             }
-            finish(&job)
-            try? await store.update(job)
-            return (job.model, false, 0, 0)
+        }
+        do {
+            guard try await store.complete(job, result: result, worker: worker) else {
+                logger.warning("job \(id): the lease passed to another worker; this outcome is dropped")
+                return (false, 0)
+            }
+        } catch {
+            logger.error("job \(id): recording the outcome failed (another attempt follows the lease's end): \(String(describing: error))")
+            return (false, 0)
+        }
+        return (job.status == .done, job.evaluationSeconds ?? 0)
+    }
+
+    /// Renews the job's lease every third of its length, with the progress so far, until
+    /// cancelled or until the lease is lost.
+    private func renewLease(of id: String, worker: String) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Duration(seconds: leases.seconds / 3))
+            if Task.isCancelled { return }
+            let current = progress.current(id)
+            do {
+                guard try await store.renewLease(id: id, worker: worker, leaseSeconds: leases.seconds,
+                                                 progress: current?.fraction ?? 0, stage: current?.stage) else {
+                    logger.warning("job \(id): \(worker) lost its lease")
+                    return
+                }
+            } catch {
+                logger.error("job \(id): renewing the lease failed: \(String(describing: error))")
+            }
         }
     }
 
-    /// Stamps a job that has just finished, either way, with the time and its expiry.
-    private func finish(_ job: inout InferenceJob) {
-        let now = Date().timeIntervalSince1970
-        job.finishedAt = now
-        job.expiresAt = retention.map { now + $0 }
+    /// Evaluates a job's model on its input with its key: the result's bytes and the seconds taken.
+    private func evaluate(_ job: InferenceJob) async throws -> (bytes: [UInt8], seconds: Double) {
+        let id = job.id
+        guard let entry = models.entry(named: job.model) else { throw APIError.notFound("unknown_model", "model \(job.model) is no longer served") }
+        let input = try store.inputBytes(id: id)
+        let board = progress
+        switch entry.backend {
+        case .tfhe(let plan):
+            progress.start(id, totalBootstraps: plan.bootstrapsPerInference)
+            let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: plan.parameters) }
+            return try await Self.offCooperativePool {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
+                let inputs = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters).map { $0.expanded() }
+                let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
+                return (plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+        case .simd(let plan):
+            // Progress counts the plan's steps over its primes, one unit each.
+            progress.start(id, totalBootstraps: plan.steps.count * plan.parameters.count)
+            guard let keyID = job.keyId else { throw APIError.badRequest("missing_key", "model \(job.model) needs an evaluation key") }
+            let evaluator = try await simdEvaluators.evaluator(id: keyID, model: job.model, plan: plan)
+            return try await Self.offCooperativePool {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let evaluation = try evaluator.evaluate(upload: input) { done, total in
+                    board.report(id, layer: "step \((done - 1) % plan.steps.count + 1) of \(plan.steps.count)", done: 1, total: 1)
+                }
+                return (evaluation.bytes, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+        }
     }
 
     /// Runs blocking work on a Dispatch thread and awaits its result.
@@ -107,6 +157,32 @@ struct JobRunner: Sendable {
             }
         }
     }
+}
+
+/// How long a worker's claim on a job lasts unrenewed, and how often an idle worker looks for
+/// jobs stored by other processes.
+public struct LeaseTiming: Sendable, Equatable {
+    /// Seconds a lease lasts; the worker renews it every third of that. A dead worker's job is
+    /// claimed again this long after its last renewal.
+    public var seconds: Double
+    /// Seconds an idle worker waits before looking again (a job stored by this process wakes it at once).
+    public var pollInterval: Double
+
+    public init(seconds: Double = 30, pollInterval: Double = 1) {
+        self.seconds = max(0.3, seconds)
+        self.pollInterval = max(0.05, pollInterval)
+    }
+}
+
+/// Names of workers, unique in a fleet: the host, the process and the worker's index in it.
+enum WorkerName {
+    static func make(_ index: Int) -> String {
+        "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(index)"
+    }
+}
+
+extension Duration {
+    fileprivate init(seconds: Double) { self = .milliseconds(Int64(seconds * 1000)) }
 }
 
 /// RLWE evaluators built from clients' keys (reading a BFV latency key and encoding the plan's

@@ -12,7 +12,8 @@ import SIMDInference
 import TFHE
 
 /// The private inference service: an HTTP API (Hummingbird) over the models of a
-/// ``ModelRegistry``, a SQLite store (GRDB) for what must survive a restart, a bounded job queue
+/// ``ModelRegistry``, a store for what must survive a restart (SQLite by default; PostgreSQL for a
+/// fleet of API servers and `obscura worker` processes), a bounded job queue in that store
 /// and workers that evaluate on ciphertexts with the clients' evaluation keys. Requests carry an
 /// API token (``ServerConfiguration/Access``): each token owns its keys and jobs, within its
 /// ``Quotas``, and never sees another's. It has no route, type or code path that accepts a secret
@@ -24,7 +25,7 @@ public struct ObscuraServer: Sendable {
     public let models: ModelRegistry
     /// Its persistent state.
     public let store: ServiceStore
-    let queue: JobQueue
+    let signal = WorkSignal()
     let progress = ProgressBoard()
     let metrics = ServiceMetrics()
     let uploads: UploadSlots
@@ -33,19 +34,22 @@ public struct ObscuraServer: Sendable {
     /// The largest evaluation key body read (see ``ServerConfiguration/maxKeyBytes``).
     let keyByteLimit: Int
 
-    /// Opens the store in the configured data directory and re-queues every job that a previous
-    /// run accepted but did not finish (they run again from their stored input).
+    /// Opens the store (the configured data directory and database). A lone server (SQLite)
+    /// re-queues every job that a previous run left running; they run again from their stored
+    /// input. With PostgreSQL a job whose worker died is claimed again when its lease ends.
     public init(configuration: ServerConfiguration, models: ModelRegistry, logLevel: Logger.Level = .info) async throws {
+        guard configuration.workers >= 1 || configuration.database != .sqlite else {
+            throw ServerConfigurationError("a server on SQLite needs at least one worker: only a PostgreSQL store has `obscura worker` processes")
+        }
         self.configuration = configuration
         self.models = models
-        store = try ServiceStore(directory: configuration.dataDirectory)
-        queue = JobQueue(capacity: configuration.queueCapacity)
+        store = try await ServiceStore(directory: configuration.dataDirectory, database: configuration.database)
         var logger = Logger(label: "obscura")
         logger.logLevel = logLevel
-        runner = JobRunner(models: models, store: store, queue: queue, progress: progress,
+        runner = JobRunner(models: models, store: store, signal: signal, progress: progress,
                            keys: EvaluationKeyCache(store: store, capacity: configuration.cachedKeys),
                            simdEvaluators: SIMDEvaluatorCache(store: store, capacity: configuration.cachedKeys), metrics: metrics, logger: logger,
-                           retention: configuration.resultRetention)
+                           retention: configuration.resultRetention, leases: configuration.leases)
         self.logger = logger
         keyByteLimit = configuration.keyByteLimit(largestServedKey: models.largestEvaluationKey)
         // An open server has one owner: the per-owner cap would only shrink the total.
@@ -53,14 +57,8 @@ public struct ObscuraServer: Sendable {
                               perOwner: configuration.access == .open ? configuration.maxUploads : configuration.maxUploadsPerOwner)
         try await store.setExpiry(retention: configuration.resultRetention)
         try store.removeStagedUploads()
-        for var job in try await store.unfinishedJobs() {
-            job.status = .queued
-            job.progress = 0
-            job.stage = nil
-            try await store.update(job)
-            await queue.reserveRecovered()
-            await queue.enqueue(job.id)
-            logger.notice("re-queued job \(job.id) (\(job.model)) interrupted by a restart")
+        for job in try await store.requeueInterrupted() {
+            logger.notice("job \(job.id) (\(job.model)) is queued: it runs after the restart")
         }
     }
 
@@ -75,9 +73,9 @@ public struct ObscuraServer: Sendable {
     /// Runs the HTTP service group beside the workers; when the group ends, the workers stop
     /// taking jobs.
     func serve(_ services: ServiceGroup) async throws {
-        let (queue, runner, workers) = (queue, runner, configuration.workers)
+        let (signal, runner, workers) = (signal, runner, configuration.workers)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<max(1, workers) { group.addTask { await runner.work() } }
+            for index in 0..<workers { group.addTask { await runner.work(worker: WorkerName.make(index)) } }
             if configuration.resultRetention != nil {
                 group.addTask { await self.sweepExpiredJobs() }
             }
@@ -85,10 +83,10 @@ public struct ObscuraServer: Sendable {
                 do {
                     try await services.run()
                 } catch {
-                    await queue.close()
+                    await signal.close()
                     throw error
                 }
-                await queue.close()
+                await signal.close()
             }
             try await group.waitForAll()
         }
@@ -101,7 +99,7 @@ public struct ObscuraServer: Sendable {
         // Naps of at most half a second, so that a stopping server is not held up by a long interval.
         let nap = min(interval, .milliseconds(500))
         var nextSweep = ContinuousClock.now
-        while !(await queue.isClosed) {
+        while !(await signal.isClosed) {
             if ContinuousClock.now >= nextSweep {
                 nextSweep = .now + interval
                 do {
@@ -206,12 +204,15 @@ public struct ObscuraServer: Sendable {
     // MARK: Routes
 
     func health() async -> HealthReport {
-        HealthReport(status: "ok", models: models.entries.count, queued: await queue.queued, running: await queue.running)
+        // The counts are the store's: with PostgreSQL, the whole fleet's.
+        let counts = (try? await store.statistics().counts) ?? [:]
+        return HealthReport(status: "ok", models: models.entries.count, queued: counts[.queued] ?? 0, running: counts[.running] ?? 0)
     }
 
     func modelList() async throws -> ModelList {
-        let means = try await store.statistics().meanSeconds
-        let (bootstraps, seconds) = await (queue.bootstraps, queue.evaluationSeconds)
+        let statistics = try await store.statistics()
+        let means = statistics.meanSeconds
+        let (bootstraps, seconds) = statistics.bootstrapTotals
         let secondsPerBootstrap = bootstraps > 0 ? seconds / Double(bootstraps) : nil
         return ModelList(models: models.entries.map { entry in
             var listing = entry.listing
@@ -366,20 +367,14 @@ public struct ObscuraServer: Sendable {
             }
             bootstraps = 0
         }
-        do {
-            try await queue.reserve()
-        } catch {
-            metrics.submissionRefused(.queueFull)
-            throw error
-        }
         let job = InferenceJob(id: UUID().uuidString.lowercased(), model: name, keyId: keyID, status: .queued, progress: 0, stage: nil,
                                error: nil, createdAt: Date().timeIntervalSince1970, startedAt: nil, finishedAt: nil,
                                evaluationSeconds: nil, bootstraps: bootstraps, attempts: 0)
         let admission: ServiceStore.Admission
         do {
-            admission = try await store.insert(job, input: upload, owner: owner, quotas: configuration.quotas)
+            admission = try await store.insert(job, input: upload, owner: owner, quotas: configuration.quotas,
+                                               capacity: configuration.queueCapacity)
         } catch {
-            await queue.cancelReservation()
             // The key may have been deleted since it was checked above.
             if let keyID, try await store.key(id: keyID, owner: owner) == nil {
                 throw APIError.notFound("unknown_key", "no evaluation key \(keyID) is registered")
@@ -388,20 +383,21 @@ public struct ObscuraServer: Sendable {
         }
         switch admission {
         case .admitted: break
+        case .queueFull(let capacity):
+            metrics.submissionRefused(.queueFull)
+            throw APIError.queueFull(capacity: capacity, retryAfter: 2)
         case .tooManyUnfinished(let count):
-            await queue.cancelReservation()
             metrics.submissionRefused(.quota)
             // A slot frees when one of them finishes: about one evaluation of this model.
             let seconds = try await store.statistics().meanSeconds[name] ?? 5
             throw APIError.quotaExceeded("\(count) of your inferences are queued or running, the most allowed at once: wait for one to finish",
                                          retryAfter: max(1, Int(seconds.rounded(.up))))
         case .tooManyThisHour(let retryAfter):
-            await queue.cancelReservation()
             metrics.submissionRefused(.quota)
             throw APIError.quotaExceeded("the quota of \(configuration.quotas.jobsPerHour) inferences an hour is used up; retry after \(retryAfter) s",
                                          retryAfter: retryAfter)
         }
-        await queue.enqueue(job.id)
+        await signal.notify()
         log.info("accepted inference \(job.id) (\(name)) for \(owner)")
         var response = try json(job, status: .accepted)
         response.headers[.location] = "/v1/inferences/\(job.id)"
@@ -411,6 +407,8 @@ public struct ObscuraServer: Sendable {
     /// The owner's job with its live progress.
     func job(id: String, owner: Owner) async throws -> InferenceJob {
         guard var job = try await store.job(id: id, owner: owner) else { throw APIError.notFound("unknown_job", "no inference \(id)") }
+        // A job this process runs has its live progress here; one that another worker runs has
+        // the progress of that worker's last lease renewal in its row.
         if job.status == .running, let current = progress.current(id) {
             job.progress = current.fraction
             job.stage = current.stage
@@ -437,7 +435,8 @@ public struct ObscuraServer: Sendable {
     /// Prometheus text exposition (``ServiceMetrics``).
     func metricsExposition() async throws -> Response {
         let stored = try await store.statistics().counts
-        let text = await metrics.exposition(queued: queue.queued, running: queue.running, capacity: queue.capacity, stored: stored)
+        let text = await metrics.exposition(queued: stored[.queued] ?? 0, running: stored[.running] ?? 0,
+                                            capacity: configuration.queueCapacity, stored: stored)
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
     }

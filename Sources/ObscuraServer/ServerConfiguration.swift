@@ -4,11 +4,18 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// The port; 0 picks a free one (the server reports it once listening).
     public var port: Int
-    /// The folder holding the database (`obscura.sqlite`) and the blobs (keys, inputs, results).
+    /// The folder holding the blobs (keys, inputs, results) and, with SQLite, the database
+    /// (`obscura.sqlite`). With PostgreSQL, every API server and worker of the fleet shares it.
     public var dataDirectory: String
+    /// Where the rows are: SQLite in the data folder (the default), or a PostgreSQL database
+    /// that `obscura worker` processes share.
+    public var database: DatabaseLocation
+    /// Workers' leases on the jobs they run.
+    public var leases: LeaseTiming
     /// Jobs accepted and not yet finished (queued plus running); beyond it, 503 with Retry-After.
     public var queueCapacity: Int
-    /// Jobs evaluated at once. Each job already uses every core, so 1 is the default.
+    /// Jobs evaluated at once in this process. Each job already uses every core, so 1 is the
+    /// default; 0 (PostgreSQL only) serves the API and leaves the jobs to `obscura worker` processes.
     public var workers: Int
     /// The largest evaluation key accepted; `nil` (the default): the largest seeded key of the
     /// served models (int4-128's is about 30 MB, int6-128's about 282 MB, CryptoNets' BFV latency
@@ -55,7 +62,7 @@ public struct ServerConfiguration: Sendable {
                 workers: Int = 1, maxKeyBytes: Int? = nil, maxInputBytes: Int = 4 << 20, cachedKeys: Int = 4,
                 resultRetention: Double? = 86_400, access: Access = .tokens, quotas: Quotas = .standard,
                 uploadSeconds: Double = 300, idleSeconds: Double = 60, maxConnections: Int = 256, maxUploads: Int = 4,
-                maxUploadsPerOwner: Int = 2) {
+                maxUploadsPerOwner: Int = 2, database: DatabaseLocation = .sqlite, leases: LeaseTiming? = nil) {
         self.host = host
         self.port = port
         self.dataDirectory = dataDirectory
@@ -72,6 +79,9 @@ public struct ServerConfiguration: Sendable {
         self.maxConnections = maxConnections
         self.maxUploads = maxUploads
         self.maxUploadsPerOwner = maxUploadsPerOwner
+        self.database = database
+        // A lone server's own submissions wake its workers; a fleet's come from other processes.
+        self.leases = leases ?? LeaseTiming(pollInterval: database == .sqlite ? 5 : 0.5)
     }
 
     /// ``uploadSeconds`` as a duration (a non-finite or non-positive value: the default, 300 s).
@@ -93,4 +103,10 @@ public struct ServerConfiguration: Sendable {
     public func keyByteLimit(largestServedKey: Int) -> Int {
         maxKeyBytes ?? largestServedKey
     }
+}
+
+/// A configuration that cannot run, with the reason.
+public struct ServerConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
 }

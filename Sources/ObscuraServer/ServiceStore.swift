@@ -1,88 +1,64 @@
 import Crypto
 import Foundation
-import GRDB
 import NIOCore
 import ObscuraAPI
 
-/// What must survive a restart: registered keys and jobs in SQLite (through GRDB, one file),
-/// their large blobs (keys, inputs, results) as files beside it. A blob is written to a temporary
-/// name and renamed before its row is inserted, so a row never points at a partial file, and a
-/// refused request never changes either. Every key and job row names its ``Owner``; the routes
-/// read and delete only the requesting owner's.
+/// What must survive a restart: tokens, registered keys and jobs as rows (``ServiceDatabase``:
+/// SQLite through GRDB, one file, by default; or PostgreSQL, shared by a fleet), and their large
+/// blobs (keys, inputs, results) as files in the data folder. A blob is in place before its row
+/// is committed and goes with it, so a row never points at a partial file, and a refused
+/// request never changes either. Every key and job row names its ``Owner``; the routes read and
+/// delete only the requesting owner's.
 public struct ServiceStore: Sendable {
     /// The kinds of blobs, one folder each; `staging` holds uploads still being received.
     enum BlobKind: String, CaseIterable {
         case keys, inputs, results, staging
     }
 
-    private let database: DatabaseQueue
+    private let rows: any ServiceDatabase
     private let blobRoot: URL
 
-    /// Opens (or creates) the store in `directory` and brings its schema up to date.
+    /// Opens (or creates) the embedded store in `directory` (`obscura.sqlite` and the blobs)
+    /// and brings its schema up to date.
     public init(directory: String) throws {
-        let root = URL(fileURLWithPath: directory, isDirectory: true)
-        blobRoot = root.appendingPathComponent("blobs", isDirectory: true)
-        for kind in BlobKind.allCases {
-            try FileManager.default.createDirectory(at: blobRoot.appendingPathComponent(kind.rawValue), withIntermediateDirectories: true)
-        }
-        var configuration = Configuration()
-        // `obscura admin` writes tokens while a server runs on the same file.
-        configuration.busyMode = .timeout(10)
-        database = try DatabaseQueue(path: root.appendingPathComponent("obscura.sqlite").path, configuration: configuration)
-        try Self.migrator.migrate(database)
+        let blobRoot = try Self.makeBlobFolders(in: directory)
+        self.init(rows: try SQLiteServiceDatabase(path: URL(fileURLWithPath: directory).appendingPathComponent("obscura.sqlite").path), blobRoot: blobRoot)
     }
 
-    private static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: RegisteredKey.databaseTableName) { t in
-                t.primaryKey("id", .text)
-                t.column("parameterSet", .text).notNull()
-                t.column("bytes", .integer).notNull()
-            }
-            try db.create(table: InferenceJob.databaseTableName) { t in
-                t.primaryKey("id", .text)
-                t.column("model", .text).notNull()
-                t.column("keyId", .text).references(RegisteredKey.databaseTableName)
-                t.column("status", .text).notNull().indexed()
-                t.column("progress", .double).notNull()
-                t.column("stage", .text)
-                t.column("error", .text)
-                t.column("createdAt", .double).notNull()
-                t.column("startedAt", .double)
-                t.column("finishedAt", .double)
-                t.column("evaluationSeconds", .double)
-                t.column("bootstraps", .integer).notNull()
-                t.column("attempts", .integer).notNull()
-            }
-        }
-        migrator.registerMigration("v2: expiry") { db in
-            try db.alter(table: InferenceJob.databaseTableName) { t in t.add(column: "expiresAt", .double) }
-            try db.create(index: "job_expiresAt", on: InferenceJob.databaseTableName, columns: ["expiresAt"])
-        }
-        migrator.registerMigration("v3: owners, tokens, submissions") { db in
-            // Rows from before accounts belong to the anonymous owner of an open server.
-            for table in [RegisteredKey.databaseTableName, InferenceJob.databaseTableName] {
-                try db.alter(table: table) { t in t.add(column: "owner", .text).notNull().defaults(to: "") }
-                try db.create(index: "\(table)_owner", on: table, columns: ["owner"])
-            }
-            try db.create(table: APIToken.databaseTableName) { t in
-                t.primaryKey("id", .text)
-                t.column("digest", .text).notNull().unique()
-                t.column("name", .text).notNull()
-                t.column("createdAt", .double).notNull()
-                t.column("revokedAt", .double)
-            }
-            // One row per accepted submission of the last hour, for the hourly quota: deleting a
-            // job does not give its submission back.
-            try db.create(table: "submission") { t in
-                t.column("owner", .text).notNull()
-                t.column("at", .double).notNull()
-            }
-            try db.create(index: "submission_owner_at", on: "submission", columns: ["owner", "at"])
-        }
-        return migrator
+    private init(rows: any ServiceDatabase, blobRoot: URL) {
+        self.rows = rows
+        self.blobRoot = blobRoot
     }
+
+    /// Opens the store with its rows where `database` says and its blobs in `directory` (for
+    /// PostgreSQL, a folder every process of the fleet shares).
+    public init(directory: String, database: DatabaseLocation) async throws {
+        switch database {
+        case .sqlite:
+            try self.init(directory: directory)
+        case .postgres(let address):
+            let blobRoot = try Self.makeBlobFolders(in: directory)
+            self.init(rows: try await PostgresServiceDatabase(address: address), blobRoot: blobRoot)
+        }
+    }
+
+    private static func makeBlobFolders(in directory: String) throws -> URL {
+        let root = URL(fileURLWithPath: directory, isDirectory: true).appendingPathComponent("blobs", isDirectory: true)
+        for kind in BlobKind.allCases {
+            try FileManager.default.createDirectory(at: root.appendingPathComponent(kind.rawValue), withIntermediateDirectories: true)
+        }
+        return root
+    }
+
+    /// A row the store cannot read back (written by something else than Obscura).
+    struct CorruptRow: Error, CustomStringConvertible {
+        let table: String, id: String, column: String
+        var description: String { "the \(table) row \(id) has an unreadable \(column)" }
+    }
+
+    /// The statuses of jobs that still need their input and key, and of those that are over.
+    static let unfinished = JobStatus.allCases.filter { !$0.isFinal }.map(\.rawValue)
+    static let finished = JobStatus.allCases.filter(\.isFinal).map(\.rawValue)
 
     // MARK: Tokens
 
@@ -90,26 +66,17 @@ public struct ServiceStore: Sendable {
     /// is) and cannot be shown again.
     public func createToken(name: String) async throws -> (token: String, record: APIToken) {
         let (token, record) = APIToken.generate(name: name, now: Date().timeIntervalSince1970)
-        try await database.write { db in
-            try db.execute(sql: "INSERT INTO \(APIToken.databaseTableName) (id, digest, name, createdAt) VALUES (?, ?, ?, ?)",
-                           arguments: [record.id, APIToken.digest(of: token), record.name, record.createdAt])
-        }
+        try await rows.insertToken(record, digest: APIToken.digest(of: token))
         return (token, record)
     }
 
     /// Every token, revoked ones included, oldest first.
-    public func tokens() async throws -> [APIToken] {
-        try await database.read { try APIToken.order(Column("createdAt")).fetchAll($0) }
-    }
+    public func tokens() async throws -> [APIToken] { try await rows.tokens() }
 
     /// Revokes a token: from now on it gets 401. Its finished jobs expire as usual; its keys
     /// stay until an operator purges them (``purge(owner:)``). Returns the token as it now is, or nil if there is no such id.
     public func revokeToken(id: String) async throws -> APIToken? {
-        try await database.write { db in
-            try db.execute(sql: "UPDATE \(APIToken.databaseTableName) SET revokedAt = ? WHERE id = ? AND revokedAt IS NULL",
-                           arguments: [Date().timeIntervalSince1970, id])
-            return try APIToken.fetchOne(db, key: id)
-        }
+        try await rows.revokeToken(id: id, at: Date().timeIntervalSince1970)
     }
 
     /// What ``purge(owner:)`` removed, and what it had to keep.
@@ -126,10 +93,7 @@ public struct ServiceStore: Sendable {
     /// purged key until they evict it; a revoked token cannot use it.)
     public func purge(owner: Owner) async throws -> Purge {
         var purge = Purge()
-        let (jobs, keys) = try await database.read { db in
-            (try String.fetchAll(db, sql: "SELECT id FROM \(InferenceJob.databaseTableName) WHERE owner = ?", arguments: [owner.id]),
-             try String.fetchAll(db, sql: "SELECT id FROM \(RegisteredKey.databaseTableName) WHERE owner = ?", arguments: [owner.id]))
-        }
+        let (jobs, keys) = try await rows.holdings(of: owner)
         // A job or key gone meanwhile (expired, deleted) counts as neither.
         for id in jobs {
             switch try await deleteJob(id: id, owner: owner) {
@@ -150,18 +114,14 @@ public struct ServiceStore: Sendable {
 
     /// The owner a token stands for, if it is known and not revoked.
     func owner(forToken token: String) async throws -> Owner? {
-        let digest = APIToken.digest(of: token)
-        return try await database.read { db in
-            try String.fetchOne(db, sql: "SELECT id FROM \(APIToken.databaseTableName) WHERE digest = ? AND revokedAt IS NULL",
-                                arguments: [digest])
-        }.map(Owner.init(id:))
+        try await rows.ownerID(forDigest: APIToken.digest(of: token)).map(Owner.init(id:))
     }
 
     // MARK: Keys
 
     /// The owner's key with this id, if registered.
     func key(id: String, owner: Owner) async throws -> RegisteredKey? {
-        try await database.read { try RegisteredKey.filter(key: id).filter(Column("owner") == owner.id).fetchOne($0) }
+        try await rows.key(id: id, owner: owner)
     }
 
     /// What a key registration did.
@@ -178,14 +138,7 @@ public struct ServiceStore: Sendable {
     /// the same key (same bytes, same id) or a concurrent registration comes wholly before or after.
     func register(_ key: RegisteredKey, upload: StagedUpload, owner: Owner, quota: Int) async throws -> Registration {
         do {
-            return try await database.write { db in
-                guard try RegisteredKey.filter(key: key.id).filter(Column("owner") == owner.id).fetchOne(db) == nil else { return .alreadyRegistered }
-                let stored = try Self.storedKeyBytes(db, owner: owner)
-                guard stored <= quota, key.bytes <= quota - stored else { return .overQuota(storedBytes: stored) }
-                try commit(upload, as: .keys, id: key.id)
-                try Owned(record: key, owner: owner).insert(db)
-                return .stored
-            }
+            return try await rows.register(key, owner: owner, quota: quota) { try commit(upload, as: .keys, id: key.id) }
         } catch {
             // A failed insert or commit leaves no row: the file moved into place must go too.
             if try await self.key(id: key.id, owner: owner) == nil { removeBlob(.keys, id: key.id) }
@@ -195,12 +148,7 @@ public struct ServiceStore: Sendable {
 
     /// Bytes of the owner's stored keys.
     func storedKeyBytes(owner: Owner) async throws -> Int {
-        try await database.read { try Self.storedKeyBytes($0, owner: owner) }
-    }
-
-    private static func storedKeyBytes(_ db: Database, owner: Owner) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(bytes), 0) FROM \(RegisteredKey.databaseTableName) WHERE owner = ?",
-                         arguments: [owner.id]) ?? 0
+        try await rows.storedKeyBytes(owner: owner)
     }
 
     /// The key's stored bytes.
@@ -218,41 +166,46 @@ public struct ServiceStore: Sendable {
     /// finished still need it. Finished jobs keep their results and forget which key they used
     /// (their `keyId` becomes null).
     func deleteKey(id: String, owner: Owner) async throws -> Deletion {
-        try await database.write { db in
-            guard try RegisteredKey.filter(key: id).filter(Column("owner") == owner.id).fetchOne(db) != nil else { return .notFound }
-            let pending = try InferenceJob.filter(Column("keyId") == id).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
-            guard pending == 0 else { return .unfinished(jobs: pending) }
-            try db.execute(sql: "UPDATE \(InferenceJob.databaseTableName) SET keyId = NULL WHERE keyId = ?", arguments: [id])
-            _ = try RegisteredKey.deleteOne(db, key: id)
-            // Inside the transaction: a registration of the same key waits for it to end.
-            removeBlob(.keys, id: id)
-            return .deleted
-        }
+        // Inside the transaction: a registration of the same key waits for it to end.
+        try await rows.deleteKey(id: id, owner: owner) { removeBlob(.keys, id: id) }
     }
 
     // MARK: Jobs
 
     /// The job with this id, if `owner` (nil: any owner, for the server's own work) has one.
     public func job(id: String, owner: Owner?) async throws -> InferenceJob? {
-        try await database.read { try Self.jobs(of: owner).filter(key: id).fetchOne($0) }
+        try await rows.job(id: id, owner: owner)
     }
 
     /// What a submission came to.
     enum Admission: Equatable {
         case admitted
+        /// Refused, nothing stored: the queue holds `capacity` unfinished jobs (all owners).
+        case queueFull(capacity: Int)
         /// Refused, nothing stored: the owner has this many jobs queued or running.
         case tooManyUnfinished(Int)
         /// Refused, nothing stored: the hourly quota is used up until `retryAfter` seconds from now.
         case tooManyThisHour(retryAfter: Int)
+
+        /// The hourly quota's answer, given the times of the owner's submissions in the last hour
+        /// (oldest first): nil when one more is allowed, else when waiting frees one.
+        static func hourlyRefusal(lastHour: [Double], quotas: Quotas, now: Double) -> Admission? {
+            let allowed = max(0, quotas.jobsPerHour)
+            guard lastHour.count >= allowed else { return nil }
+            // Waiting frees the oldest submissions that put the owner over the quota.
+            let freedAt = (allowed == 0 ? now : lastHour[lastHour.count - allowed]) + 3600
+            return .tooManyThisHour(retryAfter: max(1, Int((freedAt - now).rounded(.up))))
+        }
     }
 
-    /// Stores a new job's input and row for `owner` if its quotas allow; the checks, the input
-    /// and the row are one write transaction, so concurrent submissions cannot overshoot a quota.
-    /// The job's `createdAt` is the submission's time.
+    /// Stores a new job's input and row for `owner` if the queue's capacity and the owner's
+    /// quotas allow; the checks, the input and the row are one write transaction, so concurrent
+    /// submissions cannot overshoot either. The job's `createdAt` is the submission's time.
     @discardableResult
-    func insert(_ job: InferenceJob, input: StagedUpload, owner: Owner = .anonymous, quotas: Quotas = .unlimited) async throws -> Admission {
+    func insert(_ job: InferenceJob, input: StagedUpload, owner: Owner = .anonymous, quotas: Quotas = .unlimited,
+                capacity: Int = .max) async throws -> Admission {
         do {
-            return try await admit(job, input: input, owner: owner, quotas: quotas)
+            return try await rows.admit(job, owner: owner, quotas: quotas, capacity: capacity) { try commit(input, as: .inputs, id: job.id) }
         } catch {
             // A failed insert or commit leaves no row (the id is new): its input must go too.
             removeBlob(.inputs, id: job.id)
@@ -260,35 +213,29 @@ public struct ServiceStore: Sendable {
         }
     }
 
-    private func admit(_ job: InferenceJob, input: StagedUpload, owner: Owner, quotas: Quotas) async throws -> Admission {
-        try await database.write { db in
-            let unfinished = try Self.jobs(of: owner).filter(Self.unfinished.contains(Column("status"))).fetchCount(db)
-            guard unfinished < quotas.unfinishedJobs else { return .tooManyUnfinished(unfinished) }
-            let hourAgo = job.createdAt - 3600
-            try db.execute(sql: "DELETE FROM submission WHERE owner = ? AND at <= ?", arguments: [owner.id, hourAgo])
-            let lastHour = try Double.fetchAll(db, sql: "SELECT at FROM submission WHERE owner = ? ORDER BY at", arguments: [owner.id])
-            let allowed = max(0, quotas.jobsPerHour)
-            if lastHour.count >= allowed {
-                // Waiting frees the oldest submissions that put the owner over the quota.
-                let freedAt = (allowed == 0 ? job.createdAt : lastHour[lastHour.count - allowed]) + 3600
-                return .tooManyThisHour(retryAfter: max(1, Int((freedAt - job.createdAt).rounded(.up))))
-            }
-            try commit(input, as: .inputs, id: job.id)
-            try Owned(record: job, owner: owner).insert(db)
-            try db.execute(sql: "INSERT INTO submission (owner, at) VALUES (?, ?)", arguments: [owner.id, job.createdAt])
-            return .admitted
+    /// Claims the oldest job that is queued, or whose worker's lease has ended, for `worker`
+    /// (``ServiceDatabase/claimNext(worker:leaseSeconds:)``).
+    func claimNext(worker: String, leaseSeconds: Double) async throws -> InferenceJob? {
+        try await rows.claimNext(worker: worker, leaseSeconds: leaseSeconds)
+    }
+
+    /// Extends a claimed job's lease and records its progress; false once another worker holds it.
+    func renewLease(id: String, worker: String, leaseSeconds: Double, progress: Double, stage: String?) async throws -> Bool {
+        try await rows.renewLease(id: id, worker: worker, leaseSeconds: leaseSeconds, progress: progress, stage: stage)
+    }
+
+    /// Records a claimed job's outcome, with its result when it is done, if `worker` still holds
+    /// its lease; false, with nothing written, if another worker took it over.
+    func complete(_ job: InferenceJob, result: [UInt8]?, worker: String) async throws -> Bool {
+        try await rows.complete(job, worker: worker) {
+            if let result { try writeBlob(.results, id: job.id, bytes: result) }
         }
     }
 
-    /// Replaces a job's row (status, times, progress).
-    func update(_ job: InferenceJob) async throws {
-        try await database.write { try job.update($0) }
-    }
-
-    /// Stores a finished job's result, then marks the row done.
-    func finish(_ job: InferenceJob, result: [UInt8]) async throws {
-        try writeBlob(.results, id: job.id, bytes: result)
-        try await update(job)
+    /// Puts the jobs a previous run of a lone server left running back in the queue (with
+    /// PostgreSQL, none: a fleet finds them by their leases ending). Returns the queued jobs.
+    func requeueInterrupted() async throws -> [InferenceJob] {
+        try await rows.requeueRunning()
     }
 
     /// The job's encrypted input.
@@ -297,12 +244,7 @@ public struct ServiceStore: Sendable {
     /// Deletes a finished (done or failed) job of `owner` (nil: any owner, for the sweeper): its
     /// row, then its input and result; a job still queued or running is left as it is.
     func deleteJob(id: String, owner: Owner?) async throws -> Deletion {
-        let outcome: Deletion = try await database.write { db in
-            guard let job = try Self.jobs(of: owner).filter(key: id).fetchOne(db) else { return .notFound }
-            guard job.status.isFinal else { return .unfinished(jobs: 1) }
-            _ = try InferenceJob.deleteOne(db, key: id)
-            return .deleted
-        }
+        let outcome = try await rows.deleteJob(id: id, owner: owner)
         if outcome == .deleted {
             removeBlob(.inputs, id: id)
             removeBlob(.results, id: id)
@@ -314,54 +256,32 @@ public struct ServiceStore: Sendable {
     /// finishing time, so that a restart with another retention, or a database from before
     /// expiry existed, holds no stale date.
     func setExpiry(retention: Double?) async throws {
-        try await database.write { db in
-            let finished = JobStatus.allCases.filter(\.isFinal).map(\.rawValue)
-            try InferenceJob.filter(finished.contains(Column("status")))
-                .updateAll(db, Column("expiresAt").set(to: retention.map { Column("finishedAt") + $0 }))
-        }
+        try await rows.setExpiry(retention: retention)
     }
 
     /// Finished jobs whose expiry is at or before `now` (seconds since 1970), oldest first.
     func expiredJobs(now: Double) async throws -> [String] {
-        try await database.read {
-            try String.fetchAll($0, sql: "SELECT id FROM \(InferenceJob.databaseTableName) WHERE expiresAt <= ? ORDER BY expiresAt",
-                                arguments: [now])
-        }
-    }
-
-    /// The statuses of jobs that still need their input and key.
-    private static let unfinished = JobStatus.allCases.filter { !$0.isFinal }.map(\.rawValue)
-
-    /// The jobs of `owner`, or of every owner when nil.
-    private static func jobs(of owner: Owner?) -> QueryInterfaceRequest<InferenceJob> {
-        owner.map { InferenceJob.filter(Column("owner") == $0.id) } ?? InferenceJob.all()
+        try await rows.expiredJobs(now: now)
     }
 
     /// The job's encrypted result.
     func resultBytes(id: String) throws -> [UInt8] { try readBlob(.results, id: id) }
 
-    /// Jobs that were accepted but had not finished when the server last stopped, oldest first.
-    func unfinishedJobs() async throws -> [InferenceJob] {
-        try await database.read {
-            try InferenceJob.filter(Self.unfinished.contains(Column("status")))
-                .order(Column("createdAt"))
-                .fetchAll($0)
-        }
+    /// What the stored jobs add up to.
+    struct Statistics: Sendable {
+        /// Jobs per status.
+        var counts: [JobStatus: Int] = [:]
+        /// The mean evaluation time of finished jobs, per model.
+        var meanSeconds: [String: Double] = [:]
+        /// Bootstraps and evaluation seconds of the finished jobs that bootstrap, all models together.
+        var bootstrapTotals: (bootstraps: Int, seconds: Double) = (0, 0)
+
+        /// Jobs queued or running.
+        var unfinished: Int { (counts[.queued] ?? 0) + (counts[.running] ?? 0) }
     }
 
-    /// Jobs per status, and the mean evaluation time of finished jobs per model.
-    func statistics() async throws -> (counts: [JobStatus: Int], meanSeconds: [String: Double]) {
-        try await database.read { db in
-            var counts: [JobStatus: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM job GROUP BY status") {
-                if let status = JobStatus(rawValue: row["status"]) { counts[status] = row["n"] }
-            }
-            var means: [String: Double] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT model, AVG(evaluationSeconds) AS s FROM job WHERE status = 'done' GROUP BY model") {
-                means[row["model"]] = row["s"]
-            }
-            return (counts, means)
-        }
+    func statistics() async throws -> Statistics {
+        try await rows.statistics()
     }
 
     // MARK: Uploads
@@ -477,29 +397,4 @@ public struct ServiceStore: Sendable {
     private func removeBlob(_ kind: BlobKind, id: String) {
         try? FileManager.default.removeItem(at: blobURL(kind, id: id))
     }
-}
-
-/// A key or job row with its owner, which the API types do not carry (a client never sees
-/// another owner's rows, and its own are implied by its token).
-private struct Owned<Record: PersistableRecord>: PersistableRecord {
-    static var databaseTableName: String { Record.databaseTableName }
-    let record: Record
-    let owner: Owner
-
-    func encode(to container: inout PersistenceContainer) throws {
-        try record.encode(to: &container)
-        container["owner"] = owner.id
-    }
-}
-
-extension APIToken: FetchableRecord, TableRecord {
-    public static let databaseTableName = "token"
-}
-
-extension RegisteredKey: FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "key"
-}
-
-extension InferenceJob: FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "job"
 }

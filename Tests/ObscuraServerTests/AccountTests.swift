@@ -116,10 +116,10 @@ struct AccountTests {
         }
         #expect(try await server.storeSnapshot(directory: directory) == before)
 
-        // Jobs in flight: two stored as queued that no worker holds fill Alice's quota.
+        // Jobs in flight: two that a worker elsewhere holds fill Alice's quota.
         for index in 0..<2 {
             let waiting = Fixtures.queuedJob(id: "waiting-\(index)", keyID: key.id)
-            #expect(try await store.insert(waiting, input: try await store.stage(bytes: input), owner: owner, quotas: quotas) == .admitted)
+            #expect(try await Fixtures.plantRunningJob(waiting, input: input, in: store, owner: owner, quotas: quotas) == .admitted)
         }
         before = try await server.storeSnapshot(directory: directory)
         await #expect { try await alice.submit(model: "tiny-cnn", keyID: key.id, input: input) } throws: { error in
@@ -134,9 +134,7 @@ struct AccountTests {
         // Jobs an hour: the two stored above count; a third is accepted, a fourth waits about an
         // hour, and deleting jobs does not give submissions back.
         for index in 0..<2 {
-            var finished = try #require(try await store.job(id: "waiting-\(index)", owner: owner))
-            finished.status = .failed
-            try await store.update(finished)
+            try await Fixtures.failPlantedJob(id: "waiting-\(index)", in: store)
         }
         let third = try await alice.submit(model: "tiny-cnn", keyID: key.id, input: input)
         _ = try await alice.waitForResult(third.id)

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 import NeuralNet
 import ObscuraAPI
 @testable import ObscuraClient
@@ -36,11 +37,34 @@ enum Fixtures {
     static let secretKey = SecretKey(parameters: .integer4Bit128)
     static let otherSetKey = SecretKey(parameters: .integer2Bit128).makeEvaluationKey().serialized()
 
-    /// A tiny-cnn job stored as queued, as a submission leaves it; a test that stores it directly
-    /// (no worker is told of it) has an unfinished job for as long as it needs.
+    /// A tiny-cnn job as a submission stores it (queued).
     static func queuedJob(id: String, keyID: String, createdAt: Double = Date().timeIntervalSince1970) -> InferenceJob {
         InferenceJob(id: id, model: "tiny-cnn", keyId: keyID, status: .queued, progress: 0, stage: nil, error: nil,
                      createdAt: createdAt, startedAt: nil, finishedAt: nil, evaluationSeconds: nil, bootstraps: 40, attempts: 0)
+    }
+
+    /// The worker that holds the jobs of ``plantRunningJob(_:input:in:owner:quotas:)``: a worker
+    /// of another process, as far as the server under test knows.
+    static let elsewhere = "worker-elsewhere"
+
+    /// Stores `job` and claims it for ``elsewhere`` under an hour's lease: an unfinished job
+    /// that no worker of the server under test takes (its workers look for jobs only when told
+    /// of a submission, see ``startServer``), for as long as the test needs.
+    @discardableResult
+    static func plantRunningJob(_ job: InferenceJob, input: [UInt8], in store: ServiceStore, owner: Owner = .anonymous,
+                                quotas: Quotas = .unlimited) async throws -> ServiceStore.Admission {
+        let admission = try await store.insert(job, input: try await store.stage(bytes: input), owner: owner, quotas: quotas)
+        let claimed = try await store.claimNext(worker: elsewhere, leaseSeconds: 3600)
+        precondition(claimed?.id == job.id, "another job was queued")
+        return admission
+    }
+
+    /// Ends a job of ``plantRunningJob(_:input:in:owner:quotas:)`` as failed.
+    static func failPlantedJob(id: String, in store: ServiceStore) async throws {
+        var job = try #require(try await store.job(id: id, owner: nil))
+        job.status = .failed
+        job.finishedAt = Date().timeIntervalSince1970
+        #expect(try await store.complete(job, result: nil, worker: elsewhere))
     }
 
     /// A random 8×8 image.
@@ -66,7 +90,9 @@ enum Fixtures {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
                                                 maxInputBytes: maxInputBytes, resultRetention: resultRetention,
                                                 access: access, quotas: quotas, uploadSeconds: uploadSeconds, idleSeconds: idleSeconds,
-                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerOwner)
+                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerOwner,
+                                                // Workers look only when told of a submission (or at start), never on a timer.
+                                                leases: LeaseTiming(pollInterval: 3600))
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
         let running = try await server.start()
         return (running, ServiceClient(baseURL: running.url))

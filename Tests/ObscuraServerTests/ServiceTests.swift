@@ -133,17 +133,16 @@ struct ServiceTests {
         let first = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         _ = try await service.waitForResult(first.id)
 
-        // A job stored as queued but never handed to the workers stays unfinished for as long as
-        // the test needs: it and its key are refused.
+        // A job that a worker elsewhere holds stays unfinished for as long as the test needs: it
+        // and its key are refused.
         let store = try ServiceStore(directory: directory)
-        var waiting = Fixtures.queuedJob(id: "waiting-job", keyID: key.id, createdAt: 1)
-        try await store.insert(waiting, input: try await store.stage(bytes: input))
+        let waiting = Fixtures.queuedJob(id: "waiting-job", keyID: key.id, createdAt: 1)
+        try await Fixtures.plantRunningJob(waiting, input: input, in: store)
         for (path, code) in [("/v1/inferences/\(waiting.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
             let (status, data) = try await service.raw("DELETE", path)
             #expect(status == 409 && (try? JSONDecoder().decode(APIErrorBody.self, from: data))?.error == code, "\(path)")
         }
-        waiting.status = .failed
-        try await store.update(waiting)
+        try await Fixtures.failPlantedJob(id: waiting.id, in: store)
         try await service.deleteJob(waiting.id)
         let second = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
         let secondResult = try await service.waitForResult(second.id)
