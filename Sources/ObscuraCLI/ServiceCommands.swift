@@ -13,13 +13,11 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Address to bind (loopback by default; 0.0.0.0 exposes it).") var host = "127.0.0.1"
     @Option(help: "Port to listen on.") var port = 8080
-    @Option(help: "Folder for the database and the stored keys, inputs and results.") var dataDir = "obscura-data"
+    @OptionGroup var store: StoreOptions
     @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
-    @Option(help: "Jobs evaluated at once (each already uses all cores).") var workers = 1
-    @Option(help: "Hours a finished job's encrypted input and result are kept before they are deleted (0: until a client deletes them).")
-    var retentionHours = 24.0
-    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
-    var models: [String] = []
+    @Option(help: "Jobs evaluated at once in this process (each already uses all cores); 0 with --database: leave them to `obscura worker` processes.")
+    var workers = 1
+    @OptionGroup var work: WorkOptions
     @Flag(help: "Serve without API tokens: every request is one anonymous user's. Only for a loopback server one person trusts.")
     var noAuth = false
     @Option(help: "Per token: megabytes of evaluation keys stored at once (then 429).") var quotaKeyMb = Quotas.standard.storedKeyBytes >> 20
@@ -33,8 +31,10 @@ struct Serve: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
-        guard queue >= 1, workers >= 1 else { throw ValidationError("--queue and --workers must be at least 1") }
-        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
+        guard queue >= 1 else { throw ValidationError("--queue must be at least 1") }
+        guard workers >= 1 || (workers == 0 && store.databaseURL != nil) else {
+            throw ValidationError("--workers must be at least 1 (0 only with --database, where `obscura worker` processes run the jobs)")
+        }
         guard quotaKeyMb >= 1, quotaKeyMb <= Int.max >> 20, quotaUnfinished >= 1, quotaJobsPerHour >= 1 else {
             throw ValidationError("--quota-key-mb, --quota-unfinished and --quota-jobs-per-hour must be at least 1")
         }
@@ -48,16 +48,16 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let quotas = Quotas(storedKeyBytes: quotaKeyMb << 20, unfinishedJobs: quotaUnfinished, jobsPerHour: quotaJobsPerHour)
-        let configuration = ServerConfiguration(host: host, port: port, dataDirectory: dataDir, queueCapacity: queue, workers: workers,
-                                                resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil,
-                                                access: noAuth ? .open : .tokens, quotas: quotas, uploadSeconds: uploadSeconds,
-                                                idleSeconds: idleSeconds, maxConnections: maxConnections, maxUploads: maxUploads,
-                                                maxUploadsPerOwner: maxUploadsPerToken)
-        let registry = models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
-        let server = try await ObscuraServer(configuration: configuration, models: registry)
+        let configuration = ServerConfiguration(host: host, port: port, dataDirectory: store.dataDir, queueCapacity: queue, workers: workers,
+                                                resultRetention: work.retention, access: noAuth ? .open : .tokens, quotas: quotas,
+                                                uploadSeconds: uploadSeconds, idleSeconds: idleSeconds, maxConnections: maxConnections,
+                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerToken,
+                                                database: try store.location(), leases: work.leases(database: try store.location()))
+        let server = try await ObscuraServer(configuration: configuration, models: try work.registry())
+        let dataDir = store.dataDir
         let tokens = try await server.store.tokens().filter { $0.revokedAt == nil }.count
         try await server.run { port in
-            print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (state in \(dataDir))")
+            print("obscura: serving \(server.models.entries.map(\.listing.name).joined(separator: ", ")) on http://\(host):\(port) (\(store.summary))")
             if noAuth {
                 print("obscura: --no-auth: anyone who reaches this port can use it")
             } else {
@@ -74,27 +74,15 @@ struct Admin: AsyncParsableCommand {
         abstract: "Manage a server's API tokens in its data folder.",
         subcommands: [CreateToken.self, RevokeToken.self, ListTokens.self])
 
-    struct DataFolder: ParsableArguments {
-        @Option(help: "The server's data folder.") var dataDir = "obscura-data"
-
-        /// The folder's store; `create` makes a new folder's (a token may come before the first
-        /// `serve`), otherwise a folder without one is a mistyped path.
-        func store(create: Bool = false) throws -> ServiceStore {
-            guard create || FileManager.default.fileExists(atPath: dataDir + "/obscura.sqlite") else {
-                throw ValidationError("no server data in \(dataDir) (start `obscura serve --data-dir \(dataDir)` once, or pass --data-dir)")
-            }
-            return try ServiceStore(directory: dataDir)
-        }
-    }
 
     struct CreateToken: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make an API token and print it on standard output (shown only this once: the server keeps its hash); makes the data folder if it is new.")
-        @OptionGroup var folder: DataFolder
+        @OptionGroup var folder: StoreOptions
         @Option(help: "Who or what the token is for.") var name = "unnamed"
 
         func run() async throws {
-            let (token, record) = try await folder.store(create: true).createToken(name: name)
+            let (token, record) = try await folder.open(create: true).createToken(name: name)
             print(token)
             FileHandle.standardError.write(Data("created token \(record.id) (\(record.name)); clients send it as `Authorization: Bearer …` (obscura infer reads OBSCURA_TOKEN)\n".utf8))
         }
@@ -102,12 +90,12 @@ struct Admin: AsyncParsableCommand {
 
     struct RevokeToken: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke an API token by its id: from now on it gets 401.")
-        @OptionGroup var folder: DataFolder
+        @OptionGroup var folder: StoreOptions
         @Argument(help: "The token's id (from `obscura admin list-tokens`).") var id: String
         @Flag(help: "Also delete the token's keys and finished inferences (their rows and files).") var purge = false
 
         func run() async throws {
-            let store = try folder.store()
+            let store = try await folder.open()
             guard let token = try await store.revokeToken(id: id) else { throw ValidationError("no token with id \(id)") }
             print("revoked token \(token.id) (\(token.name))")
             if purge {
@@ -120,15 +108,102 @@ struct Admin: AsyncParsableCommand {
 
     struct ListTokens: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the API tokens: id, name, created, revoked.")
-        @OptionGroup var folder: DataFolder
+        @OptionGroup var folder: StoreOptions
 
         func run() async throws {
-            for token in try await folder.store().tokens() {
+            for token in try await folder.open().tokens() {
                 let created = Date(timeIntervalSince1970: token.createdAt).formatted(.iso8601)
                 let state = token.revokedAt.map { "revoked \(Date(timeIntervalSince1970: $0).formatted(.iso8601))" } ?? "active"
                 print("\(token.id)  \(created)  \(state)  \(token.name)")
             }
         }
+    }
+}
+
+/// Where a server's state is: its data folder (the blobs, and the SQLite database by default)
+/// and, for a fleet, the PostgreSQL database that every API server and worker shares.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "Folder for the stored keys, inputs and results (and the SQLite database); a fleet's processes share it.")
+    var dataDir = "obscura-data"
+    @Option(name: .customLong("database"), help: "A PostgreSQL URL, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE, for a fleet of servers and workers (or $OBSCURA_DATABASE). Default: SQLite in --data-dir.")
+    var databaseOption: String?
+
+    /// The URL given by option or environment (the environment keeps a password out of `ps`).
+    var databaseURL: String? { databaseOption ?? ProcessInfo.processInfo.environment["OBSCURA_DATABASE"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    func validate() throws {
+        _ = try location()
+    }
+
+    func location() throws -> DatabaseLocation {
+        do { return try DatabaseLocation(databaseURL) } catch { throw ValidationError(error.description) }
+    }
+
+    /// Where the state is, for a start-up line (no password).
+    var summary: String {
+        switch try? location() {
+        case .postgres(let address): "rows in \(address), blobs in \(dataDir)"
+        default: "state in \(dataDir)"
+        }
+    }
+
+    /// The store; `create` makes a new folder's (a token may come before the first `serve`),
+    /// otherwise a folder without SQLite data is a mistyped path.
+    func open(create: Bool = false) async throws -> ServiceStore {
+        let location = try location()
+        guard create || location != .sqlite || FileManager.default.fileExists(atPath: dataDir + "/obscura.sqlite") else {
+            throw ValidationError("no server data in \(dataDir) (start `obscura serve --data-dir \(dataDir)` once, or pass --data-dir)")
+        }
+        return try await ServiceStore(directory: dataDir, database: location)
+    }
+}
+
+/// What the processes that run jobs share: the models, how long results are kept, leases.
+struct WorkOptions: ParsableArguments {
+    @Option(help: "Hours a finished job's encrypted input and result are kept before they are deleted (0: until a client deletes them); a fleet's servers and workers take the same.")
+    var retentionHours = 24.0
+    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
+    var models: [String] = []
+    @Option(help: "Seconds a worker's claim on a job lasts unrenewed (renewed every third of it): a dead worker's job runs again this long after.")
+    var leaseSeconds = 30.0
+
+    func validate() throws {
+        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
+        guard leaseSeconds >= 1, leaseSeconds <= 3600 else { throw ValidationError("--lease-seconds must be in 1...3600, got \(leaseSeconds)") }
+    }
+
+    var retention: Double? { retentionHours > 0 ? retentionHours * 3600 : nil }
+
+    func leases(database: DatabaseLocation) -> LeaseTiming {
+        LeaseTiming(seconds: leaseSeconds, pollInterval: database == .sqlite ? 5 : 0.5)
+    }
+
+    func registry() throws -> ModelRegistry {
+        models.isEmpty ? try ModelRegistry.bundled() : try ModelRegistry.loading(models)
+    }
+}
+
+/// A worker process of a fleet on PostgreSQL.
+struct Worker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run jobs that a fleet's API servers (`obscura serve --database …`) stored, on this machine, until SIGTERM or SIGINT.")
+
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var work: WorkOptions
+    @Option(help: "Jobs evaluated at once in this process (each already uses all cores).") var workers = 1
+
+    func validate() throws {
+        guard store.databaseURL != nil else { throw ValidationError("a worker needs the fleet's PostgreSQL database: pass --database postgres://… (or set OBSCURA_DATABASE)") }
+        guard workers >= 1 else { throw ValidationError("--workers must be at least 1") }
+    }
+
+    func run() async throws {
+        guard case .postgres(let address) = try store.location() else { throw ValidationError("--database must be a postgres:// URL") }
+        let worker = try await ObscuraWorker(dataDirectory: store.dataDir, database: address, models: try work.registry(), workers: workers,
+                                             leases: work.leases(database: .postgres(address)), resultRetention: work.retention)
+        print("obscura worker: running \(worker.models.entries.map(\.listing.name).joined(separator: ", ")) for \(store.summary)")
+        fflush(nil)
+        try await worker.run()
     }
 }
 

@@ -23,7 +23,10 @@ final class PostgresServiceDatabase: ServiceDatabase {
         var configuration = PostgresClient.Configuration(host: address.host, port: address.port, username: address.user,
                                                          password: address.password, database: address.database, tls: tls)
         configuration.options.maximumConnections = 8
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        // The pool's own chatter (a lease asked for while `run()` starts) stays below errors.
+        var background = logger
+        background.logLevel = .error
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         self.logger = logger
         running = Task { await client.run() }
@@ -261,6 +264,10 @@ final class PostgresServiceDatabase: ServiceDatabase {
             UPDATE job SET leaseExpiresAt = EXTRACT(EPOCH FROM clock_timestamp()) + \(leaseSeconds), progress = \(progress), stage = \(stage)
             WHERE id = \(id) AND status = 'running' AND leaseOwner = \(worker) RETURNING id
             """, logger: logger).collect().isEmpty
+    }
+
+    func leaseHolder(of id: String) async throws -> String? {
+        try await client.query("SELECT leaseOwner FROM job WHERE id = \(id) AND status = 'running'", logger: logger).collect().first?.decode(String?.self)
     }
 
     func complete(_ job: InferenceJob, worker: String, storeBlob: @Sendable () throws -> Void) async throws -> Bool {

@@ -237,6 +237,10 @@ struct SQLiteServiceDatabase: ServiceDatabase {
         }
     }
 
+    func leaseHolder(of id: String) async throws -> String? {
+        try await database.read { try String.fetchOne($0, sql: "SELECT leaseOwner FROM job WHERE id = ? AND status = 'running'", arguments: [id]) }
+    }
+
     func complete(_ job: InferenceJob, worker: String, storeBlob: @Sendable () throws -> Void) async throws -> Bool {
         try await database.write { db in
             guard try String.fetchOne(db, sql: "SELECT leaseOwner FROM job WHERE id = ? AND status = 'running'", arguments: [job.id]) == worker else { return false }

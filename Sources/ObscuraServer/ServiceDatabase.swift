@@ -113,6 +113,8 @@ protocol ServiceDatabase: Sendable {
     /// Extends the worker's lease by `leaseSeconds` from now and records its progress; false when
     /// the lease is no longer its own.
     func renewLease(id: String, worker: String, leaseSeconds: Double, progress: Double, stage: String?) async throws -> Bool
+    /// The worker whose lease the job is under, if it is running.
+    func leaseHolder(of id: String) async throws -> String?
     /// Writes the finished job (done or failed) and ends the lease, if the lease is still the
     /// worker's; `storeBlob` runs once the lease is checked, inside the transaction. False, with nothing written, otherwise.
     func complete(_ job: InferenceJob, worker: String, storeBlob: @Sendable () throws -> Void) async throws -> Bool

@@ -224,6 +224,11 @@ public struct ServiceStore: Sendable {
         try await rows.renewLease(id: id, worker: worker, leaseSeconds: leaseSeconds, progress: progress, stage: stage)
     }
 
+    /// The worker holding a running job's lease (host/process/index).
+    func leaseHolder(of id: String) async throws -> String? {
+        try await rows.leaseHolder(of: id)
+    }
+
     /// Records a claimed job's outcome, with its result when it is done, if `worker` still holds
     /// its lease; false, with nothing written, if another worker took it over.
     func complete(_ job: InferenceJob, result: [UInt8]?, worker: String) async throws -> Bool {

@@ -67,10 +67,10 @@ enum Fixtures {
         #expect(try await store.complete(job, result: nil, worker: elsewhere))
     }
 
-    /// A random 8×8 image.
-    static func image(_ seed: UInt64) -> [Float] {
+    /// A random 8×8 image (or one of `pixels` pixels).
+    static func image(_ seed: UInt64, pixels: Int = 64) -> [Float] {
         var random = SplitMix64(seed: seed)
-        return (0..<64).map { _ in Float.random(in: 0...1, using: &random) }
+        return (0..<pixels).map { _ in Float.random(in: 0...1, using: &random) }
     }
 
     /// A fresh temporary data directory.

@@ -1,0 +1,130 @@
+import Foundation
+import NeuralNet
+import ObscuraAPI
+@testable import ObscuraClient
+@testable import ObscuraServer
+import PrivateInference
+import Testing
+import TFHE
+
+/// Scale-out: an API server and `obscura worker` processes sharing a real PostgreSQL server and a
+/// blob folder, with a worker killed mid-job.
+struct FleetTests {
+    @Test("PostgreSQL fleet: one API server, two worker processes; kill -9 of the worker running a job, which the other finishes with exact scores and attempts = 2; nothing lost")
+    func workerKilledMidJob() async throws {
+        let postgres = try PostgresTestServer.start()
+        defer { postgres.stop() }
+        let directory = Fixtures.temporaryDirectory()
+        let model = try ModelCatalog.load("fast-mnist")
+        let entry = try ServedModelEntry(model: model)
+        guard case .tfhe(let plan) = entry.backend else { Issue.record("fast-mnist is a TFHE model"); return }
+        let lease = 2.0
+        let configuration = ServerConfiguration(port: 0, dataDirectory: directory, workers: 0, access: .open, quotas: .unlimited,
+                                                database: .postgres(postgres.address), leases: LeaseTiming(seconds: lease, pollInterval: 0.2))
+        let server = try await ObscuraServer(configuration: configuration, models: ModelRegistry([entry]), logLevel: .error)
+        let running = try await server.start()
+        do {
+            try await killAndRecover(server: server, running: running, plan: plan, postgres: postgres, directory: directory, lease: lease)
+        } catch {
+            await running.stop()
+            throw error
+        }
+        await running.stop()
+    }
+
+    private func killAndRecover(server: ObscuraServer, running: RunningServer, plan: InferencePlan, postgres: PostgresTestServer,
+                                directory: String, lease: Double) async throws {
+        var workers = try (0..<2).map { _ in
+            try WorkerProcess(arguments: ["worker", "--data-dir", directory, "--database", postgres.url, "--model", "fast-mnist",
+                                          "--lease-seconds", "\(lease)", "--retention-hours", "0"])
+        }
+        defer { for worker in workers { worker.kill() } }
+
+        var client = InferenceClient(plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+        let service = ServiceClient(baseURL: running.url)
+        let key = try await service.registerKey(client.makeEvaluationKey().serialized())
+        let images = (0..<2).map { seed in Fixtures.image(UInt64(seed), pixels: plan.inputCount) }
+        var jobs: [InferenceJob] = []
+        for image in images {
+            jobs.append(try await service.submit(model: "fast-mnist", keyID: key.id, input: try client.encrypt(image[...]).serialized(parameters: plan.parameters)))
+        }
+
+        // The first job, once its worker has renewed its lease with some progress: kill that worker.
+        var holder: String?
+        for _ in 0..<600 where holder == nil {
+            if let job = try await server.store.job(id: jobs[0].id, owner: nil), job.status == .running, job.progress > 0 {
+                holder = try await server.store.leaseHolder(of: jobs[0].id)
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        let victim = try #require(workers.first { holder?.contains("/\($0.pid)/") == true }, "no worker holds job 1 (\(holder ?? "none"))")
+        victim.kill()
+        workers.removeAll { $0.pid == victim.pid }
+
+        for (job, image) in zip(jobs, images) {
+            // A job that nobody finishes fails the test instead of hanging it.
+            let result = try await withTimeout(seconds: 300) { try await service.waitForResult(job.id) }
+            #expect(try client.decryptScores(serialized: result) == plan.referenceScores(image[...]), "job \(job.id)")
+        }
+        let finished = try await jobs.asyncMap { try await service.job($0.id) }
+        #expect(finished.map(\.status) == [.done, .done])
+        #expect(finished[0].attempts == 2)
+        #expect(finished[1].attempts == 1)
+        #expect(workers[0].isRunning)
+    }
+}
+
+/// An `obscura` child process (the binary built beside the tests), its output discarded.
+struct WorkerProcess {
+    let process: Process
+    var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
+
+    init(arguments: [String]) throws {
+        process = Process()
+        process.executableURL = try Self.executable()
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    func kill() {
+        if process.isRunning { Foundation.kill(pid, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// `obscura` in the build folder the tests run from.
+    static func executable() throws -> URL {
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        for folder in [testBinary.deletingLastPathComponent(), testBinary.deletingLastPathComponent().deletingLastPathComponent(),
+                       testBinary.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()] {
+            let candidate = folder.appendingPathComponent("obscura")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw PostgresTestServer.Failure("no obscura executable beside \(testBinary.path): build with `swift build --build-tests`")
+    }
+}
+
+/// `body`'s value, or an error once `seconds` have passed (`body` is then cancelled).
+func withTimeout<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            throw PostgresTestServer.Failure("no answer after \(seconds) s")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+extension Array {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
