@@ -22,11 +22,14 @@ struct AccountTests {
         return try #require(response as? HTTPURLResponse)
     }
 
-    @Test("tokens: no or a bad token gets 401, another token's key, job and result are 404 to it, and a revoked token stops working")
-    func isolation() async throws {
-        let directory = Fixtures.temporaryDirectory()
-        let (server, _) = try await Fixtures.startServer(directory: directory, access: .tokens)
-        let store = try ServiceStore(directory: directory)
+    @Test("tokens: no or a bad token gets 401, another token's key, job and result are 404 to it, and a revoked token stops working",
+          arguments: StoreKind.allCases)
+    func isolation(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let (directory, database) = (testStore.directory, testStore.database)
+        let (server, _) = try await Fixtures.startServer(directory: directory, access: .tokens, database: database)
+        let store = try await testStore.open()
         let alice = ServiceClient(baseURL: server.url, token: try await store.createToken(name: "alice").token)
         let bob = ServiceClient(baseURL: server.url, token: try await store.createToken(name: "bob").token)
         let anonymous = ServiceClient(baseURL: server.url)
@@ -54,14 +57,14 @@ struct AccountTests {
         #expect(try client.decryptScores(serialized: result) == plan.referenceScores(image[...]))
 
         // Bob sees none of it, cannot use Alice's key, and cannot delete anything of hers.
-        let before = try await server.storeSnapshot(directory: directory)
+        let before = try await server.storeSnapshot(directory: directory, database: database)
         for (method, path, query, body) in [("GET", "/v1/inferences/\(job.id)", [:], nil), ("GET", "/v1/inferences/\(job.id)/result", [:], nil),
                                             ("DELETE", "/v1/inferences/\(job.id)", [:], nil), ("DELETE", "/v1/keys/\(key.id)", [:], nil),
                                             ("POST", "/v1/models/tiny-cnn/inferences", ["key": key.id], input)] as [(String, String, [String: String], [UInt8]?)] {
             let (status, data) = try await bob.raw(method, path, query: query, body: body)
             #expect(status == 404, "\(method) \(path): \(String(decoding: data.prefix(200), as: UTF8.self))")
         }
-        #expect(try await server.storeSnapshot(directory: directory) == before)
+        #expect(try await server.storeSnapshot(directory: directory, database: database) == before)
 
         // The same evaluation key registered by Bob is his own row, under another id.
         let bobsKey = try await bob.registerKey(keyBytes)
@@ -91,16 +94,19 @@ struct AccountTests {
         await server.stop()
     }
 
-    @Test("quotas: stored key bytes, jobs in flight and jobs an hour are refused with 429 (Retry-After where waiting helps), per token, storing nothing")
-    func quotas() async throws {
-        let directory = Fixtures.temporaryDirectory()
+    @Test("quotas: stored key bytes, jobs in flight and jobs an hour are refused with 429 (Retry-After where waiting helps), per token, storing nothing",
+          arguments: StoreKind.allCases)
+    func quotas(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let (directory, database) = (testStore.directory, testStore.database)
         let plan = Fixtures.tinyPlan
         var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
         let keyBytes = client.makeEvaluationKey().serialized()
         // Room for either of two keys, not both.
         let quotas = Quotas(storedKeyBytes: max(keyBytes.count, Fixtures.otherSetKey.count) + 1000, unfinishedJobs: 2, jobsPerHour: 3)
-        let (server, _) = try await Fixtures.startServer(directory: directory, access: .tokens, quotas: quotas)
-        let store = try ServiceStore(directory: directory)
+        let (server, _) = try await Fixtures.startServer(directory: directory, access: .tokens, quotas: quotas, database: database)
+        let store = try await testStore.open()
         let aliceToken = try await store.createToken(name: "alice").token
         let alice = ServiceClient(baseURL: server.url, token: aliceToken)
         let bob = ServiceClient(baseURL: server.url, token: try await store.createToken(name: "bob").token)
@@ -109,24 +115,24 @@ struct AccountTests {
 
         // Stored key bytes: a second key does not fit until the first is deleted.
         let key = try await alice.registerKey(keyBytes)
-        var before = try await server.storeSnapshot(directory: directory)
+        var before = try await server.storeSnapshot(directory: directory, database: database)
         await #expect { try await alice.registerKey(Fixtures.otherSetKey) } throws: { error in
             guard case ServiceClientError.quotaExceeded(let retryAfter, let body) = error else { return false }
             return retryAfter == nil && body.error == "quota_exceeded"
         }
-        #expect(try await server.storeSnapshot(directory: directory) == before)
+        #expect(try await server.storeSnapshot(directory: directory, database: database) == before)
 
         // Jobs in flight: two that a worker elsewhere holds fill Alice's quota.
         for index in 0..<2 {
             let waiting = Fixtures.queuedJob(id: "waiting-\(index)", keyID: key.id)
             #expect(try await Fixtures.plantRunningJob(waiting, input: input, in: store, owner: owner, quotas: quotas) == .admitted)
         }
-        before = try await server.storeSnapshot(directory: directory)
+        before = try await server.storeSnapshot(directory: directory, database: database)
         await #expect { try await alice.submit(model: "tiny-cnn", keyID: key.id, input: input) } throws: { error in
             guard case ServiceClientError.quotaExceeded(let retryAfter, _) = error else { return false }
             return (retryAfter ?? 0) >= 1
         }
-        #expect(try await server.storeSnapshot(directory: directory) == before)
+        #expect(try await server.storeSnapshot(directory: directory, database: database) == before)
         // Bob's quotas are his own.
         let bobsKey = try await bob.registerKey(keyBytes)
         _ = try await bob.waitForResult(try await bob.submit(model: "tiny-cnn", keyID: bobsKey.id, input: input).id)

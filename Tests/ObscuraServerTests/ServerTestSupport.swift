@@ -86,11 +86,11 @@ enum Fixtures {
                             models: ModelRegistry = models, port: Int = 0, resultRetention: Double? = 86_400,
                             access: ServerConfiguration.Access = .open, quotas: Quotas = .unlimited,
                             uploadSeconds: Double = 300, idleSeconds: Double = 60, maxUploads: Int = 4,
-                            maxUploadsPerOwner: Int = 4) async throws -> (RunningServer, ServiceClient) {
+                            maxUploadsPerOwner: Int = 4, database: DatabaseLocation = .sqlite) async throws -> (RunningServer, ServiceClient) {
         let configuration = ServerConfiguration(port: port, dataDirectory: directory, queueCapacity: queueCapacity,
                                                 maxInputBytes: maxInputBytes, resultRetention: resultRetention,
                                                 access: access, quotas: quotas, uploadSeconds: uploadSeconds, idleSeconds: idleSeconds,
-                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerOwner,
+                                                maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerOwner, database: database,
                                                 // Workers look only when told of a submission (or at start), never on a timer.
                                                 leases: LeaseTiming(pollInterval: 3600))
         let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .error)
@@ -113,4 +113,34 @@ extension ServiceClient {
             return (429, try JSONEncoder().encode(error))
         }
     }
+}
+
+/// The two stores a test of the service's rules runs on: SQLite in the data folder, and a
+/// PostgreSQL server of the test's own (``PostgresTestServer``).
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+
+    var testDescription: String { rawValue }
+
+    /// A fresh store of this kind: its data folder, where its rows are, and a way to end it.
+    func makeStore() throws -> TestStore {
+        switch self {
+        case .sqlite:
+            return TestStore(directory: Fixtures.temporaryDirectory(), database: .sqlite, postgres: nil)
+        case .postgres:
+            let postgres = try PostgresTestServer.start()
+            return TestStore(directory: Fixtures.temporaryDirectory(), database: .postgres(postgres.address), postgres: postgres)
+        }
+    }
+}
+
+struct TestStore: Sendable {
+    let directory: String
+    let database: DatabaseLocation
+    let postgres: PostgresTestServer?
+
+    func open() async throws -> ServiceStore { try await ServiceStore(directory: directory, database: database) }
+
+    /// Stops its PostgreSQL server, if it has one.
+    func end() { postgres?.stop() }
 }

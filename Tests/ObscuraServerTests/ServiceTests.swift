@@ -289,12 +289,12 @@ struct ServiceTests {
 
 extension RunningServer {
     /// Everything stored: the rows of both tables and the blob files with their sizes.
-    func storeSnapshot(directory: String) async throws -> [String] {
+    func storeSnapshot(directory: String, database: DatabaseLocation = .sqlite) async throws -> [String] {
         let blobs = FileManager.default.enumerator(atPath: directory + "/blobs")?.compactMap { $0 as? String } ?? []
         let sizes = blobs.map { path in
             "\(path) \((try? FileManager.default.attributesOfItem(atPath: directory + "/blobs/" + path)[.size] as? Int) ?? -1)"
         }
-        let store = try ServiceStore(directory: directory)
+        let store = try await ServiceStore(directory: directory, database: database)
         let statistics = try await store.statistics()
         return sizes.sorted() + statistics.counts.map { "\($0.key.rawValue)=\($0.value)" }.sorted()
     }
