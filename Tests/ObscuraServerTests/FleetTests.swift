@@ -128,3 +128,44 @@ extension Array {
         return results
     }
 }
+
+/// The store's guarantees under concurrency, which a fleet relies on, on both stores.
+struct StoreConcurrencyTests {
+    @Test("concurrent claims: 12 claimers over 30 jobs take each exactly once; concurrent submissions never overshoot the queue's capacity",
+          arguments: StoreKind.allCases)
+    func claimsAndAdmissions(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let store = try await testStore.open()
+        let capacity = 30
+        let admissions = try await withThrowingTaskGroup(of: ServiceStore.Admission.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    let job = Fixtures.queuedJob(id: "job-\(index)", keyID: "unused", createdAt: Double(index))
+                    var withoutKey = job
+                    withoutKey.keyId = nil
+                    return try await store.insert(withoutKey, input: try await store.stage(bytes: [UInt8(index)]), capacity: capacity)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(admissions.filter { $0 == .admitted }.count == capacity)
+        #expect(admissions.filter { $0 == .queueFull(capacity: capacity) }.count == 10)
+
+        let claims = try await withThrowingTaskGroup(of: [String].self) { group in
+            for claimer in 0..<12 {
+                group.addTask {
+                    var claimed: [String] = []
+                    while let job = try await store.claimNext(worker: "claimer-\(claimer)", leaseSeconds: 60) {
+                        #expect(job.attempts == 1 && job.status == .running)
+                        claimed.append(job.id)
+                    }
+                    return claimed
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(claims.count == capacity)
+        #expect(Set(claims).count == capacity)
+    }
+}
