@@ -15,10 +15,18 @@ struct BenchService: AsyncParsableCommand {
     @Option(help: "Concurrent clients, each with its own secret and evaluation key.") var clients = 4
     @Option(help: "Jobs per client, one after the other.") var jobs = 2
     @Option(help: "The server's queue capacity (jobs beyond it are refused with 503).") var queue = 16
+    @Option(help: "A PostgreSQL URL: the server keeps its rows there and `obscura worker` processes run the jobs (see --workers-processes). Default: SQLite and the server's own worker.")
+    var database: String?
+    @Option(help: "With --database: worker processes started beside the server.") var workersProcesses = 1
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
 
     func validate() throws {
         guard clients >= 1, jobs >= 1, queue >= 1 else { throw ValidationError("--clients, --jobs and --queue must be at least 1") }
+        guard workersProcesses >= 1 else { throw ValidationError("--workers-processes must be at least 1") }
+        guard database != nil || workersProcesses == 1 else { throw ValidationError("--workers-processes needs --database (worker processes share a PostgreSQL store)") }
+        if let database {
+            do { _ = try PostgresAddress(url: database) } catch { throw ValidationError(error.description) }
+        }
     }
 
     /// One client's outcome for one job.
@@ -36,8 +44,9 @@ struct BenchService: AsyncParsableCommand {
         let localSeconds = try (0..<2).map { try local.run(record: $0).seconds }.sorted()[0]
 
         let (clients, jobs, quiet) = (clients, jobs, json)
+        let fleet = try database.map { LoopbackFleet(database: try PostgresAddress(url: $0), databaseURL: $0, processes: workersProcesses, models: [model]) }
         let (singleSeconds, wall, outcomes) = try await withLoopbackServer(
-            models: ModelRegistry([try ServedModelEntry(model: file)]), queueCapacity: queue) { _, running in
+            models: ModelRegistry([try ServedModelEntry(model: file)]), queueCapacity: queue, fleet: fleet) { _, running in
             let service = ServiceClient(baseURL: running.url)
 
             // One uncontended job: the HTTP path's cost over the same evaluation in process.
@@ -91,6 +100,7 @@ struct BenchService: AsyncParsableCommand {
         func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(p * Double(latencies.count)))] }
         var report = Report(jsonOnly: json)
         report.add("clients", Double(clients), "")
+        report.add("worker_processes", Double(database == nil ? 0 : workersProcesses), "")
         report.add("jobs_submitted", Double(outcomes.count), "")
         report.add("jobs_completed", Double(latencies.count), "")
         report.add("jobs_refused", Double(refused), "")

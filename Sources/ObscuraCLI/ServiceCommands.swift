@@ -209,15 +209,23 @@ struct Worker: AsyncParsableCommand {
 
 /// Runs `body` against an Obscura server started in this process on a free loopback port, with
 /// its state in a temporary folder; stops the server and removes the folder afterwards, also when
-/// `body` throws (the demo and `bench service`).
-func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
+/// `body` throws (the demo and `bench service`). With a `fleet`, the rows are in its PostgreSQL
+/// database and its worker processes (`obscura worker`, started here and stopped with SIGTERM)
+/// run the jobs instead of the server.
+func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16, fleet: LoopbackFleet? = nil,
                            _ body: (ObscuraServer, RunningServer) async throws -> T) async throws -> T {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: directory) }
     // One user in one process: no tokens, no per-user quotas (the queue's capacity still holds).
-    let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, access: .open, quotas: .unlimited,
-                                            maxUploads: 1 << 20)
+    let configuration = ServerConfiguration(port: 0, dataDirectory: directory, queueCapacity: queueCapacity, workers: fleet == nil ? 1 : 0,
+                                            access: .open, quotas: .unlimited, maxUploads: 1 << 20,
+                                            database: fleet.map { .postgres($0.database) } ?? .sqlite)
     let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .warning)
+    let workers = try fleet?.startWorkers(directory: directory) ?? []
+    defer {
+        for worker in workers { worker.terminate() }
+        for worker in workers { worker.waitUntilExit() }
+    }
     let running = try await server.start()
     do {
         let result = try await body(server, running)
@@ -226,6 +234,28 @@ func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16,
     } catch {
         await running.stop()
         throw error
+    }
+}
+
+/// Worker processes of this same executable beside a loopback server, on a PostgreSQL database.
+struct LoopbackFleet {
+    let database: PostgresAddress
+    let databaseURL: String
+    let processes: Int
+    /// The `--model` arguments the workers take (the server's models).
+    let models: [String]
+
+    func startWorkers(directory: String) throws -> [Process] {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return try (0..<processes).map { _ in
+            let process = Process()
+            process.executableURL = executable
+            process.arguments = ["worker", "--data-dir", directory, "--database", databaseURL, "--retention-hours", "0"]
+                + models.flatMap { ["--model", $0] }
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
     }
 }
 

@@ -34,7 +34,7 @@ struct JobRunner: Sendable {
         while !(await signal.isClosed) {
             let claimed: InferenceJob?
             do {
-                claimed = try await store.claimNext(worker: worker, leaseSeconds: leases.seconds)
+                claimed = try await store.claimNext(worker: worker, models: models.entries.map(\.listing.name), leaseSeconds: leases.seconds)
             } catch {
                 logger.error("\(worker) could not claim a job: \(String(describing: error))")
                 claimed = nil

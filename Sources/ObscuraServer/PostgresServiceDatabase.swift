@@ -248,12 +248,13 @@ final class PostgresServiceDatabase: ServiceDatabase {
 
     // MARK: Leases
 
-    func claimNext(worker: String, leaseSeconds: Double) async throws -> InferenceJob? {
+    func claimNext(worker: String, models: [String]?, leaseSeconds: Double) async throws -> InferenceJob? {
         try await client.query("""
             UPDATE job SET status = 'running', attempts = attempts + 1, startedAt = EXTRACT(EPOCH FROM clock_timestamp()), progress = 0,
                 stage = NULL, leaseOwner = \(worker), leaseExpiresAt = EXTRACT(EPOCH FROM clock_timestamp()) + \(leaseSeconds)
             WHERE id = (SELECT id FROM job
-                        WHERE status = 'queued' OR (status = 'running' AND leaseExpiresAt < EXTRACT(EPOCH FROM clock_timestamp()))
+                        WHERE (status = 'queued' OR (status = 'running' AND leaseExpiresAt < EXTRACT(EPOCH FROM clock_timestamp())))
+                            AND (\(models == nil) OR model = ANY(\(models ?? [])))
                         ORDER BY createdAt LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING \(unescaped: Self.jobColumns)
             """, logger: logger).collect().first.map(Self.job)

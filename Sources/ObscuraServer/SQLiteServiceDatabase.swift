@@ -214,13 +214,12 @@ struct SQLiteServiceDatabase: ServiceDatabase {
 
     // MARK: Leases
 
-    func claimNext(worker: String, leaseSeconds: Double) async throws -> InferenceJob? {
+    func claimNext(worker: String, models: [String]?, leaseSeconds: Double) async throws -> InferenceJob? {
         try await database.write { db in
             let now = Date().timeIntervalSince1970
-            guard let id = try String.fetchOne(db, sql: """
-                SELECT id FROM job WHERE status = 'queued' OR (status = 'running' AND leaseExpiresAt < ?)
-                ORDER BY createdAt LIMIT 1
-                """, arguments: [now]) else { return nil }
+            var claimable = InferenceJob.filter(sql: "status = 'queued' OR (status = 'running' AND leaseExpiresAt < ?)", arguments: [now])
+            if let models { claimable = claimable.filter(models.contains(Column("model"))) }
+            guard let id = try String.fetchOne(db, claimable.select(Column("id")).order(Column("createdAt")).limit(1)) else { return nil }
             try db.execute(sql: """
                 UPDATE job SET status = 'running', attempts = attempts + 1, startedAt = ?, progress = 0, stage = NULL,
                     leaseOwner = ?, leaseExpiresAt = ? WHERE id = ?

@@ -106,10 +106,10 @@ protocol ServiceDatabase: Sendable {
     func statistics() async throws -> ServiceStore.Statistics
 
     // MARK: Leases
-    /// Marks the oldest queued job, or running job whose lease has ended, running under
-    /// `worker`'s lease for `leaseSeconds`, counting the attempt; nil when there is none. Times
-    /// are the database's clock.
-    func claimNext(worker: String, leaseSeconds: Double) async throws -> InferenceJob?
+    /// Marks the oldest queued job of one of `models` (nil: of any), or running job whose lease has ended,
+    /// running under `worker`'s lease for `leaseSeconds`, counting the attempt; nil when there is
+    /// none. Times are the database's clock.
+    func claimNext(worker: String, models: [String]?, leaseSeconds: Double) async throws -> InferenceJob?
     /// Extends the worker's lease by `leaseSeconds` from now and records its progress; false when
     /// the lease is no longer its own.
     func renewLease(id: String, worker: String, leaseSeconds: Double, progress: Double, stage: String?) async throws -> Bool

@@ -213,10 +213,10 @@ public struct ServiceStore: Sendable {
         }
     }
 
-    /// Claims the oldest job that is queued, or whose worker's lease has ended, for `worker`
-    /// (``ServiceDatabase/claimNext(worker:leaseSeconds:)``).
-    func claimNext(worker: String, leaseSeconds: Double) async throws -> InferenceJob? {
-        try await rows.claimNext(worker: worker, leaseSeconds: leaseSeconds)
+    /// Claims for `worker` the oldest job of one of `models` (nil: any) that is queued, or whose
+    /// worker's lease has ended (``ServiceDatabase/claimNext(worker:models:leaseSeconds:)``).
+    func claimNext(worker: String, models: [String]? = nil, leaseSeconds: Double) async throws -> InferenceJob? {
+        try await rows.claimNext(worker: worker, models: models, leaseSeconds: leaseSeconds)
     }
 
     /// Extends a claimed job's lease and records its progress; false once another worker holds it.

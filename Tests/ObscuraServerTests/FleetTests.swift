@@ -131,7 +131,7 @@ extension Array {
 
 /// The store's guarantees under concurrency, which a fleet relies on, on both stores.
 struct StoreConcurrencyTests {
-    @Test("concurrent claims: 12 claimers over 30 jobs take each exactly once; concurrent submissions never overshoot the queue's capacity",
+    @Test("concurrent claims: 12 claimers over 30 jobs take each exactly once, and only of their models; concurrent submissions never overshoot the queue's capacity",
           arguments: StoreKind.allCases)
     func claimsAndAdmissions(kind: StoreKind) async throws {
         let testStore = try kind.makeStore()
@@ -152,11 +152,14 @@ struct StoreConcurrencyTests {
         #expect(admissions.filter { $0 == .admitted }.count == capacity)
         #expect(admissions.filter { $0 == .queueFull(capacity: capacity) }.count == 10)
 
+        // A worker claims only jobs of the models it serves.
+        #expect(try await store.claimNext(worker: "other-models", models: ["some-other-model"], leaseSeconds: 60) == nil)
+
         let claims = try await withThrowingTaskGroup(of: [String].self) { group in
             for claimer in 0..<12 {
                 group.addTask {
                     var claimed: [String] = []
-                    while let job = try await store.claimNext(worker: "claimer-\(claimer)", leaseSeconds: 60) {
+                    while let job = try await store.claimNext(worker: "claimer-\(claimer)", models: ["tiny-cnn"], leaseSeconds: 60) {
                         #expect(job.attempts == 1 && job.status == .running)
                         claimed.append(job.id)
                     }
