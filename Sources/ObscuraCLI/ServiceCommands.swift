@@ -17,6 +17,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Jobs accepted and not yet finished, at most (then 503).") var queue = 16
     @Option(help: "Jobs evaluated at once in this process (each already uses all cores); 0 with --database: leave them to `obscura worker` processes.")
     var workers = 1
+    @Option(help: "Hours a finished job's encrypted input and result are kept before they are deleted (0: until a client deletes them); in a fleet, give every API server the same.")
+    var retentionHours = 24.0
     @OptionGroup var work: WorkOptions
     @Flag(help: "Serve without API tokens: every request is one anonymous user's. Only for a loopback server one person trusts.")
     var noAuth = false
@@ -32,6 +34,7 @@ struct Serve: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         guard queue >= 1 else { throw ValidationError("--queue must be at least 1") }
+        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
         guard workers >= 1 || (workers == 0 && store.databaseURL != nil) else {
             throw ValidationError("--workers must be at least 1 (0 only with --database, where `obscura worker` processes run the jobs)")
         }
@@ -49,7 +52,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         let quotas = Quotas(storedKeyBytes: quotaKeyMb << 20, unfinishedJobs: quotaUnfinished, jobsPerHour: quotaJobsPerHour)
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: store.dataDir, queueCapacity: queue, workers: workers,
-                                                resultRetention: work.retention, access: noAuth ? .open : .tokens, quotas: quotas,
+                                                resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil, access: noAuth ? .open : .tokens, quotas: quotas,
                                                 uploadSeconds: uploadSeconds, idleSeconds: idleSeconds, maxConnections: maxConnections,
                                                 maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerToken,
                                                 database: try store.location(), leases: work.leases(database: try store.location()))
@@ -158,21 +161,16 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
-/// What the processes that run jobs share: the models, how long results are kept, leases.
+/// What the processes that run jobs share: the models and the leases.
 struct WorkOptions: ParsableArguments {
-    @Option(help: "Hours a finished job's encrypted input and result are kept before they are deleted (0: until a client deletes them); a fleet's servers and workers take the same.")
-    var retentionHours = 24.0
     @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
     var models: [String] = []
     @Option(help: "Seconds a worker's claim on a job lasts unrenewed (renewed every third of it): a dead worker's job runs again this long after.")
     var leaseSeconds = 30.0
 
     func validate() throws {
-        guard retentionHours >= 0, retentionHours.isFinite else { throw ValidationError("--retention-hours must be 0 or more, got \(retentionHours)") }
         guard leaseSeconds >= 1, leaseSeconds <= 3600 else { throw ValidationError("--lease-seconds must be in 1...3600, got \(leaseSeconds)") }
     }
-
-    var retention: Double? { retentionHours > 0 ? retentionHours * 3600 : nil }
 
     func leases(database: DatabaseLocation) -> LeaseTiming {
         LeaseTiming(seconds: leaseSeconds, pollInterval: database == .sqlite ? 5 : 0.5)
@@ -200,7 +198,7 @@ struct Worker: AsyncParsableCommand {
     func run() async throws {
         guard case .postgres(let address) = try store.location() else { throw ValidationError("--database must be a postgres:// URL") }
         let worker = try await ObscuraWorker(dataDirectory: store.dataDir, database: address, models: try work.registry(), workers: workers,
-                                             leases: work.leases(database: .postgres(address)), resultRetention: work.retention)
+                                             leases: work.leases(database: .postgres(address)))
         print("obscura worker: running \(worker.models.entries.map(\.listing.name).joined(separator: ", ")) for \(store.summary)")
         fflush(nil)
         try await worker.run()
@@ -221,6 +219,10 @@ func withLoopbackServer<T>(models: ModelRegistry, queueCapacity: Int = 16, fleet
                                             access: .open, quotas: .unlimited, maxUploads: 1 << 20,
                                             database: fleet.map { .postgres($0.database) } ?? .sqlite)
     let server = try await ObscuraServer(configuration: configuration, models: models, logLevel: .warning)
+    // Its workers would take any job of the model: a database in use is not a bench's.
+    if fleet != nil, try await server.store.jobCount() > 0 {
+        throw ValidationError("the bench's database already holds jobs: give it an empty database of its own (createdb …)")
+    }
     let workers = try fleet?.startWorkers(directory: directory) ?? []
     defer {
         for worker in workers { worker.terminate() }
@@ -250,8 +252,9 @@ struct LoopbackFleet {
         return try (0..<processes).map { _ in
             let process = Process()
             process.executableURL = executable
-            process.arguments = ["worker", "--data-dir", directory, "--database", databaseURL, "--retention-hours", "0"]
-                + models.flatMap { ["--model", $0] }
+            process.arguments = ["worker", "--data-dir", directory] + models.flatMap { ["--model", $0] }
+            // The URL through the environment: a password on a command line shows in `ps`.
+            process.environment = ProcessInfo.processInfo.environment.merging(["OBSCURA_DATABASE": databaseURL]) { $1 }
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             return process

@@ -34,7 +34,10 @@ struct JobRunner: Sendable {
         while !(await signal.isClosed) {
             let claimed: InferenceJob?
             do {
-                claimed = try await store.claimNext(worker: worker, models: models.entries.map(\.listing.name), leaseSeconds: leases.seconds)
+                // In a fleet, a job of a model this process does not serve waits for a worker that
+                // does; a lone server takes every job, and fails those of models it no longer serves.
+                claimed = try await store.claimNext(worker: worker, models: store.isShared ? models.entries.map(\.listing.name) : nil,
+                                                    leaseSeconds: leases.seconds)
             } catch {
                 logger.error("\(worker) could not claim a job: \(String(describing: error))")
                 claimed = nil
@@ -174,10 +177,13 @@ public struct LeaseTiming: Sendable, Equatable {
     }
 }
 
-/// Names of workers, unique in a fleet: the host, the process and the worker's index in it.
+/// Names of workers, unique in a fleet: the host, the process, a random tag of the process
+/// (containers that share a host name all run as process 1) and the worker's index in it.
 enum WorkerName {
+    private static let processTag = UUID().uuidString.prefix(8).lowercased()
+
     static func make(_ index: Int) -> String {
-        "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(index)"
+        "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(processTag)/\(index)"
     }
 }
 

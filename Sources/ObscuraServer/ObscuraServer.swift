@@ -103,6 +103,8 @@ public struct ObscuraServer: Sendable {
             if ContinuousClock.now >= nextSweep {
                 nextSweep = .now + interval
                 do {
+                    // Jobs that `obscura worker` processes finished carry no expiry: this server's retention applies.
+                    if store.isShared { try await store.setExpiry(retention: configuration.resultRetention, onlyUnset: true) }
                     for id in try await store.expiredJobs(now: Date().timeIntervalSince1970) {
                         if try await store.deleteJob(id: id, owner: nil) == .deleted { logger.info("deleted expired inference \(id)") }
                     }
@@ -412,6 +414,10 @@ public struct ObscuraServer: Sendable {
         if job.status == .running, let current = progress.current(id) {
             job.progress = current.fraction
             job.stage = current.stage
+        }
+        // Finished by a worker of another process, before the sweeper stamped it.
+        if job.status.isFinal, job.expiresAt == nil, let retention = configuration.resultRetention, let finishedAt = job.finishedAt {
+            job.expiresAt = finishedAt + retention
         }
         return job
     }

@@ -214,8 +214,10 @@ final class PostgresServiceDatabase: ServiceDatabase {
         }
     }
 
-    func setExpiry(retention: Double?) async throws {
-        try await client.query("UPDATE job SET expiresAt = finishedAt + \(retention) WHERE status IN ('done', 'failed')", logger: logger)
+    func setExpiry(retention: Double?, onlyUnset: Bool) async throws {
+        try await client.query("""
+            UPDATE job SET expiresAt = finishedAt + \(retention) WHERE status IN ('done', 'failed') AND (NOT \(onlyUnset) OR expiresAt IS NULL)
+            """, logger: logger)
     }
 
     func expiredJobs(now: Double) async throws -> [String] {
@@ -279,7 +281,8 @@ final class PostgresServiceDatabase: ServiceDatabase {
             try storeBlob()
             try await db.query("""
                 UPDATE job SET status = \(job.status.rawValue), progress = \(job.progress), stage = \(job.stage), error = \(job.error),
-                    finishedAt = \(job.finishedAt), evaluationSeconds = \(job.evaluationSeconds), expiresAt = \(job.expiresAt),
+                    finishedAt = EXTRACT(EPOCH FROM clock_timestamp()), evaluationSeconds = \(job.evaluationSeconds),
+                    expiresAt = EXTRACT(EPOCH FROM clock_timestamp()) + \(job.expiresAt.flatMap { expiry in job.finishedAt.map { expiry - $0 } }),
                     leaseOwner = NULL, leaseExpiresAt = NULL
                 WHERE id = \(job.id)
                 """, logger: self.logger)

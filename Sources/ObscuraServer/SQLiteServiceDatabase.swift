@@ -177,10 +177,11 @@ struct SQLiteServiceDatabase: ServiceDatabase {
         }
     }
 
-    func setExpiry(retention: Double?) async throws {
+    func setExpiry(retention: Double?, onlyUnset: Bool) async throws {
         try await database.write { db in
-            try InferenceJob.filter(ServiceStore.finished.contains(Column("status")))
-                .updateAll(db, Column("expiresAt").set(to: retention.map { Column("finishedAt") + $0 }))
+            var finished = InferenceJob.filter(ServiceStore.finished.contains(Column("status")))
+            if onlyUnset { finished = finished.filter(Column("expiresAt") == nil) }
+            try finished.updateAll(db, Column("expiresAt").set(to: retention.map { Column("finishedAt") + $0 }))
         }
     }
 

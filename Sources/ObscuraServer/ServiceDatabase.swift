@@ -39,9 +39,11 @@ public struct PostgresAddress: Sendable, Equatable, CustomStringConvertible {
     }
 
     public init(url text: String) throws(Error) {
-        // The password is never echoed back in an error.
-        let shown = text.replacingOccurrences(of: #":[^:@/]*@"#, with: ":***@", options: .regularExpression)
-        guard let components = URLComponents(string: text), let scheme = components.scheme else { throw .invalid(shown, reason: "not a URL") }
+        // An error never echoes the password: it shows the URL rebuilt from its parts without
+        // one, or, when the text does not parse, none of it.
+        guard let components = URLComponents(string: text), let scheme = components.scheme else { throw .invalid("(not shown)", reason: "not a URL") }
+        let shown = "\(scheme)://\(components.user.map { $0 + (components.password == nil ? "" : ":***") + "@" } ?? "")\(components.host ?? "")"
+            + "\(components.port.map { ":\($0)" } ?? "")\(components.path)"
         guard scheme == "postgres" || scheme == "postgresql" else { throw .invalid(shown, reason: "the scheme must be postgres://") }
         guard let host = components.host, !host.isEmpty else { throw .invalid(shown, reason: "no host") }
         guard let user = components.user, !user.isEmpty else { throw .invalid(shown, reason: "no user") }
@@ -99,7 +101,9 @@ protocol ServiceDatabase: Sendable {
     func admit(_ job: InferenceJob, owner: Owner, quotas: Quotas, capacity: Int, storeBlob: @Sendable () throws -> Void) async throws -> ServiceStore.Admission
     /// Deletes a finished job's row; its blobs are the caller's to remove.
     func deleteJob(id: String, owner: Owner?) async throws -> ServiceStore.Deletion
-    func setExpiry(retention: Double?) async throws
+    /// Sets each finished job's expiry to `retention` after its finishing (nil: none); with
+    /// `onlyUnset`, only of jobs without one (those that workers of other processes finished).
+    func setExpiry(retention: Double?, onlyUnset: Bool) async throws
     func expiredJobs(now: Double) async throws -> [String]
     /// Puts every running job back in the queue (a lone server restarting: none of them has a worker).
     func requeueRunning() async throws -> [InferenceJob]

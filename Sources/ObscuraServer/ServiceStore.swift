@@ -260,9 +260,12 @@ public struct ServiceStore: Sendable {
     /// Gives every finished job the expiry that `retention` (seconds, nil: none) sets from its
     /// finishing time, so that a restart with another retention, or a database from before
     /// expiry existed, holds no stale date.
-    func setExpiry(retention: Double?) async throws {
-        try await rows.setExpiry(retention: retention)
+    func setExpiry(retention: Double?, onlyUnset: Bool = false) async throws {
+        try await rows.setExpiry(retention: retention, onlyUnset: onlyUnset)
     }
+
+    /// Whether other processes share these rows (PostgreSQL): their workers run jobs too.
+    var isShared: Bool { rows is PostgresServiceDatabase }
 
     /// Finished jobs whose expiry is at or before `now` (seconds since 1970), oldest first.
     func expiredJobs(now: Double) async throws -> [String] {
@@ -287,6 +290,11 @@ public struct ServiceStore: Sendable {
 
     func statistics() async throws -> Statistics {
         try await rows.statistics()
+    }
+
+    /// Jobs stored, whatever their status or owner.
+    public func jobCount() async throws -> Int {
+        try await statistics().counts.values.reduce(0, +)
     }
 
     // MARK: Uploads

@@ -36,7 +36,7 @@ struct FleetTests {
                                 directory: String, lease: Double) async throws {
         var workers = try (0..<2).map { _ in
             try WorkerProcess(arguments: ["worker", "--data-dir", directory, "--database", postgres.url, "--model", "fast-mnist",
-                                          "--lease-seconds", "\(lease)", "--retention-hours", "0"])
+                                          "--lease-seconds", "\(lease)"])
         }
         defer { for worker in workers { worker.kill() } }
 
@@ -71,6 +71,8 @@ struct FleetTests {
         #expect(finished.map(\.status) == [.done, .done])
         #expect(finished[0].attempts == 2)
         #expect(finished[1].attempts == 1)
+        // The API server's retention (a day) dates the expiry of what the workers finished.
+        #expect(finished.allSatisfy { job in job.expiresAt.map { abs($0 - (job.finishedAt ?? 0) - 86_400) < 1 } == true })
         #expect(workers[0].isRunning)
     }
 }
@@ -170,5 +172,53 @@ struct StoreConcurrencyTests {
         }
         #expect(claims.count == capacity)
         #expect(Set(claims).count == capacity)
+    }
+}
+
+/// `--database` URLs: what is accepted, and errors that never show the password.
+struct DatabaseURLTests {
+    @Test("a postgres:// URL gives host, port, user, password, database and TLS; no URL is SQLite; a bad one is an error naming the reason without the password")
+    func parsing() throws {
+        let address = try PostgresAddress(url: "postgres://app:s3cret@db.internal:6543/obscura?sslmode=require")
+        #expect(address == (try PostgresAddress(url: "postgresql://app:s3cret@db.internal:6543/obscura?sslmode=require")))
+        #expect((address.host, address.port, address.user, address.password, address.database, address.requiresTLS)
+                == ("db.internal", 6543, "app", "s3cret", "obscura", true))
+        #expect(address.description == "postgres://app@db.internal:6543/obscura")
+        #expect(try PostgresAddress(url: "postgres://app@localhost/obscura").port == 5432)
+        #expect(try DatabaseLocation(nil) == .sqlite && DatabaseLocation("") == .sqlite)
+        for (url, reason) in [("mysql://app:pa:ss@db/obscura", "scheme"), ("postgres://app:pa:ss@db", "no database name"),
+                              ("postgres://db/obscura", "no user"), ("postgres://app:pa:ss@db/obscura?sslmode=verify", "unknown option"),
+                              ("postgres://app:pa ss@db/x/y", "no database name")] {
+            #expect {
+                try PostgresAddress(url: url)
+            } throws: { error in
+                let text = String(describing: error)
+                return text.contains(reason) && !text.contains("pa:ss") && !text.contains("pa ss")
+            }
+        }
+    }
+}
+
+/// A lone server takes every stored job: one of a model it no longer serves fails with a reason
+/// instead of waiting forever (holding its owner's quota and its key).
+struct UnservedModelTests {
+    @Test("a lone server restarted without a model fails that model's queued jobs, saying why")
+    func unservedModelFails() async throws {
+        let directory = Fixtures.temporaryDirectory()
+        let store = try ServiceStore(directory: directory)
+        var job = Fixtures.queuedJob(id: "retired-job", keyID: "unused")
+        job.model = "retired-model"
+        job.keyId = nil
+        try await store.insert(job, input: try await store.stage(bytes: [1, 2, 3]))
+        let (server, service) = try await Fixtures.startServer(directory: directory)
+        let failed = try await withTimeout(seconds: 60) {
+            while true {
+                let current = try await service.job("retired-job")
+                if current.status.isFinal { return current }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(failed.status == .failed && failed.error?.contains("no longer served") == true, "\(failed)")
+        await server.stop()
     }
 }
