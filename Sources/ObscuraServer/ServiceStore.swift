@@ -56,6 +56,14 @@ public struct ServiceStore: Sendable {
         var description: String { "the \(table) row \(id) has an unreadable \(column)" }
     }
 
+    /// Whether `id` could name a key or a job (hex digests, UUIDs, and the plain names tests
+    /// use): anything else, such as a client's id with a NUL byte, which PostgreSQL refuses as
+    /// text, names nothing and never reaches the database.
+    static func isWellFormed(id: String) -> Bool {
+        (1...128).contains(id.utf8.count)
+            && id.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x41...0x5a).contains($0) || (0x61...0x7a).contains($0) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+    }
+
     /// The statuses of jobs that still need their input and key, and of those that are over.
     static let unfinished = JobStatus.allCases.filter { !$0.isFinal }.map(\.rawValue)
     static let finished = JobStatus.allCases.filter(\.isFinal).map(\.rawValue)
@@ -121,7 +129,8 @@ public struct ServiceStore: Sendable {
 
     /// The owner's key with this id, if registered.
     func key(id: String, owner: Owner) async throws -> RegisteredKey? {
-        try await rows.key(id: id, owner: owner)
+        guard Self.isWellFormed(id: id) else { return nil }
+        return try await rows.key(id: id, owner: owner)
     }
 
     /// What a key registration did.
@@ -166,15 +175,17 @@ public struct ServiceStore: Sendable {
     /// finished still need it. Finished jobs keep their results and forget which key they used
     /// (their `keyId` becomes null).
     func deleteKey(id: String, owner: Owner) async throws -> Deletion {
+        guard Self.isWellFormed(id: id) else { return .notFound }
         // Inside the transaction: a registration of the same key waits for it to end.
-        try await rows.deleteKey(id: id, owner: owner) { removeBlob(.keys, id: id) }
+        return try await rows.deleteKey(id: id, owner: owner) { removeBlob(.keys, id: id) }
     }
 
     // MARK: Jobs
 
     /// The job with this id, if `owner` (nil: any owner, for the server's own work) has one.
     public func job(id: String, owner: Owner?) async throws -> InferenceJob? {
-        try await rows.job(id: id, owner: owner)
+        guard Self.isWellFormed(id: id) else { return nil }
+        return try await rows.job(id: id, owner: owner)
     }
 
     /// What a submission came to.
@@ -249,6 +260,7 @@ public struct ServiceStore: Sendable {
     /// Deletes a finished (done or failed) job of `owner` (nil: any owner, for the sweeper): its
     /// row, then its input and result; a job still queued or running is left as it is.
     func deleteJob(id: String, owner: Owner?) async throws -> Deletion {
+        guard Self.isWellFormed(id: id) else { return .notFound }
         let outcome = try await rows.deleteJob(id: id, owner: owner)
         if outcome == .deleted {
             removeBlob(.inputs, id: id)

@@ -175,6 +175,23 @@ struct StoreConcurrencyTests {
     }
 }
 
+/// Ids from clients reach the store as text: any bytes name nothing, on either store.
+struct HostileIDTests {
+    @Test("ids with a NUL byte, non-ASCII, a slash or 10,000 characters are unknown (nil, not found), never a database error",
+          arguments: StoreKind.allCases)
+    func hostileIDs(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let store = try await testStore.open()
+        for id in ["a\u{0}b", "\u{0}", "é", "../keys/x", String(repeating: "a", count: 10_000), ""] {
+            #expect(try await store.job(id: id, owner: nil) == nil)
+            #expect(try await store.key(id: id, owner: .anonymous) == nil)
+            #expect(try await store.deleteJob(id: id, owner: .anonymous) == .notFound)
+            #expect(try await store.deleteKey(id: id, owner: .anonymous) == .notFound)
+        }
+    }
+}
+
 /// `--database` URLs: what is accepted, and errors that never show the password.
 struct DatabaseURLTests {
     @Test("a postgres:// URL gives host, port, user, password, database and TLS; no URL is SQLite; a bad one is an error naming the reason without the password")
