@@ -3,6 +3,13 @@ import Logging
 import ObscuraAPI
 import PostgresNIO
 
+/// A PostgreSQL server that refused or could not be reached, with the reason.
+public struct DatabaseUnreachable: Error, CustomStringConvertible {
+    public let address: PostgresAddress
+    public let reason: String
+    public var description: String { "cannot use the database \(address): \(reason)" }
+}
+
 /// The rows in a PostgreSQL database (postgres-nio), shared by API servers and `obscura worker`
 /// processes on any number of machines.
 ///
@@ -23,9 +30,19 @@ final class PostgresServiceDatabase: ServiceDatabase {
         var configuration = PostgresClient.Configuration(host: address.host, port: address.port, username: address.user,
                                                          password: address.password, database: address.database, tls: tls)
         configuration.options.maximumConnections = 8
-        // The pool's own chatter (a lease asked for while `run()` starts) stays below errors.
+        // The pool retries a failing server for a minute and then names no cause: one direct
+        // connection first turns a wrong password or address into a prompt, readable error.
         var background = logger
         background.logLevel = .error
+        do {
+            let check = PostgresConnection.Configuration(host: address.host, port: address.port, username: address.user, password: address.password,
+                                                         database: address.database,
+                                                         tls: address.requiresTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable)
+            try await PostgresConnection.connect(configuration: check, id: 0, logger: background).close()
+        } catch {
+            throw DatabaseUnreachable(address: address, reason: Self.reason(error))
+        }
+        // The pool's own chatter (a lease asked for while `run()` starts) stays below errors.
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         self.logger = logger
@@ -39,6 +56,14 @@ final class PostgresServiceDatabase: ServiceDatabase {
     }
 
     deinit { running.cancel() }
+
+    /// What the server said (a wrong password, an unknown database), or why it could not be reached.
+    private static func reason(_ error: any Error) -> String {
+        guard let error = error as? PSQLError else { return String(describing: error) }
+        if let message = error.serverInfo?[.message] { return message }
+        if let underlying = error.underlying { return String(describing: underlying) }
+        return String(describing: error.code)
+    }
 
     /// The schema, one version so far; a second process starting at the same time waits for the first.
     private func migrate() async throws {

@@ -192,6 +192,29 @@ struct HostileIDTests {
     }
 }
 
+/// A database that cannot be used is named, with the server's reason, at once.
+struct DatabaseUnreachableTests {
+    @Test("an unknown database, a wrong user or a closed port: a DatabaseUnreachable error with the reason, within seconds (the pool alone retried for a minute)")
+    func unreachable() async throws {
+        let postgres = try PostgresTestServer.start()
+        defer { postgres.stop() }
+        let base = postgres.address
+        var noDatabase = base, noUser = base, closedPort = base
+        noDatabase.database = "no_such_database"
+        noUser.user = "no_such_user"
+        closedPort.port = base.port == 65535 ? 1 : base.port + 1
+        for (address, reason) in [(noDatabase, "does not exist"), (noUser, "no_such_user"), (closedPort, "refused")] {
+            let start = ContinuousClock.now
+            await #expect {
+                _ = try await ServiceStore(directory: Fixtures.temporaryDirectory(), database: .postgres(address))
+            } throws: { error in
+                (error as? DatabaseUnreachable)?.description.contains(reason) == true
+            }
+            #expect(ContinuousClock.now - start < .seconds(15))
+        }
+    }
+}
+
 /// `--database` URLs: what is accepted, and errors that never show the password.
 struct DatabaseURLTests {
     @Test("a postgres:// URL gives host, port, user, password, database and TLS; no URL is SQLite; a bad one is an error naming the reason without the password")
