@@ -300,14 +300,15 @@ final class PostgresServiceDatabase: ServiceDatabase {
 
     func complete(_ job: InferenceJob, worker: String, storeBlob: @Sendable () throws -> Void) async throws -> Bool {
         try await transaction { db in
+            // `now()` is the transaction's start: finish and expiry from one reading of the database's clock.
             let holder = try await db.query("SELECT leaseOwner FROM job WHERE id = \(job.id) AND status = 'running' FOR UPDATE", logger: self.logger)
                 .collect().first?.decode(String?.self)
             guard holder == worker else { return false }
             try storeBlob()
             try await db.query("""
                 UPDATE job SET status = \(job.status.rawValue), progress = \(job.progress), stage = \(job.stage), error = \(job.error),
-                    finishedAt = EXTRACT(EPOCH FROM clock_timestamp()), evaluationSeconds = \(job.evaluationSeconds),
-                    expiresAt = EXTRACT(EPOCH FROM clock_timestamp()) + \(job.expiresAt.flatMap { expiry in job.finishedAt.map { expiry - $0 } }),
+                    finishedAt = EXTRACT(EPOCH FROM now()), evaluationSeconds = \(job.evaluationSeconds),
+                    expiresAt = EXTRACT(EPOCH FROM now()) + \(job.expiresAt.flatMap { expiry in job.finishedAt.map { expiry - $0 } }),
                     leaseOwner = NULL, leaseExpiresAt = NULL
                 WHERE id = \(job.id)
                 """, logger: self.logger)

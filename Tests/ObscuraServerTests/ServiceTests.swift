@@ -122,12 +122,15 @@ struct ServiceTests {
         await server.stop()
     }
 
-    @Test("DELETE: a finished job and an unused key are gone from database and disk, across a restart; while a job is unfinished, both are refused with 409")
-    func deletion() async throws {
-        let directory = Fixtures.temporaryDirectory()
+    @Test("DELETE: a finished job and an unused key are gone from database and disk, across a restart; while a job is unfinished, both are refused with 409",
+          arguments: StoreKind.allCases)
+    func deletion(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let (directory, database) = (testStore.directory, testStore.database)
         let plan = Fixtures.tinyPlan
         var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
-        var (server, service) = try await Fixtures.startServer(directory: directory)
+        var (server, service) = try await Fixtures.startServer(directory: directory, database: database)
         let key = try await service.registerKey(client.makeEvaluationKey().serialized())
         let input = try client.encrypt(Fixtures.image(4)[...]).serialized(parameters: plan.parameters)
         let first = try await service.submit(model: "tiny-cnn", keyID: key.id, input: input)
@@ -135,7 +138,7 @@ struct ServiceTests {
 
         // A job that a worker elsewhere holds stays unfinished for as long as the test needs: it
         // and its key are refused.
-        let store = try ServiceStore(directory: directory)
+        let store = try await testStore.open()
         let waiting = Fixtures.queuedJob(id: "waiting-job", keyID: key.id, createdAt: 1)
         try await Fixtures.plantRunningJob(waiting, input: input, in: store)
         for (path, code) in [("/v1/inferences/\(waiting.id)", "not_finished"), ("/v1/keys/\(key.id)", "key_in_use")] {
@@ -161,19 +164,22 @@ struct ServiceTests {
         #expect(try await service.result(second.id) == secondResult)
         await server.stop()
 
-        (server, service) = try await Fixtures.startServer(directory: directory)
+        (server, service) = try await Fixtures.startServer(directory: directory, database: database)
         #expect(try await service.result(second.id) == secondResult)
         #expect(try await service.raw("GET", "/v1/inferences/\(first.id)").0 == 404)
-        #expect(try await ServiceStore(directory: directory).key(id: key.id, owner: .anonymous) == nil)
+        #expect(try await testStore.open().key(id: key.id, owner: .anonymous) == nil)
         await server.stop()
     }
 
-    @Test("expiry: a finished job carries its expiry, and the sweeper deletes it, with its input and result, once it has passed")
-    func expiry() async throws {
-        let directory = Fixtures.temporaryDirectory()
+    @Test("expiry: a finished job carries its expiry, and the sweeper deletes it, with its input and result, once it has passed",
+          arguments: StoreKind.allCases)
+    func expiry(kind: StoreKind) async throws {
+        let testStore = try kind.makeStore()
+        defer { testStore.end() }
+        let (directory, database) = (testStore.directory, testStore.database)
         let plan = Fixtures.tinyPlan
         var client = InferenceClient(plan: plan, secretKey: Fixtures.secretKey)
-        let (server, service) = try await Fixtures.startServer(directory: directory, resultRetention: 1.5)
+        let (server, service) = try await Fixtures.startServer(directory: directory, resultRetention: 1.5, database: database)
         let key = try await service.registerKey(client.makeEvaluationKey().serialized())
         let submitted = try await service.submit(model: "tiny-cnn", keyID: key.id, input: try client.encrypt(Fixtures.image(6)[...]).serialized(parameters: plan.parameters))
         #expect(submitted.expiresAt == nil)
@@ -193,7 +199,7 @@ struct ServiceTests {
         #expect(Date().timeIntervalSince1970 >= expiresAt)
         for path in ["inputs/\(done.id).bin", "results/\(done.id).bin"] { #expect(!FileManager.default.fileExists(atPath: "\(blobs)/\(path)")) }
         // Keys are not results: the key stays registered.
-        #expect(try await ServiceStore(directory: directory).key(id: key.id, owner: .anonymous) != nil)
+        #expect(try await testStore.open().key(id: key.id, owner: .anonymous) != nil)
         await server.stop()
     }
 
