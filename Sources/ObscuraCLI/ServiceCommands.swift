@@ -51,11 +51,12 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let quotas = Quotas(storedKeyBytes: quotaKeyMb << 20, unfinishedJobs: quotaUnfinished, jobsPerHour: quotaJobsPerHour)
+        let database = try store.location()
         let configuration = ServerConfiguration(host: host, port: port, dataDirectory: store.dataDir, queueCapacity: queue, workers: workers,
                                                 resultRetention: retentionHours > 0 ? retentionHours * 3600 : nil, access: noAuth ? .open : .tokens, quotas: quotas,
                                                 uploadSeconds: uploadSeconds, idleSeconds: idleSeconds, maxConnections: maxConnections,
                                                 maxUploads: maxUploads, maxUploadsPerOwner: maxUploadsPerToken,
-                                                database: try store.location(), leases: work.leases(database: try store.location()))
+                                                database: database, leases: work.leases(database: database))
         let server = try await ObscuraServer(configuration: configuration, models: try work.registry())
         let dataDir = store.dataDir
         let tokens = try await server.store.tokens().filter { $0.revokedAt == nil }.count
@@ -173,7 +174,7 @@ struct WorkOptions: ParsableArguments {
     }
 
     func leases(database: DatabaseLocation) -> LeaseTiming {
-        LeaseTiming(seconds: leaseSeconds, pollInterval: database == .sqlite ? 5 : 0.5)
+        .standard(for: database, seconds: leaseSeconds)
     }
 
     func registry() throws -> ModelRegistry {

@@ -31,13 +31,13 @@ struct JobRunner: Sendable {
 
     /// Runs jobs as `worker` until the signal closes.
     func work(worker: String) async {
+        // In a fleet, a job of a model this process does not serve waits for a worker that
+        // does; a lone server takes every job, and fails those of models it no longer serves.
+        let claimable = store.isShared ? models.entries.map(\.listing.name) : nil
         while !(await signal.isClosed) {
             let claimed: InferenceJob?
             do {
-                // In a fleet, a job of a model this process does not serve waits for a worker that
-                // does; a lone server takes every job, and fails those of models it no longer serves.
-                claimed = try await store.claimNext(worker: worker, models: store.isShared ? models.entries.map(\.listing.name) : nil,
-                                                    leaseSeconds: leases.seconds)
+                claimed = try await store.claimNext(worker: worker, models: claimable, leaseSeconds: leases.seconds)
             } catch {
                 logger.error("\(worker) could not claim a job: \(String(describing: error))")
                 claimed = nil
@@ -174,6 +174,12 @@ public struct LeaseTiming: Sendable, Equatable {
     public init(seconds: Double = 30, pollInterval: Double = 1) {
         self.seconds = max(0.3, seconds)
         self.pollInterval = max(0.05, pollInterval)
+    }
+
+    /// The timing for a store: a lone server's own submissions wake its workers, so they look
+    /// again only every 5 s; a fleet's jobs come from other processes, so its workers look every 0.5 s.
+    public static func standard(for database: DatabaseLocation, seconds: Double = 30) -> LeaseTiming {
+        LeaseTiming(seconds: seconds, pollInterval: database == .sqlite ? 5 : 0.5)
     }
 }
 

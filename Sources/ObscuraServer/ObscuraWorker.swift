@@ -20,7 +20,7 @@ public struct ObscuraWorker: Sendable {
     ///
     /// The jobs it finishes carry no expiry: the API servers' retention stamps them.
     public init(dataDirectory: String, database: PostgresAddress, models: ModelRegistry, workers: Int = 1,
-                leases: LeaseTiming = LeaseTiming(pollInterval: 0.5), cachedKeys: Int = 4,
+                leases: LeaseTiming? = nil, cachedKeys: Int = 4,
                 logLevel: Logger.Level = .info) async throws {
         self.models = models
         store = try await ServiceStore(directory: dataDirectory, database: .postgres(database))
@@ -31,7 +31,7 @@ public struct ObscuraWorker: Sendable {
         runner = JobRunner(models: models, store: store, signal: signal, progress: ProgressBoard(),
                            keys: EvaluationKeyCache(store: store, capacity: cachedKeys),
                            simdEvaluators: SIMDEvaluatorCache(store: store, capacity: cachedKeys),
-                           metrics: ServiceMetrics(), logger: logger, retention: nil, leases: leases)
+                           metrics: ServiceMetrics(), logger: logger, retention: nil, leases: leases ?? .standard(for: .postgres(database)))
     }
 
     /// Runs jobs until the process gets SIGTERM or SIGINT; a job in hand is finished first.

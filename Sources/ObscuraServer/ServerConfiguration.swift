@@ -80,8 +80,7 @@ public struct ServerConfiguration: Sendable {
         self.maxUploads = maxUploads
         self.maxUploadsPerOwner = maxUploadsPerOwner
         self.database = database
-        // A lone server's own submissions wake its workers; a fleet's come from other processes.
-        self.leases = leases ?? LeaseTiming(pollInterval: database == .sqlite ? 5 : 0.5)
+        self.leases = leases ?? .standard(for: database)
     }
 
     /// ``uploadSeconds`` as a duration (a non-finite or non-positive value: the default, 300 s).

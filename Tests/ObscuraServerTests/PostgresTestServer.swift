@@ -22,18 +22,18 @@ final class PostgresTestServer: Sendable {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         if getuid() == 0 { try run("/bin/chown", ["postgres", folder]) }
         try run(binaries + "/initdb", ["-D", folder + "/data", "--auth=trust", "--username=obscura", "--encoding=UTF8"], asPostgres: true)
-        // A random port, again if it was taken.
-        for attempt in 1...5 {
+        // A random port, again (up to five tries) if it was taken.
+        var attempt = 1
+        while true {
             let port = Int.random(in: 20_000...60_000)
             do {
                 try run(binaries + "/pg_ctl", ["-D", folder + "/data", "-l", folder + "/log", "-w", "-t", "60", "start",
                                                "-o", "-p \(port) -k \(folder) -c listen_addresses=127.0.0.1 -c fsync=off"], asPostgres: true)
                 return try PostgresTestServer(url: "postgres://obscura@127.0.0.1:\(port)/postgres", folder: folder, binaries: binaries)
             } catch where attempt < 5 {
-                continue
+                attempt += 1
             }
         }
-        throw Failure("unreachable")
     }
 
     private init(url: String, folder: String, binaries: String) throws {
