@@ -39,6 +39,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             _ = try? SecretKey(deserializing: bytes)
         case .tfheResult:
             _ = try? Fixture.tfheClient.decryptScores(serialized: bytes)
+            _ = try? PackedLweList(deserializing: bytes, limit: 1 << 20).extractAll()
         case .simdUpload:
             try? SIMDEvaluator.check(upload: bytes, plan: Fixture.simdPlan)
         case .simdKeys:
@@ -68,8 +69,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             // The server's answer to a real input, as it sends it.
             var client = Fixture.tfheClient
             let inputs = try client.encrypt(Fixture.tfheRecord).map { $0.expanded() }
-            let outputs = try PBSInferenceEvaluator(plan: Fixture.tfhePlan, key: nil).evaluate(inputs)
-            return [cut(Fixture.tfhePlan.serializeResult(outputs))]
+            let evaluator = try PBSInferenceEvaluator(plan: Fixture.tfhePlan, key: nil)
+            return [cut(evaluator.serializeResult(try evaluator.evaluate(inputs)))]
         case .simdUpload:
             return [cut(try Fixture.simdClient.encryptForUpload([Array(repeating: Float(0.5), count: Fixture.simdPlan.network.inputCount)[...]]))]
         case .simdKeys:

@@ -107,7 +107,7 @@ struct LocalInference {
         case .pbs(var client, let server):
             let upload = try client.encrypt(record).serialized(parameters: plan.parameters)
             let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
-            let download = plan.serializeResult(try server.evaluate(inputs, progress: progress))
+            let download = server.serializeResult(try server.evaluate(inputs, progress: progress))
             scores = try client.decryptScores(serialized: download)
             decided = plan.classify(scores: scores)
             (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, plan.bootstrapsPerInference)

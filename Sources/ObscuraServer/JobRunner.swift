@@ -135,7 +135,7 @@ struct JobRunner: Sendable {
                 let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
                 let inputs = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters).map { $0.expanded() }
                 let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                return (plan.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                return (evaluator.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
         case .simd(let plan):
             // Progress counts the plan's steps over its primes, one unit each.

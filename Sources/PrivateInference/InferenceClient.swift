@@ -33,9 +33,18 @@ public struct InferenceClient: Sendable {
         return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta) }
     }
 
-    /// The scores of a result as the server sends it (`InferencePlan.serializeResult`).
+    /// The scores of a result as the server sends it (``PBSInferenceEvaluator/serializeResult(_:)``).
     public func decryptScores(serialized bytes: [UInt8]) throws -> [Int] {
-        try decryptScores(try [LweCiphertext](deserializingRounded: bytes, expecting: plan.parameters))
+        switch plan.resultEncoding {
+        case .roundedList:
+            return try decryptScores(try [LweCiphertext](deserializingRounded: bytes, expecting: plan.parameters))
+        case .packed:
+            let packed = try PackedLweList(deserializing: bytes, expecting: plan.parameters)
+            guard packed.count == plan.outputCount else {
+                throw InferenceError.sizeMismatch(what: "packed result values", expected: plan.outputCount, found: packed.count)
+            }
+            return try decryptScores(packed.extractAll())
+        }
     }
 
     /// The scores: each score's partial sums decrypted and added.

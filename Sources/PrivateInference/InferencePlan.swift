@@ -34,7 +34,9 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
 /// - a sign is one bootstrap with a constant test vector (no padding bit: the whole torus is
 ///   used, the sign boundaries sit at 0 and 1/2), whose output scale is the next layer's;
 /// - the last dense layer stays linear and is split into partial sums (``chunks``) small
-///   enough to decode exactly; the client adds them.
+///   enough to decode exactly; the client adds them;
+/// - the partial sums go back packed into a few GLWE ciphertexts with small words
+///   (``ResultEncoding``), their noise counted in the partial sums' budget.
 public struct InferencePlan: Sendable {
     /// The network being evaluated.
     public enum Network: Sendable {
@@ -83,6 +85,26 @@ public struct InferencePlan: Sendable {
     public let scoreCount: Int
     /// The layers, in order.
     public let steps: [Step]
+    /// How the partial sums travel back to the client.
+    public let resultEncoding: ResultEncoding
+
+    /// How a result's partial sums travel from server to client.
+    public enum ResultEncoding: Sendable, Hashable {
+        /// One LWE ciphertext under the big key per partial sum, every word rounded to 16 bits:
+        /// for plans without bootstraps, whose clients send no evaluation key.
+        case roundedList
+        /// The partial sums packed N' to a GLWE ciphertext by the evaluation key's packing key
+        /// switch, every word switched to `transportBits` bits (``PackedLweList``).
+        case packed(transportBits: Int)
+    }
+
+    /// Bytes of one serialized result.
+    public var resultBytes: Int {
+        switch resultEncoding {
+        case .roundedList: ObscuraFormat.headerSize + 4 + outputCount * (parameters.bigLweDimension + 1) * 2
+        case .packed(let bits): PackedLweList.serializedSize(values: outputCount, bits: bits, parameters: parameters)
+        }
+    }
 
     /// Bootstraps per inference.
     public var bootstrapsPerInference: Int { steps.reduce(0) { $0 + $1.bootstraps } }
@@ -109,12 +131,6 @@ public struct InferencePlan: Sendable {
         }
     }
 
-    /// A result as it goes to the client: the partial sums with every word rounded to 16 bits
-    /// (a quarter of the bytes; the plan's failure probability includes the rounding).
-    public func serializeResult(_ outputs: [LweCiphertext]) -> [UInt8] {
-        outputs.serializedRounded(parameters: parameters)
-    }
-
     /// Compiles `network` for parameter set `parameters`.
     public init(modelName: String, network: Network, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
         self.parameters = parameters
@@ -131,7 +147,7 @@ public struct InferencePlan: Sendable {
                                       resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
             inputDelta = dense.featureDelta
             featureDelta = dense.featureDelta
-            (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, 1)
+            (scoreDelta, chunks, scoreCount, resultEncoding) = (dense.delta, dense.chunks, 1, .roundedList)
             steps = [Step(name: "dense \(inputCount) → 1 (linear, \(chunks.count) partial sum(s))", bootstraps: 0,
                           failureLog2: dense.failureLog2)]
             return
@@ -177,16 +193,20 @@ public struct InferencePlan: Sendable {
         // independent.
         let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
         let correlation = NoiseModel.multiValueVarianceFactor(readings: orPooling ? 1 : levels)
-        let dense = try DensePlan(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
-                                  featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
-                                  resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
+        let (dense, bits) = try DensePlan.packed(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
+                                                 featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
+                                                 noise: noise)
         featureDelta = dense.featureDelta
-        (scoreDelta, chunks, scoreCount) = (dense.delta, dense.chunks, s.classCount)
+        (scoreDelta, chunks, scoreCount, resultEncoding) = (dense.delta, dense.chunks, s.classCount, .packed(transportBits: bits))
         if summed > 1 {
             planned.append(Step(name: "sum pool \(s.poolSide)×\(s.poolSide) (linear)", bootstraps: 0, failureLog2: -.infinity))
         }
         planned.append(Step(name: "dense \(features) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
                             bootstraps: 0, failureLog2: dense.failureLog2))
+        let packing = parameters.packing, values = s.classCount * chunks.count
+        planned.append(Step(name: "pack \(values) partial sums into \(PackedLweList.glweCount(values: values, parameters: parameters)) "
+                                + "GLWE(s) (k'=\(packing.glweDimension), N'=\(packing.polynomialSize)), \(bits)-bit words",
+                            bootstraps: 0, failureLog2: -.infinity))
         steps = planned
     }
 
@@ -258,6 +278,25 @@ struct DensePlan {
             }
         }
         throw .unsupportedModel("the dense layer's weights are too large to decode exactly")
+    }
+
+    /// The dense plan whose packed result (``PackedLweList``) is smallest, with its transport
+    /// bits: fewer bits add rounding noise, so more and smaller partial sums; more bits make every
+    /// word longer. Each candidate counts the packing key switch's noise and its own rounding.
+    static func packed(weights: [[Int]], bias: [Int], featureMagnitude: Int, featureVariance: Double,
+                       noise: NoiseModel) throws(InferenceError) -> (DensePlan, transportBits: Int) {
+        var best: (plan: DensePlan, bits: Int, bytes: Int)?
+        for bits in 10...24 {
+            let resultVariance = noise.packingKeySwitchVariance
+                + PackedLweList.transportRoundingVariance(noise.parameters, bits: bits)
+            guard let plan = try? DensePlan(weights: weights, bias: bias, featureMagnitude: featureMagnitude,
+                                            featureVariance: featureVariance, resultVariance: resultVariance) else { continue }
+            let bytes = PackedLweList.serializedSize(values: weights.count * plan.chunks.count, bits: bits,
+                                                     parameters: noise.parameters)
+            if best.map({ bytes < $0.bytes }) ?? true { best = (plan, bits, bytes) }
+        }
+        guard let best else { throw .unsupportedModel("the dense layer's weights are too large to decode exactly") }
+        return (best.plan, best.bits)
     }
 
     /// The part of a score's bias that partial sum g of `count` carries: the bias is spread

@@ -23,6 +23,16 @@ public struct PBSInferenceEvaluator: Sendable {
         self.key = key
     }
 
+    /// A result as it goes to the client, in the plan's ``InferencePlan/ResultEncoding``: the
+    /// partial sums packed by the evaluation key's packing key switch, or, for plans without a
+    /// key, listed with 16-bit words. The plan's failure probability includes either's noise.
+    public func serializeResult(_ outputs: [LweCiphertext]) -> [UInt8] {
+        switch plan.resultEncoding {
+        case .roundedList: outputs.serializedRounded(parameters: plan.parameters)
+        case .packed(let bits): key!.pack(outputs).serialized(transportBits: bits)
+        }
+    }
+
     /// Progress of one layer: its name, outputs done, outputs in total.
     public typealias Progress = @Sendable (_ layer: String, _ done: Int, _ total: Int) -> Void
 

@@ -11,6 +11,7 @@ import ObscuraMath
 /// CSPRNG(bootstrapSeed, "bsk.mask") in that order, k·N words per row.
 /// Key-switching-key layout: for each big-key bit z_i and level j ∈ 1...l_ks, one LWE
 /// encryption of z_i·2^(64-jβ_ks) under the small key, masks from CSPRNG(keySwitchSeed, "ksk.mask").
+/// Packing-key layout: ``SecretKey/packingKeyBodies(seed:noiseSeed:)``.
 public struct CompressedEvaluationKey: Sendable, Equatable {
     /// The parameter set.
     public let parameters: TFHEParameters
@@ -22,22 +23,30 @@ public struct CompressedEvaluationKey: Sendable, Equatable {
     public let keySwitchSeed: Seed128
     /// k·N·l_ks bodies.
     public let keySwitchBodies: [UInt64]
+    /// The seed of the packing key's masks.
+    public let packingSeed: Seed128
+    /// k·N·l_pk·N' bodies: the packing key switch that compacts results (``PackingShape``).
+    public let packingBodies: [UInt64]
 
     /// Rows per GGSW: (k+1)·l.
     static func rowsPerGgsw(_ p: TFHEParameters) -> Int { (p.glweDimension + 1) * p.bootstrapDecomposition.levels }
     static func bootstrapBodyCount(_ p: TFHEParameters) -> Int { p.lweDimension * rowsPerGgsw(p) * p.polynomialSize }
     static func keySwitchBodyCount(_ p: TFHEParameters) -> Int { p.bigLweDimension * p.keySwitchDecomposition.levels }
+    static func packingBodyCount(_ p: TFHEParameters) -> Int { p.packing.rows * p.packing.polynomialSize }
 
     /// Builds a compressed key from its parts; the caller guarantees the sizes.
     init(parameters: TFHEParameters, bootstrapSeed: Seed128, bootstrapBodies: [UInt64],
-         keySwitchSeed: Seed128, keySwitchBodies: [UInt64]) {
+         keySwitchSeed: Seed128, keySwitchBodies: [UInt64], packingSeed: Seed128, packingBodies: [UInt64]) {
         precondition(bootstrapBodies.count == Self.bootstrapBodyCount(parameters))
         precondition(keySwitchBodies.count == Self.keySwitchBodyCount(parameters))
+        precondition(packingBodies.count == Self.packingBodyCount(parameters))
         self.parameters = parameters
         self.bootstrapSeed = bootstrapSeed
         self.bootstrapBodies = bootstrapBodies
         self.keySwitchSeed = keySwitchSeed
         self.keySwitchBodies = keySwitchBodies
+        self.packingSeed = packingSeed
+        self.packingBodies = packingBodies
     }
 }
 
@@ -59,6 +68,7 @@ extension SecretKey {
         let p = parameters
         let bootstrapSeed = Seed128(low: seeds.next(), high: seeds.next())
         let keySwitchSeed = Seed128(low: seeds.next(), high: seeds.next())
+        let packingSeed = Seed128(low: seeds.next(), high: seeds.next())
         let n = p.polynomialSize, k = p.glweDimension
         let rows = CompressedEvaluationKey.rowsPerGgsw(p)
         let ggswWords = rows * n
@@ -91,8 +101,11 @@ extension SecretKey {
                 keySwitchBodies[i * ksLevels + level - 1] = dot &+ message &+ p.lweNoise.sample(using: &noise)
             }
         }
+        let packingNoise = Seed128(low: noiseSeed.low ^ 0x9e37_79b9_7f4a_7c15, high: noiseSeed.high)
         return CompressedEvaluationKey(parameters: p, bootstrapSeed: bootstrapSeed, bootstrapBodies: bodies,
-                                       keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies)
+                                       keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies,
+                                       packingSeed: packingSeed,
+                                       packingBodies: packingKeyBodies(seed: packingSeed, noiseSeed: packingNoise))
     }
 }
 
@@ -112,6 +125,8 @@ public final class EvaluationKey: Sendable {
     let bootstrappingKey: [FourierGgswCiphertext]
     /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
     let keySwitchKey: [UInt32]
+    /// The packing key switch, in the Fourier domain.
+    let packingKey: FourierPackingKey
 
     /// Expands a compressed key (server side), in parallel over the bootstrapping key's GGSWs.
     public init(_ compressed: CompressedEvaluationKey) {
@@ -148,6 +163,7 @@ public final class EvaluationKey: Sendable {
             ksk[offset + small] = Self.roundTo32(compressed.keySwitchBodies[row])
         }
         keySwitchKey = ksk
+        packingKey = FourierPackingKey(parameters: p, seed: compressed.packingSeed, bodies: compressed.packingBodies)
     }
 
     /// The top 32 bits of a 64-bit torus element, rounded.
@@ -157,5 +173,7 @@ public final class EvaluationKey: Sendable {
     }
 
     /// Bytes held in memory by the expanded key.
-    public var memoryBytes: Int { bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 }
+    public var memoryBytes: Int {
+        bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 + packingKey.storage.count * 8
+    }
 }

@@ -58,8 +58,10 @@ public enum ObscuraFormat {
 
     /// Object kinds.
     public enum Kind: UInt16, Sendable {
-        case lweCiphertext = 1, seededLweCiphertext = 2, compressedEvaluationKey = 3, secretKey = 4
-        case lweCiphertextList = 5, seededLweCiphertextList = 6, roundedLweCiphertextList = 7
+        case lweCiphertext = 1, seededLweCiphertext = 2, secretKey = 4
+        case lweCiphertextList = 5, seededLweCiphertextList = 6, roundedLweCiphertextList = 7, packedLweList = 8
+        /// The evaluation key with its packing key. Kind 3, the key without one, is retired.
+        case compressedEvaluationKey = 9
     }
 
     public static let headerSize = 12
@@ -326,30 +328,44 @@ extension Array where Element == LweCiphertext {
 }
 
 extension CompressedEvaluationKey {
-    /// The serialized form: header, the two seeds, then the bodies.
+    /// The serialized form: header, the three seeds, then the bodies (bootstrapping,
+    /// key-switching, packing key).
     public func serialized() -> [UInt8] {
         var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .compressedEvaluationKey, parameters: parameters,
-                                payloadCapacity: 32 + (bootstrapBodies.count + keySwitchBodies.count) * 8)
+                                payloadCapacity: serializedSize - ObscuraFormat.headerSize)
         writer.write(bootstrapSeed)
         writer.write(keySwitchSeed)
+        writer.write(packingSeed)
         writer.write(bootstrapBodies)
         writer.write(keySwitchBodies)
+        writer.write(packingBodies)
         return writer.bytes
     }
+
+    /// The kind of the evaluation keys that earlier versions wrote, without a packing key.
+    static let retiredKind: UInt16 = 3
 
     /// Reads an evaluation key, optionally requiring a parameter set. A secret key offered here
     /// is refused by its magic bytes, before anything else is read.
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
-        var reader = try ByteReader(bytes, kind: .compressedEvaluationKey, secret: false, expected: parameters, limit: limit)
+        var reader: ByteReader
+        do {
+            reader = try ByteReader(bytes, kind: .compressedEvaluationKey, secret: false, expected: parameters, limit: limit)
+        } catch .wrongKind(_, found: Self.retiredKind) {
+            throw .invalidValue("an evaluation key without a packing key (kind 3, made before results were packed): make a new one")
+        }
         let p = reader.parameters
         let bootstrapSeed = try reader.readSeed()
         let keySwitchSeed = try reader.readSeed()
+        let packingSeed = try reader.readSeed()
         let bootstrapBodies = try reader.readWords(Self.bootstrapBodyCount(p))
         let keySwitchBodies = try reader.readWords(Self.keySwitchBodyCount(p))
+        let packingBodies = try reader.readWords(Self.packingBodyCount(p))
         try reader.finish()
         self.init(parameters: p, bootstrapSeed: bootstrapSeed, bootstrapBodies: bootstrapBodies,
-                  keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies)
+                  keySwitchSeed: keySwitchSeed, keySwitchBodies: keySwitchBodies,
+                  packingSeed: packingSeed, packingBodies: packingBodies)
     }
 
     /// The size of the serialized key in bytes.
@@ -357,7 +373,7 @@ extension CompressedEvaluationKey {
 
     /// The size of any serialized key of a parameter set: fixed by the set.
     public static func serializedSize(for p: TFHEParameters) -> Int {
-        ObscuraFormat.headerSize + 32 + (bootstrapBodyCount(p) + keySwitchBodyCount(p)) * 8
+        ObscuraFormat.headerSize + 48 + (bootstrapBodyCount(p) + keySwitchBodyCount(p) + packingBodyCount(p)) * 8
     }
 }
 

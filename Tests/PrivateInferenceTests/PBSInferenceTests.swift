@@ -20,13 +20,16 @@ enum SecureKeys {
     static let evaluation = EvaluationKey(secret.makeEvaluationKey())
 }
 
-/// Encrypts, evaluates and decrypts `records`, returning (decrypted scores, reference scores) per record.
+/// Encrypts, evaluates and decrypts `records` as client and server do, through the serialized
+/// result (packed, for plans with bootstraps); returns (decrypted scores, reference scores) per record.
 func runEncrypted(_ plan: InferencePlan, _ data: Dataset, _ records: [Int]) throws -> [([Int], [Int])] {
     var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
     let server = try PBSInferenceEvaluator(plan: plan, key: plan.bootstrapsPerInference > 0 ? SecureKeys.evaluation : nil)
     return try records.map { index in
         let inputs = try client.encrypt(data.sample(index)).map { $0.expanded() }
-        return (try client.decryptScores(try server.evaluate(inputs)), plan.referenceScores(data.sample(index)))
+        let download = server.serializeResult(try server.evaluate(inputs))
+        #expect(download.count == plan.resultBytes)
+        return (try client.decryptScores(serialized: download), plan.referenceScores(data.sample(index)))
     }
 }
 
@@ -97,6 +100,8 @@ struct PBSInferenceTests {
         let plan = try InferencePlan(model: try ModelCatalog.load(name))
         #expect(plan.bootstrapsPerInference == bootstraps)
         #expect(plan.failureLog2 < -100)
+        // The answer is packed: at most 64 KB per image (from 15 MB of rounded LWE ciphertexts).
+        #expect(plan.resultEncoding != .roundedList && plan.resultBytes <= 64 << 10, "\(plan.resultBytes) bytes")
         let data = try Dataset.mnist(folder: SharedData.root + "/mnist")
         for (decrypted, reference) in try runEncrypted(plan, data, [image]) { #expect(decrypted == reference) }
     }
