@@ -28,6 +28,8 @@ struct LocalInference {
         let uploadBytes: Int
         let downloadBytes: Int
         let bootstraps: Int
+        /// The server's time to pack and serialize the result (part of `seconds`).
+        let resultSeconds: Double
     }
 
     /// The two engines, each a client and a server.
@@ -100,14 +102,17 @@ struct LocalInference {
         let record = dataset.sample(index)
         let reference = plan.referenceScores(record)
         let referenceClass = plan.classify(scores: reference)
-        var uploadBytes = 0, downloadBytes = 0, bootstraps = 0
+        var uploadBytes = 0, downloadBytes = 0, bootstraps = 0, resultSeconds = 0.0
         var scores: [Int] = [], decided = -1
         let start = Clock.now()
         switch engine {
         case .pbs(var client, let server):
             let upload = try client.encrypt(record).serialized(parameters: plan.parameters)
             let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
-            let download = server.serializeResult(try server.evaluate(inputs, progress: progress))
+            let outputs = try server.evaluate(inputs, progress: progress)
+            let packing = Clock.now()
+            let download = server.serializeResult(outputs)
+            resultSeconds = Double(Clock.now() - packing) / 1e9
             scores = try client.decryptScores(serialized: download)
             decided = plan.classify(scores: scores)
             (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, plan.bootstrapsPerInference)
@@ -125,7 +130,7 @@ struct LocalInference {
         }
         return Outcome(record: index, label: dataset.labels[index], encryptedClass: decided, referenceClass: referenceClass,
                        exact: scores == reference && decided == referenceClass, seconds: Double(Clock.now() - start) / 1e9,
-                       uploadBytes: uploadBytes, downloadBytes: downloadBytes, bootstraps: bootstraps)
+                       uploadBytes: uploadBytes, downloadBytes: downloadBytes, bootstraps: bootstraps, resultSeconds: resultSeconds)
     }
 }
 

@@ -98,8 +98,9 @@ public struct ServiceClient: Sendable {
             return
         }
         let kind: ObscuraFormat.Kind = upload == .evaluationKey ? .compressedEvaluationKey : .seededLweCiphertextList
+        let kinds: [ObscuraFormat.Kind] = upload == .evaluationKey ? [kind] : [kind, .smallKeySeededLweCiphertextList]
         guard bytes.count >= ObscuraFormat.headerSize, bytes.starts(with: ObscuraFormat.publicMagic),
-              UInt16(bytes[6]) | UInt16(bytes[7]) << 8 == kind.rawValue else {
+              kinds.map(\.rawValue).contains(UInt16(bytes[6]) | UInt16(bytes[7]) << 8) else {
             throw .notSent("these bytes are not a serialized \(kind) (object kind \(kind.rawValue)) or an RLWE model's \(upload == .evaluationKey ? "keys" : "inputs")")
         }
         do {

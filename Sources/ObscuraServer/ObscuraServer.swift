@@ -360,6 +360,9 @@ public struct ObscuraServer: Sendable {
             guard ciphertexts.count == plan.inputCount else {
                 throw APIError.badRequest("wrong_input_size", "model \(name) takes \(plan.inputCount) ciphertexts, got \(ciphertexts.count)")
             }
+            guard ciphertexts.allSatisfy({ $0.dimension == plan.inputKey.dimension(plan.parameters) }) else {
+                throw APIError.badRequest("wrong_input_key", "model \(name) takes inputs encrypted under the \(plan.inputKey) LWE key")
+            }
             bootstraps = plan.bootstrapsPerInference
         case .simd(let plan):
             do {

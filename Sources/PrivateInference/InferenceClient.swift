@@ -25,12 +25,12 @@ public struct InferenceClient: Sendable {
         encryptor.secretKey.makeEvaluationKey()
     }
 
-    /// The record binarized and encrypted, one seeded ciphertext per input.
+    /// The record binarized and encrypted, one seeded ciphertext per input, under the plan's input key.
     public mutating func encrypt(_ record: ArraySlice<Float>) throws(InferenceError) -> [SeededLweCiphertext] {
         let size = plan.network.inputSize
         guard record.count == size else { throw .sizeMismatch(what: "record values", expected: size, found: record.count) }
-        let delta = plan.inputDelta
-        return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta) }
+        let delta = plan.inputDelta, key = plan.inputKey
+        return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta, key: key) }
     }
 
     /// The scores of a result as the server sends it (``PBSInferenceEvaluator/serializeResult(_:)``).

@@ -29,7 +29,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
 /// and every decoding fails with probability below 2^-128.
 ///
 /// Values are signed multiples of a scale Δ on the 2^64 torus, FHE-DiNN style:
-/// - inputs ±1 at ``inputDelta``;
+/// - inputs ±1 at ``inputDelta``, under the small key where the first layer bootstraps (its
+///   sums go to blind rotation without a key switch), under the big key otherwise (``inputKey``);
 /// - a linear layer with plaintext integer weights costs no bootstrap;
 /// - a sign is one bootstrap with a constant test vector (no padding bit: the whole torus is
 ///   used, the sign boundaries sit at 0 and 1/2), whose output scale is the next layer's;
@@ -71,6 +72,9 @@ public struct InferencePlan: Sendable {
     public let parameters: TFHEParameters
     /// Input ciphertexts per inference.
     public let inputCount: Int
+    /// The key the client encrypts inputs under: the small key when the first layer bootstraps
+    /// (CNNs), the big key when the inputs feed the decrypted result directly (the perceptron).
+    public let inputKey: LweKey
     /// The scale of the ±1 inputs.
     public let inputDelta: UInt64
     /// Sign CNN: the scale of the bootstrap outputs that feed the pooling layer.
@@ -142,6 +146,7 @@ public struct InferencePlan: Sendable {
         switch network {
         case .perceptron(let perceptron):
             inputCount = perceptron.inputCount
+            inputKey = .big
             poolDelta = 0
             let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance,
                                       resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
@@ -162,11 +167,12 @@ public struct InferencePlan: Sendable {
             throw .unsupportedModel("a \(s.kernelSide)×\(s.kernelSide) sum does not fit one sign bootstrap")
         }
         inputCount = s.pixelCount
+        inputKey = .small
         // |S − t| ≤ 31 odd: every pre-activation is at least 1/64 away from 0 and 1/2.
         inputDelta = UInt64(1) << 58
         let convolutionOutputs = s.filterCount * s.convolutionSide * s.convolutionSide
         // Every threshold's reading has the same 1/64 margin (the shift moves the phase by whole steps).
-        let convolutionFailure = noise.failureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
+        let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
             + log2(Double(convolutionOutputs * levels))
         let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
         var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + \(activationName)",

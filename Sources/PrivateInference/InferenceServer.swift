@@ -42,7 +42,7 @@ public struct PBSInferenceEvaluator: Sendable {
         guard inputs.count == plan.inputCount else {
             throw .sizeMismatch(what: "input ciphertexts", expected: plan.inputCount, found: inputs.count)
         }
-        let dimension = plan.parameters.bigLweDimension
+        let dimension = plan.inputKey.dimension(plan.parameters)
         if let bad = inputs.first(where: { $0.dimension != dimension }) {
             throw .sizeMismatch(what: "input ciphertext dimension", expected: dimension, found: bad.dimension)
         }
@@ -65,7 +65,7 @@ public struct PBSInferenceEvaluator: Sendable {
         let s = cnn.shape, side = s.convolutionSide, area = side * side
         let outputDelta = s.poolSide > 1 && s.pooling == .max ? plan.poolDelta : plan.featureDelta
         let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: outputDelta)
-        let inputDelta = plan.inputDelta, dimension = plan.parameters.bigLweDimension, levels = cnn.activationLevels
+        let inputDelta = plan.inputDelta, dimension = plan.inputKey.dimension(plan.parameters), levels = cnn.activationLevels
         // One step of the ±1 sum, 1/64 of the torus, is 2N/64 coefficients of the accumulator.
         let stepCoefficients = plan.parameters.polynomialSize / 32
         let neurons = bootstrapLayer(count: s.filterCount * area, table: table, name: "conv+sign", progress: progress) { index in

@@ -29,13 +29,15 @@ public final class Encryptor: Sendable {
 
     var parameters: TFHEParameters { secretKey.parameters }
 
-    /// Encrypts an encoded torus plaintext under the big key, seeded (24 bytes to upload).
-    public func encryptSeeded(plaintext: UInt64) -> SeededLweCiphertext {
-        let noiseLaw = parameters.glweNoise
+    /// Encrypts an encoded torus plaintext, seeded (24 bytes to upload), under the big key with
+    /// the GLWE noise, or under the small key with the key-switching key's noise: the two kinds
+    /// of LWE samples the parameter set's security estimate covers.
+    public func encryptSeeded(plaintext: UInt64, key: LweKey = .big) -> SeededLweCiphertext {
+        let noiseLaw = key == .big ? parameters.glweNoise : parameters.lweNoise
         let seed = seeds.seed(), error = noise.draw { noiseLaw.sample(using: &$0) }
-        let dimension = parameters.bigLweDimension
+        let dimension = key.dimension(parameters)
         let mask = SeededLweCiphertext.mask(seed: seed, dimension: dimension)
-        let dot = mask.withUnsafeBufferPointer { SecretKey.dot($0.baseAddress!, secretKey.bigKey) }
+        let dot = mask.withUnsafeBufferPointer { SecretKey.dot($0.baseAddress!, key == .big ? secretKey.bigKey : secretKey.smallKey) }
         return SeededLweCiphertext(seed: seed, body: dot &+ plaintext &+ error, dimension: dimension)
     }
 

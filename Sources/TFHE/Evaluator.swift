@@ -94,12 +94,17 @@ public final class Evaluator {
     }
 
     /// Everything of a bootstrap but the extraction, for each of `inputs` (at most
-    /// ``batchSize``): key switch, modulus switch and blind rotation of `table` into the
-    /// member's accumulator.
+    /// ``batchSize``, all under the same key): key switch (inputs under the big key) or
+    /// rounding to 32 bits (inputs under the small key), modulus switch and blind rotation of
+    /// `table` into the member's accumulator.
     func rotateAccumulators<Inputs: Collection<LweCiphertext>>(_ inputs: Inputs, table: LookupTable) {
-        precondition(inputs.allSatisfy { $0.dimension == parameters.bigLweDimension }, "input is not under the big key")
-        precondition(table.polynomial.count == parameters.polynomialSize, "table size mismatch")
-        keySwitch(inputs)
+        let p = parameters
+        precondition(table.polynomial.count == p.polynomialSize, "table size mismatch")
+        if inputs.allSatisfy({ $0.dimension == p.bigLweDimension }) {
+            keySwitch(inputs)
+        } else {
+            loadUnderSmallKey(inputs)
+        }
         modulusSwitch(count: inputs.count)
         blindRotate(table: table, count: inputs.count)
         bootstrapCount += inputs.count
@@ -150,6 +155,17 @@ public final class Evaluator {
                     }
                 }
             }
+        }
+    }
+
+    /// Places inputs already under the small key where key switching leaves its outputs,
+    /// rounded to the same 32-bit precision.
+    func loadUnderSmallKey<Inputs: Collection<LweCiphertext>>(_ inputs: Inputs) {
+        let p = parameters
+        precondition(inputs.allSatisfy { $0.dimension == p.lweDimension }, "inputs are not all under the big key or all under the small key")
+        for (member, input) in inputs.enumerated() {
+            let out = workspace.switched + member * (p.lweDimension + 1)
+            for i in 0...p.lweDimension { out[i] = EvaluationKey.roundTo32(input.storage[i]) }
         }
     }
 

@@ -1,5 +1,21 @@
 import ObscuraMath
 
+/// The LWE key a ciphertext is under.
+public enum LweKey: Sendable, Hashable {
+    /// The big key z (dimension k·N): fresh encryptions, bootstrap outputs, results.
+    case big
+    /// The small key s (dimension n), which blind rotation reads: an input here skips the key switch.
+    case small
+
+    /// The dimension of this key in a parameter set.
+    public func dimension(_ parameters: TFHEParameters) -> Int {
+        switch self {
+        case .big: parameters.bigLweDimension
+        case .small: parameters.lweDimension
+        }
+    }
+}
+
 /// An LWE ciphertext of dimension n: n+1 torus elements `[a_0 ... a_{n-1}, b]`, body last,
 /// whose phase b - <a, s> is the encoded message plus noise.
 ///

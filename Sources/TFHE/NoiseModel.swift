@@ -141,6 +141,20 @@ public struct NoiseModel: Sendable {
         inputNorm * inputNorm * bootstrapOutputVariance + keySwitchVariance + modulusSwitchVariance
     }
 
+    /// Variance of the phase that blind rotation sees for a combination, of 2-norm `inputNorm`,
+    /// of fresh encryptions under the small key (no key switch): their noise, their rounding to
+    /// 32 bits (weighted by the small key) and the modulus switch.
+    public func smallKeyInputVariance(inputNorm: Double) -> Double {
+        inputNorm * inputNorm * parameters.lweNoise.torusVariance + (smallKeyWeight + 1) * Double.pow2(-64) / 12
+            + modulusSwitchVariance
+    }
+
+    /// log2 of the probability that a bootstrap of a combination, of 2-norm `inputNorm`, of fresh
+    /// small-key encryptions decodes into the wrong box, for a margin (half box width).
+    public func smallKeyInputFailureLog2(inputNorm: Double, margin: Double) -> Double {
+        Self.log2Erfc(margin / (smallKeyInputVariance(inputNorm: inputNorm) * 2).squareRoot())
+    }
+
     /// log2 of the probability that a bootstrap decodes into the wrong box, for a margin (half
     /// box width, as a fraction of the torus) and an input noise 2-norm.
     public func failureLog2(inputNorm: Double, margin: Double) -> Double {

@@ -60,6 +60,8 @@ public enum ObscuraFormat {
     public enum Kind: UInt16, Sendable {
         case lweCiphertext = 1, seededLweCiphertext = 2, secretKey = 4
         case lweCiphertextList = 5, seededLweCiphertextList = 6, roundedLweCiphertextList = 7, packedLweList = 8
+        /// Seeded ciphertexts under the small key: inputs whose first bootstrap needs no key switch.
+        case smallKeySeededLweCiphertextList = 10
         /// The evaluation key with its packing key. Kind 3, the key without one, is retired.
         case compressedEvaluationKey = 9
     }
@@ -214,14 +216,15 @@ extension SeededLweCiphertext {
     static let payloadSize = 24
 
     func writePayload(to writer: inout ByteWriter, parameters: TFHEParameters) {
-        precondition(dimension == parameters.bigLweDimension)
+        precondition(dimension == parameters.bigLweDimension || dimension == parameters.lweDimension)
         writer.write(seed)
         writer.write64(body)
     }
 
-    init(readingPayloadFrom reader: inout ByteReader) throws(SerializationError) {
+    /// Reads a seed and a body, of a ciphertext under `key` (the big key unless told).
+    init(readingPayloadFrom reader: inout ByteReader, key: LweKey = .big) throws(SerializationError) {
         let seed = try reader.readSeed()
-        self.init(seed: seed, body: try reader.read64(), dimension: reader.parameters.bigLweDimension)
+        self.init(seed: seed, body: try reader.read64(), dimension: key.dimension(reader.parameters))
     }
 }
 
@@ -262,19 +265,39 @@ enum ListFormat {
 }
 
 extension Array where Element == SeededLweCiphertext {
-    /// A list of seeded ciphertexts, as a client uploads an encrypted input.
+    /// A list of seeded ciphertexts, as a client uploads an encrypted input: kind 6 under the
+    /// big key, kind 10 under the small key (all elements under the same key).
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
-        ListFormat.serialize(self, kind: .seededLweCiphertextList, parameters: parameters,
-                             elementSize: SeededLweCiphertext.payloadSize) { $0.writePayload(to: &$1, parameters: parameters) }
+        let key: LweKey = first?.dimension == parameters.lweDimension ? .small : .big
+        precondition(allSatisfy { $0.dimension == key.dimension(parameters) }, "a list's ciphertexts share one key")
+        return ListFormat.serialize(self, kind: key.seededListKind, parameters: parameters,
+                                    elementSize: SeededLweCiphertext.payloadSize) { $0.writePayload(to: &$1, parameters: parameters) }
     }
 
-    /// Reads a list of seeded ciphertexts.
+    /// Reads a list of seeded ciphertexts under either key; their dimension says which.
     public init(deserializing bytes: [UInt8], expecting parameters: TFHEParameters? = nil,
                 limit: Int = ObscuraFormat.defaultLimit) throws(SerializationError) {
-        self = try ListFormat.deserialize(bytes, kind: .seededLweCiphertextList, expecting: parameters, limit: limit,
-                                          elementSize: { _ in SeededLweCiphertext.payloadSize },
-                                          read: { (reader: inout ByteReader) throws(SerializationError) in
-                                              try SeededLweCiphertext(readingPayloadFrom: &reader) })
+        func read(_ key: LweKey) throws(SerializationError) -> [SeededLweCiphertext] {
+            try ListFormat.deserialize(bytes, kind: key.seededListKind, expecting: parameters, limit: limit,
+                                       elementSize: { _ in SeededLweCiphertext.payloadSize },
+                                       read: { (reader: inout ByteReader) throws(SerializationError) in
+                                           try SeededLweCiphertext(readingPayloadFrom: &reader, key: key) })
+        }
+        do {
+            self = try read(.big)
+        } catch .wrongKind(_, found: ObscuraFormat.Kind.smallKeySeededLweCiphertextList.rawValue) {
+            self = try read(.small)
+        }
+    }
+}
+
+extension LweKey {
+    /// The kind of a seeded list under this key.
+    var seededListKind: ObscuraFormat.Kind {
+        switch self {
+        case .big: .seededLweCiphertextList
+        case .small: .smallKeySeededLweCiphertextList
+        }
     }
 }
 

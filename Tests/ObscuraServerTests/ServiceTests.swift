@@ -58,8 +58,13 @@ struct ServiceTests {
         let input = try client.encrypt(Fixtures.image(9)[...]).serialized(parameters: plan.parameters)
         let wrongSet = Array(input[0..<8]) + [UInt8(TFHEParameters.integer2Bit128.id & 0xFF), UInt8(TFHEParameters.integer2Bit128.id >> 8)] + Array(input[10...])
         let inferences = "/v1/models/tiny-cnn/inferences"
+        // The CNN's inputs are under the small key (kind 10); the same words marked as big-key ones.
+        var bigKeyInput = input
+        #expect(bigKeyInput[6] == 10)
+        bigKeyInput[6] = 6
         let cases: [(String, String, String, [String: String], [UInt8], Int, String)] = [
             ("truncated ciphertext", "POST", inferences, ["key": key.id], Array(input.dropLast(7)), 400, "invalid_input"),
+            ("inputs under the wrong key", "POST", inferences, ["key": key.id], bigKeyInput, 400, "wrong_input_key"),
             ("wrong parameter set", "POST", inferences, ["key": key.id], wrongSet, 400, "invalid_input"),
             ("too few ciphertexts", "POST", inferences, ["key": key.id],
              try Array(client.encrypt(Fixtures.image(9)[...]).prefix(5)).serialized(parameters: plan.parameters), 400, "wrong_input_size"),

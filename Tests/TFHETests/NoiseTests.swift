@@ -142,6 +142,25 @@ struct NoiseTests {
         #expect(check.tailMatches, "\(check)")
     }
 
+    @Test("fresh encryptions under the small key through the modulus switch (no key switch): variance and tail as predicted for the key",
+          arguments: TFHEParameters.secureSets)
+    func smallKeyInputs(parameters: TFHEParameters) {
+        let (secret, key) = KeyCache.shared.keys(parameters, seed: 7)
+        let encryptor = Encryptor(secretKey: secret, deterministicSeed: Seed128(low: 29, high: UInt64(parameters.id)))
+        let count = 6000
+        let inputs = (0..<count).map { _ in encryptor.encryptSeeded(plaintext: BooleanEncoding.eighth, key: .small).expanded() }
+        let samples: [Double] = key.parallelMap(count: count) { evaluator, i in
+            evaluator.loadUnderSmallKey([inputs[i]])
+            evaluator.modulusSwitch(count: 1)
+            return Self.fromEighth(Self.switchedPhase(evaluator, secret: secret))
+        }
+        let check = Check(stage: "\(parameters.name) small-key input + modulus switch", samples: samples,
+                          predicted: NoiseModel(parameters, secretKey: secret).smallKeyInputVariance(inputNorm: 1), tailProbability: 0.02)
+        print(check)
+        #expect(check.varianceMatches, "\(check)")
+        #expect(check.tailMatches, "\(check)")
+    }
+
     /// Bootstrap checks of a set: the output, and the output key-switched and modulus-switched
     /// (the next bootstrap's input). 4,800 samples (tolerance ±9.2%) where a bootstrap takes
     /// milliseconds; int6-128's take 8× longer, so 1,200 (±18.4%).

@@ -16,6 +16,12 @@ struct SerializationTests {
         #expect(encryptor.decryptBit(try LweCiphertext(deserializing: full.serialized(parameters: parameters))))
         let list = (0..<5).map { _ in encryptor.encryptSeeded(plaintext: 0) }
         #expect(try [SeededLweCiphertext](deserializing: list.serialized(parameters: parameters)) == list)
+        // Under the small key: its own kind, and the dimension comes back from it.
+        let smallList = (0..<5).map { _ in encryptor.encryptSeeded(plaintext: 0, key: .small) }
+        let smallBytes = smallList.serialized(parameters: parameters)
+        #expect(smallBytes[6] == 10 && smallBytes.count == list.serialized(parameters: parameters).count)
+        let smallRestored = try [SeededLweCiphertext](deserializing: smallBytes, expecting: parameters)
+        #expect(smallRestored == smallList && smallRestored.allSatisfy { $0.dimension == parameters.lweDimension })
         let fulls = list.map { $0.expanded() }
         #expect(try [LweCiphertext](deserializing: fulls.serialized(parameters: parameters)) == fulls)
         let restoredSecret = try SecretKey(deserializing: secret.serialized())
