@@ -95,6 +95,16 @@ struct BenchTFHE: ParsableCommand {
                      "\(label) batched bootstraps decrypted to a wrong value")
         report.add("\(label)_per_second_all_cores", Double(many) / elapsed, "bootstraps/s")
         report.add("\(label)_failure_log2", NoiseModel(parameters).integerFailureLog2, "log2")
+        // Result packing: one GLWE of N' values, on one thread, checked.
+        let shape = parameters.packing
+        let values = [LweCiphertext](repeating: outputs[0][0], count: shape.polynomialSize)
+        var packed: PackedLweList?
+        let packSeconds = ParallelWork.$threadLimit.withValue(1) { Clock.median(runs: 5) { packed = key.pack(values) } }
+        precondition(encryptor.decryptInteger(packed!.extract(shape.polynomialSize - 1)) == ((p - 2) * (p - 2) + 1) % p,
+                     "\(label) packed value decrypted to a wrong value")
+        report.add("\(label)_packing_ms_per_glwe", packSeconds * 1000, "ms")
+        report.add("\(label)_packing_values_per_glwe", Double(shape.polynomialSize), "")
+        report.add("\(label)_packing_key_bytes", Double(key.compressed.packingBodies.count * 8 + 16), "bytes")
     }
 
     /// The two ways to multiply negacyclic polynomials, on the external product's shape
