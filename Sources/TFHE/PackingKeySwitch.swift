@@ -27,15 +27,16 @@ public struct PackingShape: Sendable, Hashable {
 }
 
 extension TFHEParameters {
-    /// The packing shape of this set. Two levels of 12 bits keep every error of the key switch
-    /// far below the transport rounding that follows it (2^-34/12 per word at 17 bits): the
-    /// masks' rounding to 24 bits (2^-48/12 per key bit) dominates, and the FFT's error, which
-    /// grows with the digits' size squared, stays below it. One level of 21 bits, half the key,
-    /// measured 1.5-2x the FFT formula's error (``NoiseModel/packingKeySwitchVariance``).
+    /// The packing shape of this set. One level of 18 bits: the masks' rounding to 18 bits
+    /// (2^-36/12 per key bit, exactly modelled) dominates the key switch's noise and stays an
+    /// eighth of the transport rounding that follows it (2^-34/12 per word at 17 bits), while
+    /// the FFT's error, which grows with the digits' size squared, is far below it. With 21-bit
+    /// digits the FFT's error dominated and measured 1.2-2.4x its formula; two levels of 12 bits
+    /// gave the same result sizes with twice the key (``NoiseModel/packingKeySwitchVariance``).
     public var packing: PackingShape {
         let size = min(polynomialSize, 1024)
         return PackingShape(glweDimension: bigLweDimension / size, polynomialSize: size,
-                            decomposition: GadgetDecomposition(baseLog: 12, levels: 2))
+                            decomposition: GadgetDecomposition(baseLog: 18, levels: 1))
     }
 }
 
