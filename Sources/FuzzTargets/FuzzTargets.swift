@@ -39,7 +39,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             _ = try? SecretKey(deserializing: bytes)
         case .tfheResult:
             _ = try? Fixture.tfheClient.decryptScores(serialized: bytes)
-            _ = try? PackedLweList(deserializing: bytes, limit: 1 << 20).extractAll()
+            if let packed = try? PackedLweList(deserializing: bytes, limit: 1 << 20), packed.count <= 64 { _ = packed.extractAll() }
         case .simdUpload:
             try? SIMDEvaluator.check(upload: bytes, plan: Fixture.simdPlan)
         case .simdKeys:

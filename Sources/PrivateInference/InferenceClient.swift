@@ -39,7 +39,8 @@ public struct InferenceClient: Sendable {
         case .roundedList:
             return try decryptScores(try [LweCiphertext](deserializingRounded: bytes, expecting: plan.parameters))
         case .packed:
-            let packed = try PackedLweList(deserializing: bytes, expecting: plan.parameters)
+            // The plan knows the result's exact size: nothing larger is unpacked.
+            let packed = try PackedLweList(deserializing: bytes, expecting: plan.parameters, limit: plan.resultBytes)
             guard packed.count == plan.outputCount else {
                 throw InferenceError.sizeMismatch(what: "packed result values", expected: plan.outputCount, found: packed.count)
             }

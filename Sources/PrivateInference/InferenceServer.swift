@@ -108,11 +108,11 @@ public struct PBSInferenceEvaluator: Sendable {
         }
     }
 
-    /// The dense layer's partial sums Σ_{j in chunk} w_kj·f_j (+ b_k·Δ in the first chunk).
+    /// The dense layer's partial sums Σ_{j in chunk} w_kj·f_j (+ b_k's share), on all cores.
     func denseScores(_ features: [LweCiphertext], weights: [Int], bias: [Int]) -> [LweCiphertext] {
         let count = features.count, chunks = plan.chunks, delta = plan.scoreDelta
         let dimension = plan.parameters.bigLweDimension
-        return (0..<plan.outputCount).map { index in
+        return ParallelWork.map(plan.outputCount) { index in
             let k = index / chunks.count, g = index % chunks.count
             let share = DensePlan.biasShare(bias[k], chunk: g, of: chunks.count)
             var sum = LweCiphertext.trivial(dimension: dimension, body: UInt64(bitPattern: Int64(share)) &* delta)

@@ -51,7 +51,8 @@ public struct NoiseModel: Sendable {
 
     /// Variance that the packing key switch (``EvaluationKey/pack(_:)``) adds to each packed
     /// value's phase, with R = k·N·l_pk rows of the packing key and digits of base B = 2^β:
-    /// - the key's noise times the digits: R·E[d²]·σ²_GLWE;
+    /// - the key's noise times the digits: each coefficient of D(X)·E(X) sums N' of them, so
+    ///   R·N'·E[d²]·σ²_GLWE;
     /// - the gadget's rounding of the input masks, times the big key: w·2^(-2βl)/12;
     /// - the FFT's error, by the formula of ``fourierPhaseVariance`` for R digit polynomials of
     ///   size N' against the key (the same kind of sum as an external product's, R rows long).
@@ -59,7 +60,7 @@ public struct NoiseModel: Sendable {
         let shape = parameters.packing
         let rows = Double(shape.rows), beta = shape.decomposition.baseLog, levels = shape.decomposition.levels
         let base = Double.pow2(beta), size = Double(shape.polynomialSize)
-        let keyNoise = rows * Self.digitSecondMoment(baseLog: beta) * parameters.glweNoise.torusVariance
+        let keyNoise = rows * size * Self.digitSecondMoment(baseLog: beta) * parameters.glweNoise.torusVariance
         let rounding = bigKeyWeight * Double.pow2(-2 * beta * levels) / 12
         let fourier = Self.fourierConstant * (1 + bigKeyWeight) * rows * base * base * size * log2(size) * Double.pow2(-106)
         return keyNoise + rounding + fourier

@@ -6,7 +6,8 @@ import ObscuraMath
 /// the big key by sample extraction, and decrypts it as any other.
 ///
 /// It travels with every word switched to a transport modulus of 2^b (``serialized(transportBits:)``):
-/// k'+1 words of b bits per value instead of k·N + 1 words of 64, about 1/1,000 of the bytes.
+/// k'+1 words of b bits per value instead of k·N + 1 words of 64 (int4-128 at 17 bits: 6.4
+/// bytes a value instead of 16,392, a partly filled last GLWE counted whole).
 public struct PackedLweList: Sendable, Equatable {
     /// The parameter set of the packed ciphertexts.
     public let parameters: TFHEParameters
@@ -112,6 +113,8 @@ extension PackedLweList {
             pending >>= UInt64(bits)
             pendingBits -= bits
         }
+        // One encoding per list: the last byte's unused bits are zero.
+        guard pending == 0 else { throw .invalidValue("nonzero padding bits after the last word") }
         self.init(parameters: p, count: count, words: words)
     }
 }

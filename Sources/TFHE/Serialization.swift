@@ -44,8 +44,9 @@ public enum SerializationError: Error, Equatable, Sendable, CustomStringConverti
 /// Obscura's binary format, version 1. Every object starts with a 12-byte header:
 /// magic (4 bytes: "OBSC" for public objects, "OBSK" for secret keys), format version
 /// (UInt16), object kind (UInt16), parameter-set id (UInt16), reserved (UInt16, zero). The
-/// payload follows in little-endian 64-bit words; its size is fixed by the kind and the
-/// parameter set, except for lists, which carry a UInt32 count checked against the bytes present.
+/// payload follows in little-endian 64-bit words (a packed list: a bit stream of shorter words);
+/// its size is fixed by the kind and the parameter set, except for lists, which carry a UInt32
+/// count checked against the bytes present.
 public enum ObscuraFormat {
     /// The format version this build writes and reads.
     public static let version: UInt16 = 1
@@ -197,8 +198,10 @@ extension LweCiphertext {
 }
 
 extension SeededLweCiphertext {
-    /// The serialized form: header, seed, body (36 bytes).
+    /// The serialized form: header, seed, body (36 bytes). A single ciphertext is under the big
+    /// key (only lists, kind 10, carry small-key ciphertexts).
     public func serialized(parameters: TFHEParameters) -> [UInt8] {
+        precondition(dimension == parameters.bigLweDimension, "a single seeded ciphertext is under the big key")
         var writer = ByteWriter(magic: ObscuraFormat.publicMagic, kind: .seededLweCiphertext, parameters: parameters,
                                 payloadCapacity: Self.payloadSize)
         writePayload(to: &writer, parameters: parameters)
