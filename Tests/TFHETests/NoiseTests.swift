@@ -142,9 +142,9 @@ struct NoiseTests {
         #expect(check.tailMatches, "\(check)")
     }
 
-    @Test("fresh encryptions under the small key through the modulus switch (no key switch): variance and tail as predicted for the key",
-          arguments: TFHEParameters.secureSets)
-    func smallKeyInputs(parameters: TFHEParameters) {
+    /// Samples of the noise that blind rotation sees for a fresh encryption under the small key:
+    /// rounding to 32 bits and the modulus switch, no key switch.
+    static func smallKeyInputCheck(_ parameters: TFHEParameters) -> Check {
         let (secret, key) = KeyCache.shared.keys(parameters, seed: 7)
         let encryptor = Encryptor(secretKey: secret, deterministicSeed: Seed128(low: 29, high: UInt64(parameters.id)))
         let count = 6000
@@ -154,8 +154,17 @@ struct NoiseTests {
             evaluator.modulusSwitch(count: 1)
             return Self.fromEighth(Self.switchedPhase(evaluator, secret: secret))
         }
-        let check = Check(stage: "\(parameters.name) small-key input + modulus switch", samples: samples,
-                          predicted: NoiseModel(parameters, secretKey: secret).smallKeyInputVariance(inputNorm: 1), tailProbability: 0.02)
+        return Check(stage: "\(parameters.name) small-key input + modulus switch", samples: samples,
+                     predicted: NoiseModel(parameters, secretKey: secret).smallKeyInputVariance(inputNorm: 1), tailProbability: 0.02)
+    }
+
+    /// int4-128's, shared with the test that the checks can fail.
+    static let integer4SmallKeyInput = smallKeyInputCheck(.integer4Bit128)
+
+    @Test("fresh encryptions under the small key through the modulus switch (no key switch): variance and tail as predicted for the key",
+          arguments: TFHEParameters.secureSets)
+    func smallKeyInputs(parameters: TFHEParameters) {
+        let check = parameters == .integer4Bit128 ? Self.integer4SmallKeyInput : Self.smallKeyInputCheck(parameters)
         print(check)
         #expect(check.varianceMatches, "\(check)")
         #expect(check.tailMatches, "\(check)")
@@ -200,8 +209,13 @@ struct NoiseTests {
         #expect(next.tailMatches, "\(next)")
     }
 
-    @Test("the checks fail against a model 20% off: int2-128's key-switch samples and int2/int4-128's bootstrap outputs judged against 1/1.2 and 1.2 times the prediction")
+    @Test("the checks fail against a model 20% off: int2-128's key-switch samples, int4-128's small-key inputs and int2/int4-128's bootstrap outputs judged against 1/1.2 and 1.2 times the prediction")
     func checksCanFail() {
+        let smallKey = Self.integer4SmallKeyInput
+        #expect(smallKey.varianceMatches && smallKey.tailMatches)
+        #expect(!smallKey.against(predictedTimes: 1 / 1.2).varianceMatches, "\(smallKey)")
+        #expect(!smallKey.against(predictedTimes: 1 / 1.2).tailMatches, "\(smallKey)")
+        #expect(!smallKey.against(predictedTimes: 1.2).varianceMatches, "\(smallKey)")
         let keySwitch = Self.integer2KeySwitch
         let optimistic = keySwitch.against(predictedTimes: 1 / 1.2), pessimistic = keySwitch.against(predictedTimes: 1.2)
         print(optimistic)
