@@ -65,6 +65,13 @@ struct NoiseTests {
                    stage, samples.count, measured, predicted, measured / predicted, tolerance, outside, tailProbability * 100, outsideLimit)
         }
 
+        /// Prints the check and expects its variance and its tail to match the model.
+        func expectMatches(sourceLocation: SourceLocation = #_sourceLocation) {
+            print(self)
+            #expect(varianceMatches, "\(self)", sourceLocation: sourceLocation)
+            #expect(tailMatches, "\(self)", sourceLocation: sourceLocation)
+        }
+
         /// The same samples judged against a model whose variance is `factor` times this one's.
         func against(predictedTimes factor: Double) -> Check {
             Check(stage: stage, samples: samples, predicted: predicted * factor, tailProbability: tailProbability)
@@ -137,9 +144,7 @@ struct NoiseTests {
     func keySwitchAndModulusSwitch(parameters: TFHEParameters) {
         let check = parameters == .integer2Bit128 ? Self.integer2KeySwitch
             : Self.keySwitchCheck(parameters, count: Self.keySwitchSamples(parameters))
-        print(check)
-        #expect(check.varianceMatches, "\(check)")
-        #expect(check.tailMatches, "\(check)")
+        check.expectMatches()
     }
 
     /// Samples of the noise that blind rotation sees for a fresh encryption under the small key:
@@ -165,9 +170,7 @@ struct NoiseTests {
           arguments: TFHEParameters.secureSets)
     func smallKeyInputs(parameters: TFHEParameters) {
         let check = parameters == .integer4Bit128 ? Self.integer4SmallKeyInput : Self.smallKeyInputCheck(parameters)
-        print(check)
-        #expect(check.varianceMatches, "\(check)")
-        #expect(check.tailMatches, "\(check)")
+        check.expectMatches()
     }
 
     /// Bootstrap checks of a set: the output, and the output key-switched and modulus-switched
@@ -201,12 +204,8 @@ struct NoiseTests {
     func bootstraps(parameters: TFHEParameters) {
         let (output, next) = parameters == .integer2Bit128 ? Self.integer2Bootstraps
             : parameters == .integer4Bit128 ? Self.integer4Bootstraps : Self.bootstrapChecks(parameters)
-        print(output)
-        print(next)
-        #expect(output.varianceMatches, "\(output)")
-        #expect(output.tailMatches, "\(output)")
-        #expect(next.varianceMatches, "\(next)")
-        #expect(next.tailMatches, "\(next)")
+        output.expectMatches()
+        next.expectMatches()
     }
 
     @Test("the checks fail against a model 20% off: int2-128's key-switch samples, int4-128's small-key inputs and int2/int4-128's bootstrap outputs judged against 1/1.2 and 1.2 times the prediction")
