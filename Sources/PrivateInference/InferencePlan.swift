@@ -105,7 +105,7 @@ public struct InferencePlan: Sendable {
     /// Bytes of one serialized result.
     public var resultBytes: Int {
         switch resultEncoding {
-        case .roundedList: ObscuraFormat.headerSize + 4 + outputCount * (parameters.bigLweDimension + 1) * 2
+        case .roundedList: [LweCiphertext].roundedSerializedSize(count: outputCount, parameters: parameters)
         case .packed(let bits): PackedLweList.serializedSize(values: outputCount, bits: bits, parameters: parameters)
         }
     }
@@ -253,11 +253,12 @@ struct DensePlan {
     let failureLog2: Double
 
     /// `resultVariance` is the noise the result picks up on its way to the client (the rounding
-    /// of `serializedRounded`), added to every partial sum.
+    /// of `serializedRounded`), added to every partial sum. The search starts at `fewestChunks`:
+    /// a caller that knows fewer cannot decode passes it.
     init(weights: [[Int]], bias: [Int], featureMagnitude: Int = 1, featureVariance: Double,
-         resultVariance: Double = 0) throws(InferenceError) {
+         resultVariance: Double = 0, fewestChunks: Int = 1) throws(InferenceError) {
         let features = weights[0].count
-        for count in 1...max(1, features) {
+        for count in min(max(1, fewestChunks), max(1, features))...max(1, features) {
             let bounds = (0...count).map { $0 * features / count }
             let ranges = (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
             // In doubles: a hostile model's weights must give an error here, not an overflow trap
@@ -289,17 +290,22 @@ struct DensePlan {
     /// The dense plan whose packed result (``PackedLweList``) is smallest, with its transport
     /// bits: fewer bits add rounding noise, so more and smaller partial sums; more bits make every
     /// word longer. Each candidate counts the packing key switch's noise and its own rounding.
+    /// Candidates go from the most bits down: a split that decodes with more noise decodes with
+    /// less, so each search starts at the previous one's count, and once none decodes, none will.
     static func packed(weights: [[Int]], bias: [Int], featureMagnitude: Int, featureVariance: Double,
                        noise: NoiseModel) throws(InferenceError) -> (DensePlan, transportBits: Int) {
-        var best: (plan: DensePlan, bits: Int, bytes: Int)?
-        for bits in 10...24 {
+        var best: (plan: DensePlan, bits: Int, bytes: Int)?, fewest = 1
+        for bits in (10...24).reversed() {
             let resultVariance = noise.packingKeySwitchVariance
                 + PackedLweList.transportRoundingVariance(noise.parameters, bits: bits)
             guard let plan = try? DensePlan(weights: weights, bias: bias, featureMagnitude: featureMagnitude,
-                                            featureVariance: featureVariance, resultVariance: resultVariance) else { continue }
+                                            featureVariance: featureVariance, resultVariance: resultVariance,
+                                            fewestChunks: fewest) else { break }
+            fewest = plan.chunks.count
             let bytes = PackedLweList.serializedSize(values: weights.count * plan.chunks.count, bits: bits,
                                                      parameters: noise.parameters)
-            if best.map({ bytes < $0.bytes }) ?? true { best = (plan, bits, bytes) }
+            // Ties go to fewer bits.
+            if best.map({ bytes <= $0.bytes }) ?? true { best = (plan, bits, bytes) }
         }
         guard let best else { throw .unsupportedModel("the dense layer's weights are too large to decode exactly") }
         return (best.plan, best.bits)

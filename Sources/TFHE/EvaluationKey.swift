@@ -1,5 +1,6 @@
 import Dispatch
 import ObscuraMath
+import Synchronization
 
 /// The public key material a server needs, in its compact (seeded) form: the bootstrapping
 /// key's GGSW bodies and the key-switching key's LWE bodies, with the two seeds their masks
@@ -125,8 +126,9 @@ public final class EvaluationKey: Sendable {
     let bootstrappingKey: [FourierGgswCiphertext]
     /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
     let keySwitchKey: [UInt32]
-    /// The packing key switch, in the Fourier domain.
-    let packingKey: FourierPackingKey
+    /// The packing key switch in the Fourier domain, expanded on first use: keys that never
+    /// pack (gates, circuits, the bitwise perceptron) do not hold it (50 MB for int4-128).
+    private let expandedPackingKey = Mutex<FourierPackingKey?>(nil)
 
     /// Expands a compressed key (server side), in parallel over the bootstrapping key's GGSWs.
     public init(_ compressed: CompressedEvaluationKey) {
@@ -163,7 +165,16 @@ public final class EvaluationKey: Sendable {
             ksk[offset + small] = Self.roundTo32(compressed.keySwitchBodies[row])
         }
         keySwitchKey = ksk
-        packingKey = FourierPackingKey(parameters: p, seed: compressed.packingSeed, bodies: compressed.packingBodies)
+    }
+
+    /// The packing key switch, expanded by the first caller.
+    var packingKey: FourierPackingKey {
+        expandedPackingKey.withLock { expanded in
+            if let expanded { return expanded }
+            let key = FourierPackingKey(parameters: parameters, seed: compressed.packingSeed, bodies: compressed.packingBodies)
+            expanded = key
+            return key
+        }
     }
 
     /// The top 32 bits of a 64-bit torus element, rounded.
@@ -172,8 +183,9 @@ public final class EvaluationKey: Sendable {
         UInt32(truncatingIfNeeded: (x &+ (1 << 31)) >> 32)
     }
 
-    /// Bytes held in memory by the expanded key.
+    /// Bytes held in memory by the expanded key (the packing key once it has been used).
     public var memoryBytes: Int {
-        bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 + packingKey.storage.count * 8
+        let packing = expandedPackingKey.withLock { $0?.storage.count ?? 0 }
+        return bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 + packing * 8
     }
 }

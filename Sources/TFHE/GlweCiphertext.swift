@@ -87,16 +87,18 @@ extension SecretKey {
 
     /// Writes a GLWE encryption of zero: k masks drawn from `maskStream` (to `masks`, or
     /// discarded when nil, as seeded objects keep only the body) and the body Σ A_t·S_t + E.
+    /// `products` are the key's polynomials prepared for exact products: the set's GLWE key by
+    /// default, or the big key read in another shape (the packing key's target).
     func writeGlweEncryptionOfZero(masks: UnsafeMutablePointer<UInt64>?, body: UnsafeMutablePointer<UInt64>,
-                                   maskStream: inout CSPRNG, noise: inout CSPRNG) {
-        let p = parameters
-        let n = p.polynomialSize
-        for j in 0..<n { body[j] = p.glweNoise.sample(using: &noise) }
+                                   maskStream: inout CSPRNG, noise: inout CSPRNG, products: [ExactPolynomialProduct]? = nil) {
+        let products = products ?? glweProducts
+        let n = products[0].fft.polynomialSize
+        for j in 0..<n { body[j] = parameters.glweNoise.sample(using: &noise) }
         withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
-            for t in 0..<p.glweDimension {
+            for t in products.indices {
                 let mask = masks.map { $0 + t * n } ?? scratch.baseAddress!
                 maskStream.fillUniform(UnsafeMutableBufferPointer(start: mask, count: n))
-                glweProducts[t].multiply(mask, into: body, accumulate: true)
+                products[t].multiply(mask, into: body, accumulate: true)
             }
         }
     }

@@ -56,13 +56,7 @@ extension SecretKey {
                 var masks = CSPRNG(seed: seed, domain: "pksk.mask", startingAtWord: row * k * n)
                 var noise = CSPRNG(seed: noiseSeed, domain: "pksk.noise.\(row)")
                 let body = base.pointer + row * n
-                for j in 0..<n { body[j] = p.glweNoise.sample(using: &noise) }
-                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { mask in
-                    for t in 0..<k {
-                        masks.fillUniform(mask)
-                        products[t].multiply(mask.baseAddress!, into: body, accumulate: true)
-                    }
-                }
+                writeGlweEncryptionOfZero(masks: nil, body: body, maskStream: &masks, noise: &noise, products: products)
                 let i = row / levels, level = row % levels + 1
                 body[0] &+= bigKey[i] &* (UInt64(1) << UInt64(64 - level * shape.decomposition.baseLog))
             }
@@ -173,7 +167,7 @@ extension EvaluationKey {
     public func pack(_ ciphertexts: [LweCiphertext]) -> PackedLweList {
         let shape = parameters.packing, n = shape.polynomialSize
         precondition(ciphertexts.allSatisfy { $0.dimension == parameters.bigLweDimension }, "not under the big key")
-        let glwes = (ciphertexts.count + n - 1) / n
+        let glwes = (ciphertexts.count + n - 1) / n, packingKey = packingKey
         var words = [UInt64](repeating: 0, count: glwes * shape.glweWords)
         words.withUnsafeMutableBufferPointer { out in
             let base = UnsafeMutableSendablePointer(out.baseAddress!)

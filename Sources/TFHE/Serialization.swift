@@ -346,6 +346,11 @@ extension Array where Element == LweCiphertext {
                                           })
     }
 
+    /// Bytes of a rounded list of `count` big-key ciphertexts.
+    public static func roundedSerializedSize(count: Int, parameters: TFHEParameters) -> Int {
+        ObscuraFormat.headerSize + 4 + count * (parameters.bigLweDimension + 1) * 2
+    }
+
     /// The largest phase variance (torus units) that rounding adds to a big-key ciphertext:
     /// n + 1 errors of variance 2^-32/12, each weighted by a key bit of at most 1.
     public static func roundingPhaseVariance(_ parameters: TFHEParameters) -> Double {
