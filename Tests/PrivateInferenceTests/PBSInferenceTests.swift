@@ -106,6 +106,15 @@ struct PBSInferenceTests {
         for (decrypted, reference) in try runEncrypted(plan, data, [image]) { #expect(decrypted == reference) }
     }
 
+    @Test("no default is the insecure test set: plans, the gates' set, the secure list and the names a command line accepts")
+    func defaultsAreSecure() throws {
+        let plan = try InferencePlan(model: try ModelCatalog.load("fast-mnist"))
+        #expect(!plan.parameters.isInsecureTestOnly && plan.parameters.securityBits >= 128)
+        #expect(!TFHEParameters.booleanGates.isInsecureTestOnly)
+        #expect(TFHEParameters.secureSets.allSatisfy { !$0.isInsecureTestOnly && $0.securityBits >= 128 })
+        #expect(TFHEParameters.named(TFHEParameters.insecureTestOnly.name) == nil)
+    }
+
     @Test("dense planning: each partial sum's range fits the torus and the split is the smallest that decodes")
     func densePlan() throws {
         let weights = [[Int]](repeating: [Int](repeating: 7, count: 400), count: 2)
