@@ -17,6 +17,8 @@ struct BenchTFHE: ParsableCommand {
     @Option(help: "Timed repetitions of each single-thread figure (the median is reported).") var runs = 21
     @Flag(name: .customLong("skip-6bit"), help: "Skip the 6-bit set (its key takes a few seconds to make).")
     var skip6Bit = false
+    @Flag(name: .customLong("skip-multi-bit"), help: "Skip the 4-bit multi-bit sets (grouping factors 2, 3 and 4).")
+    var skipMultiBit = false
 
     func run() throws {
         var report = Report(jsonOnly: json)
@@ -61,6 +63,11 @@ struct BenchTFHE: ParsableCommand {
 
         measurePBS(.integer4Bit128, label: "pbs_4bit", report: &report)
         if !skip6Bit { measurePBS(.integer6Bit128, label: "pbs_6bit", report: &report) }
+        if !skipMultiBit {
+            for parameters in TFHEParameters.secureSets where parameters.groupingFactor > 1 {
+                measurePBS(parameters, label: "pbs_4bit_mb\(parameters.groupingFactor)", report: &report)
+            }
+        }
         measureTransforms(report: &report)
         if json { print(report.json()) }
     }
@@ -95,6 +102,8 @@ struct BenchTFHE: ParsableCommand {
                      "\(label) batched bootstraps decrypted to a wrong value")
         report.add("\(label)_per_second_all_cores", Double(many) / elapsed, "bootstraps/s")
         report.add("\(label)_failure_log2", NoiseModel(parameters).integerFailureLog2, "log2")
+        report.add("\(label)_bootstrapping_key_bytes", Double(key.compressed.bootstrapBodies.count * 8 + 16), "bytes")
+        report.add("\(label)_evaluation_key_memory_bytes", Double(key.memoryBytes), "bytes")
         // Result packing: one GLWE of N' values, on one thread, checked.
         let shape = parameters.packing
         let values = [LweCiphertext](repeating: outputs[0][0], count: shape.polynomialSize)

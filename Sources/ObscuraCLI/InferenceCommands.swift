@@ -16,10 +16,18 @@ struct InferenceOptions: ParsableArguments {
     var mode: InferenceMode = .pbs
     @Option(help: "Bitwise mode's circuits: paper (as published) or fast (majority carries, fewer bootstraps).")
     var circuit: CircuitMethod = .paper
+    @Option(help: "pbs mode's TFHE parameter set: \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
+    var parameters = TFHEParameters.integer4Bit128.name
 
     func validate() throws {
         if let images, images < 1 { throw ValidationError("--images must be at least 1") }
+        if TFHEParameters.named(parameters) == nil {
+            throw ValidationError("--parameters: no secure set is named \(parameters) (known: \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")))")
+        }
     }
+
+    /// The parameter set `--parameters` names (checked by `validate`).
+    var parameterSet: TFHEParameters { TFHEParameters.named(parameters)! }
 }
 
 /// Prints the plan: where the bootstraps go and how likely a decoding failure is.
@@ -51,7 +59,8 @@ struct InferLocal: ParsableCommand {
     @OptionGroup var options: InferenceOptions
 
     func run() throws {
-        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit)
+        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit,
+                                         parameters: options.parameterSet)
         if options.mode == .pbs { describe(session.plan) }
         print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB", session.keygenSeconds,
                      Double(session.evaluationKeyBytes) / 1e6))
@@ -79,7 +88,8 @@ struct BenchInfer: ParsableCommand {
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false
 
     func run() throws {
-        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit)
+        var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit,
+                                         parameters: options.parameterSet)
         if !json && options.mode == .pbs { describe(session.plan) }
         let records = try session.records(range: options.range, limit: options.images)
         let progress = Progress(total: records.count, label: "encrypted inferences", quiet: false)
@@ -107,6 +117,7 @@ struct BenchInfer: ParsableCommand {
         report.add("evaluation_key_bytes", Double(session.evaluationKeyBytes), "B")
         let parameters = options.mode == .pbs ? session.plan.parameters : BitwisePerceptronEvaluator.parameters
         report.add("security_bits", Double(parameters.securityBits), "bits")
+        report.add("grouping_factor", Double(parameters.groupingFactor), "")
         if options.mode == .pbs { report.add("failure_log2_per_image", max(session.plan.failureLog2, -999), "") }
         if json { print(report.json()) }
     }

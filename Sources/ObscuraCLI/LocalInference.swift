@@ -49,19 +49,21 @@ struct LocalInference {
     private var engine: Engine
 
     /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
-    init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper) throws {
+    init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
+         parameters: TFHEParameters = .integer4Bit128) throws {
         let model = try ModelCatalog.load(name)
         try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder),
-                      mode: mode, circuit: circuit)
+                      mode: mode, circuit: circuit, parameters: parameters)
     }
 
     /// Compiles the model, generates the client's keys and sets up the server with the serialized
     /// evaluation key only.
-    init(model: ModelFile, dataset: Dataset, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper) throws {
+    init(model: ModelFile, dataset: Dataset, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
+         parameters: TFHEParameters = .integer4Bit128) throws {
         guard dataset.sampleSize == model.inputSize else {
             throw InferenceError.sizeMismatch(what: "\(dataset.name) record values", expected: model.inputSize, found: dataset.sampleSize)
         }
-        let plan = try InferencePlan(model: model)
+        let plan = try InferencePlan(model: model, parameters: parameters)
         self.model = model
         self.plan = plan
         self.dataset = dataset

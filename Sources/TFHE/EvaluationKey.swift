@@ -6,9 +6,11 @@ import Synchronization
 /// key's GGSW bodies and the key-switching key's LWE bodies, with the two seeds their masks
 /// are expanded from. This is what a client uploads; it is about 1/(k+1) of the full key.
 ///
-/// Bootstrapping-key layout: for each small-key bit s_i, for each row (component c ∈ 0...k,
+/// Bootstrapping-key layout: one GGSW of a bit μ per small-key bit s_i (classic), or per group
+/// of g bits and nonzero pattern β ∈ {0,1}^g in increasing order, μ = [s_group = β] (multi-bit,
+/// ``TFHEParameters/bootstrapKeyGgswCount``); for each GGSW, for each row (component c ∈ 0...k,
 /// level j ∈ 1...l), one GLWE encryption of zero whose body carries the message: rows with c < k
-/// encrypt -s_i·S_c·2^(64-jβ) and the row c = k encrypts s_i·2^(64-jβ). Masks are drawn from
+/// encrypt -μ·S_c·2^(64-jβ) and the row c = k encrypts μ·2^(64-jβ). Masks are drawn from
 /// CSPRNG(bootstrapSeed, "bsk.mask") in that order, k·N words per row.
 /// Key-switching-key layout: for each big-key bit z_i and level j ∈ 1...l_ks, one LWE
 /// encryption of z_i·2^(64-jβ_ks) under the small key, masks from CSPRNG(keySwitchSeed, "ksk.mask").
@@ -18,7 +20,7 @@ public struct CompressedEvaluationKey: Sendable, Equatable {
     public let parameters: TFHEParameters
     /// The seed of the bootstrapping key's masks.
     public let bootstrapSeed: Seed128
-    /// n·(k+1)·l·N bodies.
+    /// (GGSW count)·(k+1)·l·N bodies.
     public let bootstrapBodies: [UInt64]
     /// The seed of the key-switching key's masks.
     public let keySwitchSeed: Seed128
@@ -31,7 +33,7 @@ public struct CompressedEvaluationKey: Sendable, Equatable {
 
     /// Rows per GGSW: (k+1)·l.
     static func rowsPerGgsw(_ p: TFHEParameters) -> Int { (p.glweDimension + 1) * p.bootstrapDecomposition.levels }
-    static func bootstrapBodyCount(_ p: TFHEParameters) -> Int { p.lweDimension * rowsPerGgsw(p) * p.polynomialSize }
+    static func bootstrapBodyCount(_ p: TFHEParameters) -> Int { p.bootstrapKeyGgswCount * rowsPerGgsw(p) * p.polynomialSize }
     static func keySwitchBodyCount(_ p: TFHEParameters) -> Int { p.bigLweDimension * p.keySwitchDecomposition.levels }
     static func packingBodyCount(_ p: TFHEParameters) -> Int { p.packing.rows * p.packing.polynomialSize }
 
@@ -64,6 +66,22 @@ extension SecretKey {
                           noiseSeed: Seed128(low: seed.low ^ 0x5bd1_e995, high: seed.high))
     }
 
+    /// The bit that bootstrapping-key GGSW `i` encrypts: s_i (classic), or for group i / (2^g − 1)
+    /// and pattern β = i mod (2^g − 1) + 1, the indicator ∏_j (β_j ? s_j : 1 − s_j) over the
+    /// group's bits, so that exactly one GGSW of a group encrypts 1 unless its bits are all 0.
+    func bootstrapKeyMessage(ggsw i: Int) -> UInt64 {
+        let g = parameters.groupingFactor
+        if g == 1 { return smallKey[i] }
+        let patterns = (1 << g) - 1
+        let group = i / patterns, pattern = i % patterns + 1
+        var indicator: UInt64 = 1
+        for j in 0..<g {
+            let bit = smallKey[group * g + j]
+            indicator &= (pattern >> j) & 1 == 1 ? bit : 1 &- bit
+        }
+        return indicator
+    }
+
     private func makeEvaluationKey(seeds: CSPRNG, noiseSeed: Seed128) -> CompressedEvaluationKey {
         var seeds = seeds
         let p = parameters
@@ -80,10 +98,10 @@ extension SecretKey {
         var bodies = [UInt64](repeating: 0, count: CompressedEvaluationKey.bootstrapBodyCount(p))
         bodies.withUnsafeMutableBufferPointer { out in
             let base = UnsafeMutableSendablePointer(out.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
+            DispatchQueue.concurrentPerform(iterations: p.bootstrapKeyGgswCount) { i in
                 var maskStream = CSPRNG(seed: bootstrapSeed, domain: "bsk.mask", startingAtWord: i * rows * k * n)
                 var noise = CSPRNG(seed: noiseSeed, domain: "bsk.noise.\(i)")
-                writeGgswBodies(message: smallKey[i], into: base.pointer + i * ggswWords,
+                writeGgswBodies(message: bootstrapKeyMessage(ggsw: i), into: base.pointer + i * ggswWords,
                                 maskStream: &maskStream, noise: &noise)
             }
         }
@@ -122,8 +140,25 @@ public final class EvaluationKey: Sendable {
     /// The compact form it was expanded from (kept for re-serialization).
     public let compressed: CompressedEvaluationKey
     let fft: NegacyclicFFT
-    /// The bootstrapping key: one Fourier GGSW per bit of the small key.
-    let bootstrappingKey: [FourierGgswCiphertext]
+    /// The bootstrapping key, in the form its blind rotation reads.
+    let bootstrappingKey: BootstrappingKey
+    /// The monomials' transforms that multi-bit blind rotation combines the key with.
+    let monomials: FourierMonomials?
+
+    /// The bootstrapping key of each blind-rotation method.
+    enum BootstrappingKey: Sendable {
+        /// One Fourier GGSW per bit of the small key, for the CMux loop.
+        case classic([FourierGgswCiphertext])
+        /// One group of 2^g − 1 Fourier GGSWs per g bits of the small key.
+        case multiBit([FourierMultiBitGroup])
+
+        var memoryBytes: Int {
+            switch self {
+            case .classic(let ggsws): ggsws.reduce(0) { $0 + $1.storage.count * 8 }
+            case .multiBit(let groups): groups.reduce(0) { $0 + $1.storage.count * 8 }
+            }
+        }
+    }
     /// For each i < k·N, each level j: n+1 words (mask, then body) at 32-bit precision.
     let keySwitchKey: [UInt32]
     /// The packing key switch in the Fourier domain, expanded on first use: keys that never
@@ -139,20 +174,39 @@ public final class EvaluationKey: Sendable {
         let rows = CompressedEvaluationKey.rowsPerGgsw(p)
         let fft = NegacyclicFFT(polynomialSize: n)
         self.fft = fft
-        let ggsws = UnsafeMutablePointer<FourierGgswCiphertext?>.allocate(capacity: p.lweDimension)
-        ggsws.initialize(repeating: nil, count: p.lweDimension)
-        defer { ggsws.deinitialize(count: p.lweDimension); ggsws.deallocate() }
+        // GGSWs are expanded in parallel, a step of blind rotation (1 or 2^g − 1 GGSWs) each.
+        let steps = p.lweDimension / p.groupingFactor, perStep = p.bootstrapKeyGgswCount / steps
+        let ggsws = UnsafeMutablePointer<[FourierGgswCiphertext]>.allocate(capacity: steps)
+        ggsws.initialize(repeating: [], count: steps)
+        defer { ggsws.deinitialize(count: steps); ggsws.deallocate() }
         let shared = UnsafeMutableSendablePointer(ggsws)
+        let grouped = UnsafeMutablePointer<FourierMultiBitGroup?>.allocate(capacity: steps)
+        grouped.initialize(repeating: nil, count: steps)
+        defer { grouped.deinitialize(count: steps); grouped.deallocate() }
+        let sharedGroups = UnsafeMutableSendablePointer(grouped)
         compressed.bootstrapBodies.withUnsafeBufferPointer { bodies in
             let bodyBase = UnsafeSendablePointer(bodies.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: p.lweDimension) { i in
-                var maskStream = CSPRNG(seed: compressed.bootstrapSeed, domain: "bsk.mask",
-                                        startingAtWord: i * rows * k * n)
-                shared.pointer[i] = FourierGgswCiphertext(parameters: p, fft: fft, maskStream: &maskStream,
-                                                          bodies: bodyBase.pointer + i * rows * n)
+            DispatchQueue.concurrentPerform(iterations: steps) { step in
+                let members = (step * perStep..<(step + 1) * perStep).map { i in
+                    var maskStream = CSPRNG(seed: compressed.bootstrapSeed, domain: "bsk.mask",
+                                            startingAtWord: i * rows * k * n)
+                    return FourierGgswCiphertext(parameters: p, fft: fft, maskStream: &maskStream,
+                                                 bodies: bodyBase.pointer + i * rows * n)
+                }
+                if p.groupingFactor == 1 {
+                    shared.pointer[step] = members
+                } else {
+                    sharedGroups.pointer[step] = FourierMultiBitGroup(members)
+                }
             }
         }
-        bootstrappingKey = (0..<p.lweDimension).map { ggsws[$0]! }
+        if p.groupingFactor == 1 {
+            bootstrappingKey = .classic((0..<steps).map { ggsws[$0][0] })
+            monomials = nil
+        } else {
+            bootstrappingKey = .multiBit((0..<steps).map { grouped[$0]! })
+            monomials = FourierMonomials(fft: fft)
+        }
 
         let small = p.lweDimension, ksLevels = p.keySwitchDecomposition.levels
         var ksk = [UInt32](repeating: 0, count: p.bigLweDimension * ksLevels * (small + 1))
@@ -186,6 +240,6 @@ public final class EvaluationKey: Sendable {
     /// Bytes held in memory by the expanded key (the packing key once it has been used).
     public var memoryBytes: Int {
         let packing = expandedPackingKey.withLock { $0?.storage.count ?? 0 }
-        return bootstrappingKey.reduce(0) { $0 + $1.storage.count * 8 } + keySwitchKey.count * 4 + packing * 8
+        return bootstrappingKey.memoryBytes + keySwitchKey.count * 4 + packing * 8
     }
 }

@@ -12,6 +12,8 @@ final class BootstrapWorkspace {
     let switched: UnsafeMutablePointer<UInt32>
     let keySwitchDigits: UnsafeMutablePointer<Int64>
     let rotations: UnsafeMutablePointer<Int>
+    /// Multi-bit blind rotation's scratch (nil for the classic method).
+    let multiBit: MultiBitWorkspace?
 
     init(parameters p: TFHEParameters, batchSize: Int) {
         let n = p.polynomialSize, components = p.glweDimension + 1
@@ -22,6 +24,7 @@ final class BootstrapWorkspace {
         switched = .allocate(capacity: batchSize * (p.lweDimension + 1))
         keySwitchDigits = .allocate(capacity: batchSize * p.keySwitchDecomposition.levels)
         rotations = .allocate(capacity: batchSize * (p.lweDimension + 1))
+        multiBit = p.groupingFactor == 1 ? nil : MultiBitWorkspace(parameters: p, batchSize: batchSize)
     }
 
     deinit {
@@ -194,8 +197,10 @@ public final class Evaluator {
         }
     }
 
-    /// Blind rotation of the first `count` members: acc = X^-b̃ · TV, then
-    /// acc = CMux(BSK_i; acc, X^ã_i · acc) for each i, every member in turn on one key GGSW.
+    /// Blind rotation of the first `count` members: acc = X^-b̃ · TV, then, every member in
+    /// turn on one step of the key, acc = CMux(BSK_i; acc, X^ã_i · acc) for each i (classic)
+    /// or acc += (Σ_β (X^(e_β) − 1)·G_β) ⊡ acc for each group of g bits (multi-bit,
+    /// ``FourierMultiBitGroup``).
     func blindRotate(table: LookupTable, count: Int) {
         let p = parameters
         let n = p.polynomialSize, k = p.glweDimension, width = p.lweDimension + 1
@@ -207,25 +212,30 @@ public final class Evaluator {
                 Self.rotate(tv.baseAddress!, by: bodyShift, size: n, into: acc + k * n)
             }
         }
-        for i in 0..<p.lweDimension {
-            for member in 0..<count {
-                let rotation = workspace.rotations[member * width + i]
-                if rotation == 0 { continue }
-                cmux(ggswIndex: i, rotation: rotation, accumulator: workspace.accumulators + member * (k + 1) * n)
+        switch key.bootstrappingKey {
+        case .classic(let ggsws):
+            for (i, ggsw) in ggsws.enumerated() {
+                for member in 0..<count {
+                    let rotation = workspace.rotations[member * width + i]
+                    if rotation == 0 { continue }
+                    cmux(ggsw, rotation: rotation, accumulator: workspace.accumulators + member * (k + 1) * n)
+                }
             }
+        case .multiBit(let groups):
+            multiBitBlindRotate(groups, count: count)
         }
     }
 
     /// acc = CMux(BSK_i; acc, X^rotation · acc) = acc + BSK_i ⊡ (X^rotation · acc - acc).
     @inline(__always)
-    func cmux(ggswIndex i: Int, rotation: Int, accumulator: UnsafeMutablePointer<UInt64>) {
+    func cmux(_ ggsw: FourierGgswCiphertext, rotation: Int, accumulator: UnsafeMutablePointer<UInt64>) {
         let p = parameters
         let n = p.polynomialSize, k = p.glweDimension
         let ws = workspace
         for t in 0...k {
             Self.rotateMinusIdentity(accumulator + t * n, by: rotation, size: n, into: ws.difference + t * n)
         }
-        ws.externalProduct.addExternalProduct(key.bootstrappingKey[i], of: ws.difference, into: accumulator, fft: key.fft)
+        ws.externalProduct.addExternalProduct(ggsw, of: ws.difference, into: accumulator, fft: key.fft)
     }
 
     /// Sample extraction of one coefficient (0: the table at the input's phase) of a member's

@@ -25,12 +25,17 @@ public struct NoiseModel: Sendable {
     let smallKeyWeight: Double
     /// The number of ones of the big key (expected: k·N/2).
     let bigKeyWeight: Double
+    /// The number of groups of g small-key bits that are not all 0 (multi-bit blind rotation;
+    /// expected: (n/g)·(1 − 2^-g); for g = 1 the small key's weight).
+    let nonzeroGroups: Double
 
     /// A model for `parameters` with keys of expected weight.
     public init(_ parameters: TFHEParameters) {
         self.parameters = parameters
         smallKeyWeight = Double(parameters.lweDimension) / 2
         bigKeyWeight = Double(parameters.bigLweDimension) / 2
+        let g = parameters.groupingFactor
+        nonzeroGroups = Double(parameters.lweDimension / g) * (1 - Double.pow2(-g))
     }
 
     /// A model for one secret key, with its own Hamming weights.
@@ -38,6 +43,10 @@ public struct NoiseModel: Sendable {
         self.parameters = parameters
         smallKeyWeight = Double(secretKey.smallKey.reduce(0, +))
         bigKeyWeight = Double(secretKey.bigKey.reduce(0, +))
+        let g = parameters.groupingFactor
+        nonzeroGroups = Double((0..<(parameters.lweDimension / g)).count { group in
+            (0..<g).contains { secretKey.smallKey[group * g + $0] == 1 }
+        })
     }
 
     /// Variance of a fresh encryption under the big key.
@@ -84,9 +93,18 @@ public struct NoiseModel: Sendable {
     /// c in ``fourierPhaseVariance``.
     static let fourierConstant = exp2(-6.30)
 
-    /// Variance of a bootstrap's output (after sample extraction): n external products, each
-    /// adding the key noise times the digits and the FFT's error; plus, for each key bit that is 1, the
-    /// decomposition's rounding error times the GLWE key and the body.
+    /// Variance of a bootstrap's output (after sample extraction).
+    ///
+    /// Classic: n external products, each adding the key noise times the digits and the FFT's
+    /// error; plus, for each key bit that is 1, the decomposition's rounding error times the GLWE
+    /// key and the body.
+    ///
+    /// Multi-bit (g > 1): n/g external products with the combined GGSW Σ_β (X^(e_β) − 1)·G_β.
+    /// Its noise Σ_β (X^(e_β) − 1)·E_β has 2·(2^g − 1) times a GGSW's variance per coefficient
+    /// (two independent terms per pattern, e_β ≠ 0 but for a chance of 1/2N), and the FFT's
+    /// error grows with the combined key's size in the same ratio; the decomposition of acc
+    /// (not of a difference) rounds with an error that only the one pattern equal to the key's
+    /// bits multiplies, by X^(e_s) − 1: twice the classic term, once per group not all 0.
     public var bootstrapOutputVariance: Double {
         let p = parameters
         let n = Double(p.polynomialSize), k = Double(p.glweDimension)
@@ -94,7 +112,13 @@ public struct NoiseModel: Sendable {
         let beta = p.bootstrapDecomposition.baseLog
         let keyTerm = (k + 1) * levels * n * Self.digitSecondMoment(baseLog: beta) * p.glweNoise.torusVariance
         let roundingVariance = Double.pow2(-2 * beta * p.bootstrapDecomposition.levels) / 12
-        return Double(p.lweDimension) * (keyTerm + fourierPhaseVariance) + smallKeyWeight * (1 + bigKeyWeight) * roundingVariance
+        let g = p.groupingFactor
+        if g == 1 {
+            return Double(p.lweDimension) * (keyTerm + fourierPhaseVariance) + smallKeyWeight * (1 + bigKeyWeight) * roundingVariance
+        }
+        let combination = 2 * Double((1 << g) - 1)
+        return Double(p.lweDimension / g) * combination * (keyTerm + fourierPhaseVariance)
+            + nonzeroGroups * 2 * (1 + bigKeyWeight) * roundingVariance
     }
 
     /// The largest correlation between the output noises of two readings (coefficients) of one

@@ -41,6 +41,10 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
     /// The largest 2-norm of a linear combination of fresh ciphertexts that a bootstrap of
     /// this set accepts at its stated failure probability (tfhe-rs's `MaxNoiseLevel`).
     public let maxNoiseNorm: Double
+    /// g, the number of small-key bits that one step of blind rotation consumes: 1 for the
+    /// classic CMux loop (n steps), 2 to 4 for multi-bit blind rotation (n/g steps, each with
+    /// 2^g − 1 key GGSWs; ``FourierMultiBitGroup``).
+    public let groupingFactor: Int
     /// True only for the small sets that exist to make unit tests fast. Never a default.
     public let isInsecureTestOnly: Bool
 
@@ -48,9 +52,14 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
     public var bigLweDimension: Int { glweDimension * polynomialSize }
     /// Δ = 2^63 / P: the scale of an integer message, one padding bit above it.
     public var delta: UInt64 { (UInt64(1) << 63) / UInt64(plaintextModulus) }
+    /// The GGSW ciphertexts of the bootstrapping key: n for the classic method, one per
+    /// nonzero pattern of each group of g key bits for multi-bit blind rotation.
+    public var bootstrapKeyGgswCount: Int { lweDimension / groupingFactor * ((1 << groupingFactor) - 1) }
+    /// The blind rotation's method, for reports: "classic" or "multi-bit g".
+    public var blindRotationMethod: String { groupingFactor == 1 ? "classic" : "multi-bit \(groupingFactor)" }
 
     public var description: String {
-        "\(name) (n=\(lweDimension), k=\(glweDimension), N=\(polynomialSize), \(securityBits)-bit, \(source))"
+        "\(name) (n=\(lweDimension), k=\(glweDimension), N=\(polynomialSize), \(blindRotationMethod), \(securityBits)-bit, \(source))"
     }
 
     /// 2-bit integers (p = 4), and the boolean gates. tfhe-rs
@@ -68,7 +77,7 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         lweNoise: .tUniform(log2Bound: 46), glweNoise: .tUniform(log2Bound: 17),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 5, levels: 3),
-        plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: false)
+        plaintextModulus: 4, maxNoiseNorm: 3, groupingFactor: 1, isInsecureTestOnly: false)
 
     /// 4-bit integers (p = 16). tfhe-rs `V1_4_PARAM_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128`
     /// (same file), tfhe-rs's default set: 128-bit security, p-fail 2^-129.6 at 2-norm 5.
@@ -80,7 +89,7 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 17),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 23, levels: 1),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 4),
-        plaintextModulus: 16, maxNoiseNorm: 5, isInsecureTestOnly: false)
+        plaintextModulus: 16, maxNoiseNorm: 5, groupingFactor: 1, isInsecureTestOnly: false)
 
     /// 6-bit integers (p = 64). tfhe-rs `V1_4_PARAM_MESSAGE_3_CARRY_3_KS_PBS_TUNIFORM_2M128`
     /// (same file): 128-bit security, p-fail 2^-129.0 at 2-norm 9.
@@ -92,7 +101,48 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         lweNoise: .tUniform(log2Bound: 41), glweNoise: .tUniform(log2Bound: 3),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 5),
-        plaintextModulus: 64, maxNoiseNorm: 9, isInsecureTestOnly: false)
+        plaintextModulus: 64, maxNoiseNorm: 9, groupingFactor: 1, isInsecureTestOnly: false)
+
+    /// 4-bit integers with multi-bit blind rotation, grouping factor 2. tfhe-rs
+    /// `V1_4_PARAM_MULTI_BIT_GROUP_2_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` (an alias of
+    /// V1_1's; tfhe/src/shortint/parameters/v1_1/multi_bit/tuniform/p_fail_2_minus_128/ks_pbs.rs):
+    /// 128-bit security, p-fail 2^-140.3 at 2-norm 5 with the plain modulus switch (tfhe-rs's
+    /// multi-bit sets have no drift mitigation); Obscura's centred-mean switch only lowers it.
+    public static let integer4BitMultiBit2 = TFHEParameters(
+        id: 5, name: "int4-128-mb2",
+        source: "tfhe-rs V1_4_PARAM_MULTI_BIT_GROUP_2_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -140.341,
+        lweDimension: 918, glweDimension: 1, polynomialSize: 4096,
+        lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 3),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 21, levels: 1),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 3, levels: 5),
+        plaintextModulus: 16, maxNoiseNorm: 5, groupingFactor: 2, isInsecureTestOnly: false)
+
+    /// 4-bit integers, multi-bit grouping factor 3. tfhe-rs
+    /// `V1_4_PARAM_MULTI_BIT_GROUP_3_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` (same file):
+    /// 128-bit security, p-fail 2^-128.2 at 2-norm 5 (plain modulus switch).
+    public static let integer4BitMultiBit3 = TFHEParameters(
+        id: 6, name: "int4-128-mb3",
+        source: "tfhe-rs V1_4_PARAM_MULTI_BIT_GROUP_3_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -128.235,
+        lweDimension: 918, glweDimension: 1, polynomialSize: 2048,
+        lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 17),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 3, levels: 6),
+        plaintextModulus: 16, maxNoiseNorm: 5, groupingFactor: 3, isInsecureTestOnly: false)
+
+    /// 4-bit integers, multi-bit grouping factor 4. tfhe-rs
+    /// `V1_4_PARAM_MULTI_BIT_GROUP_4_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128` (same file):
+    /// 128-bit security, p-fail 2^-134.3 at 2-norm 5 (plain modulus switch).
+    public static let integer4BitMultiBit4 = TFHEParameters(
+        id: 7, name: "int4-128-mb4",
+        source: "tfhe-rs V1_4_PARAM_MULTI_BIT_GROUP_4_MESSAGE_2_CARRY_2_KS_PBS_TUNIFORM_2M128",
+        securityBits: 128, sourceFailureLog2: -134.345,
+        lweDimension: 920, glweDimension: 1, polynomialSize: 2048,
+        lweNoise: .tUniform(log2Bound: 45), glweNoise: .tUniform(log2Bound: 17),
+        bootstrapDecomposition: GadgetDecomposition(baseLog: 22, levels: 1),
+        keySwitchDecomposition: GadgetDecomposition(baseLog: 3, levels: 5),
+        plaintextModulus: 16, maxNoiseNorm: 5, groupingFactor: 4, isInsecureTestOnly: false)
 
     /// The set that boolean gates and the circuits built from them run on. tfhe-rs has no
     /// current TUniform set for a padded single bit at 2^-128; this one carries the gates'
@@ -109,10 +159,12 @@ public struct TFHEParameters: Sendable, Hashable, CustomStringConvertible {
         lweNoise: .tUniform(log2Bound: 36), glweNoise: .tUniform(log2Bound: 20),
         bootstrapDecomposition: GadgetDecomposition(baseLog: 15, levels: 2),
         keySwitchDecomposition: GadgetDecomposition(baseLog: 4, levels: 5),
-        plaintextModulus: 4, maxNoiseNorm: 3, isInsecureTestOnly: true)
+        plaintextModulus: 4, maxNoiseNorm: 3, groupingFactor: 1, isInsecureTestOnly: true)
 
-    /// The secure sets, in order of growing precision.
-    public static let secureSets: [TFHEParameters] = [.integer2Bit128, .integer4Bit128, .integer6Bit128]
+    /// The secure sets: the classic ones in order of growing precision, then the 4-bit
+    /// multi-bit ones by grouping factor.
+    public static let secureSets: [TFHEParameters] = [.integer2Bit128, .integer4Bit128, .integer6Bit128,
+                                                      .integer4BitMultiBit2, .integer4BitMultiBit3, .integer4BitMultiBit4]
 
     /// The set with this identifier, if Obscura knows it.
     public static func withID(_ id: UInt16) -> TFHEParameters? {

@@ -9,9 +9,11 @@ struct ProgrammableBootstrapTests {
         return (0..<p).map { _ in Int(rng.next() % UInt64(p)) }
     }
 
-    @Test("random tables on every message, p = 4, 16 and 64",
+    @Test("random tables on every message, p = 4, 16 and 64, classic and multi-bit blind rotation (g = 2, 3, 4)",
           arguments: [(TFHEParameters.integer2Bit128, 1 as UInt64), (.integer2Bit128, 2),
-                      (.integer4Bit128, 1), (.integer4Bit128, 2), (.integer6Bit128, 1)])
+                      (.integer4Bit128, 1), (.integer4Bit128, 2), (.integer6Bit128, 1),
+                      (.integer4BitMultiBit2, 1), (.integer4BitMultiBit3, 1), (.integer4BitMultiBit4, 1),
+                      (.integer4BitMultiBit4, 2)])
     func everyMessage(parameters: TFHEParameters, seed: UInt64) throws {
         let (secret, key) = KeyCache.shared.keys(parameters, seed: seed)
         let encryptor = Encryptor(secretKey: secret)
@@ -44,12 +46,13 @@ struct ProgrammableBootstrapTests {
         #expect(evaluator.bootstrapCount == 20)
     }
 
-    @Test("batched bootstraps (a full batch and a partial one, on one core and on all) give word for word the single bootstraps' outputs")
-    func batchesEqualSingles() {
-        let (secret, key) = KeyCache.shared.keys(.integer4Bit128)
+    @Test("batched bootstraps (a full batch and a partial one, on one core and on all) give word for word the single bootstraps' outputs",
+          arguments: [TFHEParameters.integer4Bit128, .integer4BitMultiBit3])
+    func batchesEqualSingles(parameters: TFHEParameters) {
+        let (secret, key) = KeyCache.shared.keys(parameters)
         let encryptor = Encryptor(secretKey: secret)
-        let p = TFHEParameters.integer4Bit128.plaintextModulus
-        let table = LookupTable(parameters: .integer4Bit128) { (3 * $0 + 1) % p }
+        let p = parameters.plaintextModulus
+        let table = LookupTable(parameters: parameters) { (3 * $0 + 1) % p }
         let count = Evaluator.batchSize + 2
         let inputs = (0..<count).map { encryptor.encryptInteger($0 % p).ciphertext }
         let coefficients = (0..<count).map { [0, 7 * $0 + 1] }
