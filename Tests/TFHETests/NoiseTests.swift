@@ -195,20 +195,22 @@ struct NoiseTests {
                       predicted: model.bootstrapInputVariance(inputNorm: 1), tailProbability: 0.05))
     }
 
-    /// int2-128's and int4-128's, shared with the test that the checks can fail.
+    /// int2-128's, int4-128's and int4-128-mb4's, shared with the test that the checks can fail.
     static let integer2Bootstraps = bootstrapChecks(.integer2Bit128)
     static let integer4Bootstraps = bootstrapChecks(.integer4Bit128)
+    static let multiBit4Bootstraps = bootstrapChecks(.integer4BitMultiBit4)
 
-    @Test("bootstraps (4,800; int6-128 1,200): output variance as predicted for the key; output + key switch + modulus switch (the next bootstrap's input) with the predicted tail",
+    @Test("bootstraps (4,800; int6-128 1,200), classic and multi-bit: output variance as predicted for the key; output + key switch + modulus switch (the next bootstrap's input) with the predicted tail",
           arguments: TFHEParameters.secureSets)
     func bootstraps(parameters: TFHEParameters) {
         let (output, next) = parameters == .integer2Bit128 ? Self.integer2Bootstraps
-            : parameters == .integer4Bit128 ? Self.integer4Bootstraps : Self.bootstrapChecks(parameters)
+            : parameters == .integer4Bit128 ? Self.integer4Bootstraps
+            : parameters == .integer4BitMultiBit4 ? Self.multiBit4Bootstraps : Self.bootstrapChecks(parameters)
         output.expectMatches()
         next.expectMatches()
     }
 
-    @Test("the checks fail against a model 20% off: int2-128's key-switch samples, int4-128's small-key inputs and int2/int4-128's bootstrap outputs judged against 1/1.2 and 1.2 times the prediction")
+    @Test("the checks fail against a model 20% off: int2-128's key-switch samples, int4-128's small-key inputs and int2/int4/int4-mb4-128's bootstrap outputs judged against 1/1.2 and 1.2 times the prediction")
     func checksCanFail() {
         let smallKey = Self.integer4SmallKeyInput
         #expect(smallKey.varianceMatches && smallKey.tailMatches)
@@ -223,7 +225,7 @@ struct NoiseTests {
         #expect(!optimistic.varianceMatches)
         #expect(!optimistic.tailMatches)
         #expect(!pessimistic.varianceMatches)
-        for output in [Self.integer2Bootstraps.output, Self.integer4Bootstraps.output] {
+        for output in [Self.integer2Bootstraps.output, Self.integer4Bootstraps.output, Self.multiBit4Bootstraps.output] {
             #expect(output.varianceMatches)
             #expect(!output.against(predictedTimes: 1 / 1.2).varianceMatches, "\(output)")
             #expect(!output.against(predictedTimes: 1.2).varianceMatches, "\(output)")
