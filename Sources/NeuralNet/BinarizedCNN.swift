@@ -250,24 +250,18 @@ extension BinarizedCNN {
 
     /// The paper's K: |standardized pixel| averaged over each filter window (box filter).
     public func scaleMap(_ image: ArraySlice<Float>) -> [Float] {
-        let s = shape, side = s.convolutionSide
-        let magnitudes = image.map { abs(($0 - pixelMean) / pixelDeviation) }
-        var map = [Float](repeating: 0, count: side * side)
-        for i in 0..<side {
-            for j in 0..<side {
-                var total: Float = 0
-                for u in 0..<s.kernelSide {
-                    for v in 0..<s.kernelSide { total += magnitudes[(i * s.stride + u) * s.imageSide + j * s.stride + v] }
-                }
-                map[i * side + j] = total / Float(s.kernelArea)
-            }
-        }
-        return map
+        magnitudeScale.magnitudes(image, imageSide: shape.imageSide, outputSide: shape.convolutionSide)
+    }
+
+    /// The window and statistics of K (the scales are the graph's business).
+    var magnitudeScale: GraphLayer.MagnitudeScale {
+        GraphLayer.MagnitudeScale(pixelMean: pixelMean, pixelDeviation: pixelDeviation, kernelSide: shape.kernelSide, stride: shape.stride,
+                                  fractionBits: Self.scaleFractionBits, scales: [], shifts: [], integerScales: [], integerShifts: [])
     }
 
     /// K quantized to ``scaleFractionBits`` fraction bits: what the client encrypts.
     public func quantizedScaleMap(_ image: ArraySlice<Float>) -> [Int] {
-        scaleMap(image).map { Int(($0 * Float(1 << Self.scaleFractionBits)).rounded()) }
+        magnitudeScale.quantizedMagnitudes(image, imageSide: shape.imageSide, outputSide: shape.convolutionSide)
     }
 
     /// S = sign(W) * x for every filter and output position, filter by filter, row by row.

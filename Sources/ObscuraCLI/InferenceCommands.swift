@@ -37,6 +37,7 @@ func describe(_ plan: InferencePlan) {
     for step in plan.steps {
         print("  \(step.name): \(step.bootstraps) bootstraps, p-fail \(failure(step.failureLog2))")
     }
+    print("  result: \(plan.resultDescription), \(plan.resultBytes) bytes")
     print("  total \(plan.bootstrapsPerInference) bootstraps per inference, p-fail \(failure(plan.failureLog2))")
 }
 

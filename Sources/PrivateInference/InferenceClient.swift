@@ -27,7 +27,7 @@ public struct InferenceClient: Sendable {
 
     /// The record binarized and encrypted, one seeded ciphertext per input, under the plan's input key.
     public mutating func encrypt(_ record: ArraySlice<Float>) throws(InferenceError) -> [SeededLweCiphertext] {
-        let size = plan.network.inputSize
+        let size = plan.recordSize
         guard record.count == size else { throw .sizeMismatch(what: "record values", expected: size, found: record.count) }
         let delta = plan.inputDelta, key = plan.inputKey
         return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta, key: key) }
@@ -56,16 +56,6 @@ public struct InferenceClient: Sendable {
         let chunkCount = plan.chunks.count
         return (0..<plan.scoreCount).map { k in
             (0..<chunkCount).reduce(0) { $0 + Int(encryptor.decryptSigned(outputs[k * chunkCount + $1], delta: plan.scoreDelta)) }
-        }
-    }
-}
-
-extension InferencePlan.Network {
-    /// Values per record.
-    public var inputSize: Int {
-        switch self {
-        case .perceptron(let p): p.featureCount
-        case .signCNN(let cnn): cnn.shape.pixelCount
         }
     }
 }

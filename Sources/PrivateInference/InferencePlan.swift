@@ -24,70 +24,113 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     }
 }
 
-/// A model compiled for encrypted evaluation in `pbs` mode: where each bootstrap goes and the
-/// message space (torus scale) of every layer, chosen from the weights so that no value wraps
-/// and every decoding fails with probability below 2^-128.
+/// A model graph compiled for encrypted evaluation in `pbs` mode: the list of typed steps that
+/// ``PBSInferenceEvaluator`` runs, in order, each with the message space (torus scale) of its
+/// inputs and outputs, chosen from the weights so that no value wraps and every decoding fails
+/// with probability below 2^-128.
 ///
 /// Values are signed multiples of a scale Δ on the 2^64 torus, FHE-DiNN style:
-/// - inputs ±1 at ``inputDelta``, under the small key where the first layer bootstraps (its
-///   sums go to blind rotation without a key switch), under the big key otherwise (``inputKey``);
-/// - a linear layer with plaintext integer weights costs no bootstrap;
-/// - a sign is one bootstrap with a constant test vector (no padding bit: the whole torus is
-///   used, the sign boundaries sit at 0 and 1/2), whose output scale is the next layer's;
+/// - the client's encoding (the graph's binarize layer) gives ±1 inputs at ``inputDelta``,
+///   under the small key where the first step bootstraps (its sums go to blind rotation
+///   without a key switch), under the big key otherwise (``inputKey``);
+/// - a convolution with ±1 weights followed by sign activations is one bootstrap per neuron
+///   with a constant test vector (no padding bit: the whole torus is used, the sign boundaries
+///   sit at 0 and 1/2), read at one coefficient per threshold; its output scale is the next step's;
+/// - max pooling of ±1 values is their OR, one bootstrap; sum pooling is free;
 /// - the last dense layer stays linear and is split into partial sums (``chunks``) small
 ///   enough to decode exactly; the client adds them;
 /// - the partial sums go back packed into a few GLWE ciphertexts with small words
 ///   (``ResultEncoding``), their noise counted in the partial sums' budget.
 public struct InferencePlan: Sendable {
-    /// The network being evaluated.
-    public enum Network: Sendable {
-        /// The paper's binarized perceptron: one linear score.
-        case perceptron(BinarizedPerceptron)
-        /// A binarized CNN with sign activations.
-        case signCNN(BinarizedCNN)
-    }
-
-    /// One layer of the plan, for display.
+    /// One step: what the evaluator does, what it costs and how likely it decodes wrongly.
     public struct Step: Sendable {
-        /// What the layer does.
+        /// What the step does, in words.
         public let name: String
         /// Bootstraps it runs per inference.
         public let bootstraps: Int
         /// log2 of the probability that one of its outputs decodes wrongly (union bound),
         /// floored at -999 (below that the figure says nothing more).
         public let failureLog2: Double
+        /// What the evaluator runs.
+        public let operation: Operation
+        /// The graph layers it computes: its outputs are theirs, encrypted.
+        public let layers: Range<Int>
 
-        init(name: String, bootstraps: Int, failureLog2: Double) {
+        init(name: String, bootstraps: Int, failureLog2: Double, operation: Operation, layers: Range<Int>) {
             self.name = name
+            self.layers = layers
             self.bootstraps = bootstraps
             self.failureLog2 = max(failureLog2, -999)
+            self.operation = operation
         }
+    }
+
+    /// The operations the evaluator runs; each carries everything it needs.
+    public enum Operation: Sendable {
+        /// sign(Σ ±x − t) per filter, position and threshold: one bootstrap per neuron.
+        case signConvolution(SignConvolution)
+        /// OR of each window of ±1 values: one bootstrap per output.
+        case orPool(OrPool)
+        /// The sum of each window: linear.
+        case sumPool(SumPool)
+        /// The scores' partial sums: linear; the result.
+        case densePartialSums(DensePartialSums)
+    }
+
+    /// A convolution with ±1 weights and no bias over ±1 inputs at `inputDelta`, then sign at
+    /// `levels` even thresholds per filter: outputs ±`outputDelta`, channel f·L + k.
+    public struct SignConvolution: Sendable {
+        public let input: TensorShape
+        public let kernelSide, stride, filterCount, levels: Int
+        /// ±1, [filter][input channel][row][column].
+        public let filterSigns: [Int]
+        /// Even thresholds, [filter][level].
+        public let thresholds: [Int]
+        public let inputDelta, outputDelta: UInt64
+
+        /// The side of an output map.
+        public var outputSide: Int { (input.height - kernelSide) / stride + 1 }
+    }
+
+    /// OR over `window` × `window` windows of ±`inputDelta` values: sign(Σ a + p² − 1).
+    public struct OrPool: Sendable {
+        public let input: TensorShape
+        public let window: Int
+        public let inputDelta, outputDelta: UInt64
+    }
+
+    /// The sum over `window` × `window` windows.
+    public struct SumPool: Sendable {
+        public let input: TensorShape
+        public let window: Int
+    }
+
+    /// Σ_{j in chunk} w_kj·f_j (+ b_k's share) for each score k and chunk, at scale `delta`.
+    public struct DensePartialSums: Sendable {
+        /// Weights, score by score.
+        public let weights: [Int]
+        public let bias: [Int]
+        public let chunks: [Range<Int>]
+        public let delta: UInt64
+        public var scoreCount: Int { bias.count }
     }
 
     /// The model's name.
     public let modelName: String
-    /// The network.
-    public let network: Network
+    /// The model graph: its integer form is what decryption reproduces.
+    public let graph: ModelGraph
+    /// The graph's exact integer reference.
+    public let reference: ModelGraph.Reference<Int128>
     /// The TFHE parameter set.
     public let parameters: TFHEParameters
-    /// Input ciphertexts per inference.
+    /// Input ciphertexts per inference (the client's encoding of one record).
     public let inputCount: Int
-    /// The key the client encrypts inputs under: the small key when the first layer bootstraps
+    /// The key the client encrypts inputs under: the small key when the first step bootstraps
     /// (CNNs), the big key when the inputs feed the decrypted result directly (the perceptron).
     public let inputKey: LweKey
     /// The scale of the ±1 inputs.
     public let inputDelta: UInt64
-    /// Sign CNN: the scale of the bootstrap outputs that feed the pooling layer.
-    public let poolDelta: UInt64
-    /// The scale of the dense layer's ±1 inputs (perceptron: ``inputDelta``).
-    public let featureDelta: UInt64
-    /// The scale of the returned partial scores.
-    public let scoreDelta: UInt64
-    /// The feature ranges of the partial sums of each score.
-    public let chunks: [Range<Int>]
-    /// The number of scores.
-    public let scoreCount: Int
-    /// The layers, in order.
+    /// The steps, in the order the evaluator runs them; the last gives the result.
     public let steps: [Step]
     /// How the partial sums travel back to the client.
     public let resultEncoding: ResultEncoding
@@ -102,11 +145,35 @@ public struct InferencePlan: Sendable {
         case packed(transportBits: Int)
     }
 
+    /// The result step: the scores' partial sums.
+    public var result: DensePartialSums {
+        guard case .densePartialSums(let dense) = steps.last!.operation else { preconditionFailure("plans end with the dense step") }
+        return dense
+    }
+    /// The scale of the returned partial scores.
+    public var scoreDelta: UInt64 { result.delta }
+    /// The feature ranges of the partial sums of each score.
+    public var chunks: [Range<Int>] { result.chunks }
+    /// The number of scores.
+    public var scoreCount: Int { result.scoreCount }
+    /// Values per record, before the client's encoding.
+    public var recordSize: Int { graph.inputShape.count }
+
     /// Bytes of one serialized result.
     public var resultBytes: Int {
         switch resultEncoding {
         case .roundedList: [LweCiphertext].roundedSerializedSize(count: outputCount, parameters: parameters)
         case .packed(let bits): PackedLweList.serializedSize(values: outputCount, bits: bits, parameters: parameters)
+        }
+    }
+
+    /// How the result travels, in words.
+    public var resultDescription: String {
+        switch resultEncoding {
+        case .roundedList: "\(outputCount) partial sums as LWE ciphertexts with 16-bit words"
+        case .packed(let bits):
+            "\(outputCount) partial sums packed into \(PackedLweList.glweCount(values: outputCount, parameters: parameters)) GLWE(s) "
+                + "(k'=\(parameters.packing.glweDimension), N'=\(parameters.packing.polynomialSize)), \(bits)-bit words"
         }
     }
 
@@ -125,119 +192,192 @@ public struct InferencePlan: Sendable {
 
     /// Compiles a bundled or loaded model for parameter set `parameters` (tfhe-rs's 4-bit set by default).
     public init(model: ModelFile, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
-        if let perceptron = model.perceptron {
-            try self.init(modelName: model.name, network: .perceptron(perceptron), parameters: parameters)
-        } else if let cnn = model.binarizedCNN, cnn.activation == .sign {
-            try self.init(modelName: model.name, network: .signCNN(cnn), parameters: parameters)
-        } else {
-            throw .unsupportedModel("\(model.name): pbs mode evaluates perceptrons and sign-activation CNNs; the scaled-ReLU "
-                + "CNN multiplies by the encrypted K map (use its sign variant) and polynomial networks are for RLWE schemes")
+        let graph: ModelGraph
+        do {
+            graph = try model.graph()
+        } catch {
+            throw .unsupportedModel("\(model.name): \(error)")
         }
+        try self.init(modelName: model.name, graph: graph, parameters: parameters)
     }
 
-    /// Compiles `network` for parameter set `parameters`.
-    public init(modelName: String, network: Network, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
-        self.parameters = parameters
+    /// Compiles `graph` for parameter set `parameters`: its layers, in order, become the steps;
+    /// the first layer that `pbs` mode cannot run is named in the error.
+    public init(modelName: String, graph: ModelGraph, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
+        do {
+            reference = try graph.integerReference()
+        } catch {
+            throw .unsupportedModel("\(modelName): \(error)")
+        }
         self.modelName = modelName
-        self.network = network
+        self.graph = graph
+        self.parameters = parameters
+        let layers = try PBSLayers(graph: graph)
+        inputCount = layers.encodedShape.count
         let noise = NoiseModel(parameters)
         let torus = Double.pow2(64)
-        let cnn: BinarizedCNN
-        switch network {
-        case .perceptron(let perceptron):
-            inputCount = perceptron.inputCount
+        guard let convolution = layers.convolution else {
+            // Binarize → dense (the perceptron): nothing to bootstrap; the inputs feed the result.
             inputKey = .big
-            poolDelta = 0
-            let dense = try DensePlan(weights: [perceptron.weightSigns], bias: [0], featureVariance: noise.freshVariance,
+            let dense = try DensePlan(weights: layers.dense.rows, bias: layers.dense.bias, featureVariance: noise.freshVariance,
                                       resultVariance: [LweCiphertext].roundingPhaseVariance(parameters))
             inputDelta = dense.featureDelta
-            featureDelta = dense.featureDelta
-            (scoreDelta, chunks, scoreCount, resultEncoding) = (dense.delta, dense.chunks, 1, .roundedList)
-            steps = [Step(name: "dense \(inputCount) → 1 (linear, \(chunks.count) partial sum(s))", bootstraps: 0,
-                          failureLog2: dense.failureLog2)]
+            resultEncoding = .roundedList
+            steps = [Step(name: "dense \(inputCount) → \(layers.dense.bias.count) (linear, \(dense.chunks.count) partial sum(s))",
+                          bootstraps: 0, failureLog2: dense.failureLog2,
+                          operation: .densePartialSums(.init(weights: layers.dense.rows.flatMap { $0 }, bias: layers.dense.bias,
+                                                             chunks: dense.chunks, delta: dense.delta)),
+                          layers: 1..<2)]
             return
-        case .signCNN(let network):
-            cnn = network
         }
-        guard cnn.activation == .sign, cnn.isConsistent else {
-            throw .unsupportedModel("\(modelName): not a consistent sign-activation CNN")
-        }
-        let s = cnn.shape, levels = cnn.activationLevels
-        guard s.kernelArea + BinarizedCNN.maxThreshold < 32 else {
-            throw .unsupportedModel("a \(s.kernelSide)×\(s.kernelSide) sum does not fit one sign bootstrap")
-        }
-        inputCount = s.pixelCount
         inputKey = .small
         // |S − t| ≤ 31 odd: every pre-activation is at least 1/64 away from 0 and 1/2.
         inputDelta = UInt64(1) << 58
-        let convolutionOutputs = s.filterCount * s.convolutionSide * s.convolutionSide
+        let c = convolution, levels = c.levels
+        let convolutionShape = TensorShape(channels: c.filterCount * levels, height: c.outputSide, width: c.outputSide)
+        let neurons = c.filterCount * c.outputSide * c.outputSide
         // Every threshold's reading has the same 1/64 margin (the shift moves the phase by whole steps).
-        let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: Double(s.kernelSide), margin: 1.0 / 64)
-            + log2(Double(convolutionOutputs * levels))
-        let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
-        var planned = [Step(name: "binarized conv \(s.filterCount)×\(s.kernelSide)×\(s.kernelSide) + \(activationName)",
-                            bootstraps: convolutionOutputs, failureLog2: convolutionFailure)]
-        let orPooling = s.poolSide > 1 && s.pooling == .max
-        if orPooling {
-            // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
-            let window = s.poolSide * s.poolSide
-            let bits = Int.bitWidth - (2 * window - 2).leadingZeroBitCount  // ⌈log2(2p² − 1)⌉
-            poolDelta = UInt64(1) << (63 - bits)
-            let margin = Double(poolDelta) / torus
-            planned.append(Step(name: "max pool \(s.poolSide)×\(s.poolSide) (OR of signs)", bootstraps: cnn.featureCount,
-                                failureLog2: noise.failureLog2(inputNorm: Double(s.poolSide), margin: margin) + log2(Double(cnn.featureCount))))
-        } else {
-            poolDelta = 0
+        let weightNorm = Double(c.input.channels * c.kernelSide * c.kernelSide).squareRoot()
+        let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: weightNorm, margin: 1.0 / 64) + log2(Double(neurons * levels))
+        // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
+        let poolDelta: UInt64? = layers.pool.flatMap { pool in
+            guard pool.kind == .max else { return nil }
+            let window = pool.window * pool.window
+            return UInt64(1) << (63 - (Int.bitWidth - (2 * window - 2).leadingZeroBitCount))  // ⌈log2(2p² − 1)⌉
         }
-        let features = cnn.featureCount
-        let rows = (0..<s.classCount).map { Array(cnn.integer.denseWeights[($0 * features)..<(($0 + 1) * features)]) }
         // Bootstrap outputs, at the noise model's variance (which includes the FFT's error and
         // which NoiseTests checks against measurement on every set); a sum pool adds p² of them
-        // into each feature. The L readings of one blind rotation go to
-        // different features and their noises may be slightly correlated, which the noise
-        // model's multi-value factor bounds. OR pooling bootstraps again, so its features are
-        // independent.
-        let summed = s.poolSide > 1 && s.pooling == .sum ? s.poolSide * s.poolSide : 1
-        let correlation = NoiseModel.multiValueVarianceFactor(readings: orPooling ? 1 : levels)
-        let (dense, bits) = try DensePlan.packed(weights: rows, bias: cnn.integer.denseBias, featureMagnitude: summed,
+        // into each feature. The L readings of one blind rotation go to different features and
+        // their noises may be slightly correlated, which the noise model's multi-value factor
+        // bounds. OR pooling bootstraps again, so its features are independent.
+        let summed = layers.pool.map { $0.kind == .sum ? $0.window * $0.window : 1 } ?? 1
+        let correlation = NoiseModel.multiValueVarianceFactor(readings: poolDelta != nil ? 1 : levels)
+        let (dense, bits) = try DensePlan.packed(weights: layers.dense.rows, bias: layers.dense.bias, featureMagnitude: summed,
                                                  featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
                                                  noise: noise)
-        featureDelta = dense.featureDelta
-        (scoreDelta, chunks, scoreCount, resultEncoding) = (dense.delta, dense.chunks, s.classCount, .packed(transportBits: bits))
-        if summed > 1 {
-            planned.append(Step(name: "sum pool \(s.poolSide)×\(s.poolSide) (linear)", bootstraps: 0, failureLog2: -.infinity))
+        let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
+        var planned = [Step(name: "binarized conv \(c.filterCount)×\(c.kernelSide)×\(c.kernelSide) + \(activationName)",
+                            bootstraps: neurons, failureLog2: convolutionFailure,
+                            operation: .signConvolution(.init(input: c.input, kernelSide: c.kernelSide, stride: c.stride,
+                                                              filterCount: c.filterCount, levels: levels, filterSigns: c.filterSigns,
+                                                              thresholds: c.thresholds, inputDelta: inputDelta,
+                                                              outputDelta: poolDelta ?? dense.featureDelta)),
+                            layers: 1..<3)]
+        if let pool = layers.pool {
+            let p = pool.window
+            if let poolDelta {
+                let features = layers.dense.rows[0].count
+                planned.append(Step(name: "max pool \(p)×\(p) (OR of signs)", bootstraps: features,
+                                    failureLog2: noise.failureLog2(inputNorm: Double(p), margin: Double(poolDelta) / torus) + log2(Double(features)),
+                                    operation: .orPool(.init(input: convolutionShape, window: p, inputDelta: poolDelta,
+                                                             outputDelta: dense.featureDelta)),
+                                    layers: 3..<4))
+            } else {
+                planned.append(Step(name: "sum pool \(p)×\(p) (linear)", bootstraps: 0, failureLog2: -.infinity,
+                                    operation: .sumPool(.init(input: convolutionShape, window: p)), layers: 3..<4))
+            }
         }
-        planned.append(Step(name: "dense \(features) → \(s.classCount) (linear, \(chunks.count) partial sums per class)",
-                            bootstraps: 0, failureLog2: dense.failureLog2))
-        let packing = parameters.packing, values = s.classCount * chunks.count
-        planned.append(Step(name: "pack \(values) partial sums into \(PackedLweList.glweCount(values: values, parameters: parameters)) "
-                                + "GLWE(s) (k'=\(packing.glweDimension), N'=\(packing.polynomialSize)), \(bits)-bit words",
-                            bootstraps: 0, failureLog2: -.infinity))
+        planned.append(Step(name: "dense \(layers.dense.rows[0].count) → \(layers.dense.bias.count) (linear, \(dense.chunks.count) partial sums per class)",
+                            bootstraps: 0, failureLog2: dense.failureLog2,
+                            operation: .densePartialSums(.init(weights: layers.dense.rows.flatMap { $0 }, bias: layers.dense.bias,
+                                                               chunks: dense.chunks, delta: dense.delta)),
+                            layers: (graph.layers.count - 1)..<graph.layers.count))
+        resultEncoding = .packed(transportBits: bits)
         steps = planned
     }
 
     /// The integer reference's scores for a record: what decryption must reproduce exactly.
     public func referenceScores(_ record: ArraySlice<Float>) -> [Int] {
-        switch network {
-        case .perceptron(let p): [p.integerScore(p.binarize(record))]
-        case .signCNN(let cnn): cnn.integerScores(record)
-        }
+        // The plan's dense step checked every weight and bias below 2^40: the scores fit an Int.
+        reference.outputs(record).map { Int(truncatingIfNeeded: $0) }
     }
 
-    /// The class the scores decide (perceptron: its threshold; CNN: the first largest score).
+    /// The class the scores decide (the graph's decision: a threshold or the first largest score).
     public func classify(scores: [Int]) -> Int {
-        switch network {
-        case .perceptron(let p): scores[0] >= p.integerThreshold ? 1 : 0
-        case .signCNN: BinarizedCNN.argmax(scores)
-        }
+        reference.decide(scores.map { Int128($0) })
     }
 
-    /// The client's Batchnorm + Binactive: the ±1 inputs to encrypt.
+    /// The client's encoding of a record (Batchnorm + Binactive): the ±1 inputs to encrypt.
     public func binarize(_ record: ArraySlice<Float>) -> [Int] {
-        switch network {
-        case .perceptron(let p): p.binarize(record)
-        case .signCNN(let cnn): cnn.binarize(record)
+        reference.clientEncoding(record).map { Int(truncatingIfNeeded: $0) }
+    }
+}
+
+/// The graph's layers in the shape `pbs` mode runs: binarize, then optionally one ±1
+/// convolution with its sign activation and one pooling, then the dense layer that gives the
+/// scores. Anything else is refused, naming the layer.
+struct PBSLayers {
+    struct Convolution {
+        let input: TensorShape
+        let kernelSide, stride, filterCount, levels: Int
+        let filterSigns, thresholds: [Int]
+        var outputSide: Int { (input.height - kernelSide) / stride + 1 }
+    }
+    struct Dense {
+        let rows: [[Int]]
+        let bias: [Int]
+    }
+
+    let encodedShape: TensorShape
+    var convolution: Convolution?
+    var pool: GraphLayer.Pool?
+    var dense: Dense
+
+    init(graph: ModelGraph) throws(InferenceError) {
+        let shapes = (try? graph.shapes()) ?? []
+        func refuse(_ index: Int, _ reason: String) -> InferenceError {
+            .unsupportedModel("layer \(index) (\(graph.layers[index].kind)): \(reason)")
         }
+        guard case .binarize = graph.layers[0] else {
+            throw refuse(0, "pbs mode encrypts ±1 inputs (a binarize encoding); fixed-point networks with polynomial "
+                + "activations run on the RLWE backends")
+        }
+        encodedShape = shapes[0]
+        var index = 1, convolution: Convolution?, pool: GraphLayer.Pool?
+        while index < graph.layers.count - 1 {
+            switch graph.layers[index] {
+            case .convolution(let c) where convolution == nil && index == 1:
+                guard case .sign(let sign) = graph.layers[index + 1] else {
+                    throw refuse(index + 1, "pbs mode follows a convolution only with a sign activation (the paper's "
+                        + "magnitude scale multiplies by the client's encrypted K map: use bitwise mode or the model's sign variant)")
+                }
+                let input = shapes[index - 1], area = input.channels * c.kernelSide * c.kernelSide
+                guard c.integerWeights.allSatisfy({ $0 == 1 || $0 == -1 }), c.integerBias.allSatisfy({ $0 == 0 }), c.padding == 0 else {
+                    throw refuse(index, "pbs mode runs convolutions with ±1 weights, no bias and no padding")
+                }
+                // An odd sum of ±1 minus an even threshold is odd and, within ±31, a whole number
+                // of 1/64 steps from both sign boundaries.
+                guard area % 2 == 1, area + BinarizedCNN.maxThreshold < 32 else {
+                    throw refuse(index, "a sum of \(area) ±1 values does not fit one sign bootstrap (needs an odd count below \(32 - BinarizedCNN.maxThreshold))")
+                }
+                guard sign.integerThresholds.allSatisfy({ $0 % 2 == 0 && abs($0) <= BinarizedCNN.maxThreshold }) else {
+                    throw refuse(index + 1, "thresholds must be even and within ±\(BinarizedCNN.maxThreshold)")
+                }
+                convolution = Convolution(input: input, kernelSide: c.kernelSide, stride: c.stride, filterCount: c.outputChannels,
+                                          levels: sign.levels, filterSigns: c.integerWeights.map { Int($0) }, thresholds: sign.integerThresholds)
+                index += 2
+            case .pool(let p) where convolution != nil && pool == nil && index == 3:
+                pool = p
+                index += 1
+            default:
+                throw refuse(index, "pbs mode runs binarize → [±1 convolution → sign → one pooling] → dense; "
+                    + "this layer does not fit there (ReLU and polynomial activations, the paper's magnitude scale: use bitwise "
+                    + "mode or the RLWE backends)")
+            }
+        }
+        let last = graph.layers.count - 1
+        guard index == last, case .dense(let d) = graph.layers[last] else {
+            throw refuse(min(index, last), "pbs mode ends with the dense layer that gives the scores")
+        }
+        // In doubles: a hostile model's weights must give an error here, not an overflow trap.
+        guard d.integerWeights.allSatisfy({ $0.magnitude < 1 << 40 }), d.integerBias.allSatisfy({ $0.magnitude < 1 << 40 }) else {
+            throw refuse(last, "the dense layer's weights are too large to decode exactly")
+        }
+        let features = shapes[last - 1].count
+        self.convolution = convolution
+        self.pool = pool
+        dense = Dense(rows: (0..<d.outputCount).map { k in d.integerWeights[(k * features)..<((k + 1) * features)].map { Int($0) } },
+                      bias: d.integerBias.map { Int($0) })
     }
 }
 

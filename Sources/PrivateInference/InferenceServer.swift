@@ -36,8 +36,8 @@ public struct PBSInferenceEvaluator: Sendable {
     /// Progress of one layer: its name, outputs done, outputs in total.
     public typealias Progress = @Sendable (_ layer: String, _ done: Int, _ total: Int) -> Void
 
-    /// Evaluates the network on encrypted ±1 inputs; returns the partial scores, score by
-    /// score and chunk by chunk. Independent neurons run on all cores.
+    /// Runs the plan's steps, in order, on encrypted ±1 inputs; returns the partial scores,
+    /// score by score and chunk by chunk. Independent neurons run on all cores.
     public func evaluate(_ inputs: [LweCiphertext], progress: Progress = { _, _, _ in }) throws(InferenceError) -> [LweCiphertext] {
         guard inputs.count == plan.inputCount else {
             throw .sizeMismatch(what: "input ciphertexts", expected: plan.inputCount, found: inputs.count)
@@ -46,73 +46,84 @@ public struct PBSInferenceEvaluator: Sendable {
         if let bad = inputs.first(where: { $0.dimension != dimension }) {
             throw .sizeMismatch(what: "input ciphertext dimension", expected: dimension, found: bad.dimension)
         }
-        switch plan.network {
-        case .perceptron(let p):
-            return denseScores(inputs, weights: p.weightSigns, bias: [0])
-        case .signCNN(let cnn):
-            let activations = convolutionSigns(inputs, cnn: cnn, progress: progress)
-            let s = cnn.shape
-            let features = s.poolSide == 1 ? activations
-                : s.pooling == .max ? pooledOr(activations, cnn: cnn, progress: progress) : pooledSum(activations, cnn: cnn)
-            return denseScores(features, weights: cnn.integer.denseWeights, bias: cnn.integer.denseBias)
+        return plan.steps.reduce(inputs) { values, step in run(step, values, progress: progress) }
+    }
+
+    /// One step on the previous step's outputs (or the inputs).
+    func run(_ step: InferencePlan.Step, _ values: [LweCiphertext], progress: Progress) -> [LweCiphertext] {
+        switch step.operation {
+        case .signConvolution(let convolution): signConvolution(values, convolution, progress: progress)
+        case .orPool(let pool): orPool(values, pool, progress: progress)
+        case .sumPool(let pool): sumPool(values, pool)
+        case .densePartialSums(let dense): partialSums(values, dense)
         }
     }
 
     /// sign(Σ sign(W)·x − t_k) for every filter, threshold and position: a free linear sum, then
     /// one bootstrap read at one coefficient per threshold. Returns the channel maps in the
-    /// model's order (channel c·L + k, row, column).
-    func convolutionSigns(_ inputs: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
-        let s = cnn.shape, side = s.convolutionSide, area = side * side
-        let outputDelta = s.poolSide > 1 && s.pooling == .max ? plan.poolDelta : plan.featureDelta
-        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: outputDelta)
-        let inputDelta = plan.inputDelta, dimension = plan.inputKey.dimension(plan.parameters), levels = cnn.activationLevels
+    /// graph's order (channel f·L + k, row, column).
+    func signConvolution(_ inputs: [LweCiphertext], _ c: InferencePlan.SignConvolution, progress: Progress) -> [LweCiphertext] {
+        let side = c.outputSide, area = side * side, k = c.kernelSide, inSide = c.input.height, channels = c.input.channels
+        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: c.outputDelta)
+        let dimension = inputs[0].dimension, levels = c.levels, inputDelta = c.inputDelta
         // One step of the ±1 sum, 1/64 of the torus, is 2N/64 coefficients of the accumulator.
         let stepCoefficients = plan.parameters.polynomialSize / 32
-        let neurons = bootstrapLayer(count: s.filterCount * area, table: table, name: "conv+sign", progress: progress) { index in
-            let c = index / area, i = (index % area) / side, j = index % side
+        let neurons = bootstrapLayer(count: c.filterCount * area, table: table, name: "conv+sign", progress: progress) { index in
+            let f = index / area, i = (index % area) / side, j = index % side
             // Shifted by the largest threshold; reading coefficient (t_max − t_k)·N/32 moves the
             // phase back up by t_max − t_k steps of 1/64, so it reads sign(S − t_k).
-            let thresholds = cnn.integer.thresholds[(c * levels)..<((c + 1) * levels)], largest = thresholds.max()!
+            let thresholds = c.thresholds[(f * levels)..<((f + 1) * levels)], largest = thresholds.max()!
             var sum = LweCiphertext.trivial(dimension: dimension, body: 0 &- UInt64(bitPattern: Int64(largest)) &* inputDelta)
-            for u in 0..<s.kernelSide {
-                for v in 0..<s.kernelSide {
-                    let input = inputs[(i * s.stride + u) * s.imageSide + j * s.stride + v]
-                    if cnn.integer.filterSigns[(c * s.kernelSide + u) * s.kernelSide + v] > 0 { sum.add(input) } else { sum.subtract(input) }
+            for channel in 0..<channels {
+                for u in 0..<k {
+                    for v in 0..<k {
+                        let input = inputs[(channel * inSide + i * c.stride + u) * inSide + j * c.stride + v]
+                        if c.filterSigns[((f * channels + channel) * k + u) * k + v] > 0 { sum.add(input) } else { sum.subtract(input) }
+                    }
                 }
             }
             return (sum, thresholds.map { (largest - $0) * stepCoefficients })
         }
-        return (0..<(cnn.channelCount * area)).map { q in
+        return (0..<(c.filterCount * levels * area)).map { q in
             let channel = q / area
             return neurons[(channel / levels) * area + q % area][channel % levels]
         }
     }
 
+    /// The positions (channel, row, column in one flat index) of the window that pooled output
+    /// `q` (channel, pooled row, pooled column) reduces.
+    static func window(_ q: Int, input: TensorShape, side p: Int) -> [Int] {
+        let height = input.height / p, width = input.width / p
+        let c = q / (height * width), i = (q / width) % height, j = q % width
+        return (0..<(p * p)).map { w in (c * input.height + i * p + w / p) * input.width + j * p + w % p }
+    }
+
     /// OR over each pooling window of ±1 values: sign(Σ a + p² − 1), one bootstrap.
-    func pooledOr(_ activations: [LweCiphertext], cnn: BinarizedCNN, progress: Progress) -> [LweCiphertext] {
-        let s = cnn.shape
-        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: plan.featureDelta)
-        let offset = UInt64(s.poolSide * s.poolSide - 1) &* plan.poolDelta, dimension = plan.parameters.bigLweDimension
-        return bootstrapLayer(count: cnn.featureCount, table: table, name: "max pool", progress: progress) { feature in
+    func orPool(_ activations: [LweCiphertext], _ pool: InferencePlan.OrPool, progress: Progress) -> [LweCiphertext] {
+        let p = pool.window, count = pool.input.channels * (pool.input.height / p) * (pool.input.width / p)
+        let table = LookupTable(polynomialSize: plan.parameters.polynomialSize, constant: pool.outputDelta)
+        let offset = UInt64(p * p - 1) &* pool.inputDelta, dimension = activations[0].dimension
+        return bootstrapLayer(count: count, table: table, name: "max pool", progress: progress) { q in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
-            for position in s.poolWindow(feature) { sum.add(activations[position]) }
+            for position in Self.window(q, input: pool.input, side: p) { sum.add(activations[position]) }
             return (sum, [0])
         }.map { $0[0] }
     }
 
     /// The sum over each pooling window: linear, no bootstrap.
-    func pooledSum(_ activations: [LweCiphertext], cnn: BinarizedCNN) -> [LweCiphertext] {
-        let dimension = plan.parameters.bigLweDimension
-        return (0..<cnn.featureCount).map { feature in
-            cnn.shape.poolWindow(feature).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
+    func sumPool(_ activations: [LweCiphertext], _ pool: InferencePlan.SumPool) -> [LweCiphertext] {
+        let p = pool.window, count = pool.input.channels * (pool.input.height / p) * (pool.input.width / p)
+        let dimension = activations[0].dimension
+        return (0..<count).map { q in
+            Self.window(q, input: pool.input, side: p).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
         }
     }
 
     /// The dense layer's partial sums Σ_{j in chunk} w_kj·f_j (+ b_k's share), on all cores.
-    func denseScores(_ features: [LweCiphertext], weights: [Int], bias: [Int]) -> [LweCiphertext] {
-        let count = features.count, chunks = plan.chunks, delta = plan.scoreDelta
-        let dimension = plan.parameters.bigLweDimension
-        return ParallelWork.map(plan.outputCount) { index in
+    func partialSums(_ features: [LweCiphertext], _ dense: InferencePlan.DensePartialSums) -> [LweCiphertext] {
+        let count = features.count, chunks = dense.chunks, delta = dense.delta, weights = dense.weights, bias = dense.bias
+        let dimension = features[0].dimension
+        return ParallelWork.map(dense.scoreCount * chunks.count) { index in
             let k = index / chunks.count, g = index % chunks.count
             let share = DensePlan.biasShare(bias[k], chunk: g, of: chunks.count)
             var sum = LweCiphertext.trivial(dimension: dimension, body: UInt64(bitPattern: Int64(share)) &* delta)

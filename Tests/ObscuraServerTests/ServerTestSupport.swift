@@ -21,7 +21,7 @@ enum Fixtures {
                                thresholds: thresholds.map(Float.init), denseWeights: dense.map(Float.init), denseBias: [0, 0, 0],
                                integer: .init(filterSigns: filters.map { $0 >= 0 ? 1 : -1 }, thresholds: thresholds, alphas: [],
                                               denseWeights: dense, denseBias: [3, -5, 4]))
-        return try! InferencePlan(modelName: "tiny-cnn", network: .signCNN(cnn))
+        return try! InferencePlan(modelName: "tiny-cnn", graph: cnn.graph)
     }()
 
     static let perceptronModel = try! ModelCatalog.load("paper-perceptron-cancer")
