@@ -108,7 +108,7 @@ public enum ModelCatalog {
                              dataset: "Wisconsin diagnostic breast cancer (569 records, 30 features)",
                              architecture: "Batchnorm + Binactive at \(model.levels) thresholds per feature (client, thermometer code) "
                                  + "→ binarized dense \(model.inputCount) → 1 with α, bias → sign",
-                             perceptron: model, evaluationData: data)
+                             network: .perceptron(model), evaluationData: data)
         }
         let training: Dataset, samples: [Int], evaluation: Dataset, description: String
         switch recipe.datasetKind {
@@ -130,7 +130,7 @@ public enum ModelCatalog {
             let cnn = BinarizedCNN.train(shape: shape, activation: activation, on: training, samples: samples,
                                          options: options, progress: progress)
             return ModelFile(name: name, task: "10-class image classification", datasetKind: recipe.datasetKind,
-                             dataset: description, architecture: cnn.architectureDescription, binarizedCNN: cnn,
+                             dataset: description, architecture: cnn.architectureDescription, network: .binarizedCNN(cnn),
                              evaluationData: evaluation)
         case .polynomial(let topology, let activation, let options):
             let network = PolynomialNetwork.train(topology.network(activation: activation, seed: options.seed), on: training,
@@ -140,7 +140,7 @@ public enum ModelCatalog {
                              architecture: topology.description(activation: terms.joined(separator: " + "))
                                  + " (integer form: inputs 0…\(network.quantization.inputLevels), "
                                  + "\(network.quantization.weightBits)-bit weights, no shifts)",
-                             polynomialNetwork: network, evaluationData: evaluation)
+                             network: .polynomialNetwork(network), evaluationData: evaluation)
         case .perceptron:
             throw ModelError.unknownModel(name)
         }

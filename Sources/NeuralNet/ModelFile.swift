@@ -74,14 +74,26 @@ public enum DatasetKind: String, Codable, Sendable {
 }
 
 /// A model file: JSON, versioned, with what the model is, how it was trained and evaluated,
-/// and its parameters: exactly one of ``perceptron``, ``binarizedCNN`` and ``polynomialNetwork``.
+/// and its network (``Network``): one of the kinds Obscura trains, or a graph (an imported model).
 ///
-/// Format version 2 (this build): the fields below; a network's float parameters sit beside
-/// its exact integer form. Version 1 files (perceptron only, no `datasetKind`) are refused with
-/// a message naming the missing field; `obscura train` rewrites them.
+/// Format version 3 (this build) adds graphs (`"graph"`: a ``ModelGraph``); versions 2 and 3
+/// otherwise agree, and both load. Version 1 files (perceptron only, no `datasetKind`) are
+/// refused with a message naming the missing field; `obscura train` rewrites them.
 public struct ModelFile: Codable, Sendable, Equatable {
-    /// The format version this build writes and reads.
-    public static let currentVersion = 2
+    /// The format version this build writes and the newest it reads.
+    public static let currentVersion = 3
+
+    /// The network a model file holds: in the file, exactly one key of these names.
+    public enum Network: Sendable, Equatable {
+        /// The paper's binarized perceptron.
+        case perceptron(BinarizedPerceptron)
+        /// A binarized CNN (the paper's, or its sign variant).
+        case binarizedCNN(BinarizedCNN)
+        /// A network with polynomial activations (CryptoNets, CryptoDL, HCNN).
+        case polynomialNetwork(PolynomialNetwork)
+        /// A network known only as its layer graph (imported, e.g. from ONNX).
+        case graph(ModelGraph)
+    }
 
     /// The format version of this file.
     public var formatVersion: Int
@@ -101,18 +113,19 @@ public struct ModelFile: Codable, Sendable, Equatable {
     public var floatAccuracy: Double
     /// Accuracy of the exact integer reference on the evaluation split.
     public var integerAccuracy: Double
-    /// The parameters of a binarized perceptron.
-    public var perceptron: BinarizedPerceptron?
-    /// The parameters of a binarized CNN.
-    public var binarizedCNN: BinarizedCNN?
-    /// The parameters of a network with polynomial activations (CryptoNets, CryptoDL).
-    public var polynomialNetwork: PolynomialNetwork?
+    /// The network.
+    public var network: Network
 
-    /// A model file around a perceptron or a CNN, with its accuracies measured on `data`'s
-    /// evaluation split.
+    /// The network if it is a binarized perceptron.
+    public var perceptron: BinarizedPerceptron? { if case .perceptron(let p) = network { p } else { nil } }
+    /// The network if it is a binarized CNN.
+    public var binarizedCNN: BinarizedCNN? { if case .binarizedCNN(let cnn) = network { cnn } else { nil } }
+    /// The network if it is a polynomial network.
+    public var polynomialNetwork: PolynomialNetwork? { if case .polynomialNetwork(let n) = network { n } else { nil } }
+
+    /// A model file around `network`, with its accuracies measured on `data`'s evaluation split.
     public init(name: String, task: String, datasetKind: DatasetKind, dataset: String, architecture: String,
-                perceptron: BinarizedPerceptron? = nil, binarizedCNN: BinarizedCNN? = nil,
-                polynomialNetwork: PolynomialNetwork? = nil, evaluationData data: Dataset) {
+                network: Network, evaluationData data: Dataset) {
         formatVersion = Self.currentVersion
         self.name = name
         self.task = task
@@ -120,9 +133,7 @@ public struct ModelFile: Codable, Sendable, Equatable {
         self.dataset = dataset
         split = datasetKind.splitDescription
         self.architecture = architecture
-        self.perceptron = perceptron
-        self.binarizedCNN = binarizedCNN
-        self.polynomialNetwork = polynomialNetwork
+        self.network = network
         floatAccuracy = 0
         integerAccuracy = 0
         let samples = datasetKind.evaluationSamples(in: data)
@@ -130,16 +141,82 @@ public struct ModelFile: Codable, Sendable, Equatable {
         integerAccuracy = accuracy(on: data, samples: samples, integer: true)
     }
 
-    /// Accuracy of the float or the integer form on `samples` of `data`.
+    /// Accuracy of the float or the integer form on `samples` of `data` (0 for a graph that
+    /// does not check).
     public func accuracy(on data: Dataset, samples: [Int], integer: Bool) -> Double {
-        if let perceptron { return perceptron.accuracy(on: data, samples: samples, integer: integer) }
-        if let binarizedCNN { return binarizedCNN.accuracy(on: data, samples: samples, integer: integer) }
-        return polynomialNetwork!.accuracy(on: data, samples: samples, integer: integer)
+        switch network {
+        case .perceptron(let p): return p.accuracy(on: data, samples: samples, integer: integer)
+        case .binarizedCNN(let cnn): return cnn.accuracy(on: data, samples: samples, integer: integer)
+        case .polynomialNetwork(let n): return n.accuracy(on: data, samples: samples, integer: integer)
+        case .graph(let g):
+            if integer { return (try? g.integerReference())?.accuracy(on: data, samples: samples) ?? 0 }
+            return (try? g.floatReference())?.accuracy(on: data, samples: samples) ?? 0
+        }
     }
 
     /// The number of inputs a record or image must have.
     public var inputSize: Int {
-        perceptron?.featureCount ?? binarizedCNN?.shape.pixelCount ?? polynomialNetwork!.inputSide * polynomialNetwork!.inputSide
+        switch network {
+        case .perceptron(let p): p.featureCount
+        case .binarizedCNN(let cnn): cnn.shape.pixelCount
+        case .polynomialNetwork(let n): n.inputSide * n.inputSide
+        case .graph(let g): g.inputShape.count
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case formatVersion, name, task, datasetKind, dataset, split, architecture, floatAccuracy, integerAccuracy
+        case perceptron, binarizedCNN, polynomialNetwork, graph
+    }
+
+    /// Why a file's network keys are wrong (reported as ``ModelError/malformed(path:reason:)``).
+    struct NetworkKeyError: Error { let reason: String }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        name = try c.decode(String.self, forKey: .name)
+        task = try c.decode(String.self, forKey: .task)
+        datasetKind = try c.decode(DatasetKind.self, forKey: .datasetKind)
+        dataset = try c.decode(String.self, forKey: .dataset)
+        split = try c.decode(String.self, forKey: .split)
+        architecture = try c.decode(String.self, forKey: .architecture)
+        floatAccuracy = try c.decode(Double.self, forKey: .floatAccuracy)
+        integerAccuracy = try c.decode(Double.self, forKey: .integerAccuracy)
+        let present = [CodingKeys.perceptron, .binarizedCNN, .polynomialNetwork, .graph].filter(c.contains)
+        guard present.count == 1 else {
+            throw NetworkKeyError(reason: "needs exactly one of 'perceptron', 'binarizedCNN', 'polynomialNetwork' and 'graph'")
+        }
+        switch present[0] {
+        case .perceptron: network = .perceptron(try c.decode(BinarizedPerceptron.self, forKey: .perceptron))
+        case .binarizedCNN: network = .binarizedCNN(try c.decode(BinarizedCNN.self, forKey: .binarizedCNN))
+        case .polynomialNetwork: network = .polynomialNetwork(try c.decode(PolynomialNetwork.self, forKey: .polynomialNetwork))
+        default:
+            guard formatVersion >= 3 else { throw NetworkKeyError(reason: "graphs need format version 3") }
+            network = .graph(try c.decode(ModelGraph.self, forKey: .graph))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        // A graph is only readable as version 3 or later, whatever the file was loaded as.
+        if case .graph = network { try c.encode(max(formatVersion, 3), forKey: .formatVersion) } else {
+            try c.encode(formatVersion, forKey: .formatVersion)
+        }
+        try c.encode(name, forKey: .name)
+        try c.encode(task, forKey: .task)
+        try c.encode(datasetKind, forKey: .datasetKind)
+        try c.encode(dataset, forKey: .dataset)
+        try c.encode(split, forKey: .split)
+        try c.encode(architecture, forKey: .architecture)
+        try c.encode(floatAccuracy, forKey: .floatAccuracy)
+        try c.encode(integerAccuracy, forKey: .integerAccuracy)
+        switch network {
+        case .perceptron(let p): try c.encode(p, forKey: .perceptron)
+        case .binarizedCNN(let cnn): try c.encode(cnn, forKey: .binarizedCNN)
+        case .polynomialNetwork(let n): try c.encode(n, forKey: .polynomialNetwork)
+        case .graph(let g): try c.encode(g, forKey: .graph)
+        }
     }
 
     /// Reads a model file.
@@ -158,25 +235,29 @@ public struct ModelFile: Codable, Sendable, Equatable {
             model = try JSONDecoder().decode(ModelFile.self, from: data)
         } catch let error as ModelError {
             throw error
+        } catch let error as NetworkKeyError {
+            throw .malformed(path: path, reason: error.reason)
         } catch {
             throw .malformed(path: path, reason: Self.describe(error))
         }
-        switch (model.perceptron, model.binarizedCNN, model.polynomialNetwork) {
-        case (let p?, nil, nil):
-            guard p.isConsistent else {
-                throw .malformed(path: path, reason: "inconsistent perceptron parameters")
-            }
-        case (nil, let cnn?, nil):
+        switch model.network {
+        case .perceptron(let p):
+            guard p.isConsistent else { throw .malformed(path: path, reason: "inconsistent perceptron parameters") }
+        case .binarizedCNN(let cnn):
             guard cnn.isConsistent else { throw .malformed(path: path, reason: "inconsistent binarized CNN parameters") }
-        case (nil, nil, let network?):
+        case .polynomialNetwork(let network):
             guard network.isConsistent else { throw .malformed(path: path, reason: "inconsistent polynomial network parameters") }
             do {
                 _ = try network.integerForm()
             } catch {
                 throw .malformed(path: path, reason: "no exact integer form: \(error)")
             }
-        default:
-            throw .malformed(path: path, reason: "needs exactly one of 'perceptron', 'binarizedCNN' and 'polynomialNetwork'")
+        case .graph(let graph):
+            do {
+                _ = try graph.shapes()
+            } catch {
+                throw .malformed(path: path, reason: "\(error)")
+            }
         }
         return model
     }

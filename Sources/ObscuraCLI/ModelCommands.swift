@@ -17,6 +17,8 @@ struct Models: ParsableCommand {
         }
         let model = try ModelFile.load(path: file)
         describe(model)
+        print("  layers (graph, input \(try model.graph().inputShape)):")
+        for line in try model.graph().layerSummaries() { print("    \(line)") }
         print("  backends:")
         for specification in ModelRegistry.variants(of: model) {
             do {

@@ -157,7 +157,9 @@ struct BinarizedCNNTests {
     @Test("a model file with an inconsistent CNN is refused with a clear error")
     func inconsistentFile() throws {
         var file = try ModelCatalog.load("paper-bnn-sign-mnist")
-        file.binarizedCNN!.integer.thresholds[0] = 7
+        var cnn = try #require(file.binarizedCNN)
+        cnn.integer.thresholds[0] = 7
+        file.network = .binarizedCNN(cnn)
         let path = scratchFolder() + "/odd-threshold.json"
         try file.save(path: path)
         #expect(throws: ModelError.malformed(path: path, reason: "inconsistent binarized CNN parameters")) {

@@ -118,4 +118,38 @@ struct ModelGraphTests {
         let big = GraphLayer.polynomial(.init(coefficients: [0, 1], integerCoefficients: [Int128(1) << 100, -(Int128(1) << 90)]))
         #expect(try JSONDecoder().decode(GraphLayer.self, from: JSONEncoder().encode(big)) == big)
     }
+
+    @Test("format 3: a graph-only model file saves, loads and scores as its source; two networks, a graph in version 2 or a bad layer are refused")
+    func graphModelFiles() throws {
+        let source = try ModelCatalog.load("fast-mnist")
+        var file = source
+        file.network = .graph(try source.graph())
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-graph-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        try file.save(path: folder + "/graph.json")
+        let loaded = try ModelFile.load(path: folder + "/graph.json")
+        #expect(loaded.formatVersion == 3)
+        #expect(loaded.network == file.network && loaded.inputSize == source.inputSize)
+        #expect(loaded.accuracy(on: Self.mnist, samples: Array(0..<2000), integer: true)
+                == source.accuracy(on: Self.mnist, samples: Array(0..<2000), integer: true))
+
+        let json = String(decoding: try Data(contentsOf: URL(fileURLWithPath: folder + "/graph.json")), as: UTF8.self)
+        func refusal(_ text: String) -> String? {
+            do {
+                _ = try ModelFile.decode(Data(text.utf8), path: "f")
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        #expect(refusal(json.replacingOccurrences(of: "\"formatVersion\":3", with: "\"formatVersion\":2"))
+                == "f: not an Obscura model: graphs need format version 3")
+        let perceptron = String(decoding: try JSONEncoder().encode(try #require(try ModelCatalog.load("paper-perceptron-cancer").perceptron)),
+                                as: UTF8.self)
+        #expect(refusal(json.replacingOccurrences(of: "\"graph\":", with: "\"perceptron\":\(perceptron),\"graph\":"))
+                == "f: not an Obscura model: needs exactly one of 'perceptron', 'binarizedCNN', 'polynomialNetwork' and 'graph'")
+        #expect(refusal(json.replacingOccurrences(of: "\"kernelSide\":5", with: "\"kernelSide\":50"))?
+                    .hasPrefix("f: not an Obscura model: layer 1 (convolution): kernel 50") == true)
+    }
 }

@@ -235,8 +235,10 @@ struct HostileModelTests {
                       (weight: Int.max, bias: Int.min)])
     func absurdDenseParameters(weight: Int, bias: Int) throws {
         var model = try ModelCatalog.load("fast-mnist")
-        model.binarizedCNN!.integer.denseWeights[0] = weight
-        model.binarizedCNN!.integer.denseBias[0] = bias
+        var cnn = try #require(model.binarizedCNN)
+        cnn.integer.denseWeights[0] = weight
+        cnn.integer.denseBias[0] = bias
+        model.network = .binarizedCNN(cnn)
         #expect(throws: InferenceError.self) { try InferencePlan(model: model) }
     }
 

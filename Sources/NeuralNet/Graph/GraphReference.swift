@@ -18,14 +18,14 @@ public protocol GraphNumber: Comparable, Sendable {
     static func scales(_ m: GraphLayer.MagnitudeScale) -> (scales: [Self], shifts: [Self])
     static func magnitudes(_ m: GraphLayer.MagnitudeScale, image: ArraySlice<Float>, imageSide: Int, outputSide: Int) -> [Self]
     /// The threshold of a ``ModelGraph/Decision/threshold(integer:float:)`` decision in this form.
-    static func threshold(integer: Int128, float: Float) -> Self
+    static func threshold(integer: Int, float: Float) -> Self
 }
 
 extension Int128: GraphNumber {
     public static func plus(_ a: Int128, _ b: Int128) -> Int128 { a &+ b }
     public static func times(_ a: Int128, _ b: Int128) -> Int128 { a &* b }
     public static func plusOrMinusOne(_ positive: Bool) -> Int128 { positive ? 1 : -1 }
-    public static func threshold(integer: Int128, float: Float) -> Int128 { integer }
+    public static func threshold(integer: Int, float: Float) -> Int128 { Int128(integer) }
     public static func fixedPoint(_ x: Float, levels: Int) -> Int128 {
         let clamped = x.isNaN ? 0 : Swift.min(Swift.max(x, 0), 1)
         return Int128((clamped * Float(levels)).rounded())
@@ -50,7 +50,7 @@ extension Float: GraphNumber {
     public static func plus(_ a: Float, _ b: Float) -> Float { a + b }
     public static func times(_ a: Float, _ b: Float) -> Float { a * b }
     public static func plusOrMinusOne(_ positive: Bool) -> Float { positive ? 1 : -1 }
-    public static func threshold(integer: Int128, float: Float) -> Float { float }
+    public static func threshold(integer: Int, float: Float) -> Float { float }
     /// The float network reads the raw pixel.
     public static func fixedPoint(_ x: Float, levels: Int) -> Float { x }
     public static func weights(_ c: GraphLayer.Convolution) -> (weights: [Float], bias: [Float]) {

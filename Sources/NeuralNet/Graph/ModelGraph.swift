@@ -27,7 +27,7 @@ public struct ModelGraph: Codable, Sendable, Equatable {
         /// The first largest score's index.
         case argmax
         /// One score: class 1 where it is at least the threshold (integer or float form), else 0.
-        case threshold(integer: Int128, float: Float)
+        case threshold(integer: Int, float: Float)
     }
 
     /// The raw record: an image's [1, side, side] or a record's vector of features.
@@ -76,6 +76,25 @@ public struct ModelGraph: Codable, Sendable, Equatable {
 
     /// The number of scores.
     public var outputCount: Int { (try? shapes())?.last?.count ?? 0 }
+
+    /// One line per layer: its index, what it does and its output's shape (for `obscura models`).
+    public func layerSummaries() throws(ModelGraphError) -> [String] {
+        let shapes = try shapes()
+        return layers.enumerated().map { index, layer in
+            let detail: String = switch layer {
+            case .binarize(let b): b.thresholds.count == 1 ? "binarize at one threshold (client)" : "binarize, \(b.thresholds.count / inputShape.count) threshold(s) per input (client)"
+            case .fixedPoint(let f): "fixed point, \(f.levels) levels (client)"
+            case .convolution(let c): "convolution \(c.outputChannels)×\(c.kernelSide)×\(c.kernelSide), stride \(c.stride), padding \(c.padding)"
+            case .magnitudeScale: "× the client's box-filtered magnitudes, α and shift per channel"
+            case .sign(let a): a.levels == 1 ? "sign" : "sign at \(a.levels) thresholds per channel"
+            case .polynomial(let p): "polynomial of degree \(p.integerCoefficients.count - 1)"
+            case .relu: "ReLU"
+            case .pool(let p): "\(p.kind.rawValue) pool \(p.window)×\(p.window)"
+            case .dense(let d): "dense → \(d.outputCount)"
+            }
+            return "\(index): \(detail) → \(shapes[index])"
+        }
+    }
 
     private static func outputShape(of layer: GraphLayer, input s: TensorShape, previous: GraphLayer?, graphInput: TensorShape,
                                     fail: (String) -> ModelGraphError) throws(ModelGraphError) -> TensorShape {

@@ -12,7 +12,7 @@ extension BinarizedPerceptron {
                    layers: [.binarize(.init(thresholds: featureThresholds)),
                             .dense(.init(outputCount: 1, weights: weightSigns.map { alpha * Float($0) }, bias: [bias],
                                          integerWeights: weightSigns.map { Int64($0) }, integerBias: [0]))],
-                   decision: .threshold(integer: Int128(integerThreshold), float: 0))
+                   decision: .threshold(integer: integerThreshold, float: 0))
     }
 }
 
@@ -87,14 +87,18 @@ extension PolynomialNetwork {
 }
 
 extension ModelFile {
-    /// The model as a graph (the file's model kind converted; see ``ModelGraph``).
+    /// The model as a graph (a trained kind converted; see ``ModelGraph``).
     public func graph() throws(ModelGraphError) -> ModelGraph {
-        if let perceptron { return perceptron.graph }
-        if let binarizedCNN { return binarizedCNN.graph }
-        do {
-            return try polynomialNetwork!.graph()
-        } catch {
-            throw .invalidGraph("no exact integer form: \(error)")
+        switch network {
+        case .perceptron(let perceptron): return perceptron.graph
+        case .binarizedCNN(let cnn): return cnn.graph
+        case .graph(let graph): return graph
+        case .polynomialNetwork(let polynomial):
+            do {
+                return try polynomial.graph()
+            } catch {
+                throw .invalidGraph("no exact integer form: \(error)")
+            }
         }
     }
 }
