@@ -36,6 +36,7 @@ let package = Package(
         .library(name: "NeuralNet", targets: ["NeuralNet"]),
         .library(name: "PrivateInference", targets: ["PrivateInference"]),
         .library(name: "SIMDInference", targets: ["SIMDInference"]),
+        .library(name: "ModelImport", targets: ["ModelImport"]),
         .library(name: "ObscuraAPI", targets: ["ObscuraAPI"]),
         .library(name: "ObscuraClient", targets: ["ObscuraClient"]),
         .library(name: "ObscuraServer", targets: ["ObscuraServer"]),
@@ -54,6 +55,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
     ],
     targets: [
         .target(
@@ -89,6 +91,10 @@ let package = Package(
             name: "SIMDInference",
             dependencies: ["RLWE", "NeuralNet", "ObscuraMath"],
             swiftSettings: nativeVectorFlags),
+        // ONNX import: Generated/onnx.pb.swift comes from ONNX's onnx.proto (scripts/generate_onnx_proto.sh).
+        .target(
+            name: "ModelImport",
+            dependencies: ["NeuralNet", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ObscuraAPI"),
         .target(
             name: "ObscuraClient",
@@ -122,6 +128,7 @@ let package = Package(
                 "RLWE",
                 "CipherCircuits",
                 "NeuralNet",
+                "ModelImport",
                 "PrivateInference",
                 "SIMDInference",
                 "ObscuraAPI",
@@ -141,9 +148,10 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "SIMDInference", "PrivateInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient", "ModelImport"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI", "ObscuraServer", "NeuralNet"], swiftSettings: nativeVectorFlags),
     ],

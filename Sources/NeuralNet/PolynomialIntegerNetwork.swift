@@ -237,7 +237,7 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
     // MARK: Construction
 
     /// Weights rounded to `bits`-bit signed integers with the largest power-of-two scale 2^f.
-    private static func quantize(_ weights: [Float], bits: Int, layer: Int) throws(FormError) -> ([Int64], Int) {
+    static func quantize(_ weights: [Float], bits: Int, layer: Int) throws(FormError) -> ([Int64], Int) {
         guard weights.allSatisfy(\.isFinite) else { throw .notFinite(layer: layer) }
         let largest = Double(weights.map { abs($0) }.max() ?? 0)
         let limit = Double((1 << (bits - 1)) - 1)
@@ -262,7 +262,7 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         return product
     }
 
-    private static func round(_ value: Float, scale: Double, layer: Int) throws(FormError) -> Int128 {
+    static func round(_ value: Float, scale: Double, layer: Int) throws(FormError) -> Int128 {
         let scaled = (Double(value) * scale).rounded()
         guard scaled.isFinite, abs(scaled) < 0x1p120 else { throw .notFinite(layer: layer) }
         return Int128(scaled)

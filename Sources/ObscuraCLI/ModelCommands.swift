@@ -12,36 +12,41 @@ struct Models: ParsableCommand {
 
     func run() throws {
         guard let file else {
-            for name in ModelCatalog.names { describe(try ModelCatalog.load(name)) }
+            for name in ModelCatalog.names { describeSummary(try ModelCatalog.load(name)) }
             return
         }
-        let model = try ModelFile.load(path: file)
-        describe(model)
-        print("  layers (graph, input \(try model.graph().inputShape)):")
-        for line in try model.graph().layerSummaries() { print("    \(line)") }
-        print("  backends:")
-        for specification in ModelRegistry.variants(of: model) {
-            do {
-                let entry = try ModelRegistry.entry(for: specification, model: model)
-                let listing = entry.listing
-                var line = "    \(listing.name): \(listing.backend) on \(listing.parameterSet) (\(listing.securityBits)-bit), "
-                    + "\(listing.inputCiphertexts) input and \(listing.outputCiphertexts) output ciphertexts"
-                if let batch = listing.batchSize { line += ", \(batch) image(s) per job" }
-                if listing.bootstrapsPerInference > 0 { line += ", \(listing.bootstrapsPerInference) bootstraps" }
-                print(line + String(format: ", evaluation key %.1f MB", Double(entry.evaluationKeyBytes) / 1e6))
-            } catch {
-                print("    \(specification): cannot run: \(error)")
-            }
-        }
+        try describeModelFile(try ModelFile.load(path: file))
     }
+}
 
-    private func describe(_ model: ModelFile) {
-        print("\(model.name)")
-        print("  task: \(model.task)")
-        print("  data: \(model.dataset); \(model.split)")
-        print("  architecture: \(model.architecture)")
-        print(String(format: "  accuracy on the evaluation split: float %.2f%%, integer %.2f%%",
-                     model.floatAccuracy * 100, model.integerAccuracy * 100))
+/// A model's name, task, data, architecture and accuracies.
+func describeSummary(_ model: ModelFile) {
+    print("\(model.name)")
+    print("  task: \(model.task)")
+    print("  data: \(model.dataset); \(model.split)")
+    print("  architecture: \(model.architecture)")
+    print(String(format: "  accuracy on the evaluation split: float %.2f%%, integer %.2f%%",
+                 model.floatAccuracy * 100, model.integerAccuracy * 100))
+}
+
+/// The summary, the graph's layers, and how each backend would run the model (or why it cannot).
+func describeModelFile(_ model: ModelFile) throws {
+    describeSummary(model)
+    print("  layers (graph, input \(try model.graph().inputShape)):")
+    for line in try model.graph().layerSummaries() { print("    \(line)") }
+    print("  backends:")
+    for specification in ModelRegistry.variants(of: model) {
+        do {
+            let entry = try ModelRegistry.entry(for: specification, model: model)
+            let listing = entry.listing
+            var line = "    \(listing.name): \(listing.backend) on \(listing.parameterSet) (\(listing.securityBits)-bit), "
+                + "\(listing.inputCiphertexts) input and \(listing.outputCiphertexts) output ciphertexts"
+            if let batch = listing.batchSize { line += ", \(batch) image(s) per job" }
+            if listing.bootstrapsPerInference > 0 { line += ", \(listing.bootstrapsPerInference) bootstraps" }
+            print(line + String(format: ", evaluation key %.1f MB", Double(entry.evaluationKeyBytes) / 1e6))
+        } catch {
+            print("    \(specification): cannot run: \(error)")
+        }
     }
 }
 

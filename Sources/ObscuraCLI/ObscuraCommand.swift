@@ -6,5 +6,5 @@ struct Obscura: AsyncParsableCommand {
         commandName: "obscura",
         abstract: "Private neural-network inference on homomorphically encrypted data.",
         subcommands: [Demo.self, Serve.self, Worker.self, Admin.self, Keygen.self, Encrypt.self, Infer.self, Decrypt.self,
-                      InferLocal.self, Bench.self, Models.self, Train.self, Eval.self])
+                      InferLocal.self, Bench.self, Models.self, Import.self, Train.self, Eval.self])
 }

@@ -329,8 +329,8 @@ struct PBSLayers {
             .unsupportedModel("layer \(index) (\(graph.layers[index].kind)): \(reason)")
         }
         guard case .binarize = graph.layers[0] else {
-            throw refuse(0, "pbs mode encrypts ±1 inputs (a binarize encoding); fixed-point networks with polynomial "
-                + "activations run on the RLWE backends")
+            throw refuse(0, "pbs mode encrypts ±1 inputs (a binarize encoding); on fixed-point inputs, networks with polynomial "
+                + "activations run on the RLWE backends, and ReLU or max pooling would need table lookups, which pbs mode does not run yet")
         }
         encodedShape = shapes[0]
         var index = 1, convolution: Convolution?, pool: GraphLayer.Pool?

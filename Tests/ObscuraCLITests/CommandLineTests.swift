@@ -47,6 +47,15 @@ struct CommandLineTests {
         }
         #expect(ModelRegistry.variants(of: try ModelCatalog.load("cryptonets-mnist")).count == 3)
         #expect(await runObscura(["eval", "--model", "paper-perceptron-cancer", "--integer", "--json"]) == nil)
+        // An ONNX network trained elsewhere: imported, written, and then described like any model file.
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let imported = FileManager.default.temporaryDirectory.appendingPathComponent("obscura-import-\(UInt64.random(in: 0...UInt64.max)).json").path
+        defer { try? FileManager.default.removeItem(atPath: imported) }
+        #expect(await runObscura(["import", repository.appendingPathComponent("examples/user-relu-cnn.onnx").path,
+                                  "--calibration", repository.appendingPathComponent("../shared/data/mnist").standardized.path,
+                                  "--calibration-records", "300", "--out", imported]) == nil)
+        #expect(try ModelFile.load(path: imported).formatVersion == 3)
+        #expect(await runObscura(["models", "--file", imported]) == nil)
     }
 
     @Test("bad input: unknown model, malformed server URL, missing key folder, out-of-range record or port: non-zero exit and a message naming it",
@@ -61,6 +70,8 @@ struct CommandLineTests {
             (["models", "--file", "/nonexistent/model.json"], "/nonexistent/model.json"),
             (["models", "--file", CommandLineTests.hostileModel], "not valid JSON"),
             (["serve", "--no-auth", "--host", "0.0.0.0"], "--no-auth"),
+            (["import", CommandLineTests.hostileModel, "--calibration", "../shared/data/mnist", "--out", "/tmp/obscura-unused.json"], "not a protobuf"),
+            (["import", "/nonexistent/model.onnx", "--calibration", "../shared/data/mnist", "--out", "/tmp/obscura-unused.json"], "/nonexistent/model.onnx"),
           ])
     func badInput(arguments: [String], mentions: String) async throws {
         try Self.writeHostileModel()

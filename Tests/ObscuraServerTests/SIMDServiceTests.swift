@@ -1,4 +1,5 @@
 import Foundation
+import ModelImport
 import NeuralNet
 import ObscuraAPI
 @testable import ObscuraClient
@@ -53,6 +54,27 @@ struct SIMDServiceTests {
         #expect(try await service.result(predictions.jobID) == result)
         let again = try await latency.classify([Self.images.sample(3)])
         #expect(again.scores == [Self.form.scores(Self.images.sample(3))])
+        await server.stop()
+    }
+
+    @Test("A network trained outside Obscura (PyTorch, exported to ONNX) imported and served on BFV through the HTTP API: decrypted scores equal the imported model's integer reference")
+    func importedONNXServed() async throws {
+        let onnx = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/user-cryptonets.onnx").standardized.path
+        let imported = try ModelImporter.importONNX(path: onnx, name: "user-cryptonets", datasetKind: .mnist, calibration: Self.images,
+                                                    evaluation: Self.images)
+        let model = imported.model
+        let registry = ModelRegistry(try ModelRegistry.variants(of: model).map { try ModelRegistry.entry(for: $0, model: model) })
+        guard case .simd(let plan) = registry.entry(named: "user-cryptonets@latency-bfv")?.backend else {
+            Issue.record("the imported network is not served on RLWE")
+            return
+        }
+        let form = try #require(model.polynomialNetwork).integerForm()
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), models: registry)
+        let client = try await PrivateBatchClassifier.connect(to: service, model: "user-cryptonets@latency-bfv", plan: plan)
+        for index in [0, 5] {
+            let image = Self.images.sample(index)
+            #expect(try await client.classify([image]).scores == [form.scores(image)], "image \(index)")
+        }
         await server.stop()
     }
 

@@ -90,7 +90,7 @@ public struct ModelGraph: Codable, Sendable, Equatable {
             case .polynomial(let p): "polynomial of degree \(p.integerCoefficients.count - 1)"
             case .relu: "ReLU"
             case .pool(let p): "\(p.kind.rawValue) pool \(p.window)×\(p.window)"
-            case .dense(let d): "dense → \(d.outputCount)"
+            case .dense(let d): "dense, \(d.weights.count / d.outputCount) inputs"
             }
             return "\(index): \(detail) → \(shapes[index])"
         }

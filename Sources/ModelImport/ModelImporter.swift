@@ -1,0 +1,57 @@
+import Foundation
+import NeuralNet
+
+/// An ONNX network turned into a model file: read, quantized post-training with calibration
+/// records, and measured on the dataset's evaluation split.
+public struct ModelImporter: Sendable {
+    /// What an import produced and measured.
+    public struct Result: Sendable {
+        /// The model file (format 3), with its float and integer accuracies on the evaluation split.
+        public let model: ModelFile
+        /// The network as read.
+        public let imported: ImportedNetwork
+        /// The quantization chosen, and each candidate's integer accuracy on the calibration records.
+        public let quantization: PolynomialQuantization
+        public let calibration: [(weightBits: Int, accuracy: Double)]
+        /// The float network's accuracy on the calibration records.
+        public let calibrationFloatAccuracy: Double
+    }
+
+    /// Weight widths tried, narrowest first: narrower weights need smaller plaintext moduli.
+    public static let weightBitCandidates = [7, 8, 10, 12]
+
+    /// The integer form may lose at most this much accuracy to the float network on the
+    /// calibration records; otherwise the widest candidate is kept and the loss reported.
+    public static let accuracyLossAllowed = 0.005
+
+    /// Imports the ONNX file at `path` as `name`, trained on `datasetKind`'s data: the
+    /// narrowest weights whose integer form keeps the float network's accuracy on the
+    /// `calibration` records (taken from the training split), then accuracies on `evaluation`.
+    public static func importONNX(path: String, name: String, datasetKind: DatasetKind, calibration: Dataset,
+                                  evaluation: Dataset) throws -> Result {
+        guard let bytes = FileManager.default.contents(atPath: path) else { throw ModelError.unreadable(path: path) }
+        let imported = try ONNXImporter.read(bytes)
+        guard imported.inputShape.count == calibration.sampleSize else {
+            throw ImportError.malformed("the network reads \(imported.inputShape.count) values per record; \(calibration.name) records have \(calibration.sampleSize)")
+        }
+        func file(_ network: ModelFile.Network, data: Dataset) -> ModelFile {
+            ModelFile(name: name, task: "\(imported.layers.count)-layer network imported from ONNX", datasetKind: datasetKind,
+                      dataset: data.name, architecture: "ONNX " + imported.operators.joined(separator: " → "), network: network,
+                      evaluationData: data)
+        }
+        var results: [(weightBits: Int, accuracy: Double, network: ModelFile.Network)] = []
+        var floatAccuracy = 0.0
+        for bits in weightBitCandidates {
+            let network = try imported.network(quantization: PolynomialQuantization(weightBits: bits))
+            let probe = file(network, data: calibration)
+            floatAccuracy = probe.floatAccuracy
+            let accuracy = probe.integerAccuracy
+            results.append((bits, accuracy, network))
+            if accuracy >= floatAccuracy - accuracyLossAllowed { break }
+        }
+        let chosen = results.last!
+        return Result(model: file(chosen.network, data: evaluation), imported: imported,
+                      quantization: PolynomialQuantization(weightBits: chosen.weightBits),
+                      calibration: results.map { ($0.weightBits, $0.accuracy) }, calibrationFloatAccuracy: floatAccuracy)
+    }
+}

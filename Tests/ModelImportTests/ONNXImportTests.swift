@@ -1,0 +1,130 @@
+import Foundation
+@testable import ModelImport
+import NeuralNet
+import PrivateInference
+import SwiftProtobuf
+import Testing
+
+/// The networks under `examples/`, trained and exported by PyTorch (scripts/train_onnx_models.py).
+enum Examples {
+    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples").standardized.path
+    static let mnistFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../../../shared/data/mnist").standardized.path
+
+    struct Sidecar: Decodable {
+        let test_accuracy: Double
+        let first_test_scores: [[Double]]
+    }
+
+    static func bytes(_ name: String) throws -> Data { try Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(name).onnx")) }
+    static func sidecar(_ name: String) throws -> Sidecar {
+        try JSONDecoder().decode(Sidecar.self, from: Data(contentsOf: URL(fileURLWithPath: "\(folder)/\(name).json")))
+    }
+}
+
+struct ONNXImportTests {
+    static let test = try! Dataset.mnist(folder: Examples.mnistFolder)
+    static let training = try! Dataset.mnist(folder: Examples.mnistFolder, split: "train")
+
+    /// Imports an example as `obscura import` does (2,000 calibration images).
+    static func imported(_ name: String) throws -> ModelImporter.Result {
+        try ModelImporter.importONNX(path: "\(Examples.folder)/\(name).onnx", name: name, datasetKind: .mnist,
+                                     calibration: training.subset(0..<2000), evaluation: test)
+    }
+
+    @Test("PyTorch's CryptoNets-style export: read as conv, x², dense, x², dense; float scores as PyTorch's; accuracy as PyTorch's; integer form within 1 point; a polynomial network for the RLWE backends",
+          arguments: ["user-cryptonets"])
+    func polynomialExport(name: String) throws {
+        let sidecar = try Examples.sidecar(name)
+        let result = try Self.imported(name)
+        #expect(result.imported.layers.map(\.label) == ["conv", "poly", "dense", "poly", "dense"])
+        guard case .polynomialNetwork(let network) = result.model.network else {
+            Issue.record("not imported as a polynomial network")
+            return
+        }
+        for (index, expected) in sidecar.first_test_scores.enumerated() {
+            let scores = network.floatScores(Self.test.sample(index))
+            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index)")
+        }
+        #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
+        #expect(result.model.integerAccuracy >= result.model.floatAccuracy - 0.01)
+        // The importer's integer form is the graph's: the plan for `pbs` refuses it at the encoding.
+        #expect(throws: InferenceError.self) { try InferencePlan(model: result.model) }
+    }
+
+    @Test("PyTorch's Conv → Relu → MaxPool → Gemm export: a quantized graph, float scores and accuracy as PyTorch's, integer within 1 point; pbs names the layer it cannot run and why")
+    func reluExport() throws {
+        let sidecar = try Examples.sidecar("user-relu-cnn")
+        let result = try Self.imported("user-relu-cnn")
+        #expect(result.imported.layers.map(\.label) == ["conv", "relu", "max", "dense"])
+        guard case .graph(let graph) = result.model.network else {
+            Issue.record("not imported as a graph")
+            return
+        }
+        let float = try graph.floatReference()
+        for (index, expected) in sidecar.first_test_scores.enumerated() {
+            let scores = float.outputs(Self.test.sample(index))
+            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index)")
+        }
+        #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
+        #expect(result.model.integerAccuracy >= result.model.floatAccuracy - 0.01)
+        do {
+            _ = try InferencePlan(model: result.model)
+            Issue.record("a ReLU network compiled for pbs")
+        } catch {
+            #expect("\(error)".contains("layer 0 (fixed point)") && "\(error)".contains("ReLU"), "\(error)")
+        }
+    }
+
+    @Test("hostile ONNX bytes give typed errors naming the node: truncated, unknown operator, cyclic, absurd shape, absurd weight, activation quantization")
+    func hostileFiles() throws {
+        let bytes = try Examples.bytes("user-relu-cnn")
+        let model = try Onnx_ModelProto(serializedBytes: bytes)
+        func error(_ change: (inout Onnx_ModelProto) -> Void) throws -> ImportError? {
+            var copy = model
+            change(&copy)
+            let data: Data = try copy.serializedData()
+            do {
+                _ = try ONNXImporter.read(data)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(try error { _ in } == nil)
+        // Cut anywhere: an error, never a crash (mostly "not a protobuf", else a graph that does not compute its output).
+        for cut in [bytes.count / 2, 100, 7] {
+            #expect(throws: ImportError.self) { _ = try ONNXImporter.read(bytes.prefix(cut)) }
+        }
+        let relu = try #require(model.graph.node.firstIndex { $0.opType == "Relu" })
+        #expect(try error { $0.graph.node[relu].opType = "Softsign" }
+                == .unsupportedOperator(node: model.graph.node[relu].label, operator: "Softsign"))
+        let reversed = try error { $0.graph.node.reverse() }
+        #expect(reversed?.description.contains("cyclic or out of order") == true, "\(String(describing: reversed))")
+        let conv = try #require(model.graph.node.first { $0.opType == "Conv" })
+        let weights = try #require(model.graph.initializer.firstIndex { $0.name == conv.input[1] })
+        let absurd = try error { $0.graph.initializer[weights].dims = [1 << 40, 1, 3, 3] }
+        #expect(absurd?.description.contains("absurd shape") == true, "\(String(describing: absurd))")
+        let nan = try error { m in
+            var raw = [UInt8](m.graph.initializer[weights].rawData)
+            withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { raw.replaceSubrange(0..<4, with: $0) }
+            m.graph.initializer[weights].rawData = Data(raw)
+        }
+        #expect(nan?.description.contains("not finite") == true, "\(String(describing: nan))")
+        let quantized = try error { $0.graph.node[relu].opType = "QuantizeLinear" }
+        #expect(quantized?.description.contains("quantization of activations") == true, "\(String(describing: quantized))")
+    }
+}
+
+extension ImportedNetwork.Layer {
+    var label: String {
+        switch self {
+        case .convolution: "conv"
+        case .dense: "dense"
+        case .polynomial: "poly"
+        case .relu: "relu"
+        case .maxPool: "max"
+        case .averagePool: "average"
+        }
+    }
+}
