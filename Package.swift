@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "SIMDInference", "PrivateInference"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "SIMDInference", "PrivateInference", "TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient", "ModelImport"], swiftSettings: nativeVectorFlags),

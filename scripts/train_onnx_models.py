@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Train two small MNIST networks with PyTorch and export them to ONNX.
+"""Train three small MNIST networks with PyTorch and export them to ONNX.
 
 Produces, in --out (default: <repo>/examples):
   user-cryptonets.onnx / user-cryptonets.json
       Conv2d(1,5,k5,s2,p1) -> x*x -> Flatten -> Linear(845,100) -> x*x -> Linear(100,10)
   user-relu-cnn.onnx / user-relu-cnn.json
       Conv2d(1,4,k3) -> ReLU -> MaxPool2d(2) -> Flatten -> Linear(676,10)
+  user-bnn.onnx / user-bnn.json
+      binarized CNN, exported as exact integers in float32 tensors:
+      Sub(image, c) -> Sign -> Conv(1,6,k5,s2, weights +-1, bias -t_c with t_c even
+      in [-6,6]) -> Sign -> Flatten -> Gemm(864,10, integer weights in [-7,7],
+      integer bias); trained with straight-through estimators (--bnn-epochs)
 
 The ONNX graphs use opset 13, a fixed input of shape [1, 1, 28, 28] named
 "image" (float32 pixels in [0, 1]) and an output of shape [1, 10] named
 "scores". The JSON sidecars record the test accuracy and the float scores of
-test images 0..4 so an importer's float evaluation can be checked.
+test images 0..4 so an importer's float evaluation can be checked (for
+user-bnn the scores are integers and the accuracy is that of the exported,
+exactly integer, semantics).
 
 Usage (see examples/README.md):
   python3 -m venv ~/.venvs/onnx-export
@@ -24,6 +31,7 @@ import json
 import os
 import random
 import struct
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +108,139 @@ MODELS = [
 ]
 
 
+# ---------------------------------------------------------------- binarized CNN
+
+BNN_CHANNELS = 6
+BNN_KERNEL = 5
+BNN_STRIDE = 2
+BNN_SIDE = (28 - BNN_KERNEL) // BNN_STRIDE + 1          # 12
+BNN_FEATURES = BNN_CHANNELS * BNN_SIDE * BNN_SIDE      # 864
+BNN_T_MAX = 6        # |t_c| <= 6, t_c even: conv sum (25 terms of +-1, odd) - t_c is odd
+BNN_W_MAX = 7        # dense weights are integers in [-7, 7]
+BNN_W_SCALE = 7.0    # dense forward: round(clamp(w * 7, -7, 7)), latent w ~ [-1, 1]
+BNN_T_SCALE = 8.0    # threshold forward: even(clamp(t * 8)), so Adam moves it visibly
+BNN_SIGN_WIDTH = 5.0  # sign STE: gradient 1/width where |z| <= width (scaled hardtanh)
+BNN_LOSS_SCALE = 0.05  # integer scores are large; the loss sees scores * 0.05
+BNN_LR = 2e-3
+BNN_ARCH = ("Sub(image,c) Sign Conv(1,6,kernel 5,stride 2,padding 0,weights +-1,bias -t_c,"
+            "t_c even in [-6,6]) Sign Flatten Gemm(864,10,integer weights in [-7,7],integer bias)")
+
+
+def bnn_input_threshold(x_train: torch.Tensor) -> float:
+    """The training pixel mean rounded to k/255, plus 0.5/255, as a float32: no
+    pixel value k/255 equals it, so Sign(image - c) is never 0."""
+    k = int(round(float(x_train.double().mean()) * 255))
+    return float(np.float32((k + 0.5) / 255))
+
+
+def _ste(forward_value, surrogate):
+    """forward_value in the forward pass, the gradient of surrogate backward."""
+    return surrogate + (forward_value - surrogate).detach()
+
+
+class _SignSTE(torch.autograd.Function):
+    """sign (z is never 0 here) with a scaled hardtanh gradient."""
+
+    @staticmethod
+    def forward(ctx, z, width):
+        ctx.save_for_backward(z)
+        ctx.width = width
+        return torch.where(z >= 0, 1.0, -1.0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * (z.abs() <= ctx.width).to(grad.dtype) / ctx.width, None
+
+
+class BinarizedCNN(nn.Module):
+    """Latent float parameters; the forward pass computes exactly what the
+    exported graph computes (quantized by straight-through estimators)."""
+
+    def __init__(self, c: float):
+        super().__init__()
+        self.c = c
+        self.conv_w = nn.Parameter(torch.empty(BNN_CHANNELS, 1, BNN_KERNEL, BNN_KERNEL).uniform_(-1, 1))
+        self.thr = nn.Parameter(torch.zeros(BNN_CHANNELS))
+        self.fc_w = nn.Parameter(torch.empty(10, BNN_FEATURES).uniform_(-1, 1) * 0.3)
+        self.fc_b = nn.Parameter(torch.zeros(10))
+
+    def quantized(self):
+        conv_w = _ste(torch.where(self.conv_w >= 0, 1.0, -1.0), self.conv_w.clamp(-1, 1))
+        t = self.thr * BNN_T_SCALE
+        t = _ste(torch.clamp(2 * torch.round(t / 2), -BNN_T_MAX, BNN_T_MAX), t)
+        w = torch.clamp(self.fc_w * BNN_W_SCALE, -BNN_W_MAX, BNN_W_MAX)
+        w = _ste(torch.round(w), w)
+        b = self.fc_b * BNN_W_SCALE
+        b = _ste(torch.round(b), b)
+        return conv_w, t, w, b
+
+    def forward(self, x):
+        conv_w, t, w, b = self.quantized()
+        xb = torch.sign(x - self.c)
+        z = nn.functional.conv2d(xb, conv_w, stride=BNN_STRIDE) - t.view(1, -1, 1, 1)
+        h = _SignSTE.apply(z, BNN_SIGN_WIDTH).flatten(1)
+        return h @ w.t() + b
+
+    def deployed(self) -> nn.Module:
+        with torch.no_grad():
+            conv_w, t, w, b = self.quantized()
+            return BinarizedCNNExport(self.c, conv_w, t, w, b)
+
+
+class _Sign(nn.Module):
+    def forward(self, x):
+        return torch.sign(x)
+
+
+class _SubConstant(nn.Module):
+    def __init__(self, c: float):
+        super().__init__()
+        self.register_buffer("threshold", torch.tensor(c, dtype=torch.float32))
+
+    def forward(self, x):
+        return x - self.threshold
+
+
+class BinarizedCNNExport(nn.Sequential):
+    """The exported semantics: Sub, Sign, Conv, Sign, Flatten, Gemm with
+    integer-valued float32 parameters."""
+
+    def __init__(self, c, conv_w, t, w, b):
+        conv = nn.Conv2d(1, BNN_CHANNELS, BNN_KERNEL, stride=BNN_STRIDE, padding=0, bias=True)
+        fc = nn.Linear(BNN_FEATURES, 10)
+        with torch.no_grad():
+            conv.weight.copy_(conv_w)
+            conv.bias.copy_(-t)
+            fc.weight.copy_(w)
+            fc.bias.copy_(b)
+        super().__init__(OrderedDict([
+            ("binarize", _SubConstant(c)), ("sign_in", _Sign()), ("conv", conv),
+            ("sign", _Sign()), ("flatten", nn.Flatten()), ("fc", fc)]))
+
+
+def bnn_check_integers(dep: nn.Module):
+    """Assert the exported parameters have the promised integer values."""
+    conv, fc = dep[2], dep[5]
+    cw, cb, fw, fb = (p.detach() for p in (conv.weight, conv.bias, fc.weight, fc.bias))
+    assert bool(((cw == 1) | (cw == -1)).all())
+    assert bool((cb == torch.round(cb)).all() and (cb.remainder(2) == 0).all() and (cb.abs() <= BNN_T_MAX).all())
+    assert bool((fw == torch.round(fw)).all() and (fw.abs() <= BNN_W_MAX).all())
+    assert bool((fb == torch.round(fb)).all())
+
+
+def build_bnn(x_train, y_train, x_test, y_test, epochs, seed):
+    seed_everything(seed)
+    model = BinarizedCNN(bnn_input_threshold(x_train))
+    train(model, x_train, y_train, epochs, seed, lr=BNN_LR, loss_scale=BNN_LOSS_SCALE)
+    dep = model.deployed().eval()
+    bnn_check_integers(dep)
+    # The training model's forward and the export module agree exactly.
+    with torch.no_grad():
+        assert torch.equal(model(x_test[:1000]), dep(x_test[:1000]))
+    return dep
+
+
 # ---------------------------------------------------------------- training
 
 def seed_everything(seed: int):
@@ -117,7 +258,7 @@ def evaluate(model, x, y, batch=1000):
     return correct / len(x)
 
 
-def train(model, x, y, epochs, seed, batch=64, lr=1e-3):
+def train(model, x, y, epochs, seed, batch=64, lr=1e-3, loss_scale=None):
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
@@ -128,7 +269,10 @@ def train(model, x, y, epochs, seed, batch=64, lr=1e-3):
         for i in range(0, len(x), batch):
             idx = perm[i:i + batch]
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
+            out = model(x[idx])
+            if loss_scale is not None:
+                out = out * loss_scale
+            loss = loss_fn(out, y[idx])
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
@@ -174,8 +318,12 @@ def main():
     ap.add_argument("--data", default=str(REPO_ROOT / ".." / "shared" / "data" / "mnist"),
                     help="directory with the MNIST IDX files (optionally .gz)")
     ap.add_argument("--out", default=str(REPO_ROOT / "examples"), help="output directory")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="epochs for user-cryptonets and user-relu-cnn")
+    ap.add_argument("--bnn-epochs", type=int, default=5, help="epochs for user-bnn")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                    help="only these models (default: all three, in order)")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -188,15 +336,30 @@ def main():
     print(f"train {tuple(x_train.shape)}, test {tuple(x_test.shape)}; torch {torch.__version__}, "
           f"onnx {onnx.__version__}")
 
-    for name, build, arch in MODELS:
+    names = [name for name, _, _ in MODELS] + ["user-bnn"]
+    for name in args.models or []:
+        if name not in names:
+            ap.error(f"unknown model {name}; known: {', '.join(names)}")
+
+    for name, build, arch in MODELS + [("user-bnn", None, BNN_ARCH)]:
+        if args.models and name not in args.models:
+            continue
         print(f"== {name}: {arch}")
-        seed_everything(args.seed)
-        model = build()
-        train(model, x_train, y_train, args.epochs, args.seed)
+        if build is None:
+            epochs = args.bnn_epochs
+            model = build_bnn(x_train, y_train, x_test, y_test, epochs, args.seed)
+        else:
+            epochs = args.epochs
+            seed_everything(args.seed)
+            model = build()
+            train(model, x_train, y_train, epochs, args.seed)
         acc = evaluate(model, x_test, y_test)
         print(f"  test accuracy {acc:.4f}")
         with torch.no_grad():
             first = model(x_test[:5]).tolist()
+        if build is None:
+            assert all(v == int(v) for row in first for v in row), first
+            first = [[int(v) for v in row] for row in first]  # exact integers
 
         onnx_path = Path(args.out) / f"{name}.onnx"
         m = export(model, onnx_path)
@@ -209,6 +372,10 @@ def main():
             ref = ReferenceEvaluator(m)
             got = np.stack([ref.run(None, {"image": x_test[i:i + 1].numpy()})[0][0] for i in range(5)])
             print(f"  max |onnx_ref - torch| on test 0..4: {np.abs(got - np.array(first)).max():.3g}")
+            if build is None:
+                ops = [n.op_type for n in m.graph.node]
+                assert ops == ["Sub", "Sign", "Conv", "Sign", "Flatten", "Gemm"], ops
+                assert np.array_equal(got, np.array(first, dtype=np.float32)), (got, first)
         except ImportError:
             pass
 
@@ -216,7 +383,7 @@ def main():
             "name": name,
             "architecture": arch,
             "test_accuracy": acc,
-            "epochs": args.epochs,
+            "epochs": epochs,
             "seed": args.seed,
             "torch_version": torch.__version__,
             "onnx_opset": OPSET,

@@ -26,11 +26,15 @@ public enum ImportError: Error, Equatable, Sendable, CustomStringConvertible {
 public struct ImportedNetwork: Sendable {
     /// A layer of the data path.
     public enum Layer: Sendable, Equatable {
+        /// Sign(x − threshold) of the raw input: ±1 (the client's encoding).
+        case binarize(threshold: Float)
         case convolution(PolynomialNetwork.Convolution)
         case dense(PolynomialNetwork.Dense)
         /// Σ c_k·x^k elementwise (x² from Mul(x, x) or Pow(x, 2)).
         case polynomial([Float])
         case relu
+        /// Sign of the previous convolution's output (its bias is the negated threshold).
+        case sign
         case maxPool(window: Int)
         case averagePool(window: Int)
     }
@@ -50,10 +54,11 @@ public struct ImportedNetwork: Sendable {
         guard inputShape.channels == 1, inputShape.height == inputShape.width else {
             throw .malformed("the input must be one square image channel, not \(inputShape)")
         }
+        if case .binarize(let threshold)? = layers.first { return .graph(try binarizedGraph(threshold: threshold)) }
         var shape = inputShape
         let polynomialOnly = layers.allSatisfy {
             switch $0 {
-            case .relu, .maxPool: false
+            case .relu, .maxPool, .sign: false
             default: true
             }
         }
@@ -77,7 +82,7 @@ public struct ImportedNetwork: Sendable {
                                                             inputSide: shape.height, weights: weights, bias: [Float](repeating: 0, count: c))
                     converted.append(.convolution(pool))
                     shape = TensorShape(channels: c, height: pool.outputSide, width: pool.outputSide)
-                case .relu, .maxPool:
+                case .relu, .maxPool, .sign, .binarize:
                     preconditionFailure("checked above")
                 }
             }
@@ -111,6 +116,8 @@ public struct ImportedNetwork: Sendable {
                 pendingScale /= Float(k * k)
             case .polynomial:
                 throw .malformed("a network with both ReLU or max pooling and polynomial activations is not supported")
+            case .sign, .binarize:
+                throw .malformed("sign activations need binarized inputs (Sign of the input minus a threshold, first)")
             }
         }
         guard pendingScale == 1 else { throw .malformed("an average pool must be followed by a linear layer") }
@@ -122,6 +129,65 @@ public struct ImportedNetwork: Sendable {
         } catch {
             throw .malformed("\(error)")
         }
+    }
+}
+
+extension ImportedNetwork {
+    /// A binarized network (Sign(x − c) → ±1 convolutions → Sign → pooling → a dense layer with
+    /// integer weights) as a graph whose integer form is the network itself: nothing is rounded,
+    /// so it loses no accuracy, and it runs on the sign-bootstrap path.
+    ///
+    /// Sign(S + b) of an integer sum S is S > −b where −b is not an integer; at an integer −b it
+    /// differs from the graph's sign only when S = −b (ONNX's Sign gives 0 there). An odd number
+    /// of ±1 terms makes S odd, so an odd threshold t reads as t + 1 (S > t ⟺ S > t + 1), the
+    /// even thresholds `pbs` mode needs.
+    func binarizedGraph(threshold: Float) throws(ImportError) -> ModelGraph {
+        var graphLayers: [GraphLayer] = [.binarize(.init(thresholds: [threshold]))]
+        var pendingScale: Float = 1
+        for (index, layer) in layers.enumerated().dropFirst() {
+            switch layer {
+            case .convolution(let c):
+                guard c.weights.allSatisfy({ $0 == 1 || $0 == -1 }), index + 1 < layers.count, layers[index + 1] == .sign else {
+                    throw .malformed("a binarized network's convolutions have ±1 weights and a Sign after them")
+                }
+                let oddSums = (c.inputChannels * c.kernelSide * c.kernelSide) % 2 == 1 && c.padding == 0
+                let thresholds = c.bias.map { -Double($0) }
+                let integer = thresholds.map { t -> Int in
+                    let floor = Int(t.rounded(.down))
+                    return oddSums && floor % 2 != 0 ? floor + 1 : floor
+                }
+                guard integer.allSatisfy({ abs($0) < 1 << 20 }) else { throw .malformed("a convolution bias is beyond ±2^20") }
+                graphLayers.append(.convolution(.init(outputChannels: c.outputChannels, kernelSide: c.kernelSide, stride: c.stride,
+                                                      padding: c.padding, weights: c.weights, bias: [], integerWeights: c.weights.map { Int64($0) },
+                                                      integerBias: [Int128](repeating: 0, count: c.outputChannels))))
+                graphLayers.append(.sign(.init(levels: 1, thresholds: thresholds.map { Float($0) }, integerThresholds: integer)))
+            case .sign:
+                continue
+            case .maxPool(let k):
+                graphLayers.append(.pool(.init(kind: .max, window: k)))
+            case .averagePool(let k):
+                graphLayers.append(.pool(.init(kind: .sum, window: k)))
+                pendingScale /= Float(k * k)
+            case .dense(let d):
+                let weights = d.weights.map { $0 * pendingScale }
+                guard weights.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }), d.bias.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }),
+                      index == layers.count - 1 else {
+                    throw .malformed("a binarized network ends with one dense layer of integer weights and biases (a quantization-aware export)")
+                }
+                graphLayers.append(.dense(.init(outputCount: d.outputCount, weights: weights, bias: d.bias,
+                                                integerWeights: weights.map { Int64($0) }, integerBias: d.bias.map { Int128(Int64($0)) })))
+                pendingScale = 1
+            default:
+                throw .malformed("a binarized network has ±1 convolutions, Sign, pooling and one dense layer, not \(layer)")
+            }
+        }
+        let graph = ModelGraph(inputShape: inputShape, layers: graphLayers, decision: .argmax)
+        do {
+            _ = try graph.shapes()
+        } catch {
+            throw .malformed("\(error)")
+        }
+        return graph
     }
 }
 
@@ -221,6 +287,9 @@ struct GraphWalker {
     let inputShape: TensorShape
     /// Every name some node writes, to tell a cycle (or a graph out of order) from a missing input.
     let produced: Set<String>
+    /// The raw input, and the raw input minus a constant (a binarization threshold to come).
+    let inputName: String
+    var shiftedInput: (name: String, threshold: Double)?
 
     init(_ graph: Onnx_GraphProto) throws(ImportError) {
         self.graph = graph
@@ -237,6 +306,7 @@ struct GraphWalker {
         }
         inputShape = shape.count == 3 ? TensorShape(channels: shape[0], height: shape[1], width: shape[2]) : .vector(shape[0])
         constants[input.name] = .data(shape)
+        inputName = input.name
         values = constants
         produced = Set(graph.node.flatMap(\.output))
     }
@@ -280,8 +350,23 @@ struct GraphWalker {
             try convolution(node, input: x, shape: shape, output: output)
         case "Gemm", "MatMul":
             try dense(node, input: x, shape: shape, output: output)
+        case "Add", "Sub" where x == inputName && layers.isEmpty:
+            // x − c on the raw input: the threshold of a Sign that binarizes it.
+            guard node.input.count == 2, node.input[0] == x, let c = try? constant(node.input[1], of: node), c.count == 1 else {
+                throw .invalidNode(node: node.label, reason: "only input minus a scalar (a binarization threshold) is supported on the raw input")
+            }
+            shiftedInput = (output, node.opType == "Sub" ? c.values[0] : -c.values[0])
+            values[output] = .data(shape)
         case "Add", "Sub":
             try addConstant(node, input: x, output: output, subtract: node.opType == "Sub")
+        case "Sign":
+            if let shifted = shiftedInput, shifted.name == x, layers.isEmpty {
+                append(.binarize(threshold: Float(shifted.threshold)), output: output, shape: shape)
+            } else if lastLinear(x) != nil, case .convolution? = layers.last {
+                append(.sign, output: output, shape: shape)
+            } else {
+                throw .invalidNode(node: node.label, reason: "Sign binarizes the input (after subtracting a threshold) or follows a convolution")
+            }
         case "Mul":
             if node.input.count == 2 && node.input[0] == node.input[1] {
                 append(.polynomial([0, 0, 1]), output: output, shape: shape)

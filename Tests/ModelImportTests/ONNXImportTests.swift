@@ -4,6 +4,7 @@ import NeuralNet
 import PrivateInference
 import SwiftProtobuf
 import Testing
+import TFHE
 
 /// The networks under `examples/`, trained and exported by PyTorch (scripts/train_onnx_models.py).
 enum Examples {
@@ -76,6 +77,32 @@ struct ONNXImportTests {
         }
     }
 
+    @Test("PyTorch's binarized export (Sign(x − c), ±1 conv with even thresholds, Sign, integer dense): imported with no loss at all, PyTorch's exact scores and accuracy; runs on the sign-bootstrap path, decrypting to the reference")
+    func binarizedExport() throws {
+        let sidecar = try Examples.sidecar("user-bnn")
+        let result = try Self.imported("user-bnn")
+        #expect(result.imported.layers.map(\.label) == ["binarize", "conv", "sign", "dense"])
+        guard case .graph(let graph) = result.model.network else {
+            Issue.record("not imported as a graph")
+            return
+        }
+        let reference = try graph.integerReference()
+        for (index, expected) in sidecar.first_test_scores.enumerated() {
+            #expect(reference.outputs(Self.test.sample(index)) == expected.map { Int128($0) }, "image \(index)")
+        }
+        // Nothing is rounded: the integer form is the exported network.
+        #expect(result.model.integerAccuracy == sidecar.test_accuracy)
+        #expect(result.model.floatAccuracy == sidecar.test_accuracy)
+        let plan = try InferencePlan(model: result.model)
+        #expect(plan.bootstrapsPerInference == 6 * 12 * 12)
+        let secret = SecretKey(parameters: plan.parameters)
+        var client = InferenceClient(plan: plan, secretKey: secret)
+        let server = try PBSInferenceEvaluator(plan: plan, key: EvaluationKey(client.makeEvaluationKey()))
+        let image = Self.test.sample(0)
+        let answer = server.serializeResult(try server.evaluate(try client.encrypt(image).map { $0.expanded() }))
+        #expect(try client.decryptScores(serialized: answer) == sidecar.first_test_scores[0].map { Int($0) })
+    }
+
     @Test("hostile ONNX bytes give typed errors naming the node: truncated, unknown operator, cyclic, absurd shape, absurd weight, activation quantization")
     func hostileFiles() throws {
         let bytes = try Examples.bytes("user-relu-cnn")
@@ -119,6 +146,8 @@ struct ONNXImportTests {
 extension ImportedNetwork.Layer {
     var label: String {
         switch self {
+        case .binarize: "binarize"
+        case .sign: "sign"
         case .convolution: "conv"
         case .dense: "dense"
         case .polynomial: "poly"
