@@ -139,7 +139,7 @@ let package = Package(
             swiftSettings: nativeVectorFlags),
         .target(
             name: "FuzzTargets",
-            dependencies: ["TFHE", "RLWE", "NeuralNet", "PrivateInference", "SIMDInference"],
+            dependencies: ["TFHE", "RLWE", "NeuralNet", "ModelImport", "PrivateInference", "SIMDInference"],
             swiftSettings: nativeVectorFlags),
         .target(name: "CFuzzerDriver"),
         .executableTarget(name: "ObscuraFuzz", dependencies: ["FuzzTargets", "CFuzzerDriver"], swiftSettings: nativeVectorFlags),

@@ -16,7 +16,7 @@ seconds=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(tfhe-inputs tfhe-evaluation-key tfhe-secret-key tfhe-result simd-upload simd-keys simd-result model-file)
+    targets=(tfhe-inputs tfhe-evaluation-key tfhe-secret-key tfhe-result simd-upload simd-keys simd-result model-file onnx)
 fi
 
 swift build -c release --product obscura-fuzz --scratch-path .build-fuzz \

@@ -1,4 +1,5 @@
 import Foundation
+import ModelImport
 import NeuralNet
 import PrivateInference
 import RLWE
@@ -27,6 +28,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case simdResult = "simd-result"
     /// A model file (JSON), then the TFHE plan compiled from it.
     case modelFile = "model-file"
+    /// An ONNX file (protobuf) being imported: read, then lowered to a model's network.
+    case onnx = "onnx"
 
     /// Feeds one input to the reader; errors are the expected outcome and are dropped.
     public func run(_ bytes: [UInt8]) {
@@ -49,6 +52,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .modelFile:
             guard let model = try? ModelFile.decode(Data(bytes), path: "fuzz input"), model.polynomialNetwork == nil else { return }
             _ = try? InferencePlan(model: model)
+        case .onnx:
+            _ = try? ONNXImporter.read(Data(bytes)).network()
         }
     }
 
@@ -68,9 +73,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .tfheResult:
             // The server's answer to a real input, as it sends it.
             var client = Fixture.tfheClient
-            let inputs = try client.encrypt(Fixture.tfheRecord).map { $0.expanded() }
             let evaluator = try PBSInferenceEvaluator(plan: Fixture.tfhePlan, key: nil)
-            return [cut(evaluator.serializeResult(try evaluator.evaluate(inputs)))]
+            return [cut(try evaluator.evaluate(upload: try client.encryptForUpload(Fixture.tfheRecord)))]
         case .simdUpload:
             return [cut(try Fixture.simdClient.encryptForUpload([Array(repeating: Float(0.5), count: Fixture.simdPlan.network.inputCount)[...]]))]
         case .simdKeys:
@@ -80,12 +84,17 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             let evaluator = try SIMDEvaluator(plan: Fixture.simdPlan, keys: Fixture.simdClient.evaluationKeys())
             return [cut(try evaluator.evaluate(upload: upload).bytes)]
         case .modelFile:
-            return try ["paper-perceptron-cancer"].map { name in
-                let model = try ModelCatalog.load(name)
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys]
-                return [UInt8](try encoder.encode(model))
-            }
+            // A trained kind, and the same network as a graph (format 3).
+            var model = try ModelCatalog.load("paper-perceptron-cancer")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let kind = [UInt8](try encoder.encode(model))
+            model.network = .graph(try model.graph())
+            return [kind, [UInt8](try encoder.encode(model))]
+        case .onnx:
+            // This library reads ONNX but does not write it: the seeds are PyTorch's exports
+            // under examples/, committed to Fuzz/corpus/onnx.
+            return []
         }
     }
 }

@@ -109,7 +109,7 @@ struct LocalInference {
         let start = Clock.now()
         switch engine {
         case .pbs(var client, let server):
-            let upload = try client.encrypt(record).serialized(parameters: plan.parameters)
+            let upload = try client.encryptForUpload(record)
             let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
             let outputs = try server.evaluate(inputs, progress: progress)
             let packing = Clock.now()

@@ -321,7 +321,7 @@ struct Encrypt: ParsableCommand {
     func run() throws {
         let (_, plan, dataset) = try record.load()
         var client = InferenceClient(plan: plan, secretKey: try folder.secretKey())
-        let bytes = try client.encrypt(dataset.sample(record.record)).serialized(parameters: plan.parameters)
+        let bytes = try client.encryptForUpload(dataset.sample(record.record))
         try writeBytes(bytes, to: out)
         print("encrypted record \(record.record) of \(dataset.name) (label \(dataset.labels[record.record])): \(out), \(bytes.count) bytes")
     }

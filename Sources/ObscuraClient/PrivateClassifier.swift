@@ -58,7 +58,7 @@ public struct PrivateClassifier: Sendable {
 
     /// Encrypts `record` for the server (one seeded ciphertext per binarized value).
     public mutating func encrypt(_ record: ArraySlice<Float>) throws -> [UInt8] {
-        try client.encrypt(record).serialized(parameters: plan.parameters)
+        try client.encryptForUpload(record)
     }
 
     /// Decrypts a downloaded result into scores and class.

@@ -133,9 +133,8 @@ struct JobRunner: Sendable {
             return try await Self.offCooperativePool {
                 let start = DispatchTime.now().uptimeNanoseconds
                 let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
-                let inputs = try [SeededLweCiphertext](deserializing: input, expecting: plan.parameters).map { $0.expanded() }
-                let outputs = try evaluator.evaluate(inputs) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                return (evaluator.serializeResult(outputs), Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                let result = try evaluator.evaluate(upload: input) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
+                return (result, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
         case .simd(let plan):
             // Progress counts the plan's steps over its primes, one unit each.

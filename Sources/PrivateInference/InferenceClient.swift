@@ -33,6 +33,12 @@ public struct InferenceClient: Sendable {
         return plan.binarize(record).map { encryptor.encryptSeeded(plaintext: UInt64(bitPattern: Int64($0)) &* delta, key: key) }
     }
 
+    /// The record encrypted and serialized as it goes to the server
+    /// (``PBSInferenceEvaluator/evaluate(upload:progress:)`` reads it).
+    public mutating func encryptForUpload(_ record: ArraySlice<Float>) throws -> [UInt8] {
+        try encrypt(record).serialized(parameters: plan.parameters)
+    }
+
     /// The scores of a result as the server sends it (``PBSInferenceEvaluator/serializeResult(_:)``).
     public func decryptScores(serialized bytes: [UInt8]) throws -> [Int] {
         switch plan.resultEncoding {

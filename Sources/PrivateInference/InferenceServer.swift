@@ -36,6 +36,14 @@ public struct PBSInferenceEvaluator: Sendable {
     /// Progress of one layer: its name, outputs done, outputs in total.
     public typealias Progress = @Sendable (_ layer: String, _ done: Int, _ total: Int) -> Void
 
+    /// The server's whole part of one inference, in bytes: the client's serialized seeded inputs
+    /// (``InferenceClient/encryptForUpload(_:)``) in, the serialized result
+    /// (``serializeResult(_:)``) out.
+    public func evaluate(upload: [UInt8], progress: Progress = { _, _, _ in }) throws -> [UInt8] {
+        let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
+        return serializeResult(try evaluate(inputs, progress: progress))
+    }
+
     /// Runs the plan's steps, in order, on encrypted ±1 inputs; returns the partial scores,
     /// score by score and chunk by chunk. Independent neurons run on all cores.
     public func evaluate(_ inputs: [LweCiphertext], progress: Progress = { _, _, _ in }) throws(InferenceError) -> [LweCiphertext] {

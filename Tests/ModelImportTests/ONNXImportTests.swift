@@ -99,7 +99,7 @@ struct ONNXImportTests {
         var client = InferenceClient(plan: plan, secretKey: secret)
         let server = try PBSInferenceEvaluator(plan: plan, key: EvaluationKey(client.makeEvaluationKey()))
         let image = Self.test.sample(0)
-        let answer = server.serializeResult(try server.evaluate(try client.encrypt(image).map { $0.expanded() }))
+        let answer = try server.evaluate(upload: try client.encryptForUpload(image))
         #expect(try client.decryptScores(serialized: answer) == sidecar.first_test_scores[0].map { Int($0) })
     }
 
