@@ -77,6 +77,7 @@ public struct ImportedNetwork: Sendable {
                 case .averagePool(let k):
                     // A depthwise average is a convolution whose off-diagonal channels are 0.
                     let c = shape.channels, area = k * k
+                    guard c * c * area <= ONNXImporter.maxElements else { throw .malformed("an average pool over \(c) channels is too large") }
                     let weights = (0..<(c * c * area)).map { w in (w / area) / c == (w / area) % c ? 1 / Float(area) : 0 }
                     let pool = PolynomialNetwork.Convolution(inputChannels: c, outputChannels: c, kernelSide: k, stride: k, padding: 0,
                                                             inputSide: shape.height, weights: weights, bias: [Float](repeating: 0, count: c))
@@ -338,6 +339,13 @@ struct GraphWalker {
             return
         }
         let x = dataInputs[0], shape = try dataShape(x, of: node)
+        let operands = ["Conv": 2, "Gemm": 2, "MatMul": 2, "Reshape": 2, "Add": 2, "Sub": 2, "Mul": 2, "Pow": 2, "BatchNormalization": 5]
+        if let needed = operands[node.opType], node.input.count < needed {
+            throw .invalidNode(node: node.label, reason: "\(node.opType) needs \(needed) inputs, not \(node.input.count)")
+        }
+        if let shifted = shiftedInput, node.input.contains(shifted.name), node.opType != "Sign" {
+            throw .invalidNode(node: node.label, reason: "the input minus a constant must feed a Sign (binarization); other input normalization is not supported")
+        }
         switch node.opType {
         case "Identity", "Dropout":
             values[output] = .data(shape)
@@ -350,26 +358,28 @@ struct GraphWalker {
             try convolution(node, input: x, shape: shape, output: output)
         case "Gemm", "MatMul":
             try dense(node, input: x, shape: shape, output: output)
-        case "Add", "Sub" where x == inputName && layers.isEmpty:
-            // x − c on the raw input: the threshold of a Sign that binarizes it.
-            guard node.input.count == 2, node.input[0] == x, let c = try? constant(node.input[1], of: node), c.count == 1 else {
-                throw .invalidNode(node: node.label, reason: "only input minus a scalar (a binarization threshold) is supported on the raw input")
-            }
-            shiftedInput = (output, node.opType == "Sub" ? c.values[0] : -c.values[0])
-            values[output] = .data(shape)
         case "Add", "Sub":
-            try addConstant(node, input: x, output: output, subtract: node.opType == "Sub")
+            if x == inputName && layers.isEmpty {
+                // x − c on the raw input: the threshold of a Sign that binarizes it.
+                guard node.input[0] == x, let c = try? constant(node.input[1], of: node), c.count == 1 else {
+                    throw .invalidNode(node: node.label, reason: "only input minus a scalar (a binarization threshold) is supported on the raw input")
+                }
+                shiftedInput = (output, node.opType == "Sub" ? c.values[0] : -c.values[0])
+                values[output] = .data(shape)
+            } else {
+                try addConstant(node, input: x, output: output, subtract: node.opType == "Sub")
+            }
         case "Sign":
             if let shifted = shiftedInput, shifted.name == x, layers.isEmpty {
-                append(.binarize(threshold: Float(shifted.threshold)), output: output, shape: shape)
+                try append(.binarize(threshold: Float(shifted.threshold)), output: output, shape: shape)
             } else if lastLinear(x) != nil, case .convolution? = layers.last {
-                append(.sign, output: output, shape: shape)
+                try append(.sign, output: output, shape: shape)
             } else {
                 throw .invalidNode(node: node.label, reason: "Sign binarizes the input (after subtracting a threshold) or follows a convolution")
             }
         case "Mul":
             if node.input.count == 2 && node.input[0] == node.input[1] {
-                append(.polynomial([0, 0, 1]), output: output, shape: shape)
+                try append(.polynomial([0, 0, 1]), output: output, shape: shape)
             } else {
                 try scaleByConstant(node, input: x, output: output)
             }
@@ -377,12 +387,12 @@ struct GraphWalker {
             guard node.input.count == 2, try constant(node.input[1], of: node).values == [2] else {
                 throw .invalidNode(node: node.label, reason: "only the square (exponent 2) is supported")
             }
-            append(.polynomial([0, 0, 1]), output: output, shape: shape)
+            try append(.polynomial([0, 0, 1]), output: output, shape: shape)
         case "Relu":
-            append(.relu, output: output, shape: shape)
+            try append(.relu, output: output, shape: shape)
         case "MaxPool", "AveragePool":
             let window = try poolWindow(node, shape: shape)
-            append(node.opType == "MaxPool" ? .maxPool(window: window) : .averagePool(window: window), output: output,
+            try append(node.opType == "MaxPool" ? .maxPool(window: window) : .averagePool(window: window), output: output,
                    shape: [shape[0], shape[1] / window, shape[2] / window])
         case "BatchNormalization":
             try foldBatchNormalization(node, input: x, output: output)
@@ -394,7 +404,11 @@ struct GraphWalker {
         }
     }
 
-    mutating func append(_ layer: ImportedNetwork.Layer, output: String, shape: [Int]) {
+    mutating func append(_ layer: ImportedNetwork.Layer, output: String, shape: [Int]) throws(ImportError) {
+        guard shape.allSatisfy({ $0 > 0 && $0 <= ONNXImporter.maxElements }),
+              shape.reduce(1, { $0.multipliedReportingOverflow(by: $1).overflow ? Int.max : $0 * $1 }) <= 1 << 22 else {
+            throw .malformed("layer \(layers.count) would hold \(shape) values: empty or absurd")
+        }
         layers.append(layer)
         lastLayerOutput = output
         values[output] = .data(shape)
@@ -419,7 +433,7 @@ struct GraphWalker {
             }
             return [count]
         case "Reshape":
-            let target = try constant(node.input[1], of: node).values.map { Int($0) }
+            let target = try integers(try constant(node.input[1], of: node), node)
             // The batch dimension first (1, 0 for "as is", or −1), then the record's shape.
             guard let first = target.first, [0, 1, -1].contains(first) else {
                 throw .invalidNode(node: node.label, reason: "reshape to \(target) changes the batch dimension")
@@ -491,7 +505,7 @@ struct GraphWalker {
         let c = PolynomialNetwork.Convolution(inputChannels: shape[0], outputChannels: outputs, kernelSide: kernel, stride: stride, padding: padding,
                                               inputSide: side, weights: weights.floats, bias: bias)
         try checkFinite(c.weights + c.bias, node)
-        append(.convolution(c), output: output, shape: [outputs, c.outputSide, c.outputSide])
+        try append(.convolution(c), output: output, shape: [outputs, c.outputSide, c.outputSide])
     }
 
     mutating func dense(_ node: Onnx_NodeProto, input: String, shape: [Int], output: String) throws(ImportError) {
@@ -520,7 +534,7 @@ struct GraphWalker {
             bias = (0..<outputs).map { Float(beta * c.values[c.count == 1 ? 0 : $0]) }
         }
         try checkFinite(weights + bias, node)
-        append(.dense(.init(inputCount: inputs, outputCount: outputs, weights: weights, bias: bias)), output: output, shape: [outputs])
+        try append(.dense(.init(inputCount: inputs, outputCount: outputs, weights: weights, bias: bias)), output: output, shape: [outputs])
     }
 
     func checkFinite(_ values: [Float], _ node: Onnx_NodeProto) throws(ImportError) {
@@ -599,10 +613,19 @@ struct GraphWalker {
 
     // MARK: Constant folding
 
+    /// A constant's values as integers (shapes, indices), each within ±2^40.
+    func integers(_ tensor: ConstantTensor, _ node: Onnx_NodeProto) throws(ImportError) -> [Int] {
+        guard tensor.values.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p40 }) else {
+            throw .invalidNode(node: node.label, reason: "expected integers, found \(tensor.values.prefix(4))")
+        }
+        return tensor.values.map { Int($0) }
+    }
+
     /// A node all of whose inputs are constants: the shape arithmetic exporters emit around a
     /// Reshape, constants, and dequantized weights.
     func fold(_ node: Onnx_NodeProto) throws(ImportError) -> ConstantTensor {
         let inputs = try node.input.filter { !$0.isEmpty }.map { name throws(ImportError) in try constant(name, of: node) }
+        guard node.opType == "Constant" || !inputs.isEmpty else { throw .invalidNode(node: node.label, reason: "no inputs") }
         switch node.opType {
         case "Constant":
             guard let value = node.attribute.first(where: { $0.name == "value" }) else {
@@ -613,9 +636,9 @@ struct GraphWalker {
             return inputs[0]
         case "Gather":
             guard inputs.count == 2, inputs[0].dims.count <= 1 else { throw .invalidNode(node: node.label, reason: "only 1-D gathers fold") }
-            let indices = try inputs[1].values.map { i throws(ImportError) in
-                let index = Int(i) < 0 ? Int(i) + inputs[0].count : Int(i)
-                guard inputs[0].values.indices.contains(index) else { throw .invalidNode(node: node.label, reason: "index \(Int(i)) out of range") }
+            let indices = try integers(inputs[1], node).map { i throws(ImportError) in
+                let index = i < 0 ? i + inputs[0].count : i
+                guard inputs[0].values.indices.contains(index) else { throw .invalidNode(node: node.label, reason: "index \(i) out of range") }
                 return index
             }
             return ConstantTensor(dims: inputs[1].dims, values: indices.map { inputs[0].values[$0] })

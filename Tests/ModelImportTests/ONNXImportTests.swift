@@ -138,6 +138,9 @@ struct ONNXImportTests {
             m.graph.initializer[weights].rawData = Data(raw)
         }
         #expect(nan?.description.contains("not finite") == true, "\(String(describing: nan))")
+        let conv1 = try #require(model.graph.node.firstIndex { $0.opType == "Conv" })
+        #expect(try error { $0.graph.node[conv1].input = [$0.graph.node[conv1].input[0]] }
+                == .invalidNode(node: model.graph.node[conv1].label, reason: "Conv needs 2 inputs, not 1"))
         let quantized = try error { $0.graph.node[relu].opType = "QuantizeLinear" }
         #expect(quantized?.description.contains("quantization of activations") == true, "\(String(describing: quantized))")
     }
