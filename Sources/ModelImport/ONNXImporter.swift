@@ -77,7 +77,10 @@ public struct ImportedNetwork: Sendable {
                 case .averagePool(let k):
                     // A depthwise average is a convolution whose off-diagonal channels are 0.
                     let c = shape.channels, area = k * k
-                    guard c * c * area <= ONNXImporter.maxElements else { throw .malformed("an average pool over \(c) channels is too large") }
+                    let (product, overflow) = (c * c).multipliedReportingOverflow(by: area)
+                    guard c <= 1 << 12, !overflow, product <= ONNXImporter.maxElements else {
+                        throw .malformed("an average pool over \(c) channels is too large")
+                    }
                     let weights = (0..<(c * c * area)).map { w in (w / area) / c == (w / area) % c ? 1 / Float(area) : 0 }
                     let pool = PolynomialNetwork.Convolution(inputChannels: c, outputChannels: c, kernelSide: k, stride: k, padding: 0,
                                                             inputSide: shape.height, weights: weights, bias: [Float](repeating: 0, count: c))
@@ -148,11 +151,16 @@ extension ImportedNetwork {
         for (index, layer) in layers.enumerated().dropFirst() {
             switch layer {
             case .convolution(let c):
-                guard c.weights.allSatisfy({ $0 == 1 || $0 == -1 }), index + 1 < layers.count, layers[index + 1] == .sign else {
-                    throw .malformed("a binarized network's convolutions have ±1 weights and a Sign after them")
+                guard c.weights.allSatisfy({ $0 == 1 || $0 == -1 }), index + 1 < layers.count, layers[index + 1] == .sign, pendingScale == 1 else {
+                    throw .malformed("a binarized network's convolutions have ±1 weights, a Sign after them and no pooling before them")
                 }
                 let oddSums = (c.inputChannels * c.kernelSide * c.kernelSide) % 2 == 1 && c.padding == 0
                 let thresholds = c.bias.map { -Double($0) }
+                // Where S can equal an integer threshold, ONNX's Sign gives 0, which no ±1 network computes.
+                guard oddSums || thresholds.allSatisfy({ $0 != $0.rounded() }) else {
+                    throw .malformed("a convolution whose ±1 sums can equal its integer threshold (Sign gives 0 there): "
+                        + "use an odd number of terms without padding, or thresholds between integers")
+                }
                 let integer = thresholds.map { t -> Int in
                     let floor = Int(t.rounded(.down))
                     return oddSums && floor % 2 != 0 ? floor + 1 : floor
@@ -291,6 +299,8 @@ struct GraphWalker {
     /// The raw input, and the raw input minus a constant (a binarization threshold to come).
     let inputName: String
     var shiftedInput: (name: String, threshold: Double)?
+    /// The latest data tensor: the layers form one chain, and each data node must read its end.
+    var head: String
 
     init(_ graph: Onnx_GraphProto) throws(ImportError) {
         self.graph = graph
@@ -308,6 +318,7 @@ struct GraphWalker {
         inputShape = shape.count == 3 ? TensorShape(channels: shape[0], height: shape[1], width: shape[2]) : .vector(shape[0])
         constants[input.name] = .data(shape)
         inputName = input.name
+        head = input.name
         values = constants
         produced = Set(graph.node.flatMap(\.output))
     }
@@ -343,6 +354,10 @@ struct GraphWalker {
         if let needed = operands[node.opType], node.input.count < needed {
             throw .invalidNode(node: node.label, reason: "\(node.opType) needs \(needed) inputs, not \(node.input.count)")
         }
+        guard x == head || node.opType == "Shape" else {
+            throw .invalidNode(node: node.label, reason: "reads '\(x)', not the latest data tensor '\(head)': only one chain of layers is supported")
+        }
+        if node.opType != "Shape" { head = output }
         if let shifted = shiftedInput, node.input.contains(shifted.name), node.opType != "Sign" {
             throw .invalidNode(node: node.label, reason: "the input minus a constant must feed a Sign (binarization); other input normalization is not supported")
         }
@@ -415,7 +430,7 @@ struct GraphWalker {
     }
 
     func finish() throws(ImportError) -> ImportedNetwork {
-        guard let output = graph.output.first?.name, case .data(let shape)? = values[output] else {
+        guard let output = graph.output.first?.name, output == head, case .data(let shape)? = values[output] else {
             throw .malformed("the graph's output is not computed from its input")
         }
         guard shape.reduce(1, *) >= 2, !layers.isEmpty else { throw .malformed("the output has \(shape) values; a classifier needs two or more") }
@@ -438,10 +453,11 @@ struct GraphWalker {
             guard let first = target.first, [0, 1, -1].contains(first) else {
                 throw .invalidNode(node: node.label, reason: "reshape to \(target) changes the batch dimension")
             }
+            // Flattening, or keeping the shape: the layers read a record as maps or as a vector.
             let record = Array(target.dropFirst())
             if record == [-1] || record == [count] { return [count] }
-            guard record.reduce(1, *) == count, record.allSatisfy({ $0 > 0 }) else {
-                throw .invalidNode(node: node.label, reason: "cannot reshape \(shape) to \(target)")
+            guard record == shape else {
+                throw .invalidNode(node: node.label, reason: "reshape \(shape) to \(target): only flattening is supported")
             }
             return record
         default:
@@ -460,7 +476,9 @@ struct GraphWalker {
             throw .invalidNode(node: node.label, reason: "pooling needs a square kernel_shape that fits the \(shape) input")
         }
         let window = kernel[0]
+        let autoPad = node.attribute.first { $0.name == "auto_pad" }.map { String(decoding: $0.s, as: UTF8.self) } ?? "NOTSET"
         guard (ints(node, "strides") ?? [1, 1]) == [window, window], (ints(node, "pads") ?? [0, 0, 0, 0]).allSatisfy({ $0 == 0 }),
+              (ints(node, "dilations") ?? [1, 1]).allSatisfy({ $0 == 1 }), ["NOTSET", "", "VALID"].contains(autoPad),
               (node.attribute.first { $0.name == "ceil_mode" }?.i ?? 0) == 0 else {
             throw .invalidNode(node: node.label, reason: "pooling windows must not overlap or pad (strides equal to the kernel, no pads)")
         }
@@ -481,6 +499,7 @@ struct GraphWalker {
         let strides = ints(node, "strides") ?? [1, 1]
         guard strides.count == 2, strides[0] == strides[1], strides[0] >= 1 else { throw .invalidNode(node: node.label, reason: "strides \(strides)") }
         let stride = strides[0]
+        guard stride <= side else { throw .invalidNode(node: node.label, reason: "stride \(stride) is larger than the \(side)×\(side) input") }
         var padding: Int
         let autoPad = node.attribute.first { $0.name == "auto_pad" }.map { String(decoding: $0.s, as: UTF8.self) } ?? "NOTSET"
         switch autoPad {
@@ -553,9 +572,22 @@ struct GraphWalker {
     }
 
     /// out = w·x + b per output (dense) or channel (convolution), applied to the last layer.
-    mutating func affine(_ node: Onnx_NodeProto, input: String, output: String, scale: [Double], shift: [Double]) throws(ImportError) {
+    /// `broadcast`: the ONNX shape of an Add/Sub/Mul constant (nil: one value per channel, BatchNormalization's).
+    mutating func affine(_ node: Onnx_NodeProto, input: String, output: String, scale: [Double], shift: [Double],
+                         broadcast: [Int]? = nil) throws(ImportError) {
         guard let last = lastLinear(input) else {
             throw .invalidNode(node: node.label, reason: "\(node.opType) with constants must follow a convolution or dense layer")
+        }
+        if let dims = broadcast, dims.reduce(1, *) != 1 {
+            // ONNX broadcasts from the last axis: per channel of [C, H, W] is [C, 1, 1]; per output of a vector is [n].
+            let trimmed = Array(dims.drop(while: { $0 == 1 }))
+            let perChannel: Bool
+            switch layers[last] {
+            case .convolution(let c): perChannel = trimmed == [c.outputChannels, 1, 1]
+            case .dense(let d): perChannel = trimmed == [d.outputCount]
+            default: perChannel = false
+            }
+            guard perChannel else { throw .invalidNode(node: node.label, reason: "a constant of shape \(dims) does not broadcast per channel") }
         }
         func pick(_ values: [Double], _ i: Int) -> Double { values.count == 1 ? values[0] : values[i] }
         switch layers[last] {
@@ -589,14 +621,15 @@ struct GraphWalker {
         }
         guard !subtract || node.input[0] == input else { throw .invalidNode(node: node.label, reason: "constant minus data is not supported") }
         let constant = try constant(other, of: node)
-        try affine(node, input: input, output: output, scale: [1], shift: constant.values.map { subtract ? -$0 : $0 })
+        try affine(node, input: input, output: output, scale: [1], shift: constant.values.map { subtract ? -$0 : $0 }, broadcast: constant.dims)
     }
 
     mutating func scaleByConstant(_ node: Onnx_NodeProto, input: String, output: String) throws(ImportError) {
         guard node.input.count == 2, let other = node.input.first(where: { $0 != input }) else {
             throw .invalidNode(node: node.label, reason: "Mul needs the data and a constant, or the data twice (its square)")
         }
-        try affine(node, input: input, output: output, scale: try constant(other, of: node).values, shift: [0])
+        let constant = try constant(other, of: node)
+        try affine(node, input: input, output: output, scale: constant.values, shift: [0], broadcast: constant.dims)
     }
 
     mutating func foldBatchNormalization(_ node: Onnx_NodeProto, input: String, output: String) throws(ImportError) {
@@ -624,6 +657,12 @@ struct GraphWalker {
     /// A node all of whose inputs are constants: the shape arithmetic exporters emit around a
     /// Reshape, constants, and dequantized weights.
     func fold(_ node: Onnx_NodeProto) throws(ImportError) -> ConstantTensor {
+        let folded = try foldUnbounded(node)
+        guard folded.count <= ONNXImporter.maxElements else { throw .invalidNode(node: node.label, reason: "folds to an absurd constant") }
+        return folded
+    }
+
+    func foldUnbounded(_ node: Onnx_NodeProto) throws(ImportError) -> ConstantTensor {
         let inputs = try node.input.filter { !$0.isEmpty }.map { name throws(ImportError) in try constant(name, of: node) }
         guard node.opType == "Constant" || !inputs.isEmpty else { throw .invalidNode(node: node.label, reason: "no inputs") }
         switch node.opType {
@@ -655,8 +694,11 @@ struct GraphWalker {
             let (q, scale) = (inputs[0], inputs[1].values)
             let zero = inputs.count == 3 ? inputs[2].values : [0]
             let per = q.count / max(1, scale.count)
-            guard scale.count == 1 || (q.dims.first == scale.count && zero.count == scale.count) || (q.dims.first == scale.count && zero.count == 1) else {
-                throw .invalidNode(node: node.label, reason: "scale and zero point must be per tensor or per output channel")
+            let axis = node.attribute.first { $0.name == "axis" }?.i ?? 1
+            guard !scale.isEmpty, zero.count == 1 || zero.count == scale.count,
+                  scale.count == 1 || (axis == 0 && q.dims.first == scale.count),
+                  (node.attribute.first { $0.name == "block_size" }?.i ?? 0) == 0 else {
+                throw .invalidNode(node: node.label, reason: "scale and zero point must be per tensor or per output channel (axis 0)")
             }
             return ConstantTensor(dims: q.dims, values: q.values.indices.map { i in
                 let channel = scale.count == 1 ? 0 : i / per

@@ -357,7 +357,8 @@ struct PBSLayers {
                                           levels: sign.levels, filterSigns: c.integerWeights.map { Int($0) }, thresholds: sign.integerThresholds)
                 index += 2
             case .pool(let p) where convolution != nil && pool == nil && index == 3:
-                pool = p
+                // A 1×1 window pools nothing (and an OR of one sign would need the whole torus).
+                pool = p.window > 1 ? p : nil
                 index += 1
             default:
                 throw refuse(index, "pbs mode runs binarize → [±1 convolution → sign → one pooling] → dense; "
@@ -374,6 +375,10 @@ struct PBSLayers {
             throw refuse(last, "the dense layer's weights are too large to decode exactly")
         }
         let features = shapes[last - 1].count
+        // The partial-sum search is quadratic in the features; these networks have a few thousand.
+        guard features <= 1 << 16, features * d.outputCount <= 1 << 22 else {
+            throw refuse(last, "\(features) features × \(d.outputCount) outputs is beyond what pbs mode plans (2^16 features, 2^22 weights)")
+        }
         self.convolution = convolution
         self.pool = pool
         dense = Dense(rows: (0..<d.outputCount).map { k in d.integerWeights[(k * features)..<((k + 1) * features)].map { Int($0) } },

@@ -141,6 +141,17 @@ struct ONNXImportTests {
         let conv1 = try #require(model.graph.node.firstIndex { $0.opType == "Conv" })
         #expect(try error { $0.graph.node[conv1].input = [$0.graph.node[conv1].input[0]] }
                 == .invalidNode(node: model.graph.node[conv1].label, reason: "Conv needs 2 inputs, not 1"))
+        let strided = try error { m in
+            var attribute = Onnx_AttributeProto()
+            attribute.name = "strides"
+            attribute.ints = [Int64.max, Int64.max]
+            m.graph.node[conv1].attribute.removeAll { $0.name == "strides" }
+            m.graph.node[conv1].attribute.append(attribute)
+        }
+        #expect(strided?.description.contains("stride") == true, "\(String(describing: strided))")
+        // Two branches from one tensor (the ReLU reading the convolution's input): one chain only.
+        let branch = try error { $0.graph.node[relu].input = [$0.graph.node[conv1].input[0]] }
+        #expect(branch?.description.contains("only one chain") == true, "\(String(describing: branch))")
         let quantized = try error { $0.graph.node[relu].opType = "QuantizeLinear" }
         #expect(quantized?.description.contains("quantization of activations") == true, "\(String(describing: quantized))")
     }

@@ -103,6 +103,11 @@ struct ModelGraphTests {
                 == .invalidLayer(index: 2, kind: "fixed point", reason: "the client's encoding must be the first layer"))
         #expect(error { $0.decision = .threshold(integer: 0, float: 0) } == .invalidGraph("a threshold decision needs one score, not 10"))
         #expect(error { $0.inputShape = TensorShape(channels: 1 << 20, height: 1 << 20, width: 1) } != nil)
+        // Sides whose product would overflow: refused before anything multiplies them.
+        #expect(error { $0.inputShape = TensorShape(channels: 1 << 32, height: 1 << 32, width: 1 << 32) } != nil)
+        var huge = convolution
+        (huge.kernelSide, huge.padding) = (1 << 62 + 1, 1 << 62)
+        #expect(error { $0.layers[1] = .convolution(huge) } != nil)
         #expect(error { $0.layers.insert(.pool(.init(kind: .max, window: 40)), at: 3) }
                 == .invalidLayer(index: 3, kind: "max pool", reason: "window 40 does not fit 18×12×12"))
         #expect(error { $0.layers = [] } == .invalidGraph("no layers"))

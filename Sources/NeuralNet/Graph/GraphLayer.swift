@@ -17,6 +17,12 @@ public struct TensorShape: Codable, Sendable, Hashable, CustomStringConvertible 
     /// Values in the tensor.
     public var count: Int { channels * height * width }
 
+    /// Whether every side is 1…4096, the channels at most 65,536 and the values at most 2^24:
+    /// far above these networks, and checked before anything multiplies sides of a hostile file.
+    public var isReasonable: Bool {
+        (1...65536).contains(channels) && (1...4096).contains(height) && (1...4096).contains(width) && count <= 1 << 24
+    }
+
     public var description: String { height == 1 && width == 1 ? "\(channels)" : "\(channels)×\(height)×\(width)" }
 }
 
@@ -69,8 +75,9 @@ public enum GraphLayer: Codable, Sendable, Equatable {
         }
     }
 
-    /// out[i] = +1 if x[i mod n] ≥ t_i else −1 for n inputs: one threshold for every input
-    /// (shape kept), or L·n thresholds, a thermometer code of L levels per input (a vector).
+    /// out[i] = +1 if x[i mod n] ≥ t_i else −1 for n inputs: one threshold for every input or
+    /// one per input (shape kept), or L·n thresholds, a thermometer code of L levels per input
+    /// (a vector).
     public struct Binarize: Codable, Sendable, Equatable {
         public var thresholds: [Float]
         public init(thresholds: [Float]) { self.thresholds = thresholds }
@@ -156,7 +163,11 @@ public enum GraphLayer: Codable, Sendable, Equatable {
 
         /// K as the client encrypts it.
         public func quantizedMagnitudes(_ image: ArraySlice<Float>, imageSide: Int, outputSide: Int) -> [Int] {
-            magnitudes(image, imageSide: imageSide, outputSide: outputSide).map { Int(($0 * Float(1 << fractionBits)).rounded()) }
+            // A NaN or infinite pixel (or statistics) reads as the largest magnitude, not a trap.
+            magnitudes(image, imageSide: imageSide, outputSide: outputSide).map { k in
+                let scaled = (k * Float(1 << fractionBits)).rounded()
+                return scaled.isNaN ? 0 : Int(min(max(scaled, -0x1p40), 0x1p40))
+            }
         }
     }
 

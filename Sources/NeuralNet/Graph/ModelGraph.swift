@@ -45,7 +45,7 @@ public struct ModelGraph: Codable, Sendable, Equatable {
 
     /// The shape after each layer (the output's last), or the first layer that does not fit.
     public func shapes() throws(ModelGraphError) -> [TensorShape] {
-        guard inputShape.channels > 0, inputShape.height > 0, inputShape.width > 0, inputShape.count <= 1 << 24 else {
+        guard inputShape.isReasonable else {
             throw .invalidGraph("input shape \(inputShape) is empty or absurd")
         }
         guard !layers.isEmpty else { throw .invalidGraph("no layers") }
@@ -59,7 +59,7 @@ public struct ModelGraph: Codable, Sendable, Equatable {
             }
             shape = try Self.outputShape(of: layer, input: shape, previous: index > 0 ? layers[index - 1] : nil,
                                          graphInput: inputShape, fail: fail)
-            guard shape.count > 0, shape.count <= 1 << 24 else { throw fail("output shape \(shape) is empty or absurd") }
+            guard shape.isReasonable else { throw fail("output shape \(shape) is empty or absurd") }
             shapes.append(shape)
         }
         switch decision {
@@ -101,7 +101,7 @@ public struct ModelGraph: Codable, Sendable, Equatable {
         switch layer {
         case .binarize(let b):
             guard !b.thresholds.isEmpty, b.thresholds.allSatisfy(\.isFinite) else { throw fail("thresholds missing or not finite") }
-            if b.thresholds.count == 1 { return s }
+            if b.thresholds.count == 1 || b.thresholds.count == s.count { return s }
             guard b.thresholds.count % s.count == 0 else {
                 throw fail("\(b.thresholds.count) thresholds for \(s.count) inputs (need 1 or a multiple)")
             }
@@ -111,7 +111,8 @@ public struct ModelGraph: Codable, Sendable, Equatable {
             return s
         case .convolution(let c):
             guard s.height == s.width else { throw fail("input maps are \(s.height)×\(s.width), not square") }
-            guard c.outputChannels > 0, c.kernelSide > 0, c.stride > 0, c.padding >= 0, c.padding < c.kernelSide,
+            guard (1...65536).contains(c.outputChannels), (1...4096).contains(c.kernelSide), (1...4096).contains(c.stride),
+                  c.padding >= 0, c.padding < c.kernelSide,
                   c.outputChannels <= 1 << 16, c.kernelSide <= s.height + 2 * c.padding else {
                 throw fail("kernel \(c.kernelSide), stride \(c.stride), padding \(c.padding), \(c.outputChannels) channels do not fit \(s)")
             }
@@ -157,10 +158,10 @@ public struct ModelGraph: Codable, Sendable, Equatable {
         case .relu:
             return s
         case .pool(let p):
-            guard p.window >= 1, p.window <= s.height, p.window <= s.width else { throw fail("window \(p.window) does not fit \(s)") }
+            guard p.window >= 1, p.window <= s.height, p.window <= s.width, p.window <= 4096 else { throw fail("window \(p.window) does not fit \(s)") }
             return TensorShape(channels: s.channels, height: s.height / p.window, width: s.width / p.window)
         case .dense(let d):
-            guard d.outputCount > 0, d.outputCount <= 1 << 16 else { throw fail("\(d.outputCount) outputs") }
+            guard (1...65536).contains(d.outputCount) else { throw fail("\(d.outputCount) outputs") }
             let weights = d.outputCount * s.count
             guard d.weights.count == weights, d.integerWeights.count == weights else {
                 throw fail("\(d.integerWeights.count) integer and \(d.weights.count) float weights where \(weights) are needed")
