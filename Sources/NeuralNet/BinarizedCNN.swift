@@ -77,11 +77,7 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         /// The positions (channel, row, column in one flat index) that pooled feature `feature`
         /// (channel, pooled row, pooled column) reduces.
         public func poolWindow(_ feature: Int) -> [Int] {
-            let side = convolutionSide, pooled = pooledSide
-            let c = feature / (pooled * pooled), i = (feature / pooled) % pooled, j = feature % pooled
-            return (0..<(poolSide * poolSide)).map { w in
-                (c * side + i * poolSide + w / poolSide) * side + j * poolSide + w % poolSide
-            }
+            TensorShape(channels: filterCount, height: convolutionSide, width: convolutionSide).poolWindow(feature, side: poolSide)
         }
 
         var isValid: Bool {

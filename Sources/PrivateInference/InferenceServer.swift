@@ -98,14 +98,6 @@ public struct PBSInferenceEvaluator: Sendable {
         }
     }
 
-    /// The positions (channel, row, column in one flat index) of the window that pooled output
-    /// `q` (channel, pooled row, pooled column) reduces.
-    static func window(_ q: Int, input: TensorShape, side p: Int) -> [Int] {
-        let height = input.height / p, width = input.width / p
-        let c = q / (height * width), i = (q / width) % height, j = q % width
-        return (0..<(p * p)).map { w in (c * input.height + i * p + w / p) * input.width + j * p + w % p }
-    }
-
     /// OR over each pooling window of ±1 values: sign(Σ a + p² − 1), one bootstrap.
     func orPool(_ activations: [LweCiphertext], _ pool: InferencePlan.OrPool, progress: Progress) -> [LweCiphertext] {
         let p = pool.window, count = pool.input.channels * (pool.input.height / p) * (pool.input.width / p)
@@ -113,7 +105,7 @@ public struct PBSInferenceEvaluator: Sendable {
         let offset = UInt64(p * p - 1) &* pool.inputDelta, dimension = activations[0].dimension
         return bootstrapLayer(count: count, table: table, name: "max pool", progress: progress) { q in
             var sum = LweCiphertext.trivial(dimension: dimension, body: offset)
-            for position in Self.window(q, input: pool.input, side: p) { sum.add(activations[position]) }
+            for position in pool.input.poolWindow(q, side: p) { sum.add(activations[position]) }
             return (sum, [0])
         }.map { $0[0] }
     }
@@ -123,7 +115,7 @@ public struct PBSInferenceEvaluator: Sendable {
         let p = pool.window, count = pool.input.channels * (pool.input.height / p) * (pool.input.width / p)
         let dimension = activations[0].dimension
         return (0..<count).map { q in
-            Self.window(q, input: pool.input, side: p).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
+            pool.input.poolWindow(q, side: p).reduce(into: LweCiphertext.trivial(dimension: dimension, body: 0)) { $0.add(activations[$1]) }
         }
     }
 

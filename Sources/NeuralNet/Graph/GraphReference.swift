@@ -207,17 +207,9 @@ extension ModelGraph {
         }
 
         static func pool(_ x: [Number], _ p: GraphLayer.Pool, input: TensorShape) -> [Number] {
-            let height = input.height / p.window, width = input.width / p.window
-            return (0..<(input.channels * height * width)).map { q in
-                let c = q / (height * width), i = (q / width) % height, j = q % width
-                var result: Number?
-                for u in 0..<p.window {
-                    for v in 0..<p.window {
-                        let value = x[(c * input.height + i * p.window + u) * input.width + j * p.window + v]
-                        result = result.map { p.kind == .max ? Swift.max($0, value) : Number.plus($0, value) } ?? value
-                    }
-                }
-                return result!
+            (0..<(input.channels * (input.height / p.window) * (input.width / p.window))).map { q in
+                let window = input.poolWindow(q, side: p.window).map { x[$0] }
+                return p.kind == .max ? window.max()! : window.dropFirst().reduce(window[0], Number.plus)
             }
         }
     }
