@@ -90,6 +90,12 @@ public struct InferencePlan: Sendable {
 
         /// The side of an output map.
         public var outputSide: Int { (input.height - kernelSide) / stride + 1 }
+
+        /// The same convolution at other scales (the plan picks them once the dense layer is planned).
+        func scaled(input inputScale: UInt64, output outputScale: UInt64) -> SignConvolution {
+            SignConvolution(input: input, kernelSide: kernelSide, stride: stride, filterCount: filterCount, levels: levels,
+                            filterSigns: filterSigns, thresholds: thresholds, inputDelta: inputScale, outputDelta: outputScale)
+        }
     }
 
     /// OR over `window` × `window` windows of ±`inputDelta` values: sign(Σ a + p² − 1).
@@ -258,10 +264,7 @@ public struct InferencePlan: Sendable {
         let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
         var planned = [Step(name: "binarized conv \(c.filterCount)×\(c.kernelSide)×\(c.kernelSide) + \(activationName)",
                             bootstraps: neurons, failureLog2: convolutionFailure,
-                            operation: .signConvolution(.init(input: c.input, kernelSide: c.kernelSide, stride: c.stride,
-                                                              filterCount: c.filterCount, levels: levels, filterSigns: c.filterSigns,
-                                                              thresholds: c.thresholds, inputDelta: inputDelta,
-                                                              outputDelta: poolDelta ?? dense.featureDelta)),
+                            operation: .signConvolution(c.scaled(input: inputDelta, output: poolDelta ?? dense.featureDelta)),
                             layers: 1..<3)]
         if let pool = layers.pool {
             let p = pool.window
@@ -307,19 +310,14 @@ public struct InferencePlan: Sendable {
 /// convolution with its sign activation and one pooling, then the dense layer that gives the
 /// scores. Anything else is refused, naming the layer.
 struct PBSLayers {
-    struct Convolution {
-        let input: TensorShape
-        let kernelSide, stride, filterCount, levels: Int
-        let filterSigns, thresholds: [Int]
-        var outputSide: Int { (input.height - kernelSide) / stride + 1 }
-    }
     struct Dense {
         let rows: [[Int]]
         let bias: [Int]
     }
 
     let encodedShape: TensorShape
-    var convolution: Convolution?
+    /// Its scales are the plan's to choose (0 here).
+    var convolution: InferencePlan.SignConvolution?
     var pool: GraphLayer.Pool?
     var dense: Dense
 
@@ -333,7 +331,7 @@ struct PBSLayers {
                 + "activations run on the RLWE backends, and ReLU or max pooling would need table lookups, which pbs mode does not run yet")
         }
         encodedShape = shapes[0]
-        var index = 1, convolution: Convolution?, pool: GraphLayer.Pool?
+        var index = 1, convolution: InferencePlan.SignConvolution?, pool: GraphLayer.Pool?
         while index < graph.layers.count - 1 {
             switch graph.layers[index] {
             case .convolution(let c) where convolution == nil && index == 1:
@@ -353,8 +351,9 @@ struct PBSLayers {
                 guard sign.integerThresholds.allSatisfy({ $0 % 2 == 0 && abs($0) <= BinarizedCNN.maxThreshold }) else {
                     throw refuse(index + 1, "thresholds must be even and within ±\(BinarizedCNN.maxThreshold)")
                 }
-                convolution = Convolution(input: input, kernelSide: c.kernelSide, stride: c.stride, filterCount: c.outputChannels,
-                                          levels: sign.levels, filterSigns: c.integerWeights.map { Int($0) }, thresholds: sign.integerThresholds)
+                convolution = InferencePlan.SignConvolution(input: input, kernelSide: c.kernelSide, stride: c.stride, filterCount: c.outputChannels,
+                                                            levels: sign.levels, filterSigns: c.integerWeights.map { Int($0) },
+                                                            thresholds: sign.integerThresholds, inputDelta: 0, outputDelta: 0)
                 index += 2
             case .pool(let p) where convolution != nil && pool == nil && index == 3:
                 // A 1×1 window pools nothing (and an OR of one sign would need the whole torus).
