@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train three small MNIST networks with PyTorch and export them to ONNX.
+"""Train four small MNIST networks with PyTorch and export them to ONNX.
 
 Produces, in --out (default: <repo>/examples):
   user-cryptonets.onnx / user-cryptonets.json
@@ -11,18 +11,31 @@ Produces, in --out (default: <repo>/examples):
       Sub(image, c) -> Sign -> Conv(1,6,k5,s2, weights +-1, bias -t_c with t_c even
       in [-6,6]) -> Sign -> Flatten -> Gemm(864,10, integer weights in [-7,7],
       integer bias); trained with straight-through estimators (--bnn-epochs)
+  user-qat-cnn.onnx / user-qat-cnn.json
+      quantization-aware CNN trained with brevitas and exported with its QCDQ
+      exporter: Sub(image, c) -> Sign (c as in user-bnn) -> Conv(1,8,k3,s2, 2-bit
+      narrow weights {-1,0,1} * per-channel scale, float bias) -> Relu -> 2-bit
+      unsigned activation {0..3} * scale -> MaxPool(2) -> Flatten -> Gemm(288,10,
+      4-bit narrow weights [-7,7] * one per-tensor scale, float bias); every
+      weight and the activation go through QuantizeLinear -> Clip ->
+      DequantizeLinear (--qat-epochs; needs brevitas, see below)
 
 The ONNX graphs use opset 13, a fixed input of shape [1, 1, 28, 28] named
 "image" (float32 pixels in [0, 1]) and an output of shape [1, 10] named
 "scores". The JSON sidecars record the test accuracy and the float scores of
 test images 0..4 so an importer's float evaluation can be checked (for
 user-bnn the scores are integers and the accuracy is that of the exported,
-exactly integer, semantics).
+exactly integer, semantics; for user-qat-cnn both are those of the exported
+graph as onnxruntime evaluates it, or of the PyTorch model in eval mode when
+onnxruntime is not installed).
 
 Usage (see examples/README.md):
   python3 -m venv ~/.venvs/onnx-export
   ~/.venvs/onnx-export/bin/pip install torch==2.13.0+cpu onnx numpy
+  # for user-qat-cnn only:
+  ~/.venvs/onnx-export/bin/pip install brevitas==0.13.4 onnxoptimizer onnxruntime
   ~/.venvs/onnx-export/bin/python scripts/train_onnx_models.py
+  ~/.venvs/onnx-export/bin/python scripts/train_onnx_models.py --only user-qat-cnn
 """
 
 import argparse
@@ -241,6 +254,132 @@ def build_bnn(x_train, y_train, x_test, y_test, epochs, seed):
     return dep
 
 
+# ---------------------------------------------------------------- quantization-aware CNN (brevitas)
+
+QAT_NAME = "user-qat-cnn"
+QAT_CHANNELS = 8
+QAT_SIDE = ((28 - 3) // 2 + 1) // 2                   # conv 13x13, pooled 6x6
+QAT_FEATURES = QAT_CHANNELS * QAT_SIDE * QAT_SIDE     # 288
+QAT_LR = 3e-3        # Adam, cosine-annealed to 0 over all steps, batch 64
+QAT_ARCH = ("Sub(image,c) Sign Conv(1,8,kernel 3,stride 2,padding 0,2-bit narrow weights {-1,0,1}"
+            " * per-output-channel scale,float bias) Relu 2-bit unsigned activation {0,1,2,3} * "
+            "per-tensor scale MaxPool2d(2) Flatten Gemm(288,10,4-bit narrow weights [-7,7] * "
+            "per-tensor scale,float bias); brevitas QCDQ export")
+QAT_OPS = ["Sub", "Sign", "QuantizeLinear", "Clip", "DequantizeLinear", "Conv", "Relu",
+           "QuantizeLinear", "Clip", "DequantizeLinear", "MaxPool", "Flatten",
+           "QuantizeLinear", "Clip", "DequantizeLinear", "Gemm"]
+
+
+def qat_cnn(c: float) -> nn.Module:
+    """Learnt (PARAMETER_FROM_STATS) weight scales: per output channel for the
+    conv, one for the whole Linear matrix; the ReLU's scale is learnt too
+    (brevitas' default, initialised from activation statistics)."""
+    import warnings
+    warnings.filterwarnings("ignore", message="fast_hadamard_transform")
+    import brevitas.nn as qnn
+    from brevitas.inject.enum import ScalingImplType
+    from brevitas.quant import Int8WeightPerChannelFloat, Int8WeightPerTensorFloat
+    from brevitas.quant import Uint8ActPerTensorFloat
+    learnt = dict(weight_scaling_impl_type=ScalingImplType.PARAMETER_FROM_STATS)
+    return nn.Sequential(OrderedDict([
+        ("binarize", _SubConstant(c)), ("sign_in", _Sign()),
+        ("conv", qnn.QuantConv2d(1, QAT_CHANNELS, kernel_size=3, stride=2, padding=0, bias=True,
+                                 weight_quant=Int8WeightPerChannelFloat, weight_bit_width=2,
+                                 weight_narrow_range=True, bias_quant=None, **learnt)),
+        ("relu", qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=2)),
+        ("pool", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc", qnn.QuantLinear(QAT_FEATURES, 10, bias=True,
+                               weight_quant=Int8WeightPerTensorFloat, weight_bit_width=4,
+                               weight_narrow_range=True, bias_quant=None, **learnt)),
+    ]))
+
+
+def export_qat(model, path: Path):
+    """brevitas' QCDQ exporter over the TorchScript exporter, with the weights
+    kept in float32 and quantized in the graph (export_weight_q_node)."""
+    from brevitas.export import export_onnx_qcdq
+    model.eval()
+    export_onnx_qcdq(model, torch.zeros(1, 1, 28, 28), export_path=str(path),
+                     input_names=["image"], output_names=["scores"], opset_version=OPSET,
+                     do_constant_folding=True, keep_initializers_as_inputs=False,
+                     dynamo=False, export_weight_q_node=True)
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def describe_qcdq(m):
+    """The constant inputs of the QuantizeLinear / Clip / DequantizeLinear nodes."""
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type not in ("QuantizeLinear", "Clip", "DequantizeLinear"):
+            continue
+        print(f"    {n.op_type} {list(n.input)}")
+        for name in n.input:
+            if name in inits:
+                a = inits[name]
+                shown = a.tolist() if a.size <= 16 else f"<{a.size} values>"
+                print(f"      {name}: {a.dtype} {list(a.shape)} {shown}")
+
+
+def qat_onnx_scores(m, x):
+    """Scores of the exported graph for every image (batch 1), with onnxruntime."""
+    import onnxruntime as ort
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(len(x))])
+
+
+def build_qat(x_train, y_train, x_test, y_test, epochs, seed, onnx_path):
+    """Train, export and check; returns (ONNX model, test accuracy, first scores, evaluator)."""
+    seed_everything(seed)
+    model = qat_cnn(bnn_input_threshold(x_train))
+    train(model, x_train, y_train, epochs, seed, lr=QAT_LR, cosine=True)
+    model.eval()
+    acc_torch = evaluate(model, x_test, y_test)
+
+    def all_scores():
+        with torch.no_grad():
+            return torch.cat([model(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)])
+
+    # Replace each latent float weight by its quantized value (integer * scale;
+    # the scales are learnt parameters, so they do not move): the exported
+    # QuantizeLinear then sees w / scale within rounding error of an integer,
+    # never near a .5 tie, and the semantics stay exactly the same.
+    before = all_scores()
+    with torch.no_grad():
+        for layer in (model.conv, model.fc):
+            layer.weight.copy_(layer.quant_weight().value)
+    torch_scores = all_scores()
+    assert torch.equal(before, torch_scores)
+    torch_scores = torch_scores.numpy()
+    print(f"  PyTorch (eval) test accuracy {acc_torch:.4f}")
+    with torch.no_grad():
+        q = model.conv.quant_weight()
+        print("  conv weight scales:", q.scale.flatten().tolist())
+        print("  conv weight integers:", (q.value / q.scale).round().flatten().int().tolist())
+        print("  conv bias:", model.conv.bias.tolist())
+        print("  relu activation scale:", float(model.relu.act_quant.scale()))
+        print("  fc weight scale:", model.fc.quant_weight().scale.flatten().tolist())
+        print("  input threshold c:", model.binarize.threshold.item())
+
+    m = export_qat(model, onnx_path)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops == QAT_OPS, ops
+    try:
+        import onnxruntime
+        scores = qat_onnx_scores(m, x_test)
+        evaluator = f"onnxruntime {onnxruntime.__version__}"
+        diff = np.abs(scores - torch_scores).max()
+        disagree = int((scores.argmax(1) != torch_scores.argmax(1)).sum())
+        print(f"  max |onnxruntime - torch| on the test set: {diff:.3g}; argmax differs on {disagree}")
+    except ImportError:
+        print("  onnxruntime not installed: recording the PyTorch eval-mode semantics")
+        scores, evaluator = torch_scores, "PyTorch eval mode (onnxruntime not installed)"
+    acc = float((scores.argmax(1) == y_test.numpy()).mean())
+    return m, acc, scores[:5].tolist(), evaluator
+
+
 # ---------------------------------------------------------------- training
 
 def seed_everything(seed: int):
@@ -258,9 +397,13 @@ def evaluate(model, x, y, batch=1000):
     return correct / len(x)
 
 
-def train(model, x, y, epochs, seed, batch=64, lr=1e-3, loss_scale=None):
+def train(model, x, y, epochs, seed, batch=64, lr=1e-3, loss_scale=None, cosine=False):
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = None
+    if cosine:  # lr annealed to 0 by a cosine over all steps, stepped per batch
+        steps = epochs * ((len(x) + batch - 1) // batch)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(epochs):
         model.train()
@@ -275,6 +418,8 @@ def train(model, x, y, epochs, seed, batch=64, lr=1e-3, loss_scale=None):
             loss = loss_fn(out, y[idx])
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             total += loss.item() * len(idx)
         print(f"  epoch {epoch + 1}/{epochs}: train loss {total / len(x):.4f}", flush=True)
 
@@ -321,9 +466,11 @@ def main():
     ap.add_argument("--epochs", type=int, default=3,
                     help="epochs for user-cryptonets and user-relu-cnn")
     ap.add_argument("--bnn-epochs", type=int, default=5, help="epochs for user-bnn")
+    ap.add_argument("--qat-epochs", type=int, default=30, help="epochs for user-qat-cnn")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                    help="only these models (default: all three, in order)")
+    ap.add_argument("--models", "--only", nargs="+", default=None, metavar="NAME",
+                    help="only these models (default: all four, in order), "
+                         "e.g. --only user-qat-cnn")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -336,15 +483,47 @@ def main():
     print(f"train {tuple(x_train.shape)}, test {tuple(x_test.shape)}; torch {torch.__version__}, "
           f"onnx {onnx.__version__}")
 
-    names = [name for name, _, _ in MODELS] + ["user-bnn"]
+    names = [name for name, _, _ in MODELS] + ["user-bnn", QAT_NAME]
     for name in args.models or []:
         if name not in names:
             ap.error(f"unknown model {name}; known: {', '.join(names)}")
+    if not args.models or QAT_NAME in args.models:
+        try:
+            import brevitas
+        except ImportError:
+            ap.error(f"{QAT_NAME} needs brevitas (pip install brevitas==0.13.4 onnxoptimizer "
+                     f"onnxruntime); leave it out with --models")
+        print(f"brevitas {brevitas.__version__}")
 
-    for name, build, arch in MODELS + [("user-bnn", None, BNN_ARCH)]:
+    for name, build, arch in MODELS + [("user-bnn", None, BNN_ARCH), (QAT_NAME, None, QAT_ARCH)]:
         if args.models and name not in args.models:
             continue
         print(f"== {name}: {arch}")
+        if name == QAT_NAME:
+            onnx_path = Path(args.out) / f"{name}.onnx"
+            m, acc, first, evaluator = build_qat(x_train, y_train, x_test, y_test,
+                                                 args.qat_epochs, args.seed, onnx_path)
+            describe(m)
+            describe_qcdq(m)
+            print(f"  {onnx_path}: {onnx_path.stat().st_size} bytes")
+            print(f"  exported graph test accuracy {acc:.4f} ({evaluator})")
+            import brevitas
+            meta = {
+                "name": name,
+                "architecture": arch,
+                "test_accuracy": acc,
+                "epochs": args.qat_epochs,
+                "seed": args.seed,
+                "torch_version": torch.__version__,
+                "brevitas_version": brevitas.__version__,
+                "evaluated_with": evaluator,
+                "onnx_opset": OPSET,
+                "first_test_scores": first,
+            }
+            with open(Path(args.out) / f"{name}.json", "w") as f:
+                json.dump(meta, f, indent=2)
+                f.write("\n")
+            continue
         if build is None:
             epochs = args.bnn_epochs
             model = build_bnn(x_train, y_train, x_test, y_test, epochs, args.seed)

@@ -77,14 +77,16 @@ public struct InferencePlan: Sendable {
         case densePartialSums(DensePartialSums)
     }
 
-    /// A convolution with ±1 weights and no bias over ±1 inputs at `inputDelta`, then sign at
-    /// `levels` even thresholds per filter: outputs ±`outputDelta`, channel f·L + k.
+    /// A convolution with small integer weights over ±1 inputs at `inputDelta`, then sign at
+    /// `levels` thresholds per filter: outputs ±`outputDelta`, channel f·L + k.
     public struct SignConvolution: Sendable {
         public let input: TensorShape
         public let kernelSide, stride, filterCount, levels: Int
-        /// ±1, [filter][input channel][row][column].
-        public let filterSigns: [Int]
-        /// Even thresholds, [filter][level].
+        /// Integer weights, [filter][input channel][row][column] (±1 for binarized networks).
+        public let weights: [Int]
+        /// Thresholds t, [filter][level], such that every sum S = Σ w·x the filter can reach has
+        /// S − t odd and |S − t| ≤ 31: sign(S − t) is the graph's sign (the graph's bias and
+        /// threshold folded in) and sits a whole 1/64 step from both sign boundaries.
         public let thresholds: [Int]
         public let inputDelta, outputDelta: UInt64
 
@@ -94,7 +96,7 @@ public struct InferencePlan: Sendable {
         /// The same convolution at other scales (the plan picks them once the dense layer is planned).
         func scaled(input inputScale: UInt64, output outputScale: UInt64) -> SignConvolution {
             SignConvolution(input: input, kernelSide: kernelSide, stride: stride, filterCount: filterCount, levels: levels,
-                            filterSigns: filterSigns, thresholds: thresholds, inputDelta: inputScale, outputDelta: outputScale)
+                            weights: weights, thresholds: thresholds, inputDelta: inputScale, outputDelta: outputScale)
         }
     }
 
@@ -243,7 +245,10 @@ public struct InferencePlan: Sendable {
         let convolutionShape = TensorShape(channels: c.filterCount * levels, height: c.outputSide, width: c.outputSide)
         let neurons = c.filterCount * c.outputSide * c.outputSide
         // Every threshold's reading has the same 1/64 margin (the shift moves the phase by whole steps).
-        let weightNorm = Double(c.input.channels * c.kernelSide * c.kernelSide).squareRoot()
+        let area = c.input.channels * c.kernelSide * c.kernelSide
+        let weightNorm = (0..<c.filterCount).map { f in
+            c.weights[(f * area)..<((f + 1) * area)].reduce(0.0) { $0 + Double($1 * $1) }
+        }.max()!.squareRoot()
         let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: weightNorm, margin: 1.0 / 64) + log2(Double(neurons * levels))
         // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
         let poolDelta: UInt64? = layers.pool.flatMap { pool in
@@ -262,7 +267,8 @@ public struct InferencePlan: Sendable {
                                                  featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
                                                  noise: noise)
         let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
-        var planned = [Step(name: "binarized conv \(c.filterCount)×\(c.kernelSide)×\(c.kernelSide) + \(activationName)",
+        let convolutionName = c.weights.allSatisfy { $0 == 1 || $0 == -1 } ? "binarized conv" : "integer conv"
+        var planned = [Step(name: "\(convolutionName) \(c.filterCount)×\(c.kernelSide)×\(c.kernelSide) + \(activationName)",
                             bootstraps: neurons, failureLog2: convolutionFailure,
                             operation: .signConvolution(c.scaled(input: inputDelta, output: poolDelta ?? dense.featureDelta)),
                             layers: 1..<3)]
@@ -339,21 +345,24 @@ struct PBSLayers {
                     throw refuse(index + 1, "pbs mode follows a convolution only with a sign activation (the paper's "
                         + "magnitude scale multiplies by the client's encrypted K map: use bitwise mode or the model's sign variant)")
                 }
-                let input = shapes[index - 1], area = input.channels * c.kernelSide * c.kernelSide
-                guard c.integerWeights.allSatisfy({ $0 == 1 || $0 == -1 }), c.integerBias.allSatisfy({ $0 == 0 }), c.padding == 0 else {
-                    throw refuse(index, "pbs mode runs convolutions with ±1 weights, no bias and no padding")
+                let input = shapes[index - 1]
+                guard c.padding == 0 else {
+                    throw refuse(index, "pbs mode runs convolutions without padding (a padded border changes the sums' parity)")
                 }
-                // An odd sum of ±1 minus an even threshold is odd and, within ±31, a whole number
-                // of 1/64 steps from both sign boundaries.
-                guard area % 2 == 1, area + BinarizedCNN.maxThreshold < 32 else {
-                    throw refuse(index, "a sum of \(area) ±1 values does not fit one sign bootstrap (needs an odd count below \(32 - BinarizedCNN.maxThreshold))")
+                guard c.integerWeights.allSatisfy({ abs($0) <= 31 }), c.integerBias.allSatisfy({ $0.magnitude < 1 << 40 }),
+                      sign.integerThresholds.allSatisfy({ abs($0) < 1 << 40 }) else {
+                    throw refuse(index, "pbs mode runs convolutions with weights within ±31 (one sign bootstrap tells apart 63 values)")
                 }
-                guard sign.integerThresholds.allSatisfy({ $0 % 2 == 0 && abs($0) <= BinarizedCNN.maxThreshold }) else {
-                    throw refuse(index + 1, "thresholds must be even and within ±\(BinarizedCNN.maxThreshold)")
+                let thresholds: [Int]
+                do {
+                    thresholds = try Self.signThresholds(weights: c.integerWeights, bias: c.integerBias, thresholds: sign.integerThresholds,
+                                                         levels: sign.levels)
+                } catch {
+                    throw refuse(index, error.reason)
                 }
                 convolution = InferencePlan.SignConvolution(input: input, kernelSide: c.kernelSide, stride: c.stride, filterCount: c.outputChannels,
-                                                            levels: sign.levels, filterSigns: c.integerWeights.map { Int($0) },
-                                                            thresholds: sign.integerThresholds, inputDelta: 0, outputDelta: 0)
+                                                            levels: sign.levels, weights: c.integerWeights.map { Int($0) },
+                                                            thresholds: thresholds, inputDelta: 0, outputDelta: 0)
                 index += 2
             case .pool(let p) where convolution != nil && pool == nil && index == 3:
                 // A 1×1 window pools nothing (and an OR of one sign would need the whole torus).
@@ -382,6 +391,37 @@ struct PBSLayers {
         self.pool = pool
         dense = Dense(rows: (0..<d.outputCount).map { k in d.integerWeights[(k * features)..<((k + 1) * features)].map { Int($0) } },
                       bias: d.integerBias.map { Int($0) })
+    }
+}
+
+extension PBSLayers {
+    struct ThresholdError: Error { let reason: String }
+
+    /// The thresholds the evaluator reads sign(S − t) at, for sums S = Σ w·x of ±1 inputs x:
+    /// the graph's sign is S + b > T. Every S a filter reaches has the parity of Σ w and lies in
+    /// [−Σ|w|, Σ|w|]; t = T − b, moved up by one where S − t would be even (S > T ⟺ S ≥ T + 2
+    /// there), then clamped to one past either end (a threshold beyond the sums gives the same
+    /// sign for all of them), so S − t is odd. Refused when some |S − t| exceeds 31, the most one
+    /// sign bootstrap reads with a 1/64 margin.
+    static func signThresholds(weights: [Int64], bias: [Int128], thresholds: [Int], levels: Int) throws(ThresholdError) -> [Int] {
+        let filters = bias.count, area = weights.count / filters
+        var effective: [Int] = []
+        for f in 0..<filters {
+            let filter = weights[(f * area)..<((f + 1) * area)]
+            let reach = Int(filter.reduce(0) { $0 + abs($1) }), parity = Int(filter.reduce(0, +) & 1)
+            for k in 0..<levels {
+                var t = thresholds[f * levels + k] - Int(bias[f])
+                if (t - parity) & 1 == 0 { t += 1 }
+                t = min(max(t, -reach - 1), reach + 1)
+                guard reach + abs(t) <= 31 else {
+                    throw ThresholdError(reason: "filter \(f): its sums reach ±\(reach) and threshold \(k) sits at \(t), so a sum "
+                        + "can be \(reach + abs(t)) away from it; one sign bootstrap reads at most 31 (smaller or fewer weights, "
+                        + "or thresholds nearer 0)")
+                }
+                effective.append(t)
+            }
+        }
+        return effective
     }
 }
 

@@ -67,7 +67,7 @@ public struct PBSInferenceEvaluator: Sendable {
         }
     }
 
-    /// sign(Σ sign(W)·x − t_k) for every filter, threshold and position: a free linear sum, then
+    /// sign(Σ W·x − t_k) for every filter, threshold and position: a free linear sum, then
     /// one bootstrap read at one coefficient per threshold. Returns the channel maps in the
     /// graph's order (channel f·L + k, row, column).
     func signConvolution(_ inputs: [LweCiphertext], _ c: InferencePlan.SignConvolution, progress: Progress) -> [LweCiphertext] {
@@ -86,7 +86,12 @@ public struct PBSInferenceEvaluator: Sendable {
                 for u in 0..<k {
                     for v in 0..<k {
                         let input = inputs[(channel * inSide + i * c.stride + u) * inSide + j * c.stride + v]
-                        if c.filterSigns[((f * channels + channel) * k + u) * k + v] > 0 { sum.add(input) } else { sum.subtract(input) }
+                        switch c.weights[((f * channels + channel) * k + u) * k + v] {
+                        case 0: continue
+                        case 1: sum.add(input)
+                        case -1: sum.subtract(input)
+                        case let w: sum.add(input, times: Int64(w))
+                        }
                     }
                 }
             }

@@ -93,6 +93,51 @@ struct PBSInferenceTests {
         }
     }
 
+    /// A quantized-ReLU network as an import writes it: 8×8 signs → 3×3 convolution with weights
+    /// in −2…2 (zeros included) and a bias → 3 thresholds per filter of both parities → OR
+    /// (max) pooling → dense.
+    static func integerWeightGraph() -> ModelGraph {
+        var random = SystemRandomNumberGenerator()
+        let weights = (0..<18).map { _ in Int64.random(in: -2...2, using: &random) }
+        let thresholds = [-3, 0, 4, -1, 2, 5]
+        let dense = (0..<(3 * 6 * 3 * 3)).map { _ in Int64.random(in: -5...5, using: &random) }
+        return ModelGraph(
+            inputShape: TensorShape(channels: 1, height: 8, width: 8),
+            layers: [.binarize(.init(thresholds: [0.5])),
+                     .convolution(.init(outputChannels: 2, kernelSide: 3, stride: 1, padding: 0, weights: weights.map(Float.init),
+                                        bias: [1, -2], integerWeights: weights, integerBias: [1, -2])),
+                     .sign(.init(levels: 3, thresholds: thresholds.map(Float.init), integerThresholds: thresholds)),
+                     .pool(.init(kind: .max, window: 2)),
+                     .dense(.init(outputCount: 3, weights: dense.map(Float.init), bias: [0, 0, 0], integerWeights: dense,
+                                  integerBias: [7, -3, 0]))],
+            decision: .argmax)
+    }
+
+    @Test("sign thresholds for integer weights: for every sum a filter reaches, S − t is odd, within ±31 and has the graph's sign; too wide a filter is refused")
+    func signThresholdsMatchTheGraph() throws {
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            // Sums within ±14, so that even a clamped threshold (±15) is within 31 of every sum.
+            let area = Int.random(in: 1...7, using: &random), levels = Int.random(in: 1...3, using: &random)
+            let weights = (0..<area).map { _ in Int64.random(in: -2...2, using: &random) }
+            let bias = Int128(Int.random(in: -4...4, using: &random))
+            let graphThresholds = (0..<levels).map { _ in Int.random(in: -40...40, using: &random) }
+            let reach = Int(weights.reduce(0) { $0 + abs($1) }), parity = Int(weights.reduce(0, +) & 1)
+            let thresholds = try PBSLayers.signThresholds(weights: weights, bias: [bias], thresholds: graphThresholds, levels: levels)
+            for (t, graphT) in zip(thresholds, graphThresholds) {
+                for sum in stride(from: -reach, through: reach, by: 2) {
+                    #expect((sum - t) & 1 == 1 && abs(sum - t) <= 31)
+                    #expect((sum > t) == (Int128(sum) + bias > Int128(graphT)), "S \(sum), t \(t), T \(graphT), b \(bias)")
+                }
+                #expect(parity == reach & 1)
+            }
+        }
+        // 25 weights of ±1 reach ±25: a threshold at 8 leaves 33 between it and S = −25.
+        #expect(throws: PBSLayers.ThresholdError.self) {
+            try PBSLayers.signThresholds(weights: .init(repeating: 1, count: 25), bias: [0], thresholds: [8], levels: 1)
+        }
+    }
+
     @Test("step by step: each step's decrypted outputs equal the graph reference after the layers the step computes")
     func stepByStep() throws {
         var sumPooled = Self.tinyNetwork()
@@ -106,6 +151,7 @@ struct PBSInferenceTests {
         let cases: [(ModelGraph, ArraySlice<Float>)] = [
             (Self.tinyNetwork().graph, (0..<64).map { Float($0 % 9) / 8 }[...]),
             (sumPooled.graph, (0..<64).map { Float($0 % 5) / 4 }[...]),
+            (Self.integerWeightGraph(), (0..<64).map { Float(($0 * 7) % 11) / 10 }[...]),
             (try ModelCatalog.load("fast-mnist").graph(), mnist.sample(8002)),
         ]
         let encryptor = Encryptor(secretKey: SecureKeys.secret)
