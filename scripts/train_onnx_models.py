@@ -18,7 +18,8 @@ Produces, in --out (default: <repo>/examples):
       unsigned activation {0..3} * scale -> MaxPool(2) -> Flatten -> Gemm(288,10,
       4-bit narrow weights [-7,7] * one per-tensor scale, float bias); every
       weight and the activation go through QuantizeLinear -> Clip ->
-      DequantizeLinear (--qat-epochs; needs brevitas, see below)
+      DequantizeLinear, zero points 0; the stored float weights are their
+      quantized values (integer * scale) (--qat-epochs; needs brevitas, see below)
 
 The ONNX graphs use opset 13, a fixed input of shape [1, 1, 28, 28] named
 "image" (float32 pixels in [0, 1]) and an output of shape [1, 10] named
@@ -33,7 +34,7 @@ Usage (see examples/README.md):
   python3 -m venv ~/.venvs/onnx-export
   ~/.venvs/onnx-export/bin/pip install torch==2.13.0+cpu onnx numpy
   # for user-qat-cnn only:
-  ~/.venvs/onnx-export/bin/pip install brevitas==0.13.4 onnxoptimizer onnxruntime
+  ~/.venvs/onnx-export/bin/pip install brevitas==0.13.4 onnxoptimizer==0.4.2 onnxruntime==1.32.0
   ~/.venvs/onnx-export/bin/python scripts/train_onnx_models.py
   ~/.venvs/onnx-export/bin/python scripts/train_onnx_models.py --only user-qat-cnn
 """
@@ -492,7 +493,7 @@ def main():
             import brevitas
         except ImportError:
             ap.error(f"{QAT_NAME} needs brevitas (pip install brevitas==0.13.4 onnxoptimizer "
-                     f"onnxruntime); leave it out with --models")
+                     f"onnxruntime); leave it out with --models/--only")
         print(f"brevitas {brevitas.__version__}")
 
     for name, build, arch in MODELS + [("user-bnn", None, BNN_ARCH), (QAT_NAME, None, QAT_ARCH)]:

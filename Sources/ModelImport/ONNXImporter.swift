@@ -37,6 +37,17 @@ public struct ImportedNetwork: Sendable {
         case sign
         case maxPool(window: Int)
         case averagePool(window: Int)
+        /// QuantizeLinear (→ Clip) → DequantizeLinear on the data: a quantization-aware
+        /// network's activation quantization.
+        case quantize(ActivationQuantization)
+    }
+
+    /// x ↦ (q − z)·s with q = clamp(round(x/s) + z, minimum, maximum), rounding half to even.
+    public struct ActivationQuantization: Sendable, Equatable {
+        public var scale: Double
+        public var zeroPoint: Int
+        public var minimum: Int
+        public var maximum: Int
     }
 
     /// One record's shape (the batch dimension dropped).
@@ -58,7 +69,7 @@ public struct ImportedNetwork: Sendable {
         var shape = inputShape
         let polynomialOnly = layers.allSatisfy {
             switch $0 {
-            case .relu, .maxPool, .sign: false
+            case .relu, .maxPool, .sign, .quantize: false
             default: true
             }
         }
@@ -86,7 +97,7 @@ public struct ImportedNetwork: Sendable {
                                                             inputSide: shape.height, weights: weights, bias: [Float](repeating: 0, count: c))
                     converted.append(.convolution(pool))
                     shape = TensorShape(channels: c, height: pool.outputSide, width: pool.outputSide)
-                case .relu, .maxPool, .sign, .binarize:
+                case .relu, .maxPool, .sign, .binarize, .quantize:
                     preconditionFailure("checked above")
                 }
             }
@@ -122,6 +133,9 @@ public struct ImportedNetwork: Sendable {
                 throw .malformed("a network with both ReLU or max pooling and polynomial activations is not supported")
             case .sign, .binarize:
                 throw .malformed("sign activations need binarized inputs (Sign of the input minus a threshold, first)")
+            case .quantize:
+                throw .malformed("quantized activations (QuantizeLinear → DequantizeLinear on the data) are imported for networks "
+                    + "whose input is binarized (Sign of the input minus a threshold), which run on sign bootstraps")
             }
         }
         guard pendingScale == 1 else { throw .malformed("an average pool must be followed by a linear layer") }
@@ -137,57 +151,114 @@ public struct ImportedNetwork: Sendable {
 }
 
 extension ImportedNetwork {
-    /// A binarized network (Sign(x − c) → ±1 convolutions → Sign → pooling → a dense layer with
-    /// integer weights) as a graph whose integer form is the network itself: nothing is rounded,
-    /// so it loses no accuracy, and it runs on the sign-bootstrap path.
+    /// A network on binarized inputs, as a graph whose integer form is the network itself, up to
+    /// the rounding of the dense layer's bias: Sign(x − c) → convolutions whose weights are
+    /// integer multiples of one scale per filter → Sign, or a quantized ReLU (Relu → QDQ, max
+    /// pooling on either side) → pooling → a dense layer whose weights are integer multiples of
+    /// one scale. It runs on the sign-bootstrap path.
     ///
-    /// Sign(S + b) of an integer sum S is S > −b where −b is not an integer; at an integer −b it
-    /// differs from the graph's sign only when S = −b (ONNX's Sign gives 0 there). An odd number
-    /// of ±1 terms makes S odd, so an odd threshold t reads as t + 1 (S > t ⟺ S > t + 1), the
-    /// even thresholds `pbs` mode needs.
+    /// - Sign(u·S + b) of an integer sum S is S > −b/u where −b/u is not an integer; at an integer
+    ///   it differs from the graph's sign only when S = −b/u (ONNX's Sign gives 0 there), which
+    ///   the sums' parity may rule out.
+    /// - A quantized ReLU q = clamp(round(relu(u·S + b)/s) + z, q₀, q₁) is a thermometer: q ≥ k
+    ///   ⟺ u·S + b ≥ (k − z − ½)·s for each level k above the lowest output, one sign per level
+    ///   (a tie rounds to the even side). Max pooling commutes with it.
+    /// - The dense layer then reads (q − z)·s = s·(q₀ − z + (Σ_k σ_k + L)/2) for the L signs σ_k:
+    ///   its integer form is twice its scores over s·u_W, with the constant in the bias.
     func binarizedGraph(threshold: Float) throws(ImportError) -> ModelGraph {
         var graphLayers: [GraphLayer] = [.binarize(.init(thresholds: [threshold]))]
         var pendingScale: Float = 1
-        for (index, layer) in layers.enumerated().dropFirst() {
-            switch layer {
+        var features: SignFeatures?
+        var index = 1
+        while index < layers.count {
+            switch layers[index] {
             case .convolution(let c):
-                guard c.weights.allSatisfy({ $0 == 1 || $0 == -1 }), index + 1 < layers.count, layers[index + 1] == .sign, pendingScale == 1 else {
-                    throw .malformed("a binarized network's convolutions have ±1 weights, a Sign after them and no pooling before them")
+                guard pendingScale == 1, features == nil else {
+                    throw .malformed("a binarized network has one convolution, on the binarized input")
                 }
-                let oddSums = (c.inputChannels * c.kernelSide * c.kernelSide) % 2 == 1 && c.padding == 0
-                let thresholds = c.bias.map { -Double($0) }
-                // Where S can equal an integer threshold, ONNX's Sign gives 0, which no ±1 network computes.
-                guard oddSums || thresholds.allSatisfy({ $0 != $0.rounded() }) else {
-                    throw .malformed("a convolution whose ±1 sums can equal its integer threshold (Sign gives 0 there): "
-                        + "use an odd number of terms without padding, or thresholds between integers")
+                let area = c.inputChannels * c.kernelSide * c.kernelSide
+                var integerWeights: [Int64] = [], units: [Double] = []
+                for f in 0..<c.outputChannels {
+                    guard let (integers, unit) = Self.integerMultiples(c.weights[(f * area)..<((f + 1) * area)]) else {
+                        throw .malformed("convolution filter \(f): its weights are not small integer multiples of one scale "
+                            + "(binarized or quantization-aware weights: ±1, or a few bits with one scale per filter)")
+                    }
+                    integerWeights += integers
+                    units.append(unit)
                 }
-                let integer = thresholds.map { t -> Int in
-                    let floor = Int(t.rounded(.down))
-                    return oddSums && floor % 2 != 0 ? floor + 1 : floor
+                let activation = try activationAfterConvolution(at: index + 1)
+                let graphConvolution = GraphLayer.Convolution(outputChannels: c.outputChannels, kernelSide: c.kernelSide, stride: c.stride,
+                                                              padding: c.padding, weights: c.weights, bias: c.bias,
+                                                              integerWeights: integerWeights,
+                                                              integerBias: [Int128](repeating: 0, count: c.outputChannels))
+                // Sums of ±1 times integers have one parity per filter when nothing is padded.
+                let parities: [Int]? = c.padding == 0 ? (0..<c.outputChannels).map { f in
+                    Int(integerWeights[(f * area)..<((f + 1) * area)].reduce(0, +) & 1)
+                } : nil
+                var floatThresholds: [Float] = [], integerThresholds: [Int] = []
+                switch activation.quantization {
+                case nil:
+                    for f in 0..<c.outputChannels {
+                        let t = -Double(c.bias[f]) / units[f]
+                        if t != t.rounded() {
+                            integerThresholds.append(Int(t.rounded(.down)))
+                        } else if let parities, (Int(t) - parities[f]) & 1 != 0 {
+                            integerThresholds.append(Int(t))
+                        } else {
+                            throw .malformed("convolution filter \(f): its sums can equal its integer threshold \(Int(t)) (Sign gives 0 "
+                                + "there): use sums of one parity (an odd number of ±1 terms, no padding) or thresholds between integers")
+                        }
+                        // The float convolution keeps its bias: its sign's threshold is 0.
+                        floatThresholds.append(0)
+                    }
+                    features = .signs
+                case let q?:
+                    let lowest = activation.relu ? max(q.minimum, q.zeroPoint) : q.minimum
+                    let levels = q.maximum - lowest
+                    guard (1...15).contains(levels) else {
+                        throw .malformed("a quantized activation has \(levels + 1) output values; sign bootstraps read 2 to 16 (1 to 4 bits)")
+                    }
+                    for f in 0..<c.outputChannels {
+                        for k in (lowest + 1)...q.maximum {
+                            let boundary = (Double(k - q.zeroPoint) - 0.5) * q.scale
+                            let t = (boundary - Double(c.bias[f])) / units[f]
+                            // q ≥ k ⟺ S ≥ t; at an integer t the tie rounds to even: k − z even counts it.
+                            let threshold = t != t.rounded() ? t.rounded(.down) : (k - q.zeroPoint) % 2 == 0 ? t - 1 : t
+                            guard abs(threshold) < 0x1p40 else { throw .malformed("convolution filter \(f): a threshold is beyond ±2^40") }
+                            integerThresholds.append(Int(threshold))
+                            floatThresholds.append(Float(boundary))
+                        }
+                    }
+                    features = .quantized(channels: c.outputChannels, levels: levels, scale: q.scale, offset: lowest - q.zeroPoint)
                 }
-                guard integer.allSatisfy({ abs($0) < 1 << 20 }) else { throw .malformed("a convolution bias is beyond ±2^20") }
-                graphLayers.append(.convolution(.init(outputChannels: c.outputChannels, kernelSide: c.kernelSide, stride: c.stride,
-                                                      padding: c.padding, weights: c.weights, bias: [], integerWeights: c.weights.map { Int64($0) },
-                                                      integerBias: [Int128](repeating: 0, count: c.outputChannels))))
-                graphLayers.append(.sign(.init(levels: 1, thresholds: thresholds.map { Float($0) }, integerThresholds: integer)))
-            case .sign:
-                continue
+                graphLayers.append(.convolution(graphConvolution))
+                graphLayers.append(.sign(.init(levels: integerThresholds.count / c.outputChannels, thresholds: floatThresholds,
+                                               integerThresholds: integerThresholds)))
+                if let window = activation.maxPool { graphLayers.append(.pool(.init(kind: .max, window: window))) }
+                index = activation.next
             case .maxPool(let k):
                 graphLayers.append(.pool(.init(kind: .max, window: k)))
+                index += 1
             case .averagePool(let k):
+                guard case .signs? = features else { throw .malformed("a quantized ReLU is followed by max pooling, not average pooling") }
                 graphLayers.append(.pool(.init(kind: .sum, window: k)))
                 pendingScale /= Float(k * k)
+                index += 1
             case .dense(let d):
-                let weights = d.weights.map { $0 * pendingScale }
-                guard weights.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }), d.bias.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }),
-                      index == layers.count - 1 else {
-                    throw .malformed("a binarized network ends with one dense layer of integer weights and biases (a quantization-aware export)")
+                guard let features, index == layers.count - 1 else {
+                    throw .malformed("a binarized network ends with one dense layer after its convolution's activation")
                 }
-                graphLayers.append(.dense(.init(outputCount: d.outputCount, weights: weights, bias: d.bias,
-                                                integerWeights: weights.map { Int64($0) }, integerBias: d.bias.map { Int128(Int64($0)) })))
-                pendingScale = 1
+                let weights = d.weights.map { $0 * pendingScale }
+                guard let (integers, unit) = Self.integerMultiples(weights[...]) else {
+                    throw .malformed("the dense layer's weights are not small integer multiples of one scale (a quantization-aware "
+                        + "export with one scale for the whole layer)")
+                }
+                let graphDense = try Self.denseOnSigns(d, weights: weights, integers: integers, unit: unit, features: features)
+                graphLayers.append(.dense(graphDense))
+                index += 1
             default:
-                throw .malformed("a binarized network has ±1 convolutions, Sign, pooling and one dense layer, not \(layer)")
+                throw .malformed("a binarized network has integer-weight convolutions, Sign or quantized ReLU, pooling and one "
+                    + "dense layer, not \(layers[index])")
             }
         }
         let graph = ModelGraph(inputShape: inputShape, layers: graphLayers, decision: .argmax)
@@ -197,6 +268,82 @@ extension ImportedNetwork {
             throw .malformed("\(error)")
         }
         return graph
+    }
+
+    /// The activation that follows a convolution at `start`: a Sign, or ReLU and QDQ with at most
+    /// one max pool among them; `next` is the layer after it.
+    func activationAfterConvolution(at start: Int) throws(ImportError) -> (quantization: ActivationQuantization?, relu: Bool,
+                                                                          maxPool: Int?, next: Int) {
+        if start < layers.count, layers[start] == .sign { return (nil, false, nil, start + 1) }
+        var index = start, relu = false, maxPool: Int?, quantization: ActivationQuantization?
+        loop: while index < layers.count {
+            switch layers[index] {
+            case .relu where !relu && quantization == nil: relu = true
+            case .maxPool(let k) where maxPool == nil: maxPool = k
+            case .quantize(let q) where quantization == nil: quantization = q
+            default: break loop
+            }
+            index += 1
+        }
+        guard let quantization else {
+            throw .malformed("a convolution on binarized inputs is followed by Sign or by a quantized activation (Relu → "
+                + "QuantizeLinear → DequantizeLinear): a float activation would need an encrypted table of its own")
+        }
+        return (quantization, relu, maxPool, index)
+    }
+
+    /// What the dense layer of a binarized network reads.
+    enum SignFeatures {
+        /// The ±1 signs themselves.
+        case signs
+        /// (q − z)·s with q = `lowest` + the number of the channel's `levels` signs that are +1.
+        case quantized(channels: Int, levels: Int, scale: Double, offset: Int)
+    }
+
+    /// The dense layer over the sign channels. On signs: integer weights over the unit u, bias
+    /// b/u rounded. On quantized features: twice the scores over s·u, each weight repeated for
+    /// its channel's L levels (channel c's level k is channel c·L + k), the constant part
+    /// Σ_j w_j·(2(q₀ − z) + L) exact in the bias; the float form keeps the network's scores.
+    static func denseOnSigns(_ d: PolynomialNetwork.Dense, weights: [Float], integers: [Int64], unit: Double,
+                             features: SignFeatures) throws(ImportError) -> GraphLayer.Dense {
+        let inputs = d.inputCount
+        let rows = (0..<d.outputCount).map { o in (o * inputs)..<((o + 1) * inputs) }
+        switch features {
+        case .signs:
+            let bias = d.bias.map { Double($0) / unit }
+            guard bias.allSatisfy({ abs($0) < 0x1p60 }) else { throw .malformed("the dense layer's bias is beyond 2^60 at its integer scale") }
+            return .init(outputCount: d.outputCount, weights: weights, bias: d.bias, integerWeights: integers,
+                         integerBias: bias.map { Int128($0.rounded()) })
+        case .quantized(let channels, let levels, let s, let offset):
+            guard inputs % channels == 0 else { throw .malformed("the dense layer reads \(inputs) values, not whole maps of \(channels) channels") }
+            let area = inputs / channels, constant = 2 * offset + levels
+            func expanded<T>(_ row: ArraySlice<T>) -> [T] {
+                (0..<channels).flatMap { c in (0..<levels).flatMap { _ in row[(row.startIndex + c * area)..<(row.startIndex + (c + 1) * area)] } }
+            }
+            var integerBias: [Int128] = [], floatBias: [Float] = []
+            for (o, row) in rows.enumerated() {
+                let scaled = 2 * Double(d.bias[o]) / (s * unit)
+                guard abs(scaled) < 0x1p60 else { throw .malformed("the dense layer's bias is beyond 2^60 at its integer scale") }
+                integerBias.append(Int128(scaled.rounded()) + integers[row].reduce(Int128(0)) { $0 + Int128($1) } * Int128(constant))
+                floatBias.append(Float(Double(d.bias[o]) + weights[row].reduce(0.0) { $0 + Double($1) } * s * Double(constant) / 2))
+            }
+            return .init(outputCount: d.outputCount, weights: rows.flatMap { expanded(weights[$0].map { Float(Double($0) * s / 2) }[...]) },
+                         bias: floatBias, integerWeights: rows.flatMap { expanded(integers[$0]) }, integerBias: integerBias)
+        }
+    }
+
+    /// Values that are integer multiples of one unit, as (integers, unit): the unit is 1 when they
+    /// are integers already, otherwise the smallest magnitude over 1…8; nil when none fits within
+    /// 10^-3 or an integer would pass 2^20.
+    static func integerMultiples(_ values: ArraySlice<Float>) -> ([Int64], Double)? {
+        if values.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }) { return (values.map { Int64($0) }, 1) }
+        guard let smallest = values.lazy.map({ abs(Double($0)) }).filter({ $0 > 0 }).min() else { return nil }
+        for divisor in 1...8 {
+            let unit = smallest / Double(divisor)
+            let ratios = values.map { Double($0) / unit }
+            if ratios.allSatisfy({ abs($0 - $0.rounded()) < 1e-3 && abs($0) < 0x1p20 }) { return (ratios.map { Int64($0.rounded()) }, unit) }
+        }
+        return nil
     }
 }
 
@@ -224,10 +371,14 @@ public enum ONNXImporter {
 struct ConstantTensor {
     var dims: [Int]
     var values: [Double]
+    /// The values an 8-bit integer tensor's type holds (a zero point's type sets what
+    /// QuantizeLinear saturates to); nil for other types.
+    var integerRange: ClosedRange<Double>?
 
-    init(dims: [Int], values: [Double]) {
+    init(dims: [Int], values: [Double], integerRange: ClosedRange<Double>? = nil) {
         self.dims = dims
         self.values = values
+        self.integerRange = integerRange
     }
 
     init(_ proto: Onnx_TensorProto, node: String) throws(ImportError) {
@@ -273,6 +424,11 @@ struct ConstantTensor {
         }
         self.dims = dims
         self.values = values
+        switch Onnx_TensorProto.DataType(rawValue: Int(proto.dataType)) {
+        case .int8: integerRange = -128...127
+        case .uint8: integerRange = 0...255
+        default: integerRange = nil
+        }
     }
 
     var count: Int { values.count }
@@ -301,6 +457,8 @@ struct GraphWalker {
     var shiftedInput: (name: String, threshold: Double)?
     /// The latest data tensor: the layers form one chain, and each data node must read its end.
     var head: String
+    /// A QuantizeLinear on the data, waiting for its (Clip and) DequantizeLinear.
+    var pendingQuantization: (name: String, quantization: ImportedNetwork.ActivationQuantization)?
 
     init(_ graph: Onnx_GraphProto) throws(ImportError) {
         self.graph = graph
@@ -357,6 +515,9 @@ struct GraphWalker {
         guard x == head || node.opType == "Shape" else {
             throw .invalidNode(node: node.label, reason: "reads '\(x)', not the latest data tensor '\(head)': only one chain of layers is supported")
         }
+        if let pending = pendingQuantization, pending.name == x, !["Clip", "DequantizeLinear"].contains(node.opType) {
+            throw .invalidNode(node: node.label, reason: "a QuantizeLinear on the data must be followed by DequantizeLinear (a Clip between them may narrow its range)")
+        }
         if node.opType != "Shape" { head = output }
         if let shifted = shiftedInput, node.input.contains(shifted.name), node.opType != "Sign" {
             throw .invalidNode(node: node.label, reason: "the input minus a constant must feed a Sign (binarization); other input normalization is not supported")
@@ -411,12 +572,59 @@ struct GraphWalker {
                    shape: [shape[0], shape[1] / window, shape[2] / window])
         case "BatchNormalization":
             try foldBatchNormalization(node, input: x, output: output)
-        case "QuantizeLinear", "DequantizeLinear":
-            throw .invalidNode(node: node.label, reason: "quantization of activations (\(node.opType) on the data path) is not supported; "
-                + "quantized weights (\(node.opType) on initializers) are")
+        case "QuantizeLinear", "Clip", "DequantizeLinear":
+            try quantizeActivation(node, input: x, output: output, shape: shape)
         default:
             throw .unsupportedOperator(node: node.label, operator: node.opType)
         }
+    }
+
+    /// QuantizeLinear → (Clip →) DequantizeLinear on the data becomes one ``ImportedNetwork/Layer/quantize(_:)``:
+    /// a per-tensor scale and zero point, the range of the zero point's type narrowed by the Clip.
+    mutating func quantizeActivation(_ node: Onnx_NodeProto, input: String, output: String, shape: [Int]) throws(ImportError) {
+        func scaleAndZero() throws(ImportError) -> (Double, ConstantTensor?) {
+            let scale = try constant(node.input[1], of: node)
+            let zero = node.input.count > 2 && !node.input[2].isEmpty ? try constant(node.input[2], of: node) : nil
+            guard scale.count == 1, scale.values[0] > 0, scale.values[0].isFinite, zero.map({ $0.count == 1 && $0.values[0] == $0.values[0].rounded() }) ?? true else {
+                throw .invalidNode(node: node.label, reason: "activations are quantized with one positive scale and one integer zero point")
+            }
+            return (scale.values[0], zero)
+        }
+        guard node.opType == "QuantizeLinear" || pendingQuantization?.name == input else {
+            throw .invalidNode(node: node.label, reason: "\(node.opType) on the data must follow a QuantizeLinear")
+        }
+        switch node.opType {
+        case "QuantizeLinear":
+            guard node.input.count >= 2 else { throw .invalidNode(node: node.label, reason: "QuantizeLinear needs a scale") }
+            let (scale, zero) = try scaleAndZero()
+            let range = zero?.integerRange ?? (zero == nil ? 0...255 : nil)
+            guard let range else { throw .invalidNode(node: node.label, reason: "the zero point must be an 8-bit integer") }
+            pendingQuantization = (output, .init(scale: scale, zeroPoint: Int(zero?.values[0] ?? 0), minimum: Int(range.lowerBound),
+                                                 maximum: Int(range.upperBound)))
+        case "Clip":
+            var q = pendingQuantization!.quantization
+            let attribute = { (name: String) in node.attribute.first { $0.name == name }.map { Double($0.f) } }
+            var bounds: [Double?] = [nil, nil]
+            for i in 1..<min(node.input.count, 3) where !node.input[i].isEmpty {
+                bounds[i - 1] = try constant(node.input[i], of: node).values.first
+            }
+            let low = bounds[0] ?? attribute("min"), high = bounds[1] ?? attribute("max")
+            // The quantized values are integers: the clip keeps those within its bounds.
+            q.minimum = max(q.minimum, Int(min(max((low ?? -1e9).rounded(.up), -1e9), 1e9)))
+            q.maximum = min(q.maximum, Int(min(max((high ?? 1e9).rounded(.down), -1e9), 1e9)))
+            guard q.minimum < q.maximum else { throw .invalidNode(node: node.label, reason: "the clip leaves fewer than two values") }
+            pendingQuantization = (output, q)
+        default:
+            guard node.input.count >= 2 else { throw .invalidNode(node: node.label, reason: "DequantizeLinear needs a scale") }
+            let (scale, zero) = try scaleAndZero(), q = pendingQuantization!.quantization
+            guard scale == q.scale, Int(zero?.values[0] ?? 0) == q.zeroPoint else {
+                throw .invalidNode(node: node.label, reason: "dequantizes with another scale or zero point than its QuantizeLinear")
+            }
+            pendingQuantization = nil
+            try append(.quantize(q), output: output, shape: shape)
+            return
+        }
+        values[output] = .data(shape)
     }
 
     mutating func append(_ layer: ImportedNetwork.Layer, output: String, shape: [Int]) throws(ImportError) {
@@ -688,6 +896,23 @@ struct GraphWalker {
             return ConstantTensor(dims: [inputs[0].count], values: inputs[0].values)
         case "Cast":
             return inputs[0]
+        case "Clip":
+            // Opset 11+: bounds as inputs; earlier, as attributes.
+            let attribute = { (name: String) in node.attribute.first { $0.name == name }.map { Double($0.f) } }
+            let low = inputs.count > 1 ? inputs[1].values.first : attribute("min"), high = inputs.count > 2 ? inputs[2].values.first : attribute("max")
+            var clipped = inputs[0]
+            clipped.values = clipped.values.map { min(max($0, low ?? -.infinity), high ?? .infinity) }
+            return clipped
+        case "QuantizeLinear":
+            // round(x / scale) + zero point, half to even, saturated to the zero point's type.
+            guard (2...3).contains(inputs.count), inputs[1].count == 1, inputs[1].values[0] > 0 else {
+                throw .invalidNode(node: node.label, reason: "weights are quantized with one positive scale")
+            }
+            let zero = inputs.count == 3 ? inputs[2].values[0] : 0
+            let range = inputs.count == 3 ? inputs[2].integerRange ?? -128...127 : 0...255
+            return ConstantTensor(dims: inputs[0].dims, values: inputs[0].values.map {
+                min(max(($0 / inputs[1].values[0]).rounded(.toNearestOrEven) + zero, range.lowerBound), range.upperBound)
+            }, integerRange: range)
         case "DequantizeLinear":
             // (q − zero point) · scale, per tensor or per output channel (axis 0).
             guard (2...3).contains(inputs.count) else { throw .invalidNode(node: node.label, reason: "needs x, scale and an optional zero point") }
