@@ -905,13 +905,21 @@ struct GraphWalker {
             return clipped
         case "QuantizeLinear":
             // round(x / scale) + zero point, half to even, saturated to the zero point's type.
-            guard (2...3).contains(inputs.count), inputs[1].count == 1, inputs[1].values[0] > 0 else {
-                throw .invalidNode(node: node.label, reason: "weights are quantized with one positive scale")
+            // Per tensor, or per output channel (axis 0) as quantization-aware exporters write filters.
+            guard (2...3).contains(inputs.count) else { throw .invalidNode(node: node.label, reason: "needs x, scale and an optional zero point") }
+            let (x, scale) = (inputs[0], inputs[1].values)
+            let zero = inputs.count == 3 ? inputs[2].values : [0]
+            let axis = node.attribute.first { $0.name == "axis" }?.i ?? 1
+            guard !scale.isEmpty, scale.allSatisfy({ $0 > 0 }), zero.count == 1 || zero.count == scale.count,
+                  scale.count == 1 || (axis == 0 && x.dims.first == scale.count) else {
+                throw .invalidNode(node: node.label, reason: "weights are quantized with positive scales per tensor or per output channel (axis 0)")
             }
-            let zero = inputs.count == 3 ? inputs[2].values[0] : 0
             let range = inputs.count == 3 ? inputs[2].integerRange ?? -128...127 : 0...255
-            return ConstantTensor(dims: inputs[0].dims, values: inputs[0].values.map {
-                min(max(($0 / inputs[1].values[0]).rounded(.toNearestOrEven) + zero, range.lowerBound), range.upperBound)
+            let per = x.count / scale.count
+            return ConstantTensor(dims: x.dims, values: x.values.indices.map { i in
+                let channel = scale.count == 1 ? 0 : i / per
+                let q = (x.values[i] / scale[channel]).rounded(.toNearestOrEven) + zero[zero.count == 1 ? 0 : channel]
+                return min(max(q, range.lowerBound), range.upperBound)
             }, integerRange: range)
         case "DequantizeLinear":
             // (q − zero point) · scale, per tensor or per output channel (axis 0).

@@ -103,6 +103,29 @@ struct ONNXImportTests {
         #expect(try client.decryptScores(serialized: answer) == sidecar.first_test_scores[0].map { Int($0) })
     }
 
+    @Test("brevitas's quantization-aware export (Sign(x − c), 2-bit conv, 2-bit ReLU as QuantizeLinear → Clip → DequantizeLinear, max pool, 4-bit dense): the float graph gives PyTorch's scores and accuracy, the integer form loses at most 0.1 point, and pbs plans it as 3 signs per neuron with OR pooling")
+    func quantizationAwareExport() throws {
+        let sidecar = try Examples.sidecar("user-qat-cnn")
+        let result = try Self.imported("user-qat-cnn")
+        #expect(result.imported.layers.map(\.label) == ["binarize", "conv", "relu", "quantize", "max", "dense"])
+        guard case .graph(let graph) = result.model.network else {
+            Issue.record("not imported as a graph")
+            return
+        }
+        let float = try graph.floatReference()
+        for (index, expected) in sidecar.first_test_scores.enumerated() {
+            let scores = float.outputs(Self.test.sample(index))
+            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(scores)")
+        }
+        #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
+        // Only the dense layer's bias is rounded (to half a unit of 2/(s·u)).
+        #expect(result.model.integerAccuracy >= sidecar.test_accuracy - 0.001)
+        let plan = try InferencePlan(model: result.model)
+        // 8 filters × 13² positions, then one OR per level and pooled position: 24 × 6².
+        #expect(plan.bootstrapsPerInference == 8 * 13 * 13 + 24 * 6 * 6)
+        #expect(plan.failureLog2 < InferencePlan.failureTargetLog2)
+    }
+
     @Test("hostile ONNX bytes give typed errors naming the node: truncated, unknown operator, cyclic, absurd shape, absurd weight, a QuantizeLinear without its scale")
     func hostileFiles() throws {
         let bytes = try Examples.bytes("user-relu-cnn")

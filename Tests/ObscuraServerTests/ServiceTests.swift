@@ -1,4 +1,5 @@
 import Foundation
+import ModelImport
 import NeuralNet
 import ObscuraAPI
 @testable import ObscuraClient
@@ -44,6 +45,25 @@ struct ServiceTests {
                      "obscura_jobs_stored{status=\"done\"} 6", "obscura_queue_capacity 16"] {
             #expect(text.contains(line), "\(line) in:\n\(text)")
         }
+        await server.stop()
+    }
+
+    @Test("an imported quantization-aware network (examples/user-qat-cnn.onnx: quantized ReLU and max pooling) served on pbs through HTTP: decrypted scores equal the imported integer reference")
+    func importedQuantizationAwareServed() async throws {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        let onnx = here.appendingPathComponent("../../examples/user-qat-cnn.onnx").standardized.path
+        let mnist = try Dataset.mnist(folder: here.appendingPathComponent("../../../shared/data/mnist").standardized.path)
+        let sample = mnist.subset(0..<200)
+        let model = try ModelImporter.importONNX(path: onnx, name: "user-qat-cnn", datasetKind: .mnist, calibration: sample,
+                                                 evaluation: sample).model
+        let registry = ModelRegistry([try ModelRegistry.entry(for: model.name, model: model)])
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), models: registry)
+        let plan = try InferencePlan(model: model)
+        var classifier = try await PrivateClassifier.connect(to: service, plan: plan, secretKey: SecretKey(parameters: plan.parameters))
+        let image = mnist.sample(3)
+        let prediction = try await classifier.classify(image)
+        #expect(prediction.scores == plan.referenceScores(image))
+        #expect(prediction.predictedClass == mnist.labels[3])
         await server.stop()
     }
 
