@@ -33,7 +33,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
 /// - the client's encoding (the graph's binarize layer) gives ±1 inputs at ``inputDelta``,
 ///   under the small key where the first step bootstraps (its sums go to blind rotation
 ///   without a key switch), under the big key otherwise (``inputKey``);
-/// - a convolution with ±1 weights followed by sign activations is one bootstrap per neuron
+/// - a convolution with small integer weights followed by sign activations (a quantized ReLU is
+///   one sign per level) is one bootstrap per neuron
 ///   with a constant test vector (no padding bit: the whole torus is used, the sign boundaries
 ///   sit at 0 and 1/2), read at one coefficient per threshold; its output scale is the next step's;
 /// - max pooling of ±1 values is their OR, one bootstrap; sum pooling is free;
@@ -312,8 +313,8 @@ public struct InferencePlan: Sendable {
     }
 }
 
-/// The graph's layers in the shape `pbs` mode runs: binarize, then optionally one ±1
-/// convolution with its sign activation and one pooling, then the dense layer that gives the
+/// The graph's layers in the shape `pbs` mode runs: binarize, then optionally one convolution
+/// of small integer weights with its sign activation (one or more thresholds) and one pooling, then the dense layer that gives the
 /// scores. Anything else is refused, naming the layer.
 struct PBSLayers {
     struct Dense {
@@ -334,7 +335,8 @@ struct PBSLayers {
         }
         guard case .binarize = graph.layers[0] else {
             throw refuse(0, "pbs mode encrypts ±1 inputs (a binarize encoding); on fixed-point inputs, networks with polynomial "
-                + "activations run on the RLWE backends, and ReLU or max pooling would need table lookups, which pbs mode does not run yet")
+                + "activations run on the RLWE backends, and ReLU or max pooling run on pbs when the network binarizes its input and "
+                + "quantizes its activations to a few bits (a quantization-aware export, as examples/user-qat-cnn.onnx)")
         }
         encodedShape = shapes[0]
         var index = 1, convolution: InferencePlan.SignConvolution?, pool: GraphLayer.Pool?
@@ -369,7 +371,7 @@ struct PBSLayers {
                 pool = p.window > 1 ? p : nil
                 index += 1
             default:
-                throw refuse(index, "pbs mode runs binarize → [±1 convolution → sign → one pooling] → dense; "
+                throw refuse(index, "pbs mode runs binarize → [integer convolution → sign → one pooling] → dense; "
                     + "this layer does not fit there (ReLU and polynomial activations, the paper's magnitude scale: use bitwise "
                     + "mode or the RLWE backends)")
             }
