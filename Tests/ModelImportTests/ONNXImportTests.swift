@@ -118,8 +118,15 @@ struct ONNXImportTests {
             #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(scores)")
         }
         #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
-        // Only the dense layer's bias is rounded (to half a unit of 2/(s·u)).
+        // Only the dense layer's bias is rounded (to half a unit of 2/(s·u)): the integer form
+        // decides as the float network on all but a handful of the 10,000 test images.
         #expect(result.model.integerAccuracy >= sidecar.test_accuracy - 0.001)
+        let integer = try graph.integerReference()
+        let disagreements = (0..<Self.test.count).filter { i in
+            let record = Self.test.sample(i)
+            return integer.decide(integer.outputs(record)) != float.decide(float.outputs(record))
+        }.count
+        #expect(disagreements <= 10, "\(disagreements) of 10,000 decisions differ")
         let plan = try InferencePlan(model: result.model)
         // 8 filters × 13² positions, then one OR per level and pooled position: 24 × 6².
         #expect(plan.bootstrapsPerInference == 8 * 13 * 13 + 24 * 6 * 6)
