@@ -53,21 +53,29 @@ struct ONNXImportTests {
         #expect(throws: InferenceError.self) { try InferencePlan(model: result.model) }
     }
 
-    @Test("PyTorch's Conv → Relu → MaxPool → Gemm export: a quantized graph, float scores and accuracy as PyTorch's, integer within 1 point; pbs names the layer it cannot run and why")
-    func reluExport() throws {
-        let sidecar = try Examples.sidecar("user-relu-cnn")
-        let result = try Self.imported("user-relu-cnn")
-        #expect(result.imported.layers.map(\.label) == ["conv", "relu", "max", "dense"])
+    /// Imports an example that becomes a graph, checking its layers, PyTorch's scores on the
+    /// recorded images (within 10^-3) and its float accuracy (within 0.05 point); nil (with an
+    /// issue recorded) when it is not a graph.
+    static func importedGraph(_ name: String, layers: [String]) throws -> (ModelImporter.Result, ModelGraph, Examples.Sidecar)? {
+        let sidecar = try Examples.sidecar(name)
+        let result = try imported(name)
+        #expect(result.imported.layers.map(\.label) == layers)
         guard case .graph(let graph) = result.model.network else {
             Issue.record("not imported as a graph")
-            return
+            return nil
         }
         let float = try graph.floatReference()
         for (index, expected) in sidecar.first_test_scores.enumerated() {
-            let scores = float.outputs(Self.test.sample(index))
-            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index)")
+            let scores = float.outputs(test.sample(index))
+            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(scores)")
         }
         #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
+        return (result, graph, sidecar)
+    }
+
+    @Test("PyTorch's Conv → Relu → MaxPool → Gemm export: a quantized graph, float scores and accuracy as PyTorch's, integer within 1 point; pbs names the layer it cannot run and why")
+    func reluExport() throws {
+        guard let (result, _, _) = try Self.importedGraph("user-relu-cnn", layers: ["conv", "relu", "max", "dense"]) else { return }
         #expect(result.model.integerAccuracy >= result.model.floatAccuracy - 0.01)
         do {
             _ = try InferencePlan(model: result.model)
@@ -105,19 +113,9 @@ struct ONNXImportTests {
 
     @Test("brevitas's quantization-aware export (Sign(x − c), 2-bit conv, 2-bit ReLU as QuantizeLinear → Clip → DequantizeLinear, max pool, 4-bit dense): the float graph gives PyTorch's scores and accuracy, the integer form loses at most 0.1 point, and pbs plans it as 3 signs per neuron with OR pooling")
     func quantizationAwareExport() throws {
-        let sidecar = try Examples.sidecar("user-qat-cnn")
-        let result = try Self.imported("user-qat-cnn")
-        #expect(result.imported.layers.map(\.label) == ["binarize", "conv", "relu", "quantize", "max", "dense"])
-        guard case .graph(let graph) = result.model.network else {
-            Issue.record("not imported as a graph")
-            return
-        }
+        let layers = ["binarize", "conv", "relu", "quantize", "max", "dense"]
+        guard let (result, graph, sidecar) = try Self.importedGraph("user-qat-cnn", layers: layers) else { return }
         let float = try graph.floatReference()
-        for (index, expected) in sidecar.first_test_scores.enumerated() {
-            let scores = float.outputs(Self.test.sample(index))
-            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(scores)")
-        }
-        #expect(abs(result.model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
         // Only the dense layer's bias is rounded (to half a unit of 2/(s·u)): the integer form
         // decides as the float network on all but a handful of the 10,000 test images.
         #expect(result.model.integerAccuracy >= sidecar.test_accuracy - 0.001)
