@@ -83,13 +83,15 @@ let package = Package(
             dependencies: ["CZlib"],
             resources: [.copy("Resources/Models"), .copy("Resources/Samples")],
             swiftSettings: nativeVectorFlags),
+        // The client and server halves every backend implements, and the one pipeline over them.
+        .target(name: "InferenceBackend"),
         .target(
             name: "PrivateInference",
-            dependencies: ["TFHE", "CipherCircuits", "NeuralNet"],
+            dependencies: ["TFHE", "CipherCircuits", "NeuralNet", "InferenceBackend"],
             swiftSettings: nativeVectorFlags),
         .target(
             name: "SIMDInference",
-            dependencies: ["RLWE", "NeuralNet", "ObscuraMath"],
+            dependencies: ["RLWE", "NeuralNet", "ObscuraMath", "InferenceBackend"],
             swiftSettings: nativeVectorFlags),
         // ONNX import: Generated/onnx.pb.swift comes from ONNX's onnx.proto (scripts/generate_onnx_proto.sh).
         .target(
@@ -98,12 +100,13 @@ let package = Package(
         .target(name: "ObscuraAPI"),
         .target(
             name: "ObscuraClient",
-            dependencies: ["ObscuraAPI", "PrivateInference", "SIMDInference", "RLWE"],
+            dependencies: ["ObscuraAPI", "InferenceBackend", "PrivateInference", "SIMDInference", "RLWE"],
             swiftSettings: nativeVectorFlags),
         .target(
             name: "ObscuraServer",
             dependencies: [
                 "ObscuraAPI",
+                "InferenceBackend",
                 "PrivateInference",
                 "SIMDInference",
                 "RLWE",
@@ -148,7 +151,7 @@ let package = Package(
         .testTarget(name: "TFHETests", dependencies: ["TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "CipherCircuitsTests", dependencies: ["CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "SIMDInference", "PrivateInference", "TFHE"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "InferenceBackend", "SIMDInference", "PrivateInference", "TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient", "ModelImport"], swiftSettings: nativeVectorFlags),

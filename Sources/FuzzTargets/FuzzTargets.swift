@@ -74,7 +74,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             // The server's answer to a real input, as it sends it.
             var client = Fixture.tfheClient
             let evaluator = try PBSInferenceEvaluator(plan: Fixture.tfhePlan, key: nil)
-            return [cut(try evaluator.evaluate(upload: try client.encryptForUpload(Fixture.tfheRecord)))]
+            return [cut(try evaluator.answer(upload: try client.encryptForUpload(Fixture.tfheRecord)))]
         case .simdUpload:
             return [cut(try Fixture.simdClient.encryptForUpload([Array(repeating: Float(0.5), count: Fixture.simdPlan.network.inputCount)[...]]))]
         case .simdKeys:

@@ -52,11 +52,9 @@ public struct PrivateBatchClassifier: Sendable {
 
     /// Classifies up to ``SIMDPlan/batchSize`` images (pixels in [0, 1]) in one job.
     public func classify(_ images: [ArraySlice<Float>], progress: @Sendable (InferenceJob) -> Void = { _ in }) async throws -> Predictions {
-        let input = try client.encryptForUpload(images)
-        let job = try await service.submit(model: model, keyID: keyID, input: input)
-        let result = try await service.waitForResult(job.id, progress: progress)
-        let (scores, _) = try client.decrypt(download: result, imageCount: images.count)
-        return Predictions(predictedClasses: scores.map { BinarizedCNN.argmax($0) }, scores: scores, jobID: job.id,
-                           uploadBytes: input.count, downloadBytes: result.count)
+        var client = client
+        let served = try await service.roundTrip(images, client: &client, model: model, keyID: keyID, progress: progress)
+        return Predictions(predictedClasses: served.scores.map { BinarizedCNN.argmax($0) }, scores: served.scores, jobID: served.jobID,
+                           uploadBytes: served.uploadBytes, downloadBytes: served.downloadBytes)
     }
 }

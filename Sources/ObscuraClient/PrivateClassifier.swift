@@ -42,10 +42,7 @@ public struct PrivateClassifier: Sendable {
             throw ServiceClientError.unexpectedResponse("the server's \(name) differs from the local model file")
         }
         let client = InferenceClient(plan: plan, secretKey: secretKey)
-        var keyID: String?
-        if plan.bootstrapsPerInference > 0 {
-            keyID = try await service.registerKey(client.makeEvaluationKey().serialized(), forModel: name).id
-        }
+        let keyID = try await service.registerKey(of: client, forModel: name)
         return PrivateClassifier(service: service, plan: plan, keyID: keyID, client: client)
     }
 
@@ -70,11 +67,9 @@ public struct PrivateClassifier: Sendable {
     /// Classifies one record privately: encrypt, submit, wait (reporting progress), download, decrypt.
     public mutating func classify(_ record: ArraySlice<Float>, progress: @Sendable (InferenceJob) -> Void = { _ in })
         async throws -> PrivatePrediction {
-        let input = try encrypt(record)
-        let job = try await service.submit(model: plan.modelName, keyID: keyID, input: input)
-        let result = try await service.waitForResult(job.id, progress: progress)
-        let (predicted, scores) = try decrypt(result)
-        return PrivatePrediction(predictedClass: predicted, scores: scores, jobID: job.id,
-                                 uploadBytes: input.count, downloadBytes: result.count)
+        let served = try await service.roundTrip([record], client: &client, model: plan.modelName, keyID: keyID, progress: progress)
+        let scores = served.scores[0].map { Int($0) }
+        return PrivatePrediction(predictedClass: plan.classify(scores: scores), scores: scores, jobID: served.jobID,
+                                 uploadBytes: served.uploadBytes, downloadBytes: served.downloadBytes)
     }
 }

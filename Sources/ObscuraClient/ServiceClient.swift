@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import InferenceBackend
 import ObscuraAPI
 import RLWE
 import SIMDInference
@@ -188,5 +189,33 @@ public struct ServiceClient: Sendable {
         } catch {
             throw ServiceClientError.unexpectedResponse("\(T.self) expected: \(error)")
         }
+    }
+}
+
+/// The service's half of the one pipeline (``EncryptedInference``), for any backend's client:
+/// what ``PrivateClassifier`` and ``PrivateBatchClassifier`` both run.
+extension ServiceClient {
+    /// One upload's scores through the service, and what it cost.
+    struct ServedRoundTrip {
+        let scores: [[Int128]]
+        let jobID: String
+        let uploadBytes, downloadBytes: Int
+    }
+
+    /// Registers `client`'s evaluation key for `model`; nil (and nothing sent) when the plan needs none.
+    func registerKey(of client: some InferenceBackendClient, forModel model: String) async throws -> String? {
+        let bytes = client.evaluationKeyBytes()
+        return bytes.isEmpty ? nil : try await registerKey(bytes, forModel: model).id
+    }
+
+    /// Encrypts `records` on this device, submits them as one job, waits (reporting progress),
+    /// downloads and decrypts.
+    func roundTrip<Client: InferenceBackendClient>(_ records: [ArraySlice<Float>], client: inout Client, model: String, keyID: String?,
+                                                   progress: @Sendable (InferenceJob) -> Void) async throws -> ServedRoundTrip {
+        let input = try client.encryptForUpload(records)
+        let job = try await submit(model: model, keyID: keyID, input: input)
+        let result = try await waitForResult(job.id, progress: progress)
+        return ServedRoundTrip(scores: try client.decryptScores(download: result, records: records.count), jobID: job.id,
+                               uploadBytes: input.count, downloadBytes: result.count)
     }
 }

@@ -1,3 +1,4 @@
+import InferenceBackend
 import Dispatch
 import Foundation
 import Logging
@@ -125,29 +126,22 @@ struct JobRunner: Sendable {
         let id = job.id
         guard let entry = models.entry(named: job.model) else { throw APIError.notFound("unknown_model", "model \(job.model) is no longer served") }
         let input = try store.inputBytes(id: id)
-        let board = progress
+        // The backend's server half: the key (or keyed evaluator) comes from each backend's cache.
+        let server: any InferenceBackendServer
         switch entry.backend {
         case .tfhe(let plan):
-            progress.start(id, totalBootstraps: plan.bootstrapsPerInference)
             let key = try await job.keyId.asyncMap { try await keys.key(id: $0, parameters: plan.parameters) }
-            return try await Self.offCooperativePool {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let evaluator = try PBSInferenceEvaluator(plan: plan, key: key)
-                let result = try evaluator.evaluate(upload: input) { layer, done, total in board.report(id, layer: layer, done: done, total: total) }
-                return (result, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
+            server = try PBSInferenceEvaluator(plan: plan, key: key)
         case .simd(let plan):
-            // Progress counts the plan's steps over its primes, one unit each.
-            progress.start(id, totalBootstraps: plan.steps.count * plan.parameters.count)
             guard let keyID = job.keyId else { throw APIError.badRequest("missing_key", "model \(job.model) needs an evaluation key") }
-            let evaluator = try await simdEvaluators.evaluator(id: keyID, model: job.model, plan: plan)
-            return try await Self.offCooperativePool {
-                let start = DispatchTime.now().uptimeNanoseconds
-                let evaluation = try evaluator.evaluate(upload: input) { done, total in
-                    board.report(id, layer: "step \((done - 1) % plan.steps.count + 1) of \(plan.steps.count)", done: 1, total: 1)
-                }
-                return (evaluation.bytes, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
+            server = try await simdEvaluators.evaluator(id: keyID, model: job.model, plan: plan)
+        }
+        let board = progress
+        board.start(id, totalBootstraps: server.progressUnits)
+        return try await Self.offCooperativePool {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let result = try server.answer(upload: input) { stage, done, total in board.report(id, layer: stage, done: done, total: total) }
+            return (result, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
     }
 

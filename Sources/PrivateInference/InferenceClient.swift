@@ -1,9 +1,10 @@
+import InferenceBackend
 import NeuralNet
 import TFHE
 
 /// The client side: key generation, Batchnorm + Binactive + encryption of a record, and
 /// decryption of the returned partial scores. It needs no server code.
-public struct InferenceClient: Sendable {
+public struct InferenceClient: InferenceBackendClient {
     /// The plan of the model the client queries.
     public let plan: InferencePlan
     private var encryptor: Encryptor
@@ -34,9 +35,29 @@ public struct InferenceClient: Sendable {
     }
 
     /// The record encrypted and serialized as it goes to the server
-    /// (``PBSInferenceEvaluator/evaluate(upload:progress:)`` reads it).
+    /// (``PBSInferenceEvaluator/answer(upload:progress:)`` reads it).
     public mutating func encryptForUpload(_ record: ArraySlice<Float>) throws -> [UInt8] {
         try encrypt(record).serialized(parameters: plan.parameters)
+    }
+
+    /// One record per upload: each is its own inference.
+    public var recordsPerUpload: Int { 1 }
+
+    /// A fresh evaluation key (of the same secret key), serialized; empty for a plan without bootstraps.
+    public func evaluationKeyBytes() -> [UInt8] {
+        plan.bootstrapsPerInference > 0 ? makeEvaluationKey().serialized() : []
+    }
+
+    /// ``encryptForUpload(_:)`` of the one record an upload carries.
+    public mutating func encryptForUpload(_ records: [ArraySlice<Float>]) throws -> [UInt8] {
+        guard records.count == 1 else { throw InferenceError.sizeMismatch(what: "records per upload", expected: 1, found: records.count) }
+        return try encryptForUpload(records[0])
+    }
+
+    /// ``decryptScores(serialized:)`` of the one record an upload carries.
+    public func decryptScores(download: [UInt8], records: Int) throws -> [[Int128]] {
+        guard records == 1 else { throw InferenceError.sizeMismatch(what: "records per upload", expected: 1, found: records) }
+        return [try decryptScores(serialized: download).map { Int128($0) }]
     }
 
     /// The scores of a result as the server sends it (``PBSInferenceEvaluator/serializeResult(_:)``).

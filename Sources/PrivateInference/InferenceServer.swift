@@ -1,10 +1,11 @@
+import InferenceBackend
 import ObscuraMath
 import NeuralNet
 import TFHE
 
 /// The server side of `pbs` mode: runs an ``InferencePlan`` on a client's ciphertexts with
 /// nothing but its evaluation key (there is no way to hand it a secret key).
-public struct PBSInferenceEvaluator: Sendable {
+public struct PBSInferenceEvaluator: InferenceBackendServer {
     /// The plan.
     public let plan: InferencePlan
     /// The client's evaluation key (nil for a plan without bootstraps).
@@ -34,12 +35,15 @@ public struct PBSInferenceEvaluator: Sendable {
     }
 
     /// Progress of one layer: its name, outputs done, outputs in total.
-    public typealias Progress = @Sendable (_ layer: String, _ done: Int, _ total: Int) -> Void
+    public typealias Progress = EvaluationProgress
+
+    /// Bootstraps per inference: the job runner's progress counts them.
+    public var progressUnits: Int { plan.bootstrapsPerInference }
 
     /// The server's whole part of one inference, in bytes: the client's serialized seeded inputs
     /// (``InferenceClient/encryptForUpload(_:)``) in, the serialized result
     /// (``serializeResult(_:)``) out.
-    public func evaluate(upload: [UInt8], progress: Progress = { _, _, _ in }) throws -> [UInt8] {
+    public func answer(upload: [UInt8], progress: @escaping Progress = { _, _, _ in }) throws -> [UInt8] {
         let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
         return serializeResult(try evaluate(inputs, progress: progress))
     }

@@ -1,3 +1,4 @@
+import InferenceBackend
 import NeuralNet
 import ObscuraMath
 import RLWE
@@ -5,7 +6,7 @@ import RLWE
 /// The client half: a secret key per plaintext prime (one for CKKS), the evaluation keys the
 /// server needs, images encrypted in the plan's layout, and the scores joined back from every
 /// prime by the CRT. The secret keys never leave this object.
-public final class SIMDClient: Sendable {
+public final class SIMDClient: InferenceBackendClient {
     public let plan: SIMDPlan
     /// One context per plaintext prime.
     public let contexts: [RlweContext]
@@ -244,5 +245,15 @@ struct CRT: Sendable {
             partial *= UInt128(t)
         }
         return x > product / 2 ? -Int128(product - x) : Int128(x)
+    }
+}
+
+extension SIMDClient {
+    /// A batch (throughput mode) or one image (latency mode).
+    public var recordsPerUpload: Int { plan.batchSize }
+
+    /// The exact scores (BFV) or nearest integers (CKKS) of `records` images.
+    public func decryptScores(download: [UInt8], records: Int) throws -> [[Int128]] {
+        try decrypt(download: download, imageCount: records).scores
     }
 }

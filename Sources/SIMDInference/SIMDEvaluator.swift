@@ -1,3 +1,4 @@
+import InferenceBackend
 import Dispatch
 import Foundation
 import NeuralNet
@@ -8,7 +9,7 @@ import RLWE
 /// evaluation keys (relinearization, and rotations in latency mode), one plaintext prime per
 /// call. It never holds a secret key. Each step's inputs are released as soon as its outputs
 /// exist, so memory holds two layers of ciphertexts, not the whole trace.
-public struct SIMDEvaluator: Sendable {
+public struct SIMDEvaluator: InferenceBackendServer {
     public let plan: SIMDPlan
     /// One evaluator per plaintext prime, each with its context and key.
     let evaluators: [Evaluator]
@@ -337,5 +338,16 @@ extension RlweContext {
     /// t (0 for CKKS).
     var plaintextModulus: UInt64 {
         if case .bfv(let t) = parameters.scheme { t } else { 0 }
+    }
+}
+
+extension SIMDEvaluator {
+    /// Steps over primes: the job runner's progress counts them.
+    public var progressUnits: Int { plan.steps.count * plan.parameters.count }
+
+    /// ``evaluate(upload:progress:)``'s bytes, its progress named by step.
+    public func answer(upload: [UInt8], progress: @escaping EvaluationProgress) throws -> [UInt8] {
+        let steps = plan.steps.count
+        return try evaluate(upload: upload) { done, _ in progress("step \((done - 1) % steps + 1) of \(steps)", 1, 1) }.bytes
     }
 }

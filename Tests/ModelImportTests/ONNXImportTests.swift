@@ -1,7 +1,9 @@
 import Foundation
 @testable import ModelImport
+import InferenceBackend
 import NeuralNet
 import PrivateInference
+import SIMDInference
 import SwiftProtobuf
 import Testing
 import TFHE
@@ -107,7 +109,7 @@ struct ONNXImportTests {
         var client = InferenceClient(plan: plan, secretKey: secret)
         let server = try PBSInferenceEvaluator(plan: plan, key: EvaluationKey(client.makeEvaluationKey()))
         let image = Self.test.sample(0)
-        let answer = try server.evaluate(upload: try client.encryptForUpload(image))
+        let answer = try server.answer(upload: try client.encryptForUpload(image))
         #expect(try client.decryptScores(serialized: answer) == sidecar.first_test_scores[0].map { Int($0) })
     }
 
@@ -129,6 +131,23 @@ struct ONNXImportTests {
         // 8 filters × 13² positions, then one OR per level and pooled position: 24 × 6².
         #expect(plan.bootstrapsPerInference == 8 * 13 * 13 + 24 * 6 * 6)
         #expect(plan.failureLog2 < InferencePlan.failureTargetLog2)
+    }
+
+    @Test("one pipeline, every backend: the imported BNN on TFHE pbs and the imported CryptoNets on BFV (latency mode) run through EncryptedInference.roundTrip, keys as bytes, and decrypt to their integer references")
+    func onePipeline() throws {
+        let images = [Self.test.sample(0), Self.test.sample(1)]
+        let plan = try InferencePlan(model: try Self.imported("user-bnn").model)
+        var tfhe = InferenceClient(plan: plan)
+        let key = try CompressedEvaluationKey(deserializing: tfhe.evaluationKeyBytes(), expecting: plan.parameters)
+        let tfheRun = try EncryptedInference.roundTrip(images, client: &tfhe, server: try PBSInferenceEvaluator(plan: plan, key: EvaluationKey(key)))
+        #expect(tfheRun.scores == images.map { plan.referenceScores($0).map { Int128($0) } })
+        #expect(tfheRun.downloadBytes == 2 * plan.resultBytes)
+
+        let form = try #require(try Self.imported("user-cryptonets").model.polynomialNetwork).integerForm()
+        let simdPlan = try SIMDPlan.compile(form, mode: .latency, scheme: .bfv)
+        var simd = try SIMDClient(plan: simdPlan)
+        let simdRun = try EncryptedInference.roundTrip(images, client: &simd, server: try SIMDEvaluator(plan: simdPlan, keyBytes: simd.evaluationKeyBytes()))
+        #expect(simdRun.scores == images.map { form.scores($0) })
     }
 
     @Test("hostile ONNX bytes give typed errors naming the node: truncated, unknown operator, cyclic, absurd shape, absurd weight, a QuantizeLinear without its scale")

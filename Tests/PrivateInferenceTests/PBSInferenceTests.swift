@@ -26,7 +26,7 @@ func runEncrypted(_ plan: InferencePlan, _ data: Dataset, _ records: [Int]) thro
     var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
     let server = try PBSInferenceEvaluator(plan: plan, key: plan.bootstrapsPerInference > 0 ? SecureKeys.evaluation : nil)
     return try records.map { index in
-        let download = try server.evaluate(upload: try client.encryptForUpload(data.sample(index)))
+        let download = try server.answer(upload: try client.encryptForUpload(data.sample(index)))
         #expect(download.count == plan.resultBytes)
         return (try client.decryptScores(serialized: download), plan.referenceScores(data.sample(index)))
     }
