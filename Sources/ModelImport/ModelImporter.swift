@@ -10,8 +10,9 @@ public struct ModelImporter: Sendable {
         public let model: ModelFile
         /// The network as read.
         public let imported: ImportedNetwork
-        /// The quantization chosen, and each candidate's integer accuracy on the calibration records.
-        public let quantization: PolynomialQuantization
+        /// The quantization chosen, and each candidate's integer accuracy on the calibration
+        /// records; nil and empty for a quantization-aware network, whose integers are its own.
+        public let quantization: PolynomialQuantization?
         public let calibration: [(weightBits: Int, accuracy: Double)]
         /// The float network's accuracy on the calibration records.
         public let calibrationFloatAccuracy: Double
@@ -38,6 +39,10 @@ public struct ModelImporter: Sendable {
             ModelFile(name: name, task: "\(imported.layers.count)-layer network imported from ONNX", datasetKind: datasetKind,
                       dataset: data.name, architecture: "ONNX " + imported.operators.joined(separator: " → "), network: network,
                       evaluationData: data)
+        }
+        if imported.carriesItsIntegers {
+            return Result(model: file(try imported.network(), data: evaluation), imported: imported, quantization: nil,
+                          calibration: [], calibrationFloatAccuracy: 0)
         }
         var results: [(weightBits: Int, accuracy: Double, network: ModelFile.Network)] = []
         var floatAccuracy = 0.0

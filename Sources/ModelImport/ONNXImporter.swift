@@ -57,6 +57,12 @@ public struct ImportedNetwork: Sendable {
     /// The operators of the file's nodes, in order.
     public let operators: [String]
 
+    /// Whether the network is quantization-aware (a binarized input, integer-multiple weights):
+    /// its integer form is its own, with nothing to calibrate.
+    public var carriesItsIntegers: Bool {
+        if case .binarize? = layers.first { true } else { false }
+    }
+
     /// The network as a model file holds it: a ``PolynomialNetwork`` when it has only
     /// convolutions, dense layers, polynomial activations and average pooling (which becomes a
     /// convolution), so that the RLWE backends run it; otherwise a ``ModelGraph`` whose

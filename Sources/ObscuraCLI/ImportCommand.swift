@@ -30,6 +30,9 @@ struct Import: ParsableCommand {
                                                   calibration: training.subset(0..<min(calibrationRecords, training.count)),
                                                   evaluation: evaluation)
         print("\(onnx): \(result.imported.operators.count) nodes (\(result.imported.operators.joined(separator: ", "))), input \(result.imported.inputShape)")
+        if result.imported.carriesItsIntegers {
+            print("  quantization-aware (binarized input, integer-multiple weights): its integers are its own, nothing to calibrate")
+        }
         for (bits, accuracy) in result.calibration {
             print(String(format: "  calibration on %d training images: %d-bit weights, integer %.2f%% (float %.2f%%)",
                          min(calibrationRecords, training.count), bits, accuracy * 100, result.calibrationFloatAccuracy * 100))
