@@ -206,6 +206,7 @@ extension ImportedNetwork {
                 case nil:
                     for f in 0..<c.outputChannels {
                         let t = -Double(c.bias[f]) / units[f]
+                        guard abs(t) < 0x1p40 else { throw .malformed("convolution filter \(f): its threshold is beyond ±2^40") }
                         if t != t.rounded() {
                             integerThresholds.append(Int(t.rounded(.down)))
                         } else if let parities, (Int(t) - parities[f]) & 1 != 0 {

@@ -150,6 +150,47 @@ struct ONNXImportTests {
         #expect(simdRun.scores == images.map { form.scores($0) })
     }
 
+    @Test("hostile quantization-aware files give typed errors: a QuantizeLinear on the data without its DequantizeLinear, another scale on the way back, 256 activation levels, an absurd bias")
+    func hostileQuantizationAware() throws {
+        let model = try Onnx_ModelProto(serializedBytes: try Examples.bytes("user-qat-cnn"))
+        func error(_ change: (inout Onnx_ModelProto) -> Void) throws -> String? {
+            var copy = model
+            change(&copy)
+            do {
+                _ = try ONNXImporter.read(try copy.serializedData()).network()
+                return nil
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(try error { _ in } == nil)
+        let nodes = model.graph.node
+        let pool = try #require(nodes.firstIndex { $0.opType == "MaxPool" })
+        let dequantize = pool - 1, clip = pool - 2
+        #expect(nodes[dequantize].opType == "DequantizeLinear" && nodes[clip].opType == "Clip")
+        let skipped = try error { m in
+            m.graph.node[pool].input[0] = nodes[clip].output[0]
+            m.graph.node.remove(at: dequantize)
+        }
+        #expect(skipped?.contains("must be followed by DequantizeLinear") == true, "\(String(describing: skipped))")
+        let otherScale = try error { $0.graph.node[dequantize].input[1] = nodes.last { $0.opType == "DequantizeLinear" }!.input[1] }
+        #expect(otherScale?.contains("another scale") == true, "\(String(describing: otherScale))")
+        let wide = try error { m in
+            var bound = Onnx_TensorProto()
+            bound.name = "wide"
+            bound.dataType = Int32(Onnx_TensorProto.DataType.uint8.rawValue)
+            bound.rawData = Data([255])
+            m.graph.initializer.append(bound)
+            m.graph.node[clip].input[2] = "wide"
+        }
+        #expect(wide?.contains("256 output values") == true, "\(String(describing: wide))")
+        let bias = try error { m in
+            let index = m.graph.initializer.firstIndex { $0.name == "conv.bias" }!
+            m.graph.initializer[index].rawData = Data(repeating: 0x7F, count: 32)
+        }
+        #expect(bias?.contains("not finite or beyond 10^9") == true, "\(String(describing: bias))")
+    }
+
     @Test("hostile ONNX bytes give typed errors naming the node: truncated, unknown operator, cyclic, absurd shape, absurd weight, a QuantizeLinear without its scale")
     func hostileFiles() throws {
         let bytes = try Examples.bytes("user-relu-cnn")
