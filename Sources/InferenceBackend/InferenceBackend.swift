@@ -51,8 +51,9 @@ public enum EncryptedInference {
             defer { clock = now }
             return Double(now - clock) / 1e9
         }
-        for start in stride(from: 0, to: records.count, by: max(1, client.recordsPerUpload)) {
-            let batch = Array(records[start..<min(start + max(1, client.recordsPerUpload), records.count)])
+        let perUpload = max(1, client.recordsPerUpload)
+        for start in stride(from: 0, to: records.count, by: perUpload) {
+            let batch = Array(records[start..<min(start + perUpload, records.count)])
             _ = lap()
             let upload = try client.encryptForUpload(batch)
             clientSeconds += lap()

@@ -77,7 +77,7 @@ public struct BinarizedCNN: Codable, Sendable, Equatable {
         /// The positions (channel, row, column in one flat index) that pooled feature `feature`
         /// (channel, pooled row, pooled column) reduces.
         public func poolWindow(_ feature: Int) -> [Int] {
-            TensorShape(channels: filterCount, height: convolutionSide, width: convolutionSide).poolWindow(feature, side: poolSide)
+            Array(TensorShape(channels: filterCount, height: convolutionSide, width: convolutionSide).poolWindow(feature, side: poolSide))
         }
 
         var isValid: Bool {

@@ -26,11 +26,13 @@ public struct TensorShape: Codable, Sendable, Hashable, CustomStringConvertible 
     public var description: String { height == 1 && width == 1 ? "\(channels)" : "\(channels)×\(height)×\(width)" }
 
     /// The positions (channel, row, column as one flat index) that output `q` (channel, pooled
-    /// row, pooled column) of a non-overlapping `side` × `side` pool over this tensor reads.
-    public func poolWindow(_ q: Int, side p: Int) -> [Int] {
+    /// row, pooled column) of a non-overlapping `side` × `side` pool over this tensor reads;
+    /// lazy, so that reference loops over many records allocate nothing per output.
+    public func poolWindow(_ q: Int, side p: Int) -> LazyMapSequence<Range<Int>, Int> {
         let pooledHeight = height / p, pooledWidth = width / p
         let c = q / (pooledHeight * pooledWidth), i = (q / pooledWidth) % pooledHeight, j = q % pooledWidth
-        return (0..<(p * p)).map { w in (c * height + i * p + w / p) * width + j * p + w % p }
+        let (height, width) = (height, width)
+        return (0..<(p * p)).lazy.map { w in (c * height + i * p + w / p) * width + j * p + w % p }
     }
 }
 

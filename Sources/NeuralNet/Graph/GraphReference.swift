@@ -216,8 +216,9 @@ extension ModelGraph {
         @_specialize(where Number == Float)
         static func pool(_ x: [Number], _ p: GraphLayer.Pool, input: TensorShape) -> [Number] {
             (0..<(input.channels * (input.height / p.window) * (input.width / p.window))).map { q in
-                let window = input.poolWindow(q, side: p.window).map { x[$0] }
-                return p.kind == .max ? window.max()! : window.dropFirst().reduce(window[0], Number.plus)
+                let window = input.poolWindow(q, side: p.window), first = x[window.first!]
+                return p.kind == .max ? window.dropFirst().reduce(first) { Swift.max($0, x[$1]) }
+                    : window.dropFirst().reduce(first) { Number.plus($0, x[$1]) }
             }
         }
     }
