@@ -61,6 +61,7 @@ struct BenchTFHE: ParsableCommand {
         report.add("seeded_ciphertext_bytes",
                    Double(encryptor.encryptSeeded(plaintext: 0).serialized(parameters: gates).count), "bytes")
 
+        measurePBS(.integer2Bit128, label: "pbs_2bit", report: &report)
         measurePBS(.integer4Bit128, label: "pbs_4bit", report: &report)
         if !skip6Bit { measurePBS(.integer6Bit128, label: "pbs_6bit", report: &report) }
         if !skipMultiBit {
@@ -81,7 +82,7 @@ struct BenchTFHE: ParsableCommand {
         let p = parameters.plaintextModulus
         let input = encryptor.encryptInteger(p - 2)
         var correct = true
-        let seconds = Clock.median(runs: Swift.max(3, runs / (p / 8))) {
+        let seconds = Clock.median(runs: Swift.max(3, runs / Swift.max(1, p / 8))) {
             let output = try! evaluator.apply({ ($0 * $0 + 1) % p }, to: input)
             correct = correct && encryptor.decrypt(output) == ((p - 2) * (p - 2) + 1) % p
         }
@@ -91,7 +92,7 @@ struct BenchTFHE: ParsableCommand {
         let table = LookupTable(parameters: parameters) { ($0 * $0 + 1) % p }
         let batch = [LweCiphertext](repeating: input.ciphertext, count: Evaluator.batchSize)
         let readings = [[Int]](repeating: [0], count: batch.count)
-        let batchSeconds = Clock.median(runs: Swift.max(3, runs / (p / 8))) {
+        let batchSeconds = Clock.median(runs: Swift.max(3, runs / Swift.max(1, p / 8))) {
             _ = evaluator.bootstrap(batch, table: table, coefficients: readings)
         }
         report.add("\(label)_batched_ms", batchSeconds * 1000 / Double(batch.count), "ms")

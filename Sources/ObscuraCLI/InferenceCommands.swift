@@ -16,18 +16,48 @@ struct InferenceOptions: ParsableArguments {
     var mode: InferenceMode = .pbs
     @Option(help: "Bitwise mode's circuits: paper (as published) or fast (majority carries, fewer bootstraps).")
     var circuit: CircuitMethod = .paper
-    @Option(help: "pbs mode's TFHE parameter set: \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
-    var parameters = TFHEParameters.integer4Bit128.name
+    @Option(help: "pbs mode's TFHE parameter set: auto (the planner's choice: the fastest set whose result fits 64 KiB) or one of \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
+    var parameters = "auto"
+    @Option(help: "With --parameters auto: the per-bootstrap costs to plan with, an `obscura bench tfhe --json` report (default: the reference machine's).")
+    var bootstrapCosts: String?
 
     func validate() throws {
         if let images, images < 1 { throw ValidationError("--images must be at least 1") }
-        if TFHEParameters.named(parameters) == nil {
-            throw ValidationError("--parameters: no secure set is named \(parameters) (known: \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")))")
+        if parameters != "auto", TFHEParameters.named(parameters) == nil {
+            throw ValidationError("--parameters: no secure set is named \(parameters) (known: auto, \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")))")
         }
+        if bootstrapCosts != nil, parameters != "auto" { throw ValidationError("--bootstrap-costs goes with --parameters auto") }
     }
 
-    /// The parameter set `--parameters` names (checked by `validate`).
-    var parameterSet: TFHEParameters { TFHEParameters.named(parameters)! }
+    /// What `--parameters` asks for (checked by `validate`).
+    func parameterSelection() throws -> LocalInference.ParameterSelection {
+        guard parameters == "auto" else { return .fixed(TFHEParameters.named(parameters)!) }
+        guard let bootstrapCosts else { return .fastest(.referenceMachine) }
+        let report: [String: Double]
+        do {
+            report = try JSONDecoder().decode([String: Double].self, from: Data(contentsOf: URL(fileURLWithPath: bootstrapCosts)))
+        } catch {
+            throw ValidationError("--bootstrap-costs: \(bootstrapCosts) is not an `obscura bench tfhe --json` report (\(error))")
+        }
+        return .fastest(BootstrapCosts(benchReport: report, source: bootstrapCosts))
+    }
+}
+
+/// Prints how the planner weighed the parameter sets, and its choice.
+func describe(_ choice: ParameterChoice) {
+    print("parameter sets weighed for \(choice.plan.modelName) (predicted server time on \(ProcessInfoCores.active) core(s)):")
+    for candidate in choice.candidates {
+        let name = candidate.parameters.name.padding(toLength: 13, withPad: " ", startingAt: 0)
+        switch candidate.outcome {
+        case .fits(let plan, let seconds):
+            let chosen = plan.parameters == choice.plan.parameters ? "  ← chosen" : ""
+            let key = candidate.evaluationKeyBytes == 0 ? "no evaluation key" : String(format: "evaluation key %.1f MB", Double(candidate.evaluationKeyBytes) / 1e6)
+            print(String(format: "  %@ %.2f s, %d bootstraps, result %d B, %@%@", name, seconds, plan.bootstrapsPerInference,
+                         plan.resultBytes, key, chosen))
+        case .setAside(let reason):
+            print("  \(name) set aside: \(reason)")
+        }
+    }
 }
 
 /// Prints the plan: where the bootstraps go and how likely a decoding failure is.
@@ -61,8 +91,11 @@ struct InferLocal: ParsableCommand {
 
     func run() throws {
         var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit,
-                                         parameters: options.parameterSet)
-        if options.mode == .pbs { describe(session.plan) }
+                                         parameters: try options.parameterSelection())
+        if options.mode == .pbs {
+            if let choice = session.choice { describe(choice) }
+            describe(session.plan)
+        }
         print(String(format: "client: keys in %.2f s; evaluation key upload %.1f MB", session.keygenSeconds,
                      Double(session.evaluationKeyBytes) / 1e6))
         let records = try session.records(range: options.range, limit: options.images ?? 10)
@@ -90,8 +123,11 @@ struct BenchInfer: ParsableCommand {
 
     func run() throws {
         var session = try LocalInference(model: options.model, dataFolder: options.data, mode: options.mode, circuit: options.circuit,
-                                         parameters: options.parameterSet)
-        if !json && options.mode == .pbs { describe(session.plan) }
+                                         parameters: try options.parameterSelection())
+        if !json && options.mode == .pbs {
+            if let choice = session.choice { describe(choice) }
+            describe(session.plan)
+        }
         let records = try session.records(range: options.range, limit: options.images)
         let progress = Progress(total: records.count, label: "encrypted inferences", quiet: false)
         var outcomes: [LocalInference.Outcome] = []

@@ -32,6 +32,14 @@ struct LocalInference {
         let resultSeconds: Double
     }
 
+    /// Which TFHE parameter set pbs mode runs on.
+    enum ParameterSelection {
+        /// This one.
+        case fixed(TFHEParameters)
+        /// The planner's choice (``ParameterChoice``) with these costs.
+        case fastest(BootstrapCosts)
+    }
+
     /// The two engines, each a client and a server.
     private enum Engine {
         case pbs(InferenceClient, PBSInferenceEvaluator)
@@ -46,11 +54,13 @@ struct LocalInference {
     let evaluationSplit: [Int]
     /// The pbs plan (also describes the model in bitwise mode).
     let plan: InferencePlan
+    /// How the planner chose the plan's parameter set, when it chose.
+    let choice: ParameterChoice?
     private var engine: Engine
 
     /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
     init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
-         parameters: TFHEParameters = .integer4Bit128) throws {
+         parameters: ParameterSelection = .fixed(.integer4Bit128)) throws {
         let model = try ModelCatalog.load(name)
         try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder),
                       mode: mode, circuit: circuit, parameters: parameters)
@@ -59,13 +69,20 @@ struct LocalInference {
     /// Compiles the model, generates the client's keys and sets up the server with the serialized
     /// evaluation key only.
     init(model: ModelFile, dataset: Dataset, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
-         parameters: TFHEParameters = .integer4Bit128) throws {
+         parameters: ParameterSelection = .fixed(.integer4Bit128)) throws {
         guard dataset.sampleSize == model.inputSize else {
             throw InferenceError.sizeMismatch(what: "\(dataset.name) record values", expected: model.inputSize, found: dataset.sampleSize)
         }
-        let plan = try InferencePlan(model: model, parameters: parameters)
+        switch parameters {
+        case .fixed(let set):
+            plan = try InferencePlan(model: model, parameters: set)
+            choice = nil
+        case .fastest(let costs):
+            let choice = try ParameterChoice(model: model, costs: costs)
+            plan = choice.plan
+            self.choice = choice
+        }
         self.model = model
-        self.plan = plan
         self.dataset = dataset
         self.mode = mode
         evaluationSplit = model.datasetKind.evaluationSamples(in: dataset)
