@@ -38,7 +38,7 @@ public struct ServedModel: Codable, Sendable, Equatable {
     public var inputShape: [Int]
     /// Ciphertexts per encrypted input (one per binarized value).
     public var inputCiphertexts: Int
-    /// Ciphertexts per encrypted result (partial sums the client adds).
+    /// Ciphertexts per encrypted result (partial sums the client adds, or the scores' digits).
     public var outputCiphertexts: Int
     /// The evaluation backend: "tfhe-pbs", or "rlwe-bfv-latency", "rlwe-ckks-throughput", ….
     public var backend: String
@@ -60,12 +60,16 @@ public struct ServedModel: Codable, Sendable, Equatable {
     /// Images one job may carry (the RLWE backends: the slots of a batch in throughput mode, 1
     /// in latency mode); nil for TFHE, one record per job.
     public var batchSize: Int?
+    /// What a TFHE model's result holds: "partial-sums" (the client adds them) or "scores" (each
+    /// score's digits only; the model served as `NAME@scores`); nil for the RLWE backends.
+    public var answer: String?
 
     public init(name: String, task: String, dataset: String, inputShape: [Int], inputCiphertexts: Int,
                 outputCiphertexts: Int, backend: String, parameterSet: String, securityBits: Int,
                 bootstrapsPerInference: Int, observedLatencySeconds: Double?, expectedLatencySeconds: Double?,
-                integerAccuracy: Double, batchSize: Int? = nil) {
+                integerAccuracy: Double, batchSize: Int? = nil, answer: String? = nil) {
         self.batchSize = batchSize
+        self.answer = answer
         self.name = name
         self.task = task
         self.dataset = dataset

@@ -18,6 +18,8 @@ struct InferenceOptions: ParsableArguments {
     var circuit: CircuitMethod = .paper
     @Option(help: "pbs mode's TFHE parameter set: auto (the planner's choice: the fastest set whose result fits 64 KiB) or one of \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
     var parameters = "auto"
+    @Option(help: "pbs mode's answer: partial-sums (the client adds the dense layer's partial sums) or scores (the server sums them into each score's digits, with bootstraps; the client sees only the scores).")
+    var answer: InferencePlan.Answer = .partialSums
     @Option(help: "With --parameters auto: the per-bootstrap costs to plan with, an `obscura bench tfhe --json` report (default: the reference machine's).")
     var bootstrapCosts: String?
 
@@ -31,17 +33,19 @@ struct InferenceOptions: ParsableArguments {
 
     /// What `--parameters` asks for (checked by `validate`).
     func parameterSelection() throws -> LocalInference.ParameterSelection {
-        guard parameters == "auto" else { return .fixed(TFHEParameters.named(parameters)!) }
-        guard let bootstrapCosts else { return .fastest(.referenceMachine) }
+        guard parameters == "auto" else { return .fixed(TFHEParameters.named(parameters)!, answer) }
+        guard let bootstrapCosts else { return .fastest(.referenceMachine, answer) }
         let report: [String: Double]
         do {
             report = try JSONDecoder().decode([String: Double].self, from: Data(contentsOf: URL(fileURLWithPath: bootstrapCosts)))
         } catch {
             throw ValidationError("--bootstrap-costs: \(bootstrapCosts) is not an `obscura bench tfhe --json` report (\(error))")
         }
-        return .fastest(BootstrapCosts(benchReport: report, source: bootstrapCosts))
+        return .fastest(BootstrapCosts(benchReport: report, source: bootstrapCosts), answer)
     }
 }
+
+extension InferencePlan.Answer: ExpressibleByArgument {}
 
 /// Prints how the planner weighed the parameter sets, and its choice.
 func describe(_ choice: ParameterChoice) {
@@ -65,10 +69,11 @@ func describe(_ plan: InferencePlan) {
     print("plan for \(plan.modelName) on \(plan.parameters.name) (\(plan.parameters.securityBits)-bit, \(plan.parameters.source)):")
     func failure(_ log2: Double) -> String { log2 <= -200 ? "below 2^-200" : String(format: "2^%.1f", log2) }
     for step in plan.steps {
-        print("  \(step.name): \(step.bootstraps) bootstraps, p-fail \(failure(step.failureLog2))")
+        print("  \(step.name): \(step.bootstraps) bootstraps, p-fail \(failure(step.failureLog2)) (worst single decoding \(failure(step.worstFailureLog2)))")
     }
     print("  result: \(plan.resultDescription), \(plan.resultBytes) bytes")
-    print("  total \(plan.bootstrapsPerInference) bootstraps per inference, p-fail \(failure(plan.failureLog2))")
+    print("  total \(plan.bootstrapsPerInference) bootstraps per inference, p-fail \(failure(plan.failureLog2)) per inference, "
+        + "\(failure(plan.worstFailureLog2)) per bootstrap or decoding")
 }
 
 /// A progress line per layer on standard error.
@@ -155,7 +160,10 @@ struct BenchInfer: ParsableCommand {
         let parameters = options.mode == .pbs ? session.plan.parameters : BitwisePerceptronEvaluator.parameters
         report.add("security_bits", Double(parameters.securityBits), "bits")
         report.add("grouping_factor", Double(parameters.groupingFactor), "")
-        if options.mode == .pbs { report.add("failure_log2_per_image", max(session.plan.failureLog2, -999), "") }
+        if options.mode == .pbs {
+            report.add("failure_log2_per_image", max(session.plan.failureLog2, -999), "")
+            report.add("failure_log2_per_bootstrap", max(session.plan.worstFailureLog2, -999), "")
+        }
         if json { print(report.json()) }
     }
 }

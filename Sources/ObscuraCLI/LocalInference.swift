@@ -32,12 +32,12 @@ struct LocalInference {
         let resultSeconds: Double
     }
 
-    /// Which TFHE parameter set pbs mode runs on.
+    /// Which TFHE parameter set pbs mode runs on, and what its server answers.
     enum ParameterSelection {
         /// This one.
-        case fixed(TFHEParameters)
+        case fixed(TFHEParameters, InferencePlan.Answer)
         /// The planner's choice (``ParameterChoice``) with these costs.
-        case fastest(BootstrapCosts)
+        case fastest(BootstrapCosts, InferencePlan.Answer)
     }
 
     /// The two engines, each a client and a server.
@@ -60,7 +60,7 @@ struct LocalInference {
 
     /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
     init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
-         parameters: ParameterSelection = .fixed(.integer4Bit128)) throws {
+         parameters: ParameterSelection = .fixed(.integer4Bit128, .partialSums)) throws {
         let model = try ModelCatalog.load(name)
         try self.init(model: model, dataset: try model.datasetKind.evaluationData(folder: dataFolder ?? model.datasetKind.defaultFolder),
                       mode: mode, circuit: circuit, parameters: parameters)
@@ -69,16 +69,16 @@ struct LocalInference {
     /// Compiles the model, generates the client's keys and sets up the server with the serialized
     /// evaluation key only.
     init(model: ModelFile, dataset: Dataset, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
-         parameters: ParameterSelection = .fixed(.integer4Bit128)) throws {
+         parameters: ParameterSelection = .fixed(.integer4Bit128, .partialSums)) throws {
         guard dataset.sampleSize == model.inputSize else {
             throw InferenceError.sizeMismatch(what: "\(dataset.name) record values", expected: model.inputSize, found: dataset.sampleSize)
         }
         switch parameters {
-        case .fixed(let set):
-            plan = try InferencePlan(model: model, parameters: set)
+        case .fixed(let set, let answer):
+            plan = try InferencePlan(model: model, parameters: set, answer: answer)
             choice = nil
-        case .fastest(let costs):
-            let choice = try ParameterChoice(model: model, costs: costs)
+        case .fastest(let costs, let answer):
+            let choice = try ParameterChoice(model: model, answer: answer, costs: costs)
             plan = choice.plan
             self.choice = choice
         }

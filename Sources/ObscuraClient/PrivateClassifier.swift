@@ -33,12 +33,13 @@ public struct PrivateClassifier: Sendable {
     /// Checks that the server serves `plan`'s model with the same shape and parameter set, and
     /// registers the evaluation key made from `secretKey` if the model needs one.
     public static func connect(to service: ServiceClient, plan: InferencePlan, secretKey: SecretKey) async throws -> PrivateClassifier {
-        let name = plan.modelName
+        let name = plan.servedName
         guard let served = try await service.models().first(where: { $0.name == name }) else {
             throw ServiceClientError.unexpectedResponse("the server does not serve model \(name)")
         }
         guard served.parameterSet == plan.parameters.name, served.inputCiphertexts == plan.inputCount,
-              served.outputCiphertexts == plan.outputCount, served.bootstrapsPerInference == plan.bootstrapsPerInference else {
+              served.outputCiphertexts == plan.outputCount, served.bootstrapsPerInference == plan.bootstrapsPerInference,
+              served.answer == plan.answer.rawValue else {
             throw ServiceClientError.unexpectedResponse("the server's \(name) differs from the local model file")
         }
         let client = InferenceClient(plan: plan, secretKey: secretKey)
@@ -67,7 +68,7 @@ public struct PrivateClassifier: Sendable {
     /// Classifies one record privately: encrypt, submit, wait (reporting progress), download, decrypt.
     public mutating func classify(_ record: ArraySlice<Float>, progress: @Sendable (InferenceJob) -> Void = { _ in })
         async throws -> PrivatePrediction {
-        let served = try await service.roundTrip([record], client: &client, model: plan.modelName, keyID: keyID, progress: progress)
+        let served = try await service.roundTrip([record], client: &client, model: plan.servedName, keyID: keyID, progress: progress)
         let scores = served.scores[0].map { Int($0) }
         return PrivatePrediction(predictedClass: plan.classify(scores: scores), scores: scores, jobID: served.jobID,
                                  uploadBytes: served.uploadBytes, downloadBytes: served.downloadBytes)

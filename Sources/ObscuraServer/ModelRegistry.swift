@@ -24,16 +24,16 @@ public struct ServedModelEntry: Sendable {
     /// A TFHE model with its plan and description.
     public init(plan: InferencePlan, task: String, dataset: String, inputShape: [Int], integerAccuracy: Double) {
         backend = .tfhe(plan)
-        listing = ServedModel(name: plan.modelName, task: task, dataset: dataset, inputShape: inputShape,
+        listing = ServedModel(name: plan.servedName, task: task, dataset: dataset, inputShape: inputShape,
                               inputCiphertexts: plan.inputCount, outputCiphertexts: plan.outputCount, backend: "tfhe-pbs",
                               parameterSet: plan.parameters.name, securityBits: plan.parameters.securityBits,
                               bootstrapsPerInference: plan.bootstrapsPerInference, observedLatencySeconds: nil, expectedLatencySeconds: nil,
-                              integerAccuracy: integerAccuracy)
+                              integerAccuracy: integerAccuracy, answer: plan.answer.rawValue)
     }
 
-    /// A model file compiled for `pbs` mode.
-    public init(model: ModelFile) throws(InferenceError) {
-        let plan = try InferencePlan(model: model)
+    /// A model file compiled for `pbs` mode, answering with `answer`.
+    public init(model: ModelFile, answer: InferencePlan.Answer = .partialSums) throws(InferenceError) {
+        let plan = try InferencePlan(model: model, answer: answer)
         let shape = model.binarizedCNN.map { [1, $0.shape.imageSide, $0.shape.imageSide] } ?? [model.inputSize]
         self.init(plan: plan, task: model.task, dataset: "\(model.dataset), \(model.split)", inputShape: shape,
                   integerAccuracy: model.integerAccuracy)
@@ -100,8 +100,9 @@ public struct ModelRegistry: Sendable {
     }
 
     /// The named models (bundled names or model files). A polynomial network may carry
-    /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@throughput-ckks`) and is
-    /// served under the whole specification. A model no backend can run is an error naming it.
+    /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@throughput-ckks`), a TFHE
+    /// CNN `@scores` (its answer holds only the scores' digits, ``InferencePlan/Answer/scores``);
+    /// either is served under the whole specification. A model no backend can run is an error naming it.
     public static func loading(_ specifications: [String]) throws -> ModelRegistry {
         var entries: [ServedModelEntry] = []
         for specification in specifications {
@@ -115,22 +116,29 @@ public struct ModelRegistry: Sendable {
         return ModelRegistry(entries)
     }
 
-    /// The specifications a model can be asked for: its name, and for a polynomial network each
-    /// RLWE variant (`NAME@MODE-SCHEME`).
+    /// The specifications a model can be asked for: for a polynomial network each RLWE variant
+    /// (`NAME@MODE-SCHEME`); for the perceptron its name; for any other network its name and
+    /// `NAME@scores`.
     public static func variants(of model: ModelFile) -> [String] {
-        model.polynomialNetwork == nil ? [model.name]
-            : ["latency-bfv", "throughput-bfv", "throughput-ckks"].map { "\(model.name)@\($0)" }
+        if model.polynomialNetwork != nil { return ["latency-bfv", "throughput-bfv", "throughput-ckks"].map { "\(model.name)@\($0)" } }
+        return model.perceptron != nil ? [model.name] : [model.name, "\(model.name)@\(InferencePlan.Answer.scores.rawValue)"]
     }
 
-    /// The entry `specification` (`NAME` or `NAME@MODE-SCHEME`) names, `model` being NAME's file.
+    /// The entry `specification` (`NAME`, `NAME@scores` or `NAME@MODE-SCHEME`) names, `model`
+    /// being NAME's file.
     public static func entry(for specification: String, model: ModelFile) throws -> ServedModelEntry {
         let parts = specification.split(separator: "@", maxSplits: 1).map(String.init)
         guard let network = model.polynomialNetwork else {
-            guard parts.count == 1 else {
-                throw ModelRegistryError.notServable(model: specification, reason: "@MODE-SCHEME is for polynomial networks (RLWE)")
+            let answer: InferencePlan.Answer
+            switch parts.count > 1 ? parts[1] : nil {
+            case nil: answer = .partialSums
+            case InferencePlan.Answer.scores.rawValue?: answer = .scores
+            case let other?:
+                throw ModelRegistryError.notServable(model: specification, reason: "a TFHE model takes @scores or nothing, not @\(other) "
+                    + "(@MODE-SCHEME is for polynomial networks, RLWE)")
             }
             do {
-                return try ServedModelEntry(model: model)
+                return try ServedModelEntry(model: model, answer: answer)
             } catch {
                 throw ModelRegistryError.notServable(model: specification, reason: error.description)
             }

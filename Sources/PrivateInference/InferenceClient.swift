@@ -75,14 +75,29 @@ public struct InferenceClient: InferenceBackendClient {
         }
     }
 
-    /// The scores: each score's partial sums decrypted and added.
+    /// The scores: each score's partial sums decrypted and added, or its digits decrypted and
+    /// put together.
     public func decryptScores(_ outputs: [LweCiphertext]) throws(InferenceError) -> [Int] {
         guard outputs.count == plan.outputCount else {
             throw .sizeMismatch(what: "result ciphertexts", expected: plan.outputCount, found: outputs.count)
         }
-        let chunkCount = plan.chunks.count
-        return (0..<plan.scoreCount).map { k in
-            (0..<chunkCount).reduce(0) { $0 + Int(encryptor.decryptSigned(outputs[k * chunkCount + $1], delta: plan.scoreDelta)) }
+        switch plan.steps.last!.operation {
+        case .scoreDigits(let digits):
+            var next = 0
+            return (0..<digits.scoreCount).map { k in
+                let values = digits.digits[k].map { _ in
+                    defer { next += 1 }
+                    return Int(encryptor.decryptSigned(outputs[next], delta: digits.delta))
+                }
+                return digits.score(k, digits: values)
+            }
+        case .densePartialSums(let dense):
+            let chunkCount = dense.chunks.count
+            return (0..<dense.scoreCount).map { k in
+                (0..<chunkCount).reduce(0) { $0 + Int(encryptor.decryptSigned(outputs[k * chunkCount + $1], delta: dense.delta)) }
+            }
+        default:
+            preconditionFailure("plans end with the dense step")
         }
     }
 }

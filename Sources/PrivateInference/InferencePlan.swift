@@ -52,16 +52,20 @@ public struct InferencePlan: Sendable {
         /// log2 of the probability that one of its outputs decodes wrongly (union bound),
         /// floored at -999 (below that the figure says nothing more).
         public let failureLog2: Double
+        /// log2 of the largest probability that any one of its bootstraps or decodings goes
+        /// wrong: the per-bootstrap figure that parameter sets are published with.
+        public let worstFailureLog2: Double
         /// What the evaluator runs.
         public let operation: Operation
         /// The graph layers it computes: its outputs are theirs, encrypted.
         public let layers: Range<Int>
 
-        init(name: String, bootstraps: Int, failureLog2: Double, operation: Operation, layers: Range<Int>) {
+        init(name: String, bootstraps: Int, failureLog2: Double, worstFailureLog2: Double, operation: Operation, layers: Range<Int>) {
             self.name = name
             self.layers = layers
             self.bootstraps = bootstraps
             self.failureLog2 = max(failureLog2, -999)
+            self.worstFailureLog2 = max(worstFailureLog2, -999)
             self.operation = operation
         }
     }
@@ -74,8 +78,20 @@ public struct InferencePlan: Sendable {
         case orPool(OrPool)
         /// The sum of each window: linear.
         case sumPool(SumPool)
-        /// The scores' partial sums: linear; the result.
+        /// The scores' partial sums: linear; the result (``Answer/partialSums``).
         case densePartialSums(DensePartialSums)
+        /// The scores' base-B digits, summed exactly by rounds of bootstraps; the result
+        /// (``Answer/scores``).
+        case scoreDigits(ScoreDigits)
+    }
+
+    /// What the server returns.
+    public enum Answer: String, Sendable, Hashable, Codable, CaseIterable {
+        /// The dense layer's partial sums, which the client adds: no bootstrap, but the client
+        /// sees pieces of each score.
+        case partialSums = "partial-sums"
+        /// Each score's base-B digits and nothing else (``ScoreDigits``): bootstraps on the server.
+        case scores
     }
 
     /// A convolution with small integer weights over ±1 inputs at `inputDelta`, then sign at
@@ -154,17 +170,16 @@ public struct InferencePlan: Sendable {
         case packed(transportBits: Int)
     }
 
-    /// The result step: the scores' partial sums.
-    public var result: DensePartialSums {
-        guard case .densePartialSums(let dense) = steps.last!.operation else { preconditionFailure("plans end with the dense step") }
-        return dense
+    /// What the server returns.
+    public var answer: Answer {
+        if case .scoreDigits = steps.last!.operation { return .scores }
+        return .partialSums
     }
-    /// The scale of the returned partial scores.
-    public var scoreDelta: UInt64 { result.delta }
-    /// The feature ranges of the partial sums of each score.
-    public var chunks: [Range<Int>] { result.chunks }
     /// The number of scores.
-    public var scoreCount: Int { result.scoreCount }
+    public var scoreCount: Int { graph.outputCount }
+    /// The name a server lists this plan under: the model's, with `@scores` when the answer
+    /// holds only the scores' digits.
+    public var servedName: String { answer == .scores ? "\(modelName)@\(Answer.scores.rawValue)" : modelName }
     /// Values per record, before the client's encoding.
     public var recordSize: Int { graph.inputShape.count }
 
@@ -178,41 +193,58 @@ public struct InferencePlan: Sendable {
 
     /// How the result travels, in words.
     public var resultDescription: String {
+        let values: String
+        switch steps.last!.operation {
+        case .scoreDigits(let digits): values = "\(outputCount) base-\(digits.base) digits of the scores"
+        default: values = "\(outputCount) partial sums"
+        }
         switch resultEncoding {
-        case .roundedList: "\(outputCount) partial sums as LWE ciphertexts with 16-bit words"
+        case .roundedList: return "\(values) as LWE ciphertexts with 16-bit words"
         case .packed(let bits):
-            "\(outputCount) partial sums packed into \(PackedLweList.glweCount(values: outputCount, parameters: parameters)) GLWE(s) "
+            return "\(values) packed into \(PackedLweList.glweCount(values: outputCount, parameters: parameters)) GLWE(s) "
                 + "(k'=\(parameters.packing.glweDimension), N'=\(parameters.packing.polynomialSize)), \(bits)-bit words"
         }
     }
 
     /// Bootstraps per inference.
     public var bootstrapsPerInference: Int { steps.reduce(0) { $0 + $1.bootstraps } }
-    /// Ciphertexts returned per inference (score by score, chunk by chunk).
-    public var outputCount: Int { scoreCount * chunks.count }
+    /// Ciphertexts returned per inference (score by score, partial sum by partial sum or digit by digit).
+    public var outputCount: Int {
+        switch steps.last!.operation {
+        case .densePartialSums(let dense): dense.scoreCount * dense.chunks.count
+        case .scoreDigits(let digits): digits.outputCount
+        default: preconditionFailure("plans end with the dense step")
+        }
+    }
     /// log2 of the probability that an inference decodes anything wrongly.
     public var failureLog2: Double {
         let total = steps.reduce(0.0) { $0 + exp2($1.failureLog2) }
         return total > 0 ? log2(total) : steps.map(\.failureLog2).min() ?? -.infinity
     }
 
-    /// Every plan keeps each decoding's failure probability below this.
+    /// log2 of the largest probability that any one bootstrap or decoding goes wrong.
+    public var worstFailureLog2: Double { steps.map(\.worstFailureLog2).max() ?? -.infinity }
+
+    /// Every plan keeps each bootstrap's and decoding's failure probability below this; a plan
+    /// that answers with partial sums keeps the whole inference's below it too.
     public static let failureTargetLog2 = -128.0
 
-    /// Compiles a bundled or loaded model for parameter set `parameters` (tfhe-rs's 4-bit set by default).
-    public init(model: ModelFile, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
+    /// Compiles a bundled or loaded model for parameter set `parameters` (tfhe-rs's 4-bit set by
+    /// default), answering with `answer`.
+    public init(model: ModelFile, parameters: TFHEParameters = .integer4Bit128, answer: Answer = .partialSums) throws(InferenceError) {
         let graph: ModelGraph
         do {
             graph = try model.graph()
         } catch {
             throw .unsupportedModel("\(model.name): \(error)")
         }
-        try self.init(modelName: model.name, graph: graph, parameters: parameters)
+        try self.init(modelName: model.name, graph: graph, parameters: parameters, answer: answer)
     }
 
     /// Compiles `graph` for parameter set `parameters`: its layers, in order, become the steps;
     /// the first layer that `pbs` mode cannot run is named in the error.
-    public init(modelName: String, graph: ModelGraph, parameters: TFHEParameters = .integer4Bit128) throws(InferenceError) {
+    public init(modelName: String, graph: ModelGraph, parameters: TFHEParameters = .integer4Bit128,
+                answer: Answer = .partialSums) throws(InferenceError) {
         do {
             reference = try graph.integerReference()
         } catch {
@@ -226,6 +258,10 @@ public struct InferencePlan: Sendable {
         let noise = NoiseModel(parameters)
         let torus = Double.pow2(64)
         guard let convolution = layers.convolution else {
+            guard answer == .partialSums else {
+                throw .unsupportedModel("\(modelName): score digits are summed from bootstrapped features; this network has no "
+                    + "convolution to bootstrap (its answer is its partial sums)")
+            }
             // Binarize → dense (the perceptron): nothing to bootstrap; the inputs feed the result.
             inputKey = .big
             let dense = try DensePlan(weights: layers.dense.rows, bias: layers.dense.bias, featureVariance: noise.freshVariance,
@@ -233,7 +269,7 @@ public struct InferencePlan: Sendable {
             inputDelta = dense.featureDelta
             resultEncoding = .roundedList
             steps = [Step(name: "dense \(inputCount) → \(layers.dense.bias.count) (linear, \(dense.chunks.count) partial sum(s))",
-                          bootstraps: 0, failureLog2: dense.failureLog2,
+                          bootstraps: 0, failureLog2: dense.failureLog2, worstFailureLog2: dense.worstFailureLog2,
                           operation: .densePartialSums(.init(weights: layers.dense.rows.flatMap { $0 }, bias: layers.dense.bias,
                                                              chunks: dense.chunks, delta: dense.delta)),
                           layers: 1..<2)]
@@ -250,7 +286,7 @@ public struct InferencePlan: Sendable {
         let weightNorm = (0..<c.filterCount).map { f in
             c.weights[(f * area)..<((f + 1) * area)].reduce(0.0) { $0 + Double($1 * $1) }
         }.max()!.squareRoot()
-        let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: weightNorm, margin: 1.0 / 64) + log2(Double(neurons * levels))
+        let convolutionFailure = noise.smallKeyInputFailureLog2(inputNorm: weightNorm, margin: 1.0 / 64)
         // OR of p² signs: Σ a_i + (p² − 1) ∈ [−1, 2p² − 1], so the scale is below 1/(2(2p² − 1)).
         let poolDelta: UInt64? = layers.pool.flatMap { pool in
             guard pool.kind == .max else { return nil }
@@ -264,35 +300,54 @@ public struct InferencePlan: Sendable {
         // bounds. OR pooling bootstraps again, so its features are independent.
         let summed = layers.pool.map { $0.kind == .sum ? $0.window * $0.window : 1 } ?? 1
         let correlation = NoiseModel.multiValueVarianceFactor(readings: poolDelta != nil ? 1 : levels)
-        let (dense, bits) = try DensePlan.packed(weights: layers.dense.rows, bias: layers.dense.bias, featureMagnitude: summed,
-                                                 featureVariance: Double(summed) * correlation * noise.bootstrapOutputVariance,
-                                                 noise: noise)
+        let featureVariance = Double(summed) * correlation * noise.bootstrapOutputVariance
+        let denseName = "dense \(layers.dense.rows[0].count) → \(layers.dense.bias.count)"
+        let denseLayers = (graph.layers.count - 1)..<graph.layers.count
+        let featureDelta: UInt64, denseStep: Step
+        switch answer {
+        case .partialSums:
+            let (dense, bits) = try DensePlan.packed(weights: layers.dense.rows, bias: layers.dense.bias, featureMagnitude: summed,
+                                                     featureVariance: featureVariance, noise: noise)
+            featureDelta = dense.featureDelta
+            resultEncoding = .packed(transportBits: bits)
+            denseStep = Step(name: "\(denseName) (linear, \(dense.chunks.count) partial sums per class)", bootstraps: 0,
+                             failureLog2: dense.failureLog2, worstFailureLog2: dense.worstFailureLog2,
+                             operation: .densePartialSums(.init(weights: layers.dense.rows.flatMap { $0 }, bias: layers.dense.bias,
+                                                                chunks: dense.chunks, delta: dense.delta)),
+                             layers: denseLayers)
+        case .scores:
+            let digits = try ScoreDigits(weights: layers.dense.rows, bias: layers.dense.bias, featureMagnitude: summed,
+                                         featureNormSquared: Double(summed) * correlation, noise: noise)
+            featureDelta = digits.featureDelta
+            resultEncoding = .packed(transportBits: digits.transportBits)
+            denseStep = Step(name: "\(denseName) into base-\(digits.base) score digits (\(digits.rounds.count) rounds of merges)",
+                             bootstraps: digits.bootstraps, failureLog2: digits.failureLog2,
+                             worstFailureLog2: digits.worstFailureLog2, operation: .scoreDigits(digits),
+                             layers: denseLayers)
+        }
         let activationName = levels == 1 ? "sign" : "\(levels) signs (one bootstrap read at \(levels) coefficients)"
         let convolutionName = c.weights.allSatisfy { $0 == 1 || $0 == -1 } ? "binarized conv" : "integer conv"
         var planned = [Step(name: "\(convolutionName) \(c.filterCount)×\(c.kernelSide)×\(c.kernelSide) + \(activationName)",
-                            bootstraps: neurons, failureLog2: convolutionFailure,
-                            operation: .signConvolution(c.scaled(input: inputDelta, output: poolDelta ?? dense.featureDelta)),
+                            bootstraps: neurons, failureLog2: convolutionFailure + log2(Double(neurons * levels)),
+                            worstFailureLog2: convolutionFailure,
+                            operation: .signConvolution(c.scaled(input: inputDelta, output: poolDelta ?? featureDelta)),
                             layers: 1..<3)]
         if let pool = layers.pool {
             let p = pool.window
             if let poolDelta {
                 let features = layers.dense.rows[0].count
+                let orFailure = noise.failureLog2(inputNorm: Double(p), margin: Double(poolDelta) / torus)
                 planned.append(Step(name: "max pool \(p)×\(p) (OR of signs)", bootstraps: features,
-                                    failureLog2: noise.failureLog2(inputNorm: Double(p), margin: Double(poolDelta) / torus) + log2(Double(features)),
+                                    failureLog2: orFailure + log2(Double(features)), worstFailureLog2: orFailure,
                                     operation: .orPool(.init(input: convolutionShape, window: p, inputDelta: poolDelta,
-                                                             outputDelta: dense.featureDelta)),
+                                                             outputDelta: featureDelta)),
                                     layers: 3..<4))
             } else {
-                planned.append(Step(name: "sum pool \(p)×\(p) (linear)", bootstraps: 0, failureLog2: -.infinity,
+                planned.append(Step(name: "sum pool \(p)×\(p) (linear)", bootstraps: 0, failureLog2: -.infinity, worstFailureLog2: -.infinity,
                                     operation: .sumPool(.init(input: convolutionShape, window: p)), layers: 3..<4))
             }
         }
-        planned.append(Step(name: "dense \(layers.dense.rows[0].count) → \(layers.dense.bias.count) (linear, \(dense.chunks.count) partial sums per class)",
-                            bootstraps: 0, failureLog2: dense.failureLog2,
-                            operation: .densePartialSums(.init(weights: layers.dense.rows.flatMap { $0 }, bias: layers.dense.bias,
-                                                               chunks: dense.chunks, delta: dense.delta)),
-                            layers: (graph.layers.count - 1)..<graph.layers.count))
-        resultEncoding = .packed(transportBits: bits)
+        planned.append(denseStep)
         steps = planned
     }
 
@@ -437,6 +492,8 @@ struct DensePlan {
     var featureDelta: UInt64 { delta }
     let chunks: [Range<Int>]
     let failureLog2: Double
+    /// One partial sum's.
+    let worstFailureLog2: Double
 
     /// `resultVariance` is the noise the result picks up on its way to the client (the rounding
     /// of `serializedRounded`), added to every partial sum. The search starts at `fewestChunks`:
@@ -462,11 +519,13 @@ struct DensePlan {
             let delta = UInt64(Double.pow2(64) / (2 * largest + 2))
             let margin = Double(delta) / 2 / Double.pow2(64)
             let sigma = (featureVariance * normSquared + resultVariance).squareRoot()
-            let failure = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot())) + log2(Double(weights.count * count))
+            let worst = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot()))
+            let failure = worst + log2(Double(weights.count * count))
             if failure <= InferencePlan.failureTargetLog2 {
                 self.delta = delta
                 chunks = ranges
                 failureLog2 = failure
+                worstFailureLog2 = worst
                 return
             }
         }

@@ -68,6 +68,7 @@ public struct PBSInferenceEvaluator: InferenceBackendServer {
         case .orPool(let pool): orPool(values, pool, progress: progress)
         case .sumPool(let pool): sumPool(values, pool)
         case .densePartialSums(let dense): partialSums(values, dense)
+        case .scoreDigits(let digits): scoreDigits(values, digits, progress: progress)
         }
     }
 
@@ -139,6 +140,40 @@ public struct PBSInferenceEvaluator: InferenceBackendServer {
             for j in chunks[g] where weights[k * count + j] != 0 { sum.add(features[j], times: Int64(weights[k * count + j])) }
             return sum
         }
+    }
+
+    /// The scores' digits: the plan's merges, round by round, each round's bootstraps on all
+    /// cores; returns every score's digits, lowest first.
+    func scoreDigits(_ features: [LweCiphertext], _ plan: ScoreDigits, progress: Progress) -> [LweCiphertext] {
+        let parameters = self.plan.parameters, base = plan.base, m = plan.featureMagnitude
+        let digit = LookupTable(parameters: parameters) { $0 % base }, carry = LookupTable(parameters: parameters) { $0 / base }
+        let dimension = features[0].dimension, featureDelta = plan.featureDelta
+        var blocks = [LweCiphertext?](repeating: nil, count: plan.blockCount)
+        for (r, round) in plan.rounds.enumerated() {
+            let written = blocks
+            let sums: [LweCiphertext] = ParallelWork.map(round.count) { i in
+                switch round[i].input {
+                case .features(_, let terms):
+                    // Σ (w·f + |w|·m)/2 at Δ: the features come at Δ/2.
+                    let reach = terms.reduce(0) { $0 + abs($1.weight) } * m
+                    var sum = LweCiphertext.trivial(dimension: dimension, body: UInt64(reach) &* featureDelta)
+                    for term in terms { sum.add(features[term.feature], times: Int64(term.weight)) }
+                    return sum
+                case .blocks(let inputs):
+                    return inputs.dropFirst().reduce(into: written[inputs[0]]!) { $0.add(written[$1]!) }
+                }
+            }
+            let name = "score digits, round \(r + 1)/\(plan.rounds.count)"
+            for (i, output) in bootstrapLayer(count: round.count, table: digit, name: name, progress: progress, { (sums[$0], [0]) }).enumerated() {
+                blocks[round[i].digit] = output[0]
+            }
+            let carrying = round.indices.filter { round[$0].carry != nil }
+            for (i, output) in bootstrapLayer(count: carrying.count, table: carry, name: name + " carries", progress: progress,
+                                              { (sums[carrying[$0]], [0]) }).enumerated() {
+                blocks[round[carrying[i]].carry!] = output[0]
+            }
+        }
+        return plan.digits.flatMap { $0.map { blocks[$0]! } }
     }
 
     /// Bootstraps every neuron of a layer through `table` on all cores, in blocks, reporting

@@ -62,7 +62,8 @@ public struct BootstrapCosts: Sendable, Hashable {
 }
 
 /// The planner's choice of TFHE parameter set for a model: every secure (128-bit) set is
-/// compiled; a set whose plan cannot decode every value with failure below 2^-128, or whose
+/// compiled; a set whose plan has a bootstrap or decoding that fails with probability above
+/// 2^-128 (the criterion parameter sets are published with), or whose
 /// result or evaluation key exceeds the limits, is set aside with the reason; of the rest, the
 /// one with the lowest predicted server time wins (ties: the smaller evaluation key, then the
 /// smaller result, then the earlier set).
@@ -107,10 +108,10 @@ public struct ParameterChoice: Sendable {
     public let predictedSeconds: Double
 
     /// Weighs every secure set for `graph`; throws, naming each set's reason, when none fits.
-    public init(modelName: String, graph: ModelGraph, limits: Limits = Limits(), costs: BootstrapCosts = .referenceMachine,
-                threads: Int = ProcessInfoCores.active) throws(InferenceError) {
+    public init(modelName: String, graph: ModelGraph, answer: InferencePlan.Answer = .partialSums, limits: Limits = Limits(),
+                costs: BootstrapCosts = .referenceMachine, threads: Int = ProcessInfoCores.active) throws(InferenceError) {
         candidates = TFHEParameters.secureSets.map { parameters in
-            Candidate(parameters: parameters, outcome: Self.weigh(modelName: modelName, graph: graph, parameters: parameters,
+            Candidate(parameters: parameters, outcome: Self.weigh(modelName: modelName, graph: graph, parameters: parameters, answer: answer,
                                                                    limits: limits, costs: costs, threads: threads))
         }
         let fitting = candidates.enumerated().compactMap { index, candidate -> (plan: InferencePlan, seconds: Double, rank: [Double])? in
@@ -129,27 +130,27 @@ public struct ParameterChoice: Sendable {
     }
 
     /// A model file's graph, weighed.
-    public init(model: ModelFile, limits: Limits = Limits(), costs: BootstrapCosts = .referenceMachine,
-                threads: Int = ProcessInfoCores.active) throws(InferenceError) {
+    public init(model: ModelFile, answer: InferencePlan.Answer = .partialSums, limits: Limits = Limits(),
+                costs: BootstrapCosts = .referenceMachine, threads: Int = ProcessInfoCores.active) throws(InferenceError) {
         let graph: ModelGraph
         do {
             graph = try model.graph()
         } catch {
             throw .unsupportedModel("\(model.name): \(error)")
         }
-        try self.init(modelName: model.name, graph: graph, limits: limits, costs: costs, threads: threads)
+        try self.init(modelName: model.name, graph: graph, answer: answer, limits: limits, costs: costs, threads: threads)
     }
 
-    private static func weigh(modelName: String, graph: ModelGraph, parameters: TFHEParameters, limits: Limits,
-                              costs: BootstrapCosts, threads: Int) -> Candidate.Outcome {
+    private static func weigh(modelName: String, graph: ModelGraph, parameters: TFHEParameters, answer: InferencePlan.Answer,
+                              limits: Limits, costs: BootstrapCosts, threads: Int) -> Candidate.Outcome {
         let plan: InferencePlan
         do {
-            plan = try InferencePlan(modelName: modelName, graph: graph, parameters: parameters)
+            plan = try InferencePlan(modelName: modelName, graph: graph, parameters: parameters, answer: answer)
         } catch {
             return .setAside("\(error)")
         }
-        if plan.failureLog2 > InferencePlan.failureTargetLog2 {
-            return .setAside(String(format: "p-fail 2^%.1f per inference is above 2^%.0f", plan.failureLog2, InferencePlan.failureTargetLog2))
+        if plan.worstFailureLog2 > InferencePlan.failureTargetLog2 {
+            return .setAside(String(format: "p-fail 2^%.1f per bootstrap is above 2^%.0f", plan.worstFailureLog2, InferencePlan.failureTargetLog2))
         }
         if plan.resultBytes > limits.maximumResultBytes {
             return .setAside("a \(plan.resultBytes)-byte result is above the \(limits.maximumResultBytes)-byte limit")

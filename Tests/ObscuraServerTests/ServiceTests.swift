@@ -67,6 +67,32 @@ struct ServiceTests {
         await server.stop()
     }
 
+    @Test("a model served as NAME@scores answers with its scores' digits only: exact scores through HTTP, the listing says so; a client expecting partial sums is refused")
+    func scoresOnlyServed() async throws {
+        let tiny = Fixtures.tinyPlan
+        let scoresPlan = try InferencePlan(modelName: tiny.modelName, graph: tiny.graph, answer: .scores)
+        let registry = ModelRegistry([ServedModelEntry(plan: scoresPlan, task: "random 8×8 images, 3 classes (test model)", dataset: "random",
+                                                       inputShape: [1, 8, 8], integerAccuracy: 0)])
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), models: registry)
+        let listed = try #require(try await service.models().first)
+        #expect(listed.name == "tiny-cnn@scores" && listed.answer == "scores" && listed.outputCiphertexts == scoresPlan.outputCount)
+        #expect(listed.bootstrapsPerInference > tiny.bootstrapsPerInference)
+        var classifier = try await PrivateClassifier.connect(to: service, plan: scoresPlan, secretKey: Fixtures.secretKey)
+        for seed in [4, 5] as [UInt64] {
+            let image = Fixtures.image(seed)
+            let prediction = try await classifier.classify(image[...])
+            #expect(prediction.scores == tiny.referenceScores(image[...]), "image \(seed)")
+        }
+        await #expect(throws: ServiceClientError.self) {
+            _ = try await PrivateClassifier.connect(to: service, plan: tiny, secretKey: Fixtures.secretKey)
+        }
+        await server.stop()
+        // Specifications: @scores on a TFHE model; an RLWE variant on one is refused, naming it.
+        let fast = try ModelCatalog.load("fast-mnist")
+        #expect(try ModelRegistry.entry(for: "fast-mnist@scores", model: fast).listing.answer == "scores")
+        #expect(throws: ModelRegistryError.self) { try ModelRegistry.entry(for: "fast-mnist@latency-bfv", model: fast) }
+    }
+
     @Test("bad inputs: a clear 4xx with a JSON error each, and nothing stored changes")
     func badInputs() async throws {
         let directory = Fixtures.temporaryDirectory()

@@ -148,15 +148,18 @@ struct PBSInferenceTests {
         sumPooled.denseWeights = sumPooled.integer.denseWeights.map(Float.init)
         sumPooled.shape.pooling = .sum
         let mnist = try Dataset.mnist(folder: SharedData.root + "/mnist")
-        let cases: [(ModelGraph, ArraySlice<Float>)] = [
-            (Self.tinyNetwork().graph, (0..<64).map { Float($0 % 9) / 8 }[...]),
-            (sumPooled.graph, (0..<64).map { Float($0 % 5) / 4 }[...]),
-            (Self.integerWeightGraph(), (0..<64).map { Float(($0 * 7) % 11) / 10 }[...]),
-            (try ModelCatalog.load("fast-mnist").graph(), mnist.sample(8002)),
+        let cases: [(ModelGraph, ArraySlice<Float>, InferencePlan.Answer)] = [
+            (Self.tinyNetwork().graph, (0..<64).map { Float($0 % 9) / 8 }[...], .partialSums),
+            (sumPooled.graph, (0..<64).map { Float($0 % 5) / 4 }[...], .partialSums),
+            (Self.integerWeightGraph(), (0..<64).map { Float(($0 * 7) % 11) / 10 }[...], .partialSums),
+            (try ModelCatalog.load("fast-mnist").graph(), mnist.sample(8002), .partialSums),
+            (Self.tinyNetwork().graph, (0..<64).map { Float($0 % 7) / 6 }[...], .scores),
+            (sumPooled.graph, (0..<64).map { Float($0 % 3) / 2 }[...], .scores),
+            (Self.integerWeightGraph(), (0..<64).map { Float(($0 * 5) % 11) / 10 }[...], .scores),
         ]
         let encryptor = Encryptor(secretKey: SecureKeys.secret)
-        for (graph, record) in cases {
-            let plan = try InferencePlan(modelName: "steps", graph: graph)
+        for (graph, record, answer) in cases {
+            let plan = try InferencePlan(modelName: "steps", graph: graph, answer: answer)
             var client = InferenceClient(plan: plan, secretKey: SecureKeys.secret)
             let server = try PBSInferenceEvaluator(plan: plan, key: SecureKeys.evaluation)
             var values = try client.encrypt(record).map { $0.expanded() }
@@ -173,6 +176,17 @@ struct PBSInferenceTests {
                     delta = dense.delta
                     let partial = decrypted(), chunks = dense.chunks.count
                     #expect((0..<dense.scoreCount).map { k in partial[(k * chunks)..<((k + 1) * chunks)].reduce(0, +) } == expected, "\(step.name)")
+                    continue
+                case .scoreDigits(let digits):
+                    delta = digits.delta
+                    let values = decrypted().map { Int($0) }
+                    #expect(values.allSatisfy { (0..<digits.base).contains($0) }, "\(step.name): digits \(values)")
+                    var next = 0
+                    let scores = digits.digits.indices.map { k in
+                        defer { next += digits.digits[k].count }
+                        return digits.score(k, digits: Array(values[next..<(next + digits.digits[k].count)]))
+                    }
+                    #expect(scores.map { Int128($0) } == expected, "\(step.name)")
                     continue
                 }
                 #expect(decrypted() == expected, "\(step.name)")

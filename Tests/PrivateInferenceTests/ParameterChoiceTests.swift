@@ -23,7 +23,7 @@ struct ParameterChoiceTests {
         for candidate in choice.candidates {
             switch candidate.outcome {
             case .fits(let plan, let seconds):
-                #expect(plan.parameters == candidate.parameters && plan.failureLog2 <= InferencePlan.failureTargetLog2)
+                #expect(plan.parameters == candidate.parameters && plan.worstFailureLog2 <= InferencePlan.failureTargetLog2)
                 #expect(plan.resultBytes <= 64 << 10 && seconds > 0)
                 fitting.append((plan, seconds))
             case .setAside(let reason):
