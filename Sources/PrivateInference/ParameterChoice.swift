@@ -41,15 +41,15 @@ public struct BootstrapCosts: Sendable, Hashable {
         return parameters.groupingFactor > 1 ? "pbs_\(bits)bit_mb\(parameters.groupingFactor)" : "pbs_\(bits)bit"
     }
 
-    /// Medians of five interleaved `obscura bench tfhe --runs 11` runs on the reference machine
-    /// (the 2-core x86_64 machine the README's figures come from), 2026-12-03; `int6-128` from
-    /// one run. Per run, `int4-128` took 10.2-14.2 ms and `int4-128-mb4` 9.7-11.1 ms, faster in
-    /// four runs of five.
+    /// Medians of five interleaved `obscura bench tfhe --runs 11 --skip-6bit` runs on the
+    /// reference machine (the 2-core x86_64 machine the README's figures come from), 2026-12-03,
+    /// with 16 bootstraps a batch; `int6-128` from one earlier run at 8 a batch. Per run,
+    /// `int4-128` took 10.5-12.6 ms and `int4-128-mb4` 8.5-10.2 ms, faster in every run.
     public static let referenceMachine = BootstrapCosts(
-        bootstrapMilliseconds: ["int2-128": 7.88, "int4-128": 12.64, "int6-128": 134.5,
-                                "int4-128-mb2": 20.81, "int4-128-mb3": 14.31, "int4-128-mb4": 9.75],
-        packingMilliseconds: ["int2-128": 7.90, "int4-128": 15.56, "int6-128": 106.4,
-                              "int4-128-mb2": 39.09, "int4-128-mb3": 18.76, "int4-128-mb4": 14.57],
+        bootstrapMilliseconds: ["int2-128": 7.20, "int4-128": 10.66, "int6-128": 134.5,
+                                "int4-128-mb2": 17.56, "int4-128-mb3": 13.07, "int4-128-mb4": 9.05],
+        packingMilliseconds: ["int2-128": 8.41, "int4-128": 16.53, "int6-128": 106.4,
+                              "int4-128-mb2": 41.77, "int4-128-mb3": 15.00, "int4-128-mb4": 14.54],
         source: "obscura bench tfhe --runs 11, medians of five interleaved runs on the 2-core reference machine, 2026-12-03")
 
     /// Predicted server seconds for a plan on `threads` cores (bootstraps spread evenly).
