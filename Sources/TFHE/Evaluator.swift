@@ -49,8 +49,8 @@ public final class Evaluator {
 
     /// How many bootstraps ``bootstrap(_:table:coefficients:)`` runs together. The keys are far
     /// larger than the caches (int4-128: a 60 MB Fourier bootstrapping key and a 30 MB
-    /// key-switching key; int4-128-mb4: 233 MB of multi-bit key), so a batch reads each key row
-    /// from memory once for all of its members. 16 members keep a batch's accumulators (1 MB
+    /// key-switching key; int4-128-mb4: 264 MB of keys in memory), so a batch reads each key row
+    /// from memory once for all of its members. 16 members keep a batch's scratch (about 1.5 MB
     /// on mb4) inside a 2 MiB L2; measured on `fast-mnist` with mb4, 8 images per run, two
     /// interleaved runs each: 5.38 / 5.20 s median at 8 members, 4.05 / 4.71 s at 16,
     /// 3.73 / 5.05 s at 32.
