@@ -39,7 +39,7 @@ public struct PrivateClassifier: Sendable {
         }
         guard served.parameterSet == plan.parameters.name, served.inputCiphertexts == plan.inputCount,
               served.outputCiphertexts == plan.outputCount, served.bootstrapsPerInference == plan.bootstrapsPerInference,
-              served.answer == plan.answer.rawValue else {
+              (served.answer ?? InferencePlan.Answer.partialSums.rawValue) == plan.answer.rawValue else {
             throw ServiceClientError.unexpectedResponse("the server's \(name) differs from the local model file")
         }
         let client = InferenceClient(plan: plan, secretKey: secretKey)

@@ -101,8 +101,9 @@ public struct ModelRegistry: Sendable {
 
     /// The named models (bundled names or model files). A polynomial network may carry
     /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@throughput-ckks`), a TFHE
-    /// CNN `@scores` (its answer holds only the scores' digits, ``InferencePlan/Answer/scores``);
-    /// either is served under the whole specification. A model no backend can run is an error naming it.
+    /// CNN `@scores` (its answer holds only the scores' digits, ``InferencePlan/Answer/scores``).
+    /// An RLWE variant is served under the whole specification, a scores-only model as
+    /// `MODEL@scores` (``InferencePlan/servedName``). A model no backend can run is an error naming it.
     public static func loading(_ specifications: [String]) throws -> ModelRegistry {
         var entries: [ServedModelEntry] = []
         for specification in specifications {

@@ -225,8 +225,9 @@ public struct InferencePlan: Sendable {
     /// log2 of the largest probability that any one bootstrap or decoding goes wrong.
     public var worstFailureLog2: Double { steps.map(\.worstFailureLog2).max() ?? -.infinity }
 
-    /// Every plan keeps each bootstrap's and decoding's failure probability below this; a plan
-    /// that answers with partial sums keeps the whole inference's below it too.
+    /// Every plan keeps each bootstrap's and decoding's failure probability below this (a plan
+    /// that would not is refused); a plan that answers with partial sums keeps the whole
+    /// inference's below it too.
     public static let failureTargetLog2 = -128.0
 
     /// Compiles a bundled or loaded model for parameter set `parameters` (tfhe-rs's 4-bit set by
@@ -349,6 +350,10 @@ public struct InferencePlan: Sendable {
         }
         planned.append(denseStep)
         steps = planned
+        if let weak = planned.first(where: { $0.worstFailureLog2 > Self.failureTargetLog2 }) {
+            throw .unsupportedModel(String(format: "%@ on %@: %@ fails with p 2^%.1f per bootstrap, above 2^%.0f (choose another set)",
+                                           modelName, parameters.name, weak.name, weak.worstFailureLog2, Self.failureTargetLog2))
+        }
     }
 
     /// The integer reference's scores for a record: what decryption must reproduce exactly.

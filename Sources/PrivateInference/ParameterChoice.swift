@@ -23,8 +23,9 @@ public struct BootstrapCosts: Sendable, Hashable {
         self.source = source
     }
 
-    /// The figures of an `obscura bench tfhe --json` report (`pbs_<label>_batched_ms` and
-    /// `pbs_<label>_packing_ms_per_glwe` per set); sets the report lacks are left out.
+    /// The figures of an `obscura bench tfhe --json` report (`<label>_batched_ms` and
+    /// `<label>_packing_ms_per_glwe` per set, ``benchLabel(_:)``); sets the report lacks are left
+    /// out, and a set without a packing figure is planned with none (it packs a few GLWEs).
     public init(benchReport: [String: Double], source: String) {
         var bootstrap: [String: Double] = [:], packing: [String: Double] = [:]
         for parameters in TFHEParameters.secureSets {
@@ -62,8 +63,8 @@ public struct BootstrapCosts: Sendable, Hashable {
 }
 
 /// The planner's choice of TFHE parameter set for a model: every secure (128-bit) set is
-/// compiled; a set whose plan has a bootstrap or decoding that fails with probability above
-/// 2^-128 (the criterion parameter sets are published with), or whose
+/// compiled; a set that cannot run it (``InferencePlan`` refuses a plan with a bootstrap or
+/// decoding that fails with probability above 2^-128, the criterion sets are published with), or whose
 /// result or evaluation key exceeds the limits, is set aside with the reason; of the rest, the
 /// one with the lowest predicted server time wins (ties: the smaller evaluation key, then the
 /// smaller result, then the earlier set).
@@ -148,9 +149,6 @@ public struct ParameterChoice: Sendable {
             plan = try InferencePlan(modelName: modelName, graph: graph, parameters: parameters, answer: answer)
         } catch {
             return .setAside("\(error)")
-        }
-        if plan.worstFailureLog2 > InferencePlan.failureTargetLog2 {
-            return .setAside(String(format: "p-fail 2^%.1f per bootstrap is above 2^%.0f", plan.worstFailureLog2, InferencePlan.failureTargetLog2))
         }
         if plan.resultBytes > limits.maximumResultBytes {
             return .setAside("a \(plan.resultBytes)-byte result is above the \(limits.maximumResultBytes)-byte limit")

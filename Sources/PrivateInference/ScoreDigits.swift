@@ -102,12 +102,12 @@ public struct ScoreDigits: Sendable {
         guard m <= capacity else {
             throw .unsupportedModel("score digits on \(parameters.name) hold values up to \(capacity); features reach \(m)")
         }
-        // Each unit of weight costs a share of a bootstrap: a hostile weight must be an error, not millions of groups.
-        for (k, row) in rows.enumerated() {
-            let reach = row.reduce(0.0) { $0 + Double($1.magnitude) } * Double(m)
-            guard reach <= 0x1p24 else {
-                throw .unsupportedModel("score \(k): its weights reach \(reach), beyond the 2^24 that score digits sum (one merge per \(capacity))")
-            }
+        // Each unit of weight costs a share of a bootstrap: hostile weights must be an error, not
+        // millions of groups (real networks reach 2^14: fast-mnist's ten scores together 16,518).
+        let reach = rows.reduce(0.0) { total, row in total + row.reduce(0.0) { $0 + Double($1.magnitude) } } * Double(m)
+        guard reach <= 0x1p20 else {
+            throw .unsupportedModel("the dense weights reach \(reach) over all scores, beyond the 2^20 that score digits sum "
+                + "(one merge per \(capacity))")
         }
         let margin = 1 / Double(4 * p)
         // The client decodes each digit: one bootstrap output, the packing key switch, the transport rounding.
@@ -120,7 +120,8 @@ public struct ScoreDigits: Sendable {
             throw .unsupportedModel("score digits do not decode on \(parameters.name)")
         }
         let budget = Double(parameters.maxNoiseNorm * parameters.maxNoiseNorm)
-        for limit in stride(from: budget, through: 1, by: -1) {
+        // A group holds at least one unit of weight, so a limit below one feature's noise holds none.
+        for limit in stride(from: budget, through: max(1, featureNormSquared), by: -1) {
             let schedule = Schedule(rows: rows, m: m, base: base, capacity: capacity, featureNormSquared: featureNormSquared,
                                     groupNormSquared: limit)
             let bootstrapFailures = schedule.inputNormsSquared.map { noise.failureLog2(inputNorm: $0.squareRoot(), margin: margin) }
@@ -183,8 +184,8 @@ public struct ScoreDigits: Sendable {
                     while left > 0 {
                         // The largest part that keeps the group within P − 1 and the noise limit;
                         // a fresh group takes at least one unit (its noise is charged as it is).
-                        let byNoise = Int(((groupNormSquared - normSquared) / featureNormSquared).squareRoot() + 1e-9)
-                        var part = min(left, (capacity - reach) / m, max(0, byNoise))
+                        let byNoise = Int((max(0, groupNormSquared - normSquared) / featureNormSquared).squareRoot() + 1e-9)
+                        var part = min(left, (capacity - reach) / m, byNoise)
                         if part == 0 {
                             guard terms.isEmpty else { close(); continue }
                             part = 1
@@ -193,6 +194,9 @@ public struct ScoreDigits: Sendable {
                         reach += part * m
                         normSquared += Double(part * part) * featureNormSquared
                         left -= part
+                        // A feature's parts share its noise (their variances would add as (Σ part)²):
+                        // the rest of it goes to the next group, so a group holds a feature once.
+                        if left > 0 { close() }
                     }
                 }
                 close()

@@ -78,6 +78,14 @@ struct ParameterChoiceTests {
         #expect(reason.contains("no bootstrap cost"))
     }
 
+    @Test("the planner weighs score-digit plans too: a tiny CNN answering with its scores gets a set whose every bootstrap fails below 2^-128")
+    func scoresAnswer() throws {
+        let tiny = PBSInferenceTests.tinyNetwork()
+        let choice = try ParameterChoice(modelName: "tiny", graph: tiny.graph, answer: .scores)
+        #expect(choice.plan.answer == .scores && choice.plan.worstFailureLog2 <= InferencePlan.failureTargetLog2)
+        #expect(choice.plan.bootstrapsPerInference > (try InferencePlan(modelName: "tiny", graph: tiny.graph)).bootstrapsPerInference)
+    }
+
     @Test("costs read from an `obscura bench tfhe --json` report, by the labels the bench gives each set")
     func benchReportCosts() {
         let report = ["pbs_4bit_batched_ms": 10.5, "pbs_4bit_packing_ms_per_glwe": 15.0, "pbs_4bit_mb4_batched_ms": 9.5,

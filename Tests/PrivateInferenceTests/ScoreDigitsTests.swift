@@ -41,10 +41,27 @@ struct ScoreDigitsTests {
             let features = Int.random(in: 1...300, using: &random), largest = 2 * (p - 1) / m
             let rows = (0..<scores).map { _ in (0..<features).map { _ in Int.random(in: -largest...largest, using: &random) } }
             let bias = (0..<scores).map { _ in Int.random(in: -1000...1000, using: &random) }
-            let program = try ScoreDigits(weights: rows, bias: bias, featureMagnitude: m, featureNormSquared: 0.01, noise: noise)
-            // Features of the parity m gives: sums of m signs.
-            let values = (0..<features).map { _ in (0..<m).reduce(0) { sum, _ in sum + (Bool.random(using: &random) ? 1 : -1) } }
-            let digits = Self.runInTheClear(program, features: values, plaintextModulus: p)
+            // Noise from negligible to fast-mnist's (3 readings of one blind rotation: factor 2) and beyond.
+            let featureNoise = [0.01, 1, 2, 5][trial % 4]
+            let program = try ScoreDigits(weights: rows, bias: bias, featureMagnitude: m, featureNormSquared: featureNoise, noise: noise)
+            // Features of the parity m gives (sums of m signs): random, and the two extremes of every score's range.
+            let randomValues = (0..<features).map { _ in (0..<m).reduce(0) { sum, _ in sum + (Bool.random(using: &random) ? 1 : -1) } }
+            let highest = (0..<features).map { j in rows[0][j] >= 0 ? m : -m }, lowest = highest.map { -$0 }
+            for values in [randomValues, highest, lowest] {
+                let digits = Self.runInTheClear(program, features: values, plaintextModulus: p)
+                for k in 0..<scores {
+                    #expect(digits[k].allSatisfy { (0..<program.base).contains($0) }, "digits \(digits[k])")
+                    let expected = zip(rows[k], values).reduce(bias[k]) { $0 + $1.0 * $1.1 }
+                    #expect(program.score(k, digits: digits[k]) == expected, "trial \(trial), score \(k)")
+                }
+            }
+            // Each group holds a feature once, and its noise, recomputed here, fails below 2^-128.
+            for case .features(_, let terms) in program.rounds[0].map(\.input) {
+                #expect(Set(terms.map(\.feature)).count == terms.count, "a feature twice in one group")
+                let normSquared = terms.reduce(0.0) { $0 + Double($1.weight * $1.weight) } * featureNoise
+                #expect(noise.failureLog2(inputNorm: normSquared.squareRoot(), margin: 1 / Double(4 * p)) <= InferencePlan.failureTargetLog2)
+            }
+            let digits = Self.runInTheClear(program, features: randomValues, plaintextModulus: p)
             // The groups' terms add up to the weights: parts of a split weight keep its sign.
             for k in 0..<scores {
                 var summed = [Int](repeating: 0, count: features)
@@ -56,11 +73,7 @@ struct ScoreDigitsTests {
                 }
                 #expect(summed == rows[k], "trial \(trial), score \(k)")
             }
-            for k in 0..<scores {
-                #expect(digits[k].allSatisfy { (0..<program.base).contains($0) }, "digits \(digits[k])")
-                let expected = zip(rows[k], values).reduce(bias[k]) { $0 + $1.0 * $1.1 }
-                #expect(program.score(k, digits: digits[k]) == expected, "trial \(trial), score \(k)")
-            }
+            #expect(digits.count == scores)
             #expect(program.worstFailureLog2 <= InferencePlan.failureTargetLog2 && program.failureLog2 < -100)
             #expect(program.bootstraps == program.rounds.joined().reduce(0) { $0 + ($1.carry == nil ? 1 : 2) })
         }
@@ -78,8 +91,17 @@ struct ScoreDigitsTests {
         for (decrypted, reference) in try runEncrypted(plan, data, [8003]) { #expect(decrypted == reference) }
     }
 
-    @Test("refused: score digits for the perceptron (nothing to bootstrap), and a score whose weights reach beyond 2^24, named")
+    @Test("refused, with an error and no trap: score digits for the perceptron (nothing to bootstrap), weights reaching beyond 2^20, features noisier than a block's budget; a plan on a set whose bootstraps would fail above 2^-128")
     func refusals() throws {
+        #expect(throws: InferenceError.self) {
+            try ScoreDigits(weights: [[1, -1, 1]], bias: [0], featureMagnitude: 1, featureNormSquared: 26, noise: NoiseModel(.integer4Bit128))
+        }
+        do {
+            _ = try InferencePlan(model: try ModelCatalog.load("fast-mnist"), parameters: .integer2Bit128)
+            Issue.record("fast-mnist compiled on int2-128")
+        } catch {
+            #expect("\(error)".contains("per bootstrap, above 2^-128"), "\(error)")
+        }
         #expect(throws: InferenceError.self) {
             try InferencePlan(model: try ModelCatalog.load("paper-perceptron-cancer"), answer: .scores)
         }
@@ -88,7 +110,7 @@ struct ScoreDigitsTests {
                                 noise: NoiseModel(.integer4Bit128))
             Issue.record("a weight of -2^30 is summed into digits")
         } catch {
-            #expect("\(error)".contains("score 1: its weights reach"), "\(error)")
+            #expect("\(error)".contains("beyond the 2^20"), "\(error)")
         }
     }
 }
