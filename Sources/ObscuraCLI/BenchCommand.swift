@@ -1,5 +1,6 @@
 import ArgumentParser
 import ObscuraMath
+import PrivateInference
 import TFHE
 
 struct Bench: AsyncParsableCommand {
@@ -61,12 +62,12 @@ struct BenchTFHE: ParsableCommand {
         report.add("seeded_ciphertext_bytes",
                    Double(encryptor.encryptSeeded(plaintext: 0).serialized(parameters: gates).count), "bytes")
 
-        measurePBS(.integer2Bit128, label: "pbs_2bit", report: &report)
-        measurePBS(.integer4Bit128, label: "pbs_4bit", report: &report)
-        if !skip6Bit { measurePBS(.integer6Bit128, label: "pbs_6bit", report: &report) }
+        measurePBS(.integer2Bit128, report: &report)
+        measurePBS(.integer4Bit128, report: &report)
+        if !skip6Bit { measurePBS(.integer6Bit128, report: &report) }
         if !skipMultiBit {
             for parameters in TFHEParameters.secureSets where parameters.groupingFactor > 1 {
-                measurePBS(parameters, label: "pbs_4bit_mb\(parameters.groupingFactor)", report: &report)
+                measurePBS(parameters, report: &report)
             }
         }
         measureTransforms(report: &report)
@@ -74,7 +75,9 @@ struct BenchTFHE: ParsableCommand {
     }
 
     /// One-thread median of a bootstrap with a table over the whole message space.
-    private func measurePBS(_ parameters: TFHEParameters, label: String, report: inout Report) {
+    /// Figures are named by ``BootstrapCosts/benchLabel(_:)``, which is how the planner reads them back.
+    private func measurePBS(_ parameters: TFHEParameters, report: inout Report) {
+        let label = BootstrapCosts.benchLabel(parameters)
         let secret = SecretKey(parameters: parameters)
         let key = EvaluationKey(secret.makeEvaluationKey())
         let encryptor = Encryptor(secretKey: secret)
