@@ -16,6 +16,9 @@ public struct ModelImporter: Sendable {
         public let calibration: [(weightBits: Int, accuracy: Double)]
         /// The float network's accuracy on the calibration records.
         public let calibrationFloatAccuracy: Double
+        /// For a float ReLU network, rewritten for sign bootstraps: the rewrite chosen and what
+        /// each stage of it costs in accuracy.
+        public let signForm: SignFormReport?
     }
 
     /// Weight widths tried, narrowest first: narrower weights need smaller plaintext moduli.
@@ -24,6 +27,11 @@ public struct ModelImporter: Sendable {
     /// The integer form may lose at most this much accuracy to the float network on the
     /// calibration records; otherwise the widest candidate is kept and the loss reported.
     public static let accuracyLossAllowed = 0.005
+
+    /// A float ReLU network rewritten for sign bootstraps may lose this much on the
+    /// calibration records (binarizing the input alone costs MNIST networks about half a point);
+    /// the fewest levels within it are chosen.
+    public static let signFormLossAllowed = 0.0075
 
     /// Imports the ONNX file at `path` as `name`, trained on `datasetKind`'s data: the
     /// narrowest weights whose integer form keeps the float network's accuracy on the
@@ -42,7 +50,12 @@ public struct ModelImporter: Sendable {
         }
         if imported.carriesItsIntegers {
             return Result(model: file(try imported.network(), data: evaluation), imported: imported, quantization: nil,
-                          calibration: [], calibrationFloatAccuracy: 0)
+                          calibration: [], calibrationFloatAccuracy: 0, signForm: nil)
+        }
+        if !imported.isPolynomial {
+            let (graph, report) = try imported.signForm(calibration: calibration, allowedLoss: signFormLossAllowed)
+            return Result(model: file(.graph(graph), data: evaluation), imported: imported, quantization: nil, calibration: [],
+                          calibrationFloatAccuracy: report.stages[0].accuracy, signForm: report)
         }
         var results: [(weightBits: Int, accuracy: Double, network: ModelFile.Network)] = []
         var floatAccuracy = 0.0
@@ -57,6 +70,7 @@ public struct ModelImporter: Sendable {
         let chosen = results.last!
         return Result(model: file(chosen.network, data: evaluation), imported: imported,
                       quantization: PolynomialQuantization(weightBits: chosen.weightBits),
-                      calibration: results.map { ($0.weightBits, $0.accuracy) }, calibrationFloatAccuracy: floatAccuracy)
+                      calibration: results.map { ($0.weightBits, $0.accuracy) }, calibrationFloatAccuracy: floatAccuracy,
+                      signForm: nil)
     }
 }

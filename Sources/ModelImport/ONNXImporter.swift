@@ -65,21 +65,16 @@ public struct ImportedNetwork: Sendable {
 
     /// The network as a model file holds it: a ``PolynomialNetwork`` when it has only
     /// convolutions, dense layers, polynomial activations and average pooling (which becomes a
-    /// convolution), so that the RLWE backends run it; otherwise a ``ModelGraph`` whose
-    /// integer form is quantized post-training as `quantization` says.
+    /// convolution), so that the RLWE backends run it, its integer form quantized as
+    /// `quantization` says; a ``ModelGraph`` when it is quantization-aware (binarized input).
+    /// A float ReLU network needs calibration records: ``signForm(calibration:allowedLoss:)``.
     public func network(quantization: PolynomialQuantization = .init()) throws(ImportError) -> ModelFile.Network {
         guard inputShape.channels == 1, inputShape.height == inputShape.width else {
             throw .malformed("the input must be one square image channel, not \(inputShape)")
         }
         if case .binarize(let threshold)? = layers.first { return .graph(try binarizedGraph(threshold: threshold)) }
         var shape = inputShape
-        let polynomialOnly = layers.allSatisfy {
-            switch $0 {
-            case .relu, .maxPool, .sign, .quantize: false
-            default: true
-            }
-        }
-        if polynomialOnly {
+        if isPolynomial {
             var converted: [PolynomialNetwork.Layer] = []
             for layer in layers {
                 switch layer {
@@ -116,42 +111,35 @@ public struct ImportedNetwork: Sendable {
             }
             return .polynomialNetwork(network)
         }
-        var graphLayers: [GraphLayer] = [.fixedPoint(.init(levels: quantization.inputLevels))]
-        // An average pool is a sum pool whose 1/k² the next linear layer's float weights take.
-        var pendingScale: Float = 1
-        for layer in layers {
-            switch layer {
-            case .convolution(let c):
-                graphLayers.append(.convolution(.init(outputChannels: c.outputChannels, kernelSide: c.kernelSide, stride: c.stride,
-                                                      padding: c.padding, weights: c.weights.map { $0 * pendingScale }, bias: c.bias,
-                                                      integerWeights: [], integerBias: [])))
-                pendingScale = 1
-            case .dense(let d):
-                graphLayers.append(.dense(.init(outputCount: d.outputCount, weights: d.weights.map { $0 * pendingScale }, bias: d.bias,
-                                                integerWeights: [], integerBias: [])))
-                pendingScale = 1
-            case .relu: graphLayers.append(.relu)
-            case .maxPool(let k): graphLayers.append(.pool(.init(kind: .max, window: k)))
-            case .averagePool(let k):
-                graphLayers.append(.pool(.init(kind: .sum, window: k)))
-                pendingScale /= Float(k * k)
-            case .polynomial:
-                throw .malformed("a network with both ReLU or max pooling and polynomial activations is not supported")
-            case .sign, .binarize:
-                throw .malformed("sign activations need binarized inputs (Sign of the input minus a threshold, first)")
-            case .quantize:
-                throw .malformed("quantized activations (QuantizeLinear → DequantizeLinear on the data) are imported for networks "
-                    + "whose input is binarized (Sign of the input minus a threshold), which run on sign bootstraps")
+        throw .malformed("a float network with ReLU or max pooling is quantized for sign bootstraps with calibration records "
+            + "(ImportedNetwork.signForm, as `obscura import` does)")
+    }
+
+    /// Whether the network has only convolutions, dense layers, polynomial activations and
+    /// average pooling: the RLWE backends run it as it is.
+    public var isPolynomial: Bool {
+        layers.allSatisfy {
+            switch $0 {
+            case .relu, .maxPool, .sign, .quantize, .binarize: false
+            default: true
             }
         }
-        guard pendingScale == 1 else { throw .malformed("an average pool must be followed by a linear layer") }
-        do {
-            let graph = try ModelGraph.quantizing(inputShape: inputShape, layers: graphLayers, decision: .argmax,
-                                                  quantization: quantization)
-            _ = try graph.shapes()
-            return .graph(graph)
-        } catch {
-            throw .malformed("\(error)")
+    }
+}
+
+extension ImportedNetwork.Layer {
+    /// The layer's kind in a word (descriptions and errors list layers by it).
+    public var label: String {
+        switch self {
+        case .binarize: "binarize"
+        case .sign: "sign"
+        case .convolution: "conv"
+        case .dense: "dense"
+        case .polynomial: "poly"
+        case .relu: "relu"
+        case .maxPool: "max"
+        case .averagePool: "average"
+        case .quantize: "quantize"
         }
     }
 }

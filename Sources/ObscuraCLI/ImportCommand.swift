@@ -37,6 +37,11 @@ struct Import: ParsableCommand {
             print(String(format: "  calibration on %d training images: %d-bit weights, integer %.2f%% (float %.2f%%)",
                          min(calibrationRecords, training.count), bits, accuracy * 100, result.calibrationFloatAccuracy * 100))
         }
+        if let report = result.signForm {
+            print("  ReLU and max pooling run on sign bootstraps once rewritten (post-training, on \(min(calibrationRecords, training.count)) training images):")
+            for (stage, accuracy) in report.stages { print(String(format: "    %6.2f%%  %@", accuracy * 100, stage)) }
+            print("  chosen: \(report.chosen) (the fewest levels within \(ModelImporter.signFormLossAllowed * 100) points of the float network, else the most accurate)")
+        }
         try result.model.save(path: out)
         print("wrote \(out)")
         try describeModelFile(result.model)

@@ -16,12 +16,14 @@ struct InferenceOptions: ParsableArguments {
     var mode: InferenceMode = .pbs
     @Option(help: "Bitwise mode's circuits: paper (as published) or fast (majority carries, fewer bootstraps).")
     var circuit: CircuitMethod = .paper
-    @Option(help: "pbs mode's TFHE parameter set: auto (the planner's choice: the fastest set whose result fits 64 KiB) or one of \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
+    @Option(help: "pbs mode's TFHE parameter set: auto (the planner's choice: the fastest set whose result fits --max-result-kib) or one of \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")).")
     var parameters = "auto"
     @Option(help: "pbs mode's answer: partial-sums (the client adds the dense layer's partial sums) or scores (the server sums them into each score's digits, with bootstraps; the client sees only the scores).")
     var answer: InferencePlan.Answer = .partialSums
     @Option(help: "With --parameters auto: the per-bootstrap costs to plan with, an `obscura bench tfhe --json` report (default: the reference machine's).")
     var bootstrapCosts: String?
+    @Option(help: "With --parameters auto: the largest result, in KiB, that a set may return per inference.")
+    var maxResultKib = 64
 
     func validate() throws {
         if let images, images < 1 { throw ValidationError("--images must be at least 1") }
@@ -29,19 +31,21 @@ struct InferenceOptions: ParsableArguments {
             throw ValidationError("--parameters: no secure set is named \(parameters) (known: auto, \(TFHEParameters.secureSets.map(\.name).joined(separator: ", ")))")
         }
         if bootstrapCosts != nil, parameters != "auto" { throw ValidationError("--bootstrap-costs goes with --parameters auto") }
+        guard (1...(1 << 20)).contains(maxResultKib) else { throw ValidationError("--max-result-kib must be 1…1048576") }
     }
 
     /// What `--parameters` asks for (checked by `validate`).
     func parameterSelection() throws -> LocalInference.ParameterSelection {
         guard parameters == "auto" else { return .fixed(TFHEParameters.named(parameters)!, answer) }
-        guard let bootstrapCosts else { return .fastest(.referenceMachine, answer) }
+        let limits = ParameterChoice.Limits(maximumResultBytes: maxResultKib << 10)
+        guard let bootstrapCosts else { return .fastest(.referenceMachine, answer, limits) }
         let report: [String: Double]
         do {
             report = try JSONDecoder().decode([String: Double].self, from: Data(contentsOf: URL(fileURLWithPath: bootstrapCosts)))
         } catch {
             throw ValidationError("--bootstrap-costs: \(bootstrapCosts) is not an `obscura bench tfhe --json` report (\(error))")
         }
-        return .fastest(BootstrapCosts(benchReport: report, source: bootstrapCosts), answer)
+        return .fastest(BootstrapCosts(benchReport: report, source: bootstrapCosts), answer, limits)
     }
 }
 

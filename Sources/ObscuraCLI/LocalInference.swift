@@ -36,8 +36,8 @@ struct LocalInference {
     enum ParameterSelection {
         /// This one.
         case fixed(TFHEParameters, InferencePlan.Answer)
-        /// The planner's choice (``ParameterChoice``) with these costs.
-        case fastest(BootstrapCosts, InferencePlan.Answer)
+        /// The planner's choice (``ParameterChoice``) with these costs and limits.
+        case fastest(BootstrapCosts, InferencePlan.Answer, ParameterChoice.Limits)
     }
 
     /// The two engines, each a client and a server.
@@ -77,8 +77,8 @@ struct LocalInference {
         case .fixed(let set, let answer):
             plan = try InferencePlan(model: model, parameters: set, answer: answer)
             choice = nil
-        case .fastest(let costs, let answer):
-            let choice = try ParameterChoice(model: model, answer: answer, costs: costs)
+        case .fastest(let costs, let answer, let limits):
+            let choice = try ParameterChoice(model: model, answer: answer, limits: limits, costs: costs)
             plan = choice.plan
             self.choice = choice
         }

@@ -75,15 +75,72 @@ struct ONNXImportTests {
         return (result, graph, sidecar)
     }
 
-    @Test("PyTorch's Conv → Relu → MaxPool → Gemm export: a quantized graph, float scores and accuracy as PyTorch's, integer within 1 point; pbs names the layer it cannot run and why")
+    @Test("PyTorch's float Conv → Relu → MaxPool → Gemm export: read with PyTorch's scores and accuracy, rewritten post-training for sign bootstraps (binarized input, integer conv, ReLU as a few levels, integer dense), its integer form within 1 point of PyTorch's accuracy on the 10,000 test images, and planned for pbs with one bootstrap per neuron and one per pooled level, its answer within 64 KiB")
     func reluExport() throws {
-        guard let (result, _, _) = try Self.importedGraph("user-relu-cnn", layers: ["conv", "relu", "max", "dense"]) else { return }
-        #expect(result.model.integerAccuracy >= result.model.floatAccuracy - 0.01)
-        do {
-            _ = try InferencePlan(model: result.model)
-            Issue.record("a ReLU network compiled for pbs")
-        } catch {
-            #expect("\(error)".contains("layer 0 (fixed point)") && "\(error)".contains("ReLU"), "\(error)")
+        let sidecar = try Examples.sidecar("user-relu-cnn")
+        let result = try Self.imported("user-relu-cnn")
+        #expect(result.imported.layers.map(\.label) == ["conv", "relu", "max", "dense"])
+        let (convolution, maxPool, dense) = try result.imported.signFormShape()
+        let float = try ImportedNetwork.floatGraph(inputShape: result.imported.inputShape, first: .fixedPoint(.init(levels: 255)),
+                                                   convolution: convolution, maxPool: maxPool, dense: dense).floatReference()
+        for (index, expected) in sidecar.first_test_scores.enumerated() {
+            let scores = float.outputs(Self.test.sample(index))
+            #expect(zip(scores, expected).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(scores)")
+        }
+        #expect(abs(float.accuracy(on: Self.test, samples: Array(0..<Self.test.count)) - sidecar.test_accuracy) <= 0.0005)
+
+        let report = try #require(result.signForm)
+        #expect((4...5).contains(report.stages.count) && report.stages[0].accuracy == result.calibrationFloatAccuracy)
+        #expect(report.candidates.count == SignFormQuantization.reachCandidates.count * SignFormQuantization.levelCandidates.count
+            * SignFormQuantization.clipCandidates.count + SignFormQuantization.denseBitCandidates.count - 1)
+        #expect(report.stages.last!.accuracy == report.candidates.first { $0.quantization == report.chosen }!.accuracy)
+        #expect(result.model.integerAccuracy >= sidecar.test_accuracy - 0.01, "\(result.model.integerAccuracy)")
+        guard case .graph(let graph) = result.model.network else {
+            Issue.record("not imported as a graph")
+            return
+        }
+        #expect(graph.layers.map(\.kind) == ["binarize", "convolution", "sign", "max pool", "dense"])
+        // The float network's dense layer needs finer weights than the 4-bit sets' bootstrap noise
+        // decodes; the planner finds a set that does, within 64 KiB.
+        let plan = try ParameterChoice(model: result.model).plan
+        #expect(plan.bootstrapsPerInference == 4 * 26 * 26 + 4 * report.chosen.levels * 13 * 13)
+        #expect(plan.failureLog2 < InferencePlan.failureTargetLog2 && plan.resultBytes <= 64 << 10)
+    }
+
+    @Test("a float Conv → Relu → MaxPool → Gemm network rewritten for sign bootstraps runs encrypted on the planner's set and decrypts to its integer reference, score for score")
+    func signFormRunsEncrypted() throws {
+        // A small network with fixed weights, calibrated on records whose labels are its own decisions.
+        let side = 10, filters = 3, pooled = 4
+        func wave(_ i: Int, _ period: Int) -> Float { Float((i * 37 + 11) % period) / Float(period) - 0.5 }
+        let convolution = PolynomialNetwork.Convolution(inputChannels: 1, outputChannels: filters, kernelSide: 3, stride: 1, padding: 0,
+                                                        inputSide: side, weights: (0..<(filters * 9)).map { wave($0, 13) },
+                                                        bias: [0.05, -0.1, 0.2])
+        let dense = PolynomialNetwork.Dense(inputCount: filters * pooled * pooled, outputCount: 4,
+                                            weights: (0..<(4 * filters * pooled * pooled)).map { wave($0, 29) }, bias: [0.1, 0, -0.1, 0.2])
+        let network = ImportedNetwork(inputShape: TensorShape(channels: 1, height: side, width: side),
+                                      layers: [.convolution(convolution), .relu, .maxPool(window: 2), .dense(dense)],
+                                      operators: ["Conv", "Relu", "MaxPool", "Gemm"])
+        let area = side * side
+        let records: [Float] = (0..<(300 * area)).map { i in
+            let r = i / area, p = i % area
+            return Float((r * 131 + p * p * 17) % 23) / 22
+        }
+        let float = try ImportedNetwork.floatGraph(inputShape: network.inputShape, first: .fixedPoint(.init(levels: 255)),
+                                                   convolution: convolution, maxPool: 2, dense: dense).floatReference()
+        let labels: [Int] = (0..<300).map { r in float.decide(float.outputs(records[(r * area)..<((r + 1) * area)])) }
+        let calibration = try Dataset(name: "synthetic", sampleShape: [1, side, side], features: records, labels: labels,
+                                      classNames: ["0", "1", "2", "3"])
+        let (graph, report) = try network.signForm(calibration: calibration, allowedLoss: 0.05)
+        #expect(report.stages[0].accuracy == 1)
+        let plan = try ParameterChoice(modelName: "synthetic", graph: graph).plan
+        let bootstraps = filters * 8 * 8 + filters * report.chosen.levels * pooled * pooled
+        #expect(plan.bootstrapsPerInference == bootstraps)
+        var client = InferenceClient(plan: plan)
+        let server = try PBSInferenceEvaluator(plan: plan, key: EvaluationKey(client.makeEvaluationKey()))
+        for r in [0, 1] {
+            let record = calibration.sample(r)
+            let answer = try server.answer(upload: try client.encryptForUpload(record))
+            #expect(try client.decryptScores(serialized: answer).map { Int128($0) } == plan.reference.outputs(record), "record \(r)")
         }
     }
 
@@ -242,21 +299,5 @@ struct ONNXImportTests {
         #expect(branch?.description.contains("only one chain") == true, "\(String(describing: branch))")
         let quantized = try error { $0.graph.node[relu].opType = "QuantizeLinear" }
         #expect(quantized?.description.contains("QuantizeLinear needs a scale") == true, "\(String(describing: quantized))")
-    }
-}
-
-extension ImportedNetwork.Layer {
-    var label: String {
-        switch self {
-        case .binarize: "binarize"
-        case .sign: "sign"
-        case .convolution: "conv"
-        case .dense: "dense"
-        case .polynomial: "poly"
-        case .relu: "relu"
-        case .maxPool: "max"
-        case .averagePool: "average"
-        case .quantize: "quantize"
-        }
     }
 }
