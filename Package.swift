@@ -127,6 +127,7 @@ let package = Package(
         .executableTarget(
             name: "ObscuraCLI",
             dependencies: [
+                "InferenceBackend",
                 "TFHE",
                 "RLWE",
                 "CipherCircuits",
@@ -153,7 +154,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ModelImportTests", dependencies: ["ModelImport", "InferenceBackend", "SIMDInference", "PrivateInference", "TFHE"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "SIMDInferenceTests", dependencies: ["SIMDInference"], swiftSettings: nativeVectorFlags),
-        .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits"], swiftSettings: nativeVectorFlags),
+        .testTarget(name: "PrivateInferenceTests", dependencies: ["PrivateInference", "CipherCircuits", "InferenceBackend"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraServerTests", dependencies: ["ObscuraServer", "ObscuraClient", "ModelImport"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], swiftSettings: nativeVectorFlags),
         .testTarget(name: "ObscuraCLITests", dependencies: ["ObscuraCLI", "ObscuraServer", "NeuralNet"], swiftSettings: nativeVectorFlags),

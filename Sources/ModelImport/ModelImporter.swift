@@ -33,9 +33,11 @@ public struct ModelImporter: Sendable {
     /// the fewest levels within it are chosen.
     public static let signFormLossAllowed = 0.0075
 
-    /// Imports the ONNX file at `path` as `name`, trained on `datasetKind`'s data: the
-    /// narrowest weights whose integer form keeps the float network's accuracy on the
-    /// `calibration` records (taken from the training split), then accuracies on `evaluation`.
+    /// Imports the ONNX file at `path` as `name`, trained on `datasetKind`'s data, and measures
+    /// it on `evaluation`: a quantization-aware network as it is; a float ReLU network rewritten
+    /// for sign bootstraps (``ImportedNetwork/signForm(calibration:allowedLoss:)``); a polynomial
+    /// network with the narrowest weights whose integer form keeps the float network's accuracy
+    /// on the `calibration` records (taken from the training split).
     public static func importONNX(path: String, name: String, datasetKind: DatasetKind, calibration: Dataset,
                                   evaluation: Dataset) throws -> Result {
         guard let bytes = FileManager.default.contents(atPath: path) else { throw ModelError.unreadable(path: path) }

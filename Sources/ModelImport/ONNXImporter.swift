@@ -328,13 +328,16 @@ extension ImportedNetwork {
     }
 
     /// Values that are integer multiples of one unit, as (integers, unit): the unit is 1 when they
-    /// are integers already, otherwise the smallest magnitude over 1…8; nil when none fits within
-    /// 10^-3 or an integer would pass 2^20.
+    /// are integers already, otherwise the smallest magnitude over 1…8 or the largest over
+    /// 2^(b−1) − 1 for b = 2…16; nil when none fits within 10^-3 or an integer would pass 2^20.
     static func integerMultiples(_ values: ArraySlice<Float>) -> ([Int64], Double)? {
         if values.allSatisfy({ $0 == $0.rounded() && abs($0) < 0x1p20 }) { return (values.map { Int64($0) }, 1) }
         guard let smallest = values.lazy.map({ abs(Double($0)) }).filter({ $0 > 0 }).min() else { return nil }
-        for divisor in 1...8 {
-            let unit = smallest / Double(divisor)
+        let largest = values.lazy.map { abs(Double($0)) }.max()!
+        // The smallest value a small multiple of the unit, or the largest the top of a b-bit grid
+        // (post-training quantization puts it there; its smallest integer may be large).
+        let units = (1...8).map { smallest / Double($0) } + (2...16).map { largest / Double((1 << ($0 - 1)) - 1) }
+        for unit in units {
             let ratios = values.map { Double($0) / unit }
             if ratios.allSatisfy({ abs($0 - $0.rounded()) < 1e-3 && abs($0) < 0x1p20 }) { return (ratios.map { Int64($0.rounded()) }, unit) }
         }

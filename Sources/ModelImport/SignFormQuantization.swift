@@ -6,8 +6,8 @@ import NeuralNet
 ///
 /// - **Input.** Each pixel x becomes a·[x ≥ c], a ±1 sign σ on the wire: a·[x ≥ c] = a·(σ + 1)/2,
 ///   so the convolution reads σ with its weights halved and Σ of them added to its bias.
-/// - **Convolution.** Filter f's σ-weights become integers n times one unit u_f, the finest unit
-///   with Σ|n| ≤ ``reach`` (so that every sum sits within 31 steps of every threshold).
+/// - **Convolution.** Filter f's σ-weights become integers n times one unit u_f, the finest
+///   largest/k with Σ|n| ≤ ``reach`` (so that every sum sits within 31 steps of every threshold).
 /// - **ReLU.** relu(y_f)·α_f, α_f = L / (``clip`` · the filter's largest calibration
 ///   activation), is rounded to 0…L: L thresholds of the integer sum, one bootstrap reading
 ///   all of them. ReLU and max pooling commute with positive scaling, so the dense layer takes
@@ -32,7 +32,7 @@ public struct SignFormQuantization: Sendable, Equatable, CustomStringConvertible
     public var denseBits: Int
 
     public var description: String {
-        String(format: "input x ≥ %.3f as %.1f, conv Σ|w| ≤ %d, ReLU to %d levels (top at %.0f%% of each filter's maximum), dense %d-bit",
+        String(format: "input x ≥ %.3f as %.1f, conv Σ|n| ≤ %d, ReLU to %d levels (top at %.0f%% of each filter's maximum), dense %d-bit",
                inputThreshold, inputScale, reach, levels, clip * 100, denseBits)
     }
 
@@ -79,6 +79,9 @@ extension ImportedNetwork {
             }
         }
         guard relu else { throw .malformed("\(shape); the convolution has no ReLU") }
+        guard inputShape.channels == 1, inputShape.height == inputShape.width else {
+            throw .malformed("\(shape); the input is \(inputShape)")
+        }
         guard c.padding == 0 else {
             throw .malformed("\(shape) without padding (a padded border would read as half an on pixel once the input is ±1)")
         }
@@ -90,20 +93,22 @@ extension ImportedNetwork {
     func signFormLayers(_ q: SignFormQuantization, convolution: PolynomialNetwork.Convolution, maxima: [Double],
                         maxPool: Int?, dense: PolynomialNetwork.Dense) throws(ImportError) -> [Layer] {
         let filters = convolution.outputChannels, area = convolution.weights.count / filters
+        // α_f puts the top level (L at scale 1) at clip × the filter's largest activation; a
+        // filter never positive on the calibration records is measured by the most it can reach.
+        let alphas = (0..<filters).map { f in
+            let reachable = convolution.weights[(f * area)..<((f + 1) * area)].reduce(0.0) { $0 + abs(Double($1)) }
+                + abs(Double(convolution.bias[f]))
+            let top = maxima[f] > 0 ? maxima[f] : reachable
+            return top > 0 ? Double(q.levels) / (Double(q.clip) * top) : 1
+        }
         var c = convolution
         for f in 0..<filters {
-            // α_f puts the top level (L at scale 1) at clip × the filter's maximum.
-            let alpha = maxima[f] > 0 ? Double(q.levels) / (Double(q.clip) * maxima[f]) : 1
-            for i in (f * area)..<((f + 1) * area) { c.weights[i] = Float(Double(c.weights[i]) * alpha) }
-            c.bias[f] = Float(Double(c.bias[f]) * alpha)
+            for i in (f * area)..<((f + 1) * area) { c.weights[i] = Float(Double(c.weights[i]) * alphas[f]) }
+            c.bias[f] = Float(Double(c.bias[f]) * alphas[f])
         }
         var d = dense
         let perChannel = d.inputCount / filters
-        for (j, _) in d.weights.enumerated() {
-            let channel = (j % d.inputCount) / perChannel
-            let alpha = maxima[channel] > 0 ? Double(q.levels) / (Double(q.clip) * maxima[channel]) : 1
-            d.weights[j] = Float(Double(d.weights[j]) / alpha)
-        }
+        for j in d.weights.indices { d.weights[j] = Float(Double(d.weights[j]) / alphas[(j % d.inputCount) / perChannel]) }
         d.weights = Self.snapped(d.weights, bits: q.denseBits)
         let quantization = ActivationQuantization(scale: 1, zeroPoint: 0, minimum: 0, maximum: q.levels)
         return [.binarize(threshold: q.inputThreshold), .convolution(c), .relu, .quantize(quantization)]
@@ -111,28 +116,26 @@ extension ImportedNetwork {
     }
 
     /// The convolution on ±1 signs of the input binarized as `q` says, its σ-weights integer
-    /// multiples of one unit per filter when `reach` is given (the finest with Σ|n| ≤ reach).
+    /// multiples n of one unit per filter when `reach` is given, with Σ|n| ≤ reach.
     static func signInputConvolution(_ c: PolynomialNetwork.Convolution, scale: Float, reach: Int?) -> PolynomialNetwork.Convolution {
-        var out = c
+        var out = c, bias: [Float] = []
         let filters = c.outputChannels, area = c.weights.count / filters
         for f in 0..<filters {
             let range = (f * area)..<((f + 1) * area)
             // a·x̂ = a·(σ + 1)/2: the weights on σ are a·w/2, and Σ of them joins the bias.
             var halved = c.weights[range].map { Double($0) * Double(scale) / 2 }
             if let reach, let largest = halved.map(abs).max(), largest > 0 {
-                var unit = largest
-                for steps in stride(from: reach, through: 1, by: -1) {
-                    let candidate = largest / Double(steps)
-                    if halved.reduce(0.0, { $0 + abs(($1 / candidate).rounded()) }) <= Double(reach) {
-                        unit = candidate
-                        break
-                    }
-                }
+                func reached(_ unit: Double) -> Double { halved.reduce(0.0) { $0 + abs(($1 / unit).rounded()) } }
+                // The finest unit largest/k that keeps Σ|n| ≤ reach; coarser still (small weights
+                // rounding to 0) when even k = 1 does not, as with many weights near the largest.
+                var unit = (1...max(1, reach)).reversed().lazy.map { largest / Double($0) }.first { reached($0) <= Double(reach) } ?? largest
+                while reached(unit) > Double(reach) { unit *= 1.25 }
                 halved = halved.map { ($0 / unit).rounded() * unit }
             }
             for (i, w) in zip(range, halved) { out.weights[i] = Float(w) }
-            out.bias[f] = Float(Double(c.bias.isEmpty ? 0 : c.bias[f]) + halved.reduce(0, +))
+            bias.append(Float(Double(c.bias.isEmpty ? 0 : c.bias[f]) + halved.reduce(0, +)))
         }
+        out.bias = bias
         return out
     }
 
@@ -164,6 +167,9 @@ extension ImportedNetwork {
     /// ``SignFormQuantization/denseLossAllowed`` more.
     public func signForm(calibration: Dataset, allowedLoss: Double) throws(ImportError) -> (graph: ModelGraph, report: SignFormReport) {
         let (convolution, maxPool, dense) = try signFormShape()
+        guard calibration.count > 0, calibration.sampleSize == inputShape.count else {
+            throw .malformed("calibration needs records of \(inputShape.count) values; \(calibration.name) has \(calibration.count) of \(calibration.sampleSize)")
+        }
         let samples = Array(0..<calibration.count)
         func accuracy(_ graph: ModelGraph, integer: Bool) throws(ImportError) -> Double {
             do {
@@ -188,7 +194,7 @@ extension ImportedNetwork {
 
         // Per reach: the integer convolution, its float accuracy and each filter's largest activation.
         var rewrittenConvolutions: [Int: (convolution: PolynomialNetwork.Convolution, accuracy: Double, maxima: [Double])] = [:]
-        var candidates: [(quantization: SignFormQuantization, accuracy: Double, graph: ModelGraph)] = []
+        var candidates: [(quantization: SignFormQuantization, accuracy: Double, graph: ModelGraph)] = [], refusal: ImportError?
         func measure(_ q: SignFormQuantization) throws(ImportError) -> (quantization: SignFormQuantization, accuracy: Double, graph: ModelGraph) {
             let c = rewrittenConvolutions[q.reach]!
             let rewritten = ImportedNetwork(inputShape: inputShape,
@@ -208,15 +214,21 @@ extension ImportedNetwork {
                                             try Self.activationMaxima(graph, data: calibration, filters: c.outputChannels))
             for levels in SignFormQuantization.levelCandidates {
                 for clip in SignFormQuantization.clipCandidates {
-                    _ = try measure(SignFormQuantization(inputThreshold: input.threshold, inputScale: input.scale, reach: reach,
-                                                         levels: levels, clip: clip, denseBits: SignFormQuantization.denseBitCandidates[0]))
+                    // A rewrite the lowering refuses (a threshold beyond ±2^40) is left out.
+                    do {
+                        _ = try measure(SignFormQuantization(inputThreshold: input.threshold, inputScale: input.scale, reach: reach,
+                                                             levels: levels, clip: clip, denseBits: SignFormQuantization.denseBitCandidates[0]))
+                    } catch {
+                        refusal = refusal ?? error
+                    }
                 }
             }
         }
+        if candidates.isEmpty, let refusal { throw refusal }
         let keeping = candidates.filter { $0.accuracy >= original - allowedLoss }
         let fewest = keeping.isEmpty ? candidates : keeping.filter { $0.quantization.levels == keeping.map(\.quantization.levels).min() }
         var chosen = fewest.max { $0.accuracy < $1.accuracy }!
-        stages.append(("conv weights to integers, Σ|w| ≤ \(chosen.quantization.reach) per filter",
+        stages.append(("conv weights to integers n·u_f, Σ|n| ≤ \(chosen.quantization.reach) per filter",
                        rewrittenConvolutions[chosen.quantization.reach]!.accuracy))
         stages.append((String(format: "ReLU to %d levels (top at %.0f%% of each filter's maximum), dense %d-bit", chosen.quantization.levels,
                               chosen.quantization.clip * 100, chosen.quantization.denseBits), chosen.accuracy))
@@ -224,8 +236,7 @@ extension ImportedNetwork {
         for bits in SignFormQuantization.denseBitCandidates.dropFirst() {
             var q = chosen.quantization
             q.denseBits = bits
-            let narrower = try measure(q)
-            if narrower.accuracy >= widest - SignFormQuantization.denseLossAllowed { chosen = narrower }
+            if let narrower = try? measure(q), narrower.accuracy >= widest - SignFormQuantization.denseLossAllowed { chosen = narrower }
         }
         if chosen.quantization.denseBits != SignFormQuantization.denseBitCandidates[0] {
             stages.append(("dense narrowed to \(chosen.quantization.denseBits) bits: the integer form", chosen.accuracy))
@@ -233,7 +244,8 @@ extension ImportedNetwork {
         return (chosen.graph, SignFormReport(chosen: chosen.quantization, stages: stages, candidates: candidates.map { ($0.quantization, $0.accuracy) }))
     }
 
-    /// Each filter's largest ReLU output over `data` (the graph's first two layers).
+    /// Each filter's largest output before the ReLU over `data` (the graph's first two layers),
+    /// or 0 when it is never positive.
     static func activationMaxima(_ graph: ModelGraph, data: Dataset, filters: Int) throws(ImportError) -> [Double] {
         let reference: ModelGraph.Reference<Float>
         do {

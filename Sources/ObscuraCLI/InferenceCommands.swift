@@ -159,7 +159,6 @@ struct BenchInfer: ParsableCommand {
         report.add("threads", Double(options.mode == .pbs ? ProcessInfoCores.active : 1), "")
         report.add("upload_bytes_per_image", Double(outcomes[0].uploadBytes), "B")
         report.add("download_bytes_per_image", Double(outcomes[0].downloadBytes), "B")
-        report.add("result_packing_ms_median", outcomes.map(\.resultSeconds).sorted()[outcomes.count / 2] * 1000, "ms")
         report.add("evaluation_key_bytes", Double(session.evaluationKeyBytes), "B")
         let parameters = options.mode == .pbs ? session.plan.parameters : BitwisePerceptronEvaluator.parameters
         report.add("security_bits", Double(parameters.securityBits), "bits")

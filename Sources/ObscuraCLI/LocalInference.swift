@@ -1,6 +1,7 @@
 import ArgumentParser
 import CipherCircuits
 import Foundation
+import InferenceBackend
 import NeuralNet
 import PrivateInference
 import TFHE
@@ -28,8 +29,6 @@ struct LocalInference {
         let uploadBytes: Int
         let downloadBytes: Int
         let bootstraps: Int
-        /// The server's time to pack and serialize the result (part of `seconds`).
-        let resultSeconds: Double
     }
 
     /// Which TFHE parameter set pbs mode runs on, and what its server answers.
@@ -40,11 +39,6 @@ struct LocalInference {
         case fastest(BootstrapCosts, InferencePlan.Answer, ParameterChoice.Limits)
     }
 
-    /// The two engines, each a client and a server.
-    private enum Engine {
-        case pbs(InferenceClient, PBSInferenceEvaluator)
-        case bitwise(BitwisePerceptronClient, BitwisePerceptronEvaluator)
-    }
 
     let model: ModelFile
     let dataset: Dataset
@@ -56,7 +50,10 @@ struct LocalInference {
     let plan: InferencePlan
     /// How the planner chose the plan's parameter set, when it chose.
     let choice: ParameterChoice?
-    private var engine: Engine
+    /// The mode's backend: the client (with the secret key) and the server built from the
+    /// evaluation key's bytes.
+    private var client: any InferenceBackendClient
+    private let server: any InferenceBackendServer
 
     /// Loads the model and its evaluation data from `dataFolder` (default: the dataset's folder).
     init(model name: String, dataFolder: String?, mode: InferenceMode = .pbs, circuit: CircuitMethod = .paper,
@@ -86,25 +83,26 @@ struct LocalInference {
         self.dataset = dataset
         self.mode = mode
         evaluationSplit = model.datasetKind.evaluationSamples(in: dataset)
-        var upload: [UInt8] = []
         let start = Clock.now()
         switch mode {
         case .pbs:
-            // A plan without bootstraps (the perceptron: one linear layer) needs no evaluation key.
-            let client = InferenceClient(plan: plan)
-            if plan.bootstrapsPerInference > 0 { upload = client.makeEvaluationKey().serialized() }
-            keygenSeconds = Double(Clock.now() - start) / 1e9
-            let key = upload.isEmpty ? nil : EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: plan.parameters))
-            engine = .pbs(client, try PBSInferenceEvaluator(plan: plan, key: key))
+            client = InferenceClient(plan: plan)
         case .bitwise:
             guard let perceptron = model.perceptron else {
                 throw InferenceError.unsupportedModel("bitwise mode runs the perceptron end to end; for the CNN see `bench infer-layers`")
             }
-            let client = BitwisePerceptronClient(perceptron: perceptron)
-            upload = client.makeEvaluationKey().serialized()
-            keygenSeconds = Double(Clock.now() - start) / 1e9
+            client = BitwisePerceptronClient(perceptron: perceptron)
+        }
+        // A plan without bootstraps (the perceptron in pbs mode: one linear layer) needs no evaluation key.
+        let upload = client.evaluationKeyBytes()
+        keygenSeconds = Double(Clock.now() - start) / 1e9
+        switch mode {
+        case .pbs:
+            let key = upload.isEmpty ? nil : EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: plan.parameters))
+            server = try PBSInferenceEvaluator(plan: plan, key: key)
+        case .bitwise:
             let key = EvaluationKey(try CompressedEvaluationKey(deserializing: upload, expecting: BitwisePerceptronEvaluator.parameters))
-            engine = .bitwise(client, try BitwisePerceptronEvaluator(perceptron: perceptron, method: circuit, key: key))
+            server = try BitwisePerceptronEvaluator(perceptron: model.perceptron!, method: circuit, key: key)
         }
         evaluationKeyBytes = upload.count
     }
@@ -115,42 +113,37 @@ struct LocalInference {
         return Array(all.prefix(limit ?? all.count))
     }
 
-    /// Encrypts record `index`, evaluates it on the server, decrypts, and checks the result
-    /// against the integer reference (scores, and in bitwise mode the class bit too).
-    mutating func run(record index: Int, progress: @escaping PBSInferenceEvaluator.Progress = { _, _, _ in }) throws -> Outcome {
+    /// Encrypts record `index`, evaluates it on the server, decrypts (the one pipeline,
+    /// ``EncryptedInference/roundTrip(_:client:server:progress:)``), and checks the scores
+    /// against the integer reference.
+    mutating func run(record index: Int, progress: @escaping EvaluationProgress = { _, _, _ in }) throws -> Outcome {
         let record = dataset.sample(index)
         let reference = plan.referenceScores(record)
-        let referenceClass = plan.classify(scores: reference)
-        var uploadBytes = 0, downloadBytes = 0, bootstraps = 0, resultSeconds = 0.0
-        var scores: [Int] = [], decided = -1
+        let bootstraps = BootstrapTally()
         let start = Clock.now()
-        switch engine {
-        case .pbs(var client, let server):
-            let upload = try client.encryptForUpload(record)
-            let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: plan.parameters).map { $0.expanded() }
-            let outputs = try server.evaluate(inputs, progress: progress)
-            let packing = Clock.now()
-            let download = server.serializeResult(outputs)
-            resultSeconds = Double(Clock.now() - packing) / 1e9
-            scores = try client.decryptScores(serialized: download)
-            decided = plan.classify(scores: scores)
-            (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, plan.bootstrapsPerInference)
-            engine = .pbs(client, server)
-        case .bitwise(var client, let server):
-            let parameters = BitwisePerceptronEvaluator.parameters
-            let upload = try client.encrypt(record).serialized(parameters: parameters)
-            let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: parameters).map { $0.expanded() }
-            let result = try server.evaluate(inputs)
-            let download = result.outputs.serialized(parameters: parameters)
-            let decrypted = client.decrypt(try [LweCiphertext](deserializing: download, expecting: parameters))
-            (scores, decided) = ([decrypted.score], decrypted.decision)
-            (uploadBytes, downloadBytes, bootstraps) = (upload.count, download.count, result.bootstraps)
-            engine = .bitwise(client, server)
+        let trip = try EncryptedInference.roundTrip([record], client: &client, server: server) { stage, done, total in
+            bootstraps.report(done: done, total: total)
+            progress(stage, done, total)
         }
-        return Outcome(record: index, label: dataset.labels[index], encryptedClass: decided, referenceClass: referenceClass,
-                       exact: scores == reference && decided == referenceClass, seconds: Double(Clock.now() - start) / 1e9,
-                       uploadBytes: uploadBytes, downloadBytes: downloadBytes, bootstraps: bootstraps, resultSeconds: resultSeconds)
+        let scores = trip.scores[0].map { Int(truncatingIfNeeded: $0) }
+        return Outcome(record: index, label: dataset.labels[index], encryptedClass: plan.classify(scores: scores),
+                       referenceClass: plan.classify(scores: reference), exact: scores == reference,
+                       seconds: Double(Clock.now() - start) / 1e9, uploadBytes: trip.uploadBytes, downloadBytes: trip.downloadBytes,
+                       bootstraps: bootstraps.total)
     }
+}
+
+/// Bootstraps of one evaluation, from its progress reports: each stage reports its total once
+/// it is done (progress comes from the evaluator's worker threads).
+private final class BootstrapTally: @unchecked Sendable {
+    private let lock = NSLock()
+    private var finished = 0
+
+    func report(done: Int, total: Int) {
+        if done == total { lock.withLock { finished += total } }
+    }
+
+    var total: Int { lock.withLock { finished } }
 }
 
 extension CircuitMethod: ExpressibleByArgument {}

@@ -1,4 +1,5 @@
 import CipherCircuits
+import InferenceBackend
 import NeuralNet
 import TFHE
 
@@ -85,5 +86,50 @@ public struct BitwisePerceptronClient: Sendable {
         let raw = bits.dropLast().enumerated().reduce(Int64(0)) { $0 | ($1.element ? Int64(1) << $1.offset : 0) }
         let score = EncryptedInteger.signExtend(raw, width: bits.count - 1)
         return (Int(score), bits.last! ? 1 : 0)
+    }
+}
+
+/// The bitwise perceptron as an encrypted-inference backend, so that the command line, the
+/// tests and apps run it through ``EncryptedInference/roundTrip(_:client:server:progress:)``
+/// like every other backend: the upload is the seeded boolean ciphertexts, the answer the
+/// score's bits and the class bit.
+extension BitwisePerceptronEvaluator: InferenceBackendServer {
+    /// Unknown before the circuits run (they count their bootstraps as they go): the one
+    /// progress report, at the end, gives the count.
+    public var progressUnits: Int { 0 }
+
+    public func answer(upload: [UInt8], progress: @escaping EvaluationProgress) throws -> [UInt8] {
+        let inputs = try [SeededLweCiphertext](deserializing: upload, expecting: Self.parameters).map { $0.expanded() }
+        let result = try evaluate(inputs)
+        progress("bitwise circuits", result.bootstraps, result.bootstraps)
+        return result.outputs.serialized(parameters: Self.parameters)
+    }
+}
+
+extension BitwisePerceptronClient: InferenceBackendClient {
+    public var recordsPerUpload: Int { 1 }
+
+    public func evaluationKeyBytes() -> [UInt8] { makeEvaluationKey().serialized() }
+
+    public mutating func encryptForUpload(_ records: [ArraySlice<Float>]) throws -> [UInt8] {
+        guard records.count == 1 else { throw InferenceError.sizeMismatch(what: "records per upload", expected: 1, found: records.count) }
+        return try encrypt(records[0]).serialized(parameters: BitwisePerceptronEvaluator.parameters)
+    }
+
+    /// The score; the server's class bit must agree with it (score ≥ the threshold), a check
+    /// of its comparator circuit.
+    public func decryptScores(download: [UInt8], records: Int) throws -> [[Int128]] {
+        guard records == 1 else { throw InferenceError.sizeMismatch(what: "records per upload", expected: 1, found: records) }
+        let outputs = try [LweCiphertext](deserializing: download, expecting: BitwisePerceptronEvaluator.parameters)
+        let width = EncryptedInteger.width(holding: perceptron.inputCount)
+        guard outputs.count == width + 1 else {
+            throw InferenceError.sizeMismatch(what: "answer ciphertexts (score bits and class bit)", expected: width + 1, found: outputs.count)
+        }
+        let (score, decision) = decrypt(outputs)
+        guard decision == (score >= perceptron.integerThreshold ? 1 : 0) else {
+            throw InferenceError.inconsistentAnswer("the class bit \(decision) disagrees with the score \(score) "
+                + "(threshold \(perceptron.integerThreshold))")
+        }
+        return [[Int128(score)]]
     }
 }

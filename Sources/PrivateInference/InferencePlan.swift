@@ -13,6 +13,8 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     case missingEvaluationKey(bootstraps: Int)
     /// An evaluation key or ciphertext of another parameter set.
     case parameterMismatch(expected: String, found: String)
+    /// A decrypted answer whose parts contradict each other.
+    case inconsistentAnswer(String)
 
     public var description: String {
         switch self {
@@ -20,6 +22,7 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
         case .sizeMismatch(let what, let expected, let found): "\(what): expected \(expected), found \(found)"
         case .parameterMismatch(let expected, let found): "parameter set \(found) where \(expected) is required"
         case .missingEvaluationKey(let bootstraps): "the plan runs \(bootstraps) bootstraps and needs the client's evaluation key"
+        case .inconsistentAnswer(let reason): "the server's answer is inconsistent: \(reason)"
         }
     }
 }

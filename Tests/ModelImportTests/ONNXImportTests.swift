@@ -112,8 +112,10 @@ struct ONNXImportTests {
         // A small network with fixed weights, calibrated on records whose labels are its own decisions.
         let side = 10, filters = 3, pooled = 4
         func wave(_ i: Int, _ period: Int) -> Float { Float((i * 37 + 11) % period) / Float(period) - 0.5 }
+        // Pixels 0 or 1 and weights in {−0.1, 0, 0.1}: the input and conv rewrites are exact, the
+        // ReLU's levels and the dense layer's 8 bits round.
         let convolution = PolynomialNetwork.Convolution(inputChannels: 1, outputChannels: filters, kernelSide: 3, stride: 1, padding: 0,
-                                                        inputSide: side, weights: (0..<(filters * 9)).map { wave($0, 13) },
+                                                        inputSide: side, weights: (0..<(filters * 9)).map { Float(($0 * 7) % 3 - 1) / 10 },
                                                         bias: [0.05, -0.1, 0.2])
         let dense = PolynomialNetwork.Dense(inputCount: filters * pooled * pooled, outputCount: 4,
                                             weights: (0..<(4 * filters * pooled * pooled)).map { wave($0, 29) }, bias: [0.1, 0, -0.1, 0.2])
@@ -123,7 +125,7 @@ struct ONNXImportTests {
         let area = side * side
         let records: [Float] = (0..<(300 * area)).map { i in
             let r = i / area, p = i % area
-            return Float((r * 131 + p * p * 17) % 23) / 22
+            return (r * 131 + p * p * 17) % 23 < 9 ? 1 : 0
         }
         let float = try ImportedNetwork.floatGraph(inputShape: network.inputShape, first: .fixedPoint(.init(levels: 255)),
                                                    convolution: convolution, maxPool: 2, dense: dense).floatReference()
@@ -132,6 +134,8 @@ struct ONNXImportTests {
                                       classNames: ["0", "1", "2", "3"])
         let (graph, report) = try network.signForm(calibration: calibration, allowedLoss: 0.05)
         #expect(report.stages[0].accuracy == 1)
+        // The rewrite keeps the network's decisions (a wrong scale, bias or channel order would not).
+        #expect(report.stages.last!.accuracy >= 0.9, "\(report.stages)")
         let plan = try ParameterChoice(modelName: "synthetic", graph: graph).plan
         let bootstraps = filters * 8 * 8 + filters * report.chosen.levels * pooled * pooled
         #expect(plan.bootstrapsPerInference == bootstraps)
@@ -142,6 +146,31 @@ struct ONNXImportTests {
             let answer = try server.answer(upload: try client.encryptForUpload(record))
             #expect(try client.decryptScores(serialized: answer).map { Int128($0) } == plan.reference.outputs(record), "record \(r)")
         }
+    }
+
+    @Test("the sign-form rewrite refuses, naming why, what it does not cover: a padded convolution, two ReLUs, a convolution without ReLU, calibration records of another size")
+    func signFormRefuses() throws {
+        let convolution = PolynomialNetwork.Convolution(inputChannels: 1, outputChannels: 2, kernelSide: 3, stride: 1, padding: 0, inputSide: 6,
+                                                        weights: (0..<18).map { Float($0 % 5) - 2 }, bias: [0, 0])
+        let dense = PolynomialNetwork.Dense(inputCount: 8, outputCount: 2, weights: (0..<16).map { Float($0 % 3) - 1 }, bias: [0, 0])
+        let records = try Dataset(name: "ones", sampleShape: [1, 6, 6], features: [Float](repeating: 1, count: 72), labels: [0, 1],
+                                  classNames: ["0", "1"])
+        func refusal(_ layers: [ImportedNetwork.Layer], data: Dataset? = nil) -> String {
+            let network = ImportedNetwork(inputShape: TensorShape(channels: 1, height: 6, width: 6), layers: layers, operators: [])
+            do {
+                _ = try network.signForm(calibration: data ?? records, allowedLoss: 0.01)
+                return "accepted"
+            } catch {
+                return "\(error)"
+            }
+        }
+        var padded = convolution
+        padded.padding = 1
+        #expect(refusal([.convolution(padded), .relu, .maxPool(window: 2), .dense(dense)]).contains("without padding"))
+        #expect(refusal([.convolution(convolution), .relu, .relu, .maxPool(window: 2), .dense(dense)]).contains("it has relu between them"))
+        #expect(refusal([.convolution(convolution), .maxPool(window: 2), .dense(dense)]).contains("no ReLU"))
+        let wide = try Dataset(name: "wide", sampleShape: [1, 7, 7], features: [Float](repeating: 1, count: 49), labels: [0], classNames: ["0"])
+        #expect(refusal([.convolution(convolution), .relu, .maxPool(window: 2), .dense(dense)], data: wide).contains("49"))
     }
 
     @Test("PyTorch's binarized export (Sign(x − c), ±1 conv with even thresholds, Sign, integer dense): imported with no loss at all, PyTorch's exact scores and accuracy; runs on the sign-bootstrap path, decrypting to the reference")
