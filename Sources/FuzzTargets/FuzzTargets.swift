@@ -53,7 +53,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             guard let model = try? ModelFile.decode(Data(bytes), path: "fuzz input"), model.polynomialNetwork == nil else { return }
             _ = try? InferencePlan(model: model)
         case .onnx:
-            _ = try? ONNXImporter.read(Data(bytes)).network()
+            guard let imported = try? ONNXImporter.read(Data(bytes)) else { return }
+            _ = try? imported.network()
+            // A float ReLU network goes through the sign-form search, on two small records.
+            let size = imported.inputShape.count
+            if !imported.isPolynomial, !imported.carriesItsIntegers, size <= 4096,
+               let records = try? Dataset(name: "fuzz", sampleShape: [size], features: (0..<(2 * size)).map { Float($0 % 2) },
+                                          labels: [0, 1], classNames: ["0", "1"]) {
+                _ = try? imported.signForm(calibration: records, allowedLoss: 0.01)
+            }
         }
     }
 

@@ -39,7 +39,7 @@ struct BenchService: AsyncParsableCommand {
     func run() async throws {
         let file = try ModelCatalog.load(model)
         let dataset = try Dataset.bundledSample(file.datasetKind)
-        let plan = try InferencePlan(model: file)
+        let plan = try InferencePlan.served(model: file)
         var local = try LocalInference(model: file, dataset: dataset)
         let localSeconds = try (0..<2).map { try local.run(record: $0).seconds }.sorted()[0]
 

@@ -99,7 +99,7 @@ struct Demo: AsyncParsableCommand {
     private func classify(model name: String, records: Int?, service: ServiceClient, heading: String) async throws {
         print("\n\(heading) (\(name))")
         let model = try ModelCatalog.load(name)
-        let plan = try InferencePlan(model: model)
+        let plan = try InferencePlan.served(model: model)
         describe(plan)
         let dataset = try Dataset.bundledSample(model.datasetKind)
         let start = Clock.now()

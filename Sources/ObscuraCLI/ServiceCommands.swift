@@ -284,7 +284,7 @@ struct Keygen: ParsableCommand {
     @OptionGroup var folder: KeyFolderOption
 
     func run() throws {
-        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        let plan = try InferencePlan.served(model: try ModelCatalog.load(model))
         let secret = SecretKey(parameters: plan.parameters)
         try createPrivateDirectory(folder.keys)
         try writeBytes(secret.serialized(), to: folder.secretKeyPath, permissions: 0o600)
@@ -307,7 +307,7 @@ struct RecordOptions: ParsableArguments {
         guard (0..<dataset.count).contains(record) else {
             throw ValidationError("--record \(record) is outside \(dataset.name)'s 0..<\(dataset.count)")
         }
-        return (file, try InferencePlan(model: file), dataset)
+        return (file, try InferencePlan.served(model: file), dataset)
     }
 }
 
@@ -344,7 +344,7 @@ struct Infer: AsyncParsableCommand {
     func run() async throws {
         guard let url = URL(string: server), url.scheme != nil else { throw ValidationError("--server must be a URL such as http://127.0.0.1:8080") }
         let service = ServiceClient(baseURL: url, token: token ?? ProcessInfo.processInfo.environment["OBSCURA_TOKEN"])
-        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        let plan = try InferencePlan.served(model: try ModelCatalog.load(model))
         var keyID: String?
         if plan.bootstrapsPerInference > 0 {
             keyID = try await service.registerKey(try readBytes(folder.evaluationKeyPath, what: "evaluation key"), forModel: plan.modelName).id
@@ -375,7 +375,7 @@ struct Decrypt: ParsableCommand {
     @Option(help: "The encrypted result (from `obscura infer`).") var result = "result.bin"
 
     func run() throws {
-        let plan = try InferencePlan(model: try ModelCatalog.load(model))
+        let plan = try InferencePlan.served(model: try ModelCatalog.load(model))
         let client = InferenceClient(plan: plan, secretKey: try folder.secretKey())
         let scores = try client.decryptScores(serialized: try readBytes(result, what: "encrypted result"))
         print("class \(plan.classify(scores: scores)); scores \(scores)")

@@ -33,7 +33,7 @@ public struct ServedModelEntry: Sendable {
 
     /// A model file compiled for `pbs` mode, answering with `answer`.
     public init(model: ModelFile, answer: InferencePlan.Answer = .partialSums) throws(InferenceError) {
-        let plan = try InferencePlan(model: model, answer: answer)
+        let plan = try InferencePlan.served(model: model, answer: answer)
         let shape = model.binarizedCNN.map { [1, $0.shape.imageSide, $0.shape.imageSide] } ?? [model.inputSize]
         self.init(plan: plan, task: model.task, dataset: "\(model.dataset), \(model.split)", inputShape: shape,
                   integerAccuracy: model.integerAccuracy)

@@ -163,3 +163,18 @@ public struct ParameterChoice: Sendable {
         return .fits(plan, predictedSeconds: seconds)
     }
 }
+
+extension InferencePlan {
+    /// The plan a server serves `model` with, and that a client compiles to query it: on
+    /// int4-128 when that set runs the model (its evaluation key is 2.8× smaller than the
+    /// multi-bit sets'), else on the planner's choice with the reference costs, which are data,
+    /// so that both parties arrive at the same set.
+    public static func served(model: ModelFile, answer: Answer = .partialSums) throws(InferenceError) -> InferencePlan {
+        do {
+            return try InferencePlan(model: model, answer: answer)
+        } catch {
+            guard let choice = try? ParameterChoice(model: model, answer: answer) else { throw error }
+            return choice.plan
+        }
+    }
+}

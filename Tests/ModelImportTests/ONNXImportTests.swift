@@ -105,6 +105,9 @@ struct ONNXImportTests {
         let plan = try ParameterChoice(model: result.model).plan
         #expect(plan.bootstrapsPerInference == 4 * 26 * 26 + 4 * report.chosen.levels * 13 * 13)
         #expect(plan.failureLog2 < InferencePlan.failureTargetLog2 && plan.resultBytes <= 64 << 10)
+        // int4-128 cannot decode it, so a server serves it (and a client compiles it) on that set.
+        #expect(throws: InferenceError.self) { try InferencePlan(model: result.model) }
+        #expect(try InferencePlan.served(model: result.model).parameters == plan.parameters)
     }
 
     @Test("a float Conv → Relu → MaxPool → Gemm network rewritten for sign bootstraps runs encrypted on the planner's set and decrypts to its integer reference, score for score")
