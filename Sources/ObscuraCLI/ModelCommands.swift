@@ -43,7 +43,11 @@ func describeModelFile(_ model: ModelFile) throws {
                 + "\(listing.inputCiphertexts) input and \(listing.outputCiphertexts) output ciphertexts"
             if let batch = listing.batchSize { line += ", \(batch) image(s) per job" }
             if listing.bootstrapsPerInference > 0 { line += ", \(listing.bootstrapsPerInference) bootstraps" }
-            print(line + String(format: ", evaluation key %.1f MB", Double(entry.evaluationKeyBytes) / 1e6))
+            line += String(format: ", evaluation key %.1f MB", Double(entry.evaluationKeyBytes) / 1e6)
+            // TFHE and BFV decrypt to the integer reference; CKKS approximates it.
+            line += listing.backend.hasPrefix("rlwe-ckks") ? "; approximate (CKKS): see `bench simd --scheme ckks`"
+                : String(format: "; predicted encrypted accuracy %.2f%% (exact: the integer form's)", model.integerAccuracy * 100)
+            print(line)
         } catch {
             print("    \(specification): cannot run: \(error)")
         }

@@ -176,6 +176,112 @@ struct ONNXImportTests {
         #expect(refusal([.convolution(convolution), .relu, .maxPool(window: 2), .dense(dense)], data: wide).contains("49"))
     }
 
+    @Test("the operators the examples do not exercise, in one hand-built graph as older exporters write it (weights also listed as graph inputs): Conv with auto_pad SAME_UPPER, BatchNormalization, Pow(x, 2), AveragePool, Shape → Gather → Unsqueeze → Concat → Reshape, MatMul, Add; the imported network computes the graph's scores")
+    func operatorCoverage() throws {
+        func tensor(_ name: String, _ dims: [Int], _ values: [Float]) -> Onnx_TensorProto {
+            var t = Onnx_TensorProto()
+            t.name = name
+            t.dims = dims.map(Int64.init)
+            t.dataType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+            t.floatData = values
+            return t
+        }
+        func integers(_ name: String, _ values: [Int64], scalar: Bool = false) -> Onnx_TensorProto {
+            var t = Onnx_TensorProto()
+            t.name = name
+            t.dims = scalar ? [] : [Int64(values.count)]
+            t.dataType = Int32(Onnx_TensorProto.DataType.int64.rawValue)
+            t.int64Data = values
+            return t
+        }
+        func node(_ op: String, _ inputs: [String], _ output: String, ints: [String: [Int64]] = [:], string: (String, String)? = nil) -> Onnx_NodeProto {
+            var n = Onnx_NodeProto()
+            n.opType = op
+            n.name = op
+            n.input = inputs
+            n.output = [output]
+            for (name, values) in ints.sorted(by: { $0.key < $1.key }) {
+                var a = Onnx_AttributeProto()
+                a.name = name
+                a.ints = values
+                n.attribute.append(a)
+            }
+            if let (name, value) = string {
+                var a = Onnx_AttributeProto()
+                a.name = name
+                a.s = Data(value.utf8)
+                n.attribute.append(a)
+            }
+            return n
+        }
+        func valueInfo(_ name: String, _ dims: [Int]) -> Onnx_ValueInfoProto {
+            var v = Onnx_ValueInfoProto()
+            v.name = name
+            v.type.tensorType.elemType = Int32(Onnx_TensorProto.DataType.float.rawValue)
+            v.type.tensorType.shape.dim = dims.map { d in
+                var dim = Onnx_TensorShapeProto.Dimension()
+                dim.dimValue = Int64(d)
+                return dim
+            }
+            return v
+        }
+        let convWeights = (0..<18).map { Float(($0 * 5) % 7) / 7 - 0.4 }, convBias: [Float] = [0.1, -0.2]
+        let (gamma, beta, mean, variance): ([Float], [Float], [Float], [Float]) = ([1.5, 0.5], [0.1, -0.3], [0.2, -0.1], [0.8, 2.0])
+        let denseWeights = (0..<54).map { Float(($0 * 11) % 13) / 13 - 0.5 }, denseBias: [Float] = [0.3, -0.1, 0.05]
+        var graph = Onnx_GraphProto()
+        graph.initializer = [tensor("W", [2, 1, 3, 3], convWeights), tensor("B", [2], convBias), tensor("gamma", [2], gamma),
+                             tensor("beta", [2], beta), tensor("mean", [2], mean), tensor("var", [2], variance),
+                             tensor("two", [], [2]), integers("zero", [0], scalar: true), integers("axes", [0]), integers("minusOne", [-1]),
+                             tensor("Wd", [18, 3], denseWeights), tensor("bd", [3], denseBias)]
+        graph.input = [valueInfo("x", [1, 1, 6, 6]), valueInfo("W", [2, 1, 3, 3]), valueInfo("Wd", [18, 3])]
+        graph.node = [node("Conv", ["x", "W", "B"], "c", ints: ["kernel_shape": [3, 3], "strides": [1, 1]], string: ("auto_pad", "SAME_UPPER")),
+                      node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], "n"),
+                      node("Pow", ["n", "two"], "p"),
+                      node("AveragePool", ["p"], "a", ints: ["kernel_shape": [2, 2], "strides": [2, 2]]),
+                      node("Shape", ["a"], "shape"), node("Gather", ["shape", "zero"], "batchScalar"),
+                      node("Unsqueeze", ["batchScalar", "axes"], "batch"),
+                      node("Concat", ["batch", "minusOne"], "target", ints: ["axis": [0]]),
+                      node("Reshape", ["a", "target"], "flat"),
+                      node("MatMul", ["flat", "Wd"], "m"), node("Add", ["m", "bd"], "scores")]
+        graph.output = [valueInfo("scores", [1, 3])]
+        var model = Onnx_ModelProto()
+        model.irVersion = 7
+        var opset = Onnx_OperatorSetIdProto()
+        opset.version = 13
+        model.opsetImport = [opset]
+        model.graph = graph
+        let imported = try ONNXImporter.read(try model.serializedData())
+        #expect(imported.layers.map(\.label) == ["conv", "poly", "average", "dense"])
+        guard case .polynomialNetwork(let network) = try imported.network() else {
+            Issue.record("not imported as a polynomial network")
+            return
+        }
+        // The graph's scores, computed here from its definition.
+        let image = (0..<36).map { Float(($0 * 7) % 10) / 9 }
+        var activation = [Float](repeating: 0, count: 72)
+        for o in 0..<2 {
+            for i in 0..<6 {
+                for j in 0..<6 {
+                    var y = convBias[o]
+                    for u in 0..<3 {
+                        for v in 0..<3 where (0..<6).contains(i + u - 1) && (0..<6).contains(j + v - 1) {
+                            y += convWeights[o * 9 + u * 3 + v] * image[(i + u - 1) * 6 + j + v - 1]
+                        }
+                    }
+                    let normalized = (y - mean[o]) / (variance[o] + 1e-5).squareRoot() * gamma[o] + beta[o]
+                    activation[(o * 6 + i) * 6 + j] = normalized * normalized
+                }
+            }
+        }
+        let pooled = (0..<18).map { q in
+            let o = q / 9, i = (q / 3) % 3, j = q % 3
+            return [0, 1, 6, 7].reduce(Float(0)) { $0 + activation[o * 36 + (2 * i) * 6 + 2 * j + $1] } / 4
+        }
+        let expected = (0..<3).map { k in (0..<18).reduce(denseBias[k]) { $0 + pooled[$1] * denseWeights[$1 * 3 + k] } }
+        let scores = network.floatScores(image[...])
+        #expect(zip(scores, expected).allSatisfy { abs($0 - $1) <= 1e-4 * max(1, abs($1)) }, "\(scores) vs \(expected)")
+    }
+
     @Test("PyTorch's binarized export (Sign(x − c), ±1 conv with even thresholds, Sign, integer dense): imported with no loss at all, PyTorch's exact scores and accuracy; runs on the sign-bootstrap path, decrypting to the reference")
     func binarizedExport() throws {
         let sidecar = try Examples.sidecar("user-bnn")
