@@ -40,7 +40,7 @@ struct BenchService: AsyncParsableCommand {
         let file = try ModelCatalog.load(model)
         let dataset = try Dataset.bundledSample(file.datasetKind)
         let plan = try InferencePlan.served(model: file)
-        var local = try LocalInference(model: file, dataset: dataset)
+        var local = try LocalInference(model: file, dataset: dataset, parameters: .fixed(plan.parameters, plan.answer))
         let localSeconds = try (0..<2).map { try local.run(record: $0).seconds }.sorted()[0]
 
         let (clients, jobs, quiet) = (clients, jobs, json)

@@ -121,9 +121,17 @@ struct LocalInference {
         let reference = plan.referenceScores(record)
         let bootstraps = BootstrapTally()
         let start = Clock.now()
-        let trip = try EncryptedInference.roundTrip([record], client: &client, server: server) { stage, done, total in
-            bootstraps.report(done: done, total: total)
-            progress(stage, done, total)
+        let trip: EncryptedInference.RoundTrip
+        do {
+            trip = try EncryptedInference.roundTrip([record], client: &client, server: server) { stage, done, total in
+                bootstraps.report(done: done, total: total)
+                progress(stage, done, total)
+            }
+        } catch InferenceError.inconsistentAnswer {
+            // A wrong answer (the bitwise class bit against its score) is a mismatch to count, not the end of the run.
+            return Outcome(record: index, label: dataset.labels[index], encryptedClass: -1, referenceClass: plan.classify(scores: reference),
+                           exact: false, seconds: Double(Clock.now() - start) / 1e9, uploadBytes: 0, downloadBytes: 0,
+                           bootstraps: bootstraps.total)
         }
         let scores = trip.scores[0].map { Int(truncatingIfNeeded: $0) }
         return Outcome(record: index, label: dataset.labels[index], encryptedClass: plan.classify(scores: scores),

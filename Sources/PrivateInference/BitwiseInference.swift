@@ -40,12 +40,17 @@ public struct BitwisePerceptronEvaluator: Sendable {
         guard inputs.count == perceptron.inputCount else {
             throw .sizeMismatch(what: "input ciphertexts", expected: perceptron.inputCount, found: inputs.count)
         }
+        if let bad = inputs.first(where: { $0.dimension != Self.parameters.bigLweDimension }) {
+            throw .sizeMismatch(what: "input ciphertext dimension", expected: Self.parameters.bigLweDimension, found: bad.dimension)
+        }
         let circuit = CircuitEvaluator(key: key)
         let products = zip(inputs, perceptron.weightSigns).map { input, weight in
             circuit.xnor(.encrypted(input), .plain(weight > 0))
         }
         let score = circuit.sumOfSigns(products, width: scoreWidth, method: method)
-        let threshold = EncryptedInteger.plain(Int64(perceptron.integerThreshold - 1), width: scoreWidth)
+        // Scores lie in [−n, n]: a threshold clamped to [−n, n + 1] decides alike, and T − 1 fits the width.
+        let n = perceptron.inputCount
+        let threshold = EncryptedInteger.plain(Int64(min(max(perceptron.integerThreshold, -n), n + 1) - 1), width: scoreWidth)
         let decision = circuit.greaterThan(score, threshold, method: method)
         let outputs = (score.bits + [decision]).map { bit in
             switch bit {

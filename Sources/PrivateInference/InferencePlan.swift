@@ -509,6 +509,22 @@ struct DensePlan {
     init(weights: [[Int]], bias: [Int], featureMagnitude: Int = 1, featureVariance: Double,
          resultVariance: Double = 0, fewestChunks: Int = 1) throws(InferenceError) {
         let features = weights[0].count
+        // Values in [−largest, largest] at scale Δ stay inside (−1/2, 1/2) with half a step to
+        // spare; the worst decoding of one partial sum, and Δ.
+        func decoding(largest: Double, normSquared: Double) -> (worst: Double, delta: UInt64) {
+            let delta = UInt64(Double.pow2(64) / (2 * largest + 2))
+            let margin = Double(delta) / 2 / Double.pow2(64)
+            let sigma = (featureVariance * normSquared + resultVariance).squareRoot()
+            return (NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot())), delta)
+        }
+        // Every split has a partial sum holding the largest weight: when that term alone does not
+        // decode, no split does (and the search need not try thousands).
+        let heaviest = weights.lazy.flatMap { $0 }.map { abs(Double($0)) }.max() ?? 0
+        guard heaviest * Double(featureMagnitude) < 0x1p40,
+              decoding(largest: heaviest * Double(featureMagnitude), normSquared: heaviest * heaviest).worst
+                + log2(Double(weights.count)) <= InferencePlan.failureTargetLog2 else {
+            throw .unsupportedModel("the dense layer's weights are too large to decode exactly")
+        }
         for count in min(max(1, fewestChunks), max(1, features))...max(1, features) {
             let bounds = (0...count).map { $0 * features / count }
             let ranges = (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
@@ -523,11 +539,7 @@ struct DensePlan {
                 }
             }
             guard largest < 0x1p40 else { continue }
-            // Values in [−largest, largest] at scale Δ stay inside (−1/2, 1/2) with half a step to spare.
-            let delta = UInt64(Double.pow2(64) / (2 * largest + 2))
-            let margin = Double(delta) / 2 / Double.pow2(64)
-            let sigma = (featureVariance * normSquared + resultVariance).squareRoot()
-            let worst = NoiseModel.log2Erfc(margin / (sigma * 2.0.squareRoot()))
+            let (worst, delta) = decoding(largest: largest, normSquared: normSquared)
             let failure = worst + log2(Double(weights.count * count))
             if failure <= InferencePlan.failureTargetLog2 {
                 self.delta = delta

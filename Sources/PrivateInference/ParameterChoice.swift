@@ -173,7 +173,8 @@ extension InferencePlan {
         do {
             return try InferencePlan(model: model, answer: answer)
         } catch {
-            guard let choice = try? ParameterChoice(model: model, answer: answer) else { throw error }
+            // One thread: the prediction then depends on the costs alone, not on this machine's cores.
+            guard let choice = try? ParameterChoice(model: model, answer: answer, threads: 1) else { throw error }
             return choice.plan
         }
     }

@@ -100,14 +100,13 @@ struct ONNXImportTests {
             return
         }
         #expect(graph.layers.map(\.kind) == ["binarize", "convolution", "sign", "max pool", "dense"])
-        // The float network's dense layer needs finer weights than the 4-bit sets' bootstrap noise
-        // decodes; the planner finds a set that does, within 64 KiB.
-        let plan = try ParameterChoice(model: result.model).plan
+        // The float network's dense layer needs finer weights than int4-128's bootstrap noise
+        // decodes: a server serves it (and a client compiles it) on the planner's choice, which
+        // decodes it within 64 KiB.
+        let plan = try InferencePlan.served(model: result.model)
+        #expect(plan.parameters != .integer4Bit128)
         #expect(plan.bootstrapsPerInference == 4 * 26 * 26 + 4 * report.chosen.levels * 13 * 13)
         #expect(plan.failureLog2 < InferencePlan.failureTargetLog2 && plan.resultBytes <= 64 << 10)
-        // int4-128 cannot decode it, so a server serves it (and a client compiles it) on that set.
-        #expect(throws: InferenceError.self) { try InferencePlan(model: result.model) }
-        #expect(try InferencePlan.served(model: result.model).parameters == plan.parameters)
     }
 
     @Test("a float Conv → Relu → MaxPool → Gemm network rewritten for sign bootstraps runs encrypted on the planner's set and decrypts to its integer reference, score for score")
@@ -226,7 +225,7 @@ struct ONNXImportTests {
             return v
         }
         let convWeights = (0..<18).map { Float(($0 * 5) % 7) / 7 - 0.4 }, convBias: [Float] = [0.1, -0.2]
-        let (gamma, beta, mean, variance): ([Float], [Float], [Float], [Float]) = ([1.5, 0.5], [0.1, -0.3], [0.2, -0.1], [0.8, 2.0])
+        let (gamma, beta, mean, variance): ([Float], [Float], [Float], [Float]) = ([1.5, 0.5], [0.1, -0.3], [0.2, -0.1], [0.8, 2e-4])
         let denseWeights = (0..<54).map { Float(($0 * 11) % 13) / 13 - 0.5 }, denseBias: [Float] = [0.3, -0.1, 0.05]
         var graph = Onnx_GraphProto()
         graph.initializer = [tensor("W", [2, 1, 3, 3], convWeights), tensor("B", [2], convBias), tensor("gamma", [2], gamma),
@@ -256,7 +255,8 @@ struct ONNXImportTests {
             Issue.record("not imported as a polynomial network")
             return
         }
-        // The graph's scores, computed here from its definition.
+        // The graph's scores, computed here from its definition (a variance of 2·10^-4 makes
+        // BatchNormalization's ε = 10^-5 show).
         let image = (0..<36).map { Float(($0 * 7) % 10) / 9 }
         var activation = [Float](repeating: 0, count: 72)
         for o in 0..<2 {

@@ -311,6 +311,26 @@ struct BitwiseInferenceTests {
             _ = try client.decryptScores(download: Array(outputs.dropLast()).serialized(parameters: .booleanGates), records: 1)
         }
         #expect(throws: InferenceError.self) { _ = try client.encryptForUpload([record, record]) }
+        // Inputs under another key's dimension: a typed error before any gate.
+        #expect(throws: InferenceError.self) {
+            _ = try server.evaluate([LweCiphertext](repeating: .trivial(dimension: 10, body: 0), count: perceptron.inputCount))
+        }
+    }
+
+    @Test("the bitwise comparator decides as score ≥ T for any threshold T, even far outside the scores' range (clamped to [−n, n + 1]), so an honest answer always passes the client's check")
+    func bitwiseExtremeThresholds() throws {
+        for (threshold, decision) in [(1000, 0), (Int.min, 1), (2, 0), (1, 1)] {
+            let perceptron = BinarizedPerceptron(featureThresholds: [0.5, 0.5, 0.5], weightSigns: [1, 1, -1], alpha: 1, bias: 0,
+                                                 integerThreshold: threshold)
+            var client = BitwisePerceptronClient(perceptron: perceptron)
+            let key = EvaluationKey(client.makeEvaluationKey())
+            let server = try BitwisePerceptronEvaluator(perceptron: perceptron, method: .fast, key: key)
+            // Inputs +1, +1, +1: score 1 + 1 − 1 = 1.
+            let answer = try server.answer(upload: try client.encryptForUpload([[0.9, 0.9, 0.9]])) { _, _, _ in }
+            #expect(try client.decryptScores(download: answer, records: 1) == [[1]], "T = \(threshold)")
+            let outputs = try [LweCiphertext](deserializing: answer, expecting: .booleanGates)
+            #expect(client.decrypt(outputs).decision == decision, "T = \(threshold)")
+        }
     }
 }
 
