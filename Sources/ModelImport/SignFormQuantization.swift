@@ -183,11 +183,15 @@ extension ImportedNetwork {
                                                     convolution: convolution, maxPool: maxPool, dense: dense), integer: false)
         var stages: [(String, Double)] = [("float network as imported", original)]
 
+        // The float network on ±1 inputs binarized at `threshold`, with convolution `c` on them.
+        func onSigns(_ c: PolynomialNetwork.Convolution, threshold: Float) -> ModelGraph {
+            Self.floatGraph(inputShape: inputShape, first: .binarize(.init(thresholds: [threshold])), convolution: c,
+                            maxPool: maxPool, dense: dense)
+        }
         var input = SignFormQuantization.inputCandidates[0], inputAccuracy = -1.0
         for candidate in SignFormQuantization.inputCandidates {
             let c = Self.signInputConvolution(convolution, scale: candidate.scale, reach: nil)
-            let a = try accuracy(Self.floatGraph(inputShape: inputShape, first: .binarize(.init(thresholds: [candidate.threshold])),
-                                                 convolution: c, maxPool: maxPool, dense: dense), integer: false)
+            let a = try accuracy(onSigns(c, threshold: candidate.threshold), integer: false)
             if a > inputAccuracy { (input, inputAccuracy) = (candidate, a) }
         }
         stages.append((String(format: "input binarized: x ≥ %.3f as %.1f", input.threshold, input.scale), inputAccuracy))
@@ -208,8 +212,7 @@ extension ImportedNetwork {
         }
         for reach in SignFormQuantization.reachCandidates {
             let c = Self.signInputConvolution(convolution, scale: input.scale, reach: reach)
-            let graph = Self.floatGraph(inputShape: inputShape, first: .binarize(.init(thresholds: [input.threshold])),
-                                        convolution: c, maxPool: maxPool, dense: dense)
+            let graph = onSigns(c, threshold: input.threshold)
             rewrittenConvolutions[reach] = (c, try accuracy(graph, integer: false),
                                             try Self.activationMaxima(graph, data: calibration, filters: c.outputChannels))
             for levels in SignFormQuantization.levelCandidates {
