@@ -75,4 +75,19 @@ public struct ModelImporter: Sendable {
                       calibration: results.map { ($0.weightBits, $0.accuracy) }, calibrationFloatAccuracy: floatAccuracy,
                       signForm: nil)
     }
+
+    /// Calibration records an import takes from the front of the training split.
+    public static let calibrationRecords = 2000
+
+    /// Re-imports a bundled model trained outside Obscura from its ONNX file (relative to the
+    /// working directory), calibrated on the first ``calibrationRecords`` training images of
+    /// `dataFolder` and measured on its evaluation split: the bundled file, reproduced.
+    public static func reproduce(_ recipe: ModelCatalog.Recipe, dataFolder: String) throws -> Result {
+        guard let source = recipe.importedSource else { throw ModelError.unknownModel(recipe.name) }
+        let training = recipe.datasetKind == .mnist ? try Dataset.mnist(folder: dataFolder, split: "train")
+            : try Dataset.fashionMNIST(folder: dataFolder, split: "train")
+        return try importONNX(path: source.onnx, name: recipe.name, datasetKind: recipe.datasetKind,
+                              calibration: training.subset(0..<min(calibrationRecords, training.count)),
+                              evaluation: try recipe.datasetKind.evaluationData(folder: dataFolder))
+    }
 }

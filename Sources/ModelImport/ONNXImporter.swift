@@ -566,6 +566,12 @@ struct GraphWalker {
             try append(.relu, output: output, shape: shape)
         case "MaxPool", "AveragePool":
             let window = try poolWindow(node, shape: shape)
+            if node.opType == "AveragePool", let last = lastLinear(x), case .convolution(let c) = layers[last] {
+                layers[last] = .convolution(Self.averaged(c, window: window))
+                lastLayerOutput = output
+                values[output] = .data([shape[0], shape[1] / window, shape[2] / window])
+                return
+            }
             try append(node.opType == "MaxPool" ? .maxPool(window: window) : .averagePool(window: window), output: output,
                    shape: [shape[0], shape[1] / window, shape[2] / window])
         case "BatchNormalization":
@@ -691,6 +697,28 @@ struct GraphWalker {
         return window
     }
 
+    /// The convolution followed by a `window`² average pool, as one convolution: kernel
+    /// k + s(p − 1), stride s·p, W′[a][b] = Σ W[a − s·i][b − s·j] / p² over the window's (i, j).
+    /// It reads the same inputs: for a 5×5 kernel at stride 1, 36 products per pooled output
+    /// instead of 4·25 (and no pool layer after it).
+    static func averaged(_ c: PolynomialNetwork.Convolution, window p: Int) -> PolynomialNetwork.Convolution {
+        let (k, s) = (c.kernelSide, c.stride)
+        let side = k + s * (p - 1)
+        var weights = [Float](repeating: 0, count: c.outputChannels * c.inputChannels * side * side)
+        for plane in 0..<(c.outputChannels * c.inputChannels) {
+            for u in 0..<k {
+                for v in 0..<k {
+                    let w = Double(c.weights[(plane * k + u) * k + v]) / Double(p * p)
+                    for i in 0..<p {
+                        for j in 0..<p { weights[(plane * side + u + s * i) * side + v + s * j] += Float(w) }
+                    }
+                }
+            }
+        }
+        return PolynomialNetwork.Convolution(inputChannels: c.inputChannels, outputChannels: c.outputChannels, kernelSide: side,
+                                             stride: s * p, padding: c.padding, inputSide: c.inputSide, weights: weights, bias: c.bias)
+    }
+
     // MARK: Linear layers
 
     mutating func convolution(_ node: Onnx_NodeProto, input: String, shape: [Int], output: String) throws(ImportError) {
@@ -781,8 +809,22 @@ struct GraphWalker {
     /// `broadcast`: the ONNX shape of an Add/Sub/Mul constant (nil: one value per channel, BatchNormalization's).
     mutating func affine(_ node: Onnx_NodeProto, input: String, output: String, scale: [Double], shift: [Double],
                          broadcast: [Int]? = nil) throws(ImportError) {
+        if input == lastLayerOutput, case .polynomial(let coefficients)? = layers.last {
+            // a·p(x) + b is again one polynomial when a and b are scalars: CryptoDL's fitted
+            // activations export as c₂·(x + s)² + r, the shift folded into the layer before.
+            guard scale.count == 1, shift.count == 1 else {
+                throw .invalidNode(node: node.label, reason: "\(node.opType) after a polynomial activation must use one scalar constant")
+            }
+            var folded = coefficients.map { Float(Double($0) * scale[0]) }
+            folded[0] += Float(shift[0])
+            try checkFinite(folded, node)
+            layers[layers.count - 1] = .polynomial(folded)
+            lastLayerOutput = output
+            values[output] = values[input]
+            return
+        }
         guard let last = lastLinear(input) else {
-            throw .invalidNode(node: node.label, reason: "\(node.opType) with constants must follow a convolution or dense layer")
+            throw .invalidNode(node: node.label, reason: "\(node.opType) with constants must follow a convolution, a dense layer or a polynomial activation")
         }
         if let dims = broadcast, dims.reduce(1, *) != 1 {
             // ONNX broadcasts from the last axis: per channel of [C, H, W] is [C, 1, 1]; per output of a vector is [n].

@@ -20,6 +20,9 @@ public enum ModelCatalog {
         case binarizedCNN(BinarizedCNN.Shape, BinarizedCNN.Activation, BinarizedCNN.TrainingOptions)
         /// A polynomial network (CryptoNets' or HCNN's topology) with its activation.
         case polynomial(PolynomialTopology, activation: [Float], BinarizedCNN.TrainingOptions)
+        /// A network trained outside Obscura (batch normalization and augmentation need a
+        /// framework) and imported from ONNX: `obscura train` re-imports the file.
+        case imported(ImportedSource)
 
         /// The same with the given epochs and seed, where set.
         func overriding(epochs: Int?, seed: UInt64?) -> Architecture {
@@ -30,7 +33,7 @@ public enum ModelCatalog {
                 return options
             }
             switch self {
-            case .perceptron: return self
+            case .perceptron, .imported: return self
             case .binarizedCNN(let shape, let activation, let options): return .binarizedCNN(shape, activation, apply(options))
             case .polynomial(let topology, let activation, let options): return .polynomial(topology, activation: activation, apply(options))
             }
@@ -58,6 +61,11 @@ public enum ModelCatalog {
                architecture: .polynomial(.cryptoNets, activation: cryptoDLActivation, .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
         Recipe(name: "hcnn-mnist", datasetKind: .mnist,
                architecture: .polynomial(.hcnn, activation: [0, 0, 1], .init(epochs: 10, learningRate: 0.001, batchSize: 64, maxShift: 1))),
+        // CryptoDL's kind of network: two convolutions, each with batch normalization (folded),
+        // the fitted quadratic and average pooling.
+        Recipe(name: "cryptodl-cnn-mnist", datasetKind: .mnist,
+               architecture: .imported(.init(onnx: "examples/cryptodl-cnn.onnx",
+                                             trainingCommand: "scripts/train_cryptodl.py --epochs 30 --seed 0"))),
     ]
 
     /// CryptoDL's activation: the degree-2 least-squares fit of ReLU on [-4, 4].
@@ -69,6 +77,13 @@ public enum ModelCatalog {
 
     /// The TFHE-friendly topology of the fast models.
     static let fastShape = BinarizedCNN.Shape(stride: 2, filterCount: 6, poolSide: 1)
+
+    /// Where an imported bundled model comes from: its ONNX file and the command that trains it,
+    /// both relative to the repository root.
+    public struct ImportedSource: Sendable {
+        public let onnx: String
+        public let trainingCommand: String
+    }
 
     /// Bundled model names.
     public static var names: [String] { recipes.map(\.name) }
@@ -143,7 +158,16 @@ public enum ModelCatalog {
                              network: .polynomialNetwork(network), evaluationData: evaluation)
         case .perceptron:
             throw ModelError.unknownModel(name)
+        case .imported(let source):
+            throw ModelError.importedModel(name: name, onnx: source.onnx)
         }
+    }
+}
+
+extension ModelCatalog.Recipe {
+    /// The ONNX file an imported model is read from, nil for models trained here.
+    public var importedSource: ModelCatalog.ImportedSource? {
+        if case .imported(let source) = architecture { source } else { nil }
     }
 }
 

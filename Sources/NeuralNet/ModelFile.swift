@@ -10,6 +10,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case unsupportedVersion(path: String, version: Int)
     /// Neither a bundled model's name nor a file.
     case unknownModel(String)
+    /// A bundled model trained outside Obscura: it is re-imported from its ONNX file, not trained here.
+    case importedModel(name: String, onnx: String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case .unsupportedVersion(let path, let version):
             "\(path): model format version \(version) is newer than this build reads (\(ModelFile.currentVersion))"
         case .unknownModel(let name): "'\(name)' is neither a bundled model (see `obscura models`) nor a model file"
+        case .importedModel(let name, let onnx): "\(name) was trained outside Obscura: it is imported from \(onnx) (ModelImporter)"
         }
     }
 }

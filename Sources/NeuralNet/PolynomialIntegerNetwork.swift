@@ -5,7 +5,8 @@ public struct PolynomialQuantization: Codable, Sendable, Equatable {
     /// Input pixels x ∈ [0, 1] become x̂ = round(x · inputLevels) ∈ [0, inputLevels].
     public var inputLevels: Int
     /// Each linear layer's weights are rounded to signed integers of at most this many bits,
-    /// ŵ = round(w · 2^f) with the largest f that keeps every |ŵ| ≤ 2^(bits−1) − 1.
+    /// ŵ = round(w · 2^f) with the largest f that keeps every |ŵ| ≤ 2^(bits−1) − 1, or the
+    /// smallest f at which every weight is already exact (an average pool's 1/k²).
     public var weightBits: Int
     /// Non-integer activation coefficients are rounded to this many fraction bits.
     public var coefficientFractionBits: Int
@@ -236,7 +237,8 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
 
     // MARK: Construction
 
-    /// Weights rounded to `bits`-bit signed integers with the largest power-of-two scale 2^f.
+    /// Weights rounded to `bits`-bit signed integers with the largest power-of-two scale 2^f,
+    /// or the smallest at which they are exact.
     static func quantize(_ weights: [Float], bits: Int, layer: Int) throws(FormError) -> ([Int64], Int) {
         guard weights.allSatisfy(\.isFinite) else { throw .notFinite(layer: layer) }
         let largest = Double(weights.map { abs($0) }.max() ?? 0)
@@ -247,6 +249,11 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         while (largest * pow(2, Double(f))).rounded() > limit { f -= 1 }
         // Weights above the limit need a fractional scale, which no exact integer form has.
         guard f >= 0 else { throw .valuesTooLarge(layer: layer, bits: log2(largest) + Double(bits)) }
+        // Weights already exact at a smaller scale (an average pool's 1/4) keep that scale: a
+        // larger one adds bits to every later value and no precision.
+        while f > 0, weights.allSatisfy({ (Double($0) * pow(2, Double(f - 1))).rounded() == Double($0) * pow(2, Double(f - 1)) }) {
+            f -= 1
+        }
         let unit = pow(2, Double(f))
         return (weights.map { Int64((Double($0) * unit).rounded()) }, f)
     }

@@ -11,7 +11,7 @@ struct Import: ParsableCommand {
     @Option(help: "The dataset folder: its training images calibrate the quantization, its test images measure accuracy.")
     var calibration: String
     @Option(help: "The dataset: mnist or fashion-mnist.") var dataset: String = "mnist"
-    @Option(help: "How many training images calibrate.") var calibrationRecords: Int = 2000
+    @Option(help: "How many training images calibrate.") var calibrationRecords: Int = ModelImporter.calibrationRecords
     @Option(help: "Where to write the model file.") var out: String
     @Option(help: "The model's name (default: the ONNX file's name).") var name: String?
 

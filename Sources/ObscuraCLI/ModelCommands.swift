@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ModelImport
 import NeuralNet
 import ObscuraServer
 
@@ -70,10 +71,16 @@ struct Train: ParsableCommand {
         }
         let folder = data ?? recipe.datasetKind.defaultFolder
         let start = Clock.now()
-        let model = try ModelCatalog.train(name, dataFolder: folder, epochs: epochs, seed: seed, log: { print($0) }) { epoch, loss, accuracy in
-            if recipe.datasetKind != .breastCancer || epoch % 25 == 0 || epoch == 1 {
-                print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%  (%.0f s)", epoch, loss, accuracy * 100,
-                             Double(Clock.now() - start) / 1e9))
+        let model: ModelFile
+        if let source = recipe.importedSource {
+            print("\(name) is trained outside Obscura by `\(source.trainingCommand)`; importing \(source.onnx)")
+            model = try ModelImporter.reproduce(recipe, dataFolder: folder).model
+        } else {
+            model = try ModelCatalog.train(name, dataFolder: folder, epochs: epochs, seed: seed, log: { print($0) }) { epoch, loss, accuracy in
+                if recipe.datasetKind != .breastCancer || epoch % 25 == 0 || epoch == 1 {
+                    print(String(format: "epoch %3d  loss %.4f  training accuracy %.2f%%  (%.0f s)", epoch, loss, accuracy * 100,
+                                 Double(Clock.now() - start) / 1e9))
+                }
             }
         }
         let path = output ?? "\(name).json"

@@ -55,6 +55,54 @@ struct ONNXImportTests {
         #expect(throws: InferenceError.self) { try InferencePlan(model: result.model) }
     }
 
+    @Test("CryptoDL's kind of network (scripts/train_cryptodl.py): conv → batch norm → average pool → fitted quadratic, twice, then dense; the bundled cryptodl-cnn-mnist reads it with each pool folded into its convolution, the activation as CryptoDL's fit, PyTorch's scores and accuracy, and an integer form within half a point of it and above HCNN's 99%")
+    func cryptoDLExport() throws {
+        let sidecar = try Examples.sidecar("cryptodl-cnn")
+        let imported = try ONNXImporter.read(try Examples.bytes("cryptodl-cnn"))
+        #expect(imported.layers.map(\.label) == ["conv", "poly", "conv", "poly", "dense"])
+        let network = try #require(try ModelCatalog.load("cryptodl-cnn-mnist").polynomialNetwork)
+        guard case .convolution(let first) = network.layers[0], case .convolution(let second) = network.layers[2],
+              case .polynomial(let activation) = network.layers[1] else {
+            Issue.record("unexpected layers \(network.layers.count)")
+            return
+        }
+        // 5×5 at stride 1, then a 2×2 average: one 6×6 convolution at stride 2.
+        #expect([first.kernelSide, first.stride, first.outputSide, second.kernelSide, second.stride, second.outputSide] as [Int] == [6, 2, 12, 6, 2, 4])
+        // Exported as c₂·(x + s)² + r: the shift is in the convolution's bias, the rest is CryptoDL's fit.
+        let fit = PolynomialNetwork.reluApproximation(degree: 2, bound: 4).map(Double.init)
+        let expected = [fit[0] - fit[1] * fit[1] / (4 * fit[2]), 0, fit[2]]
+        #expect(zip(activation, expected).allSatisfy { abs(Double($0) - $1) < 1e-5 }, "\(activation) against \(expected)")
+        for (index, scores) in sidecar.first_test_scores.enumerated() {
+            let ours = network.floatScores(Self.test.sample(index))
+            #expect(zip(ours, scores).allSatisfy { abs(Double($0) - $1) <= 1e-3 * max(1, abs($1)) }, "image \(index): \(ours)")
+        }
+        let model = try ModelCatalog.load("cryptodl-cnn-mnist")
+        #expect(abs(model.floatAccuracy - sidecar.test_accuracy) <= 0.0005)
+        #expect(model.integerAccuracy >= model.floatAccuracy - 0.005 && model.integerAccuracy > 0.99)
+    }
+
+    @Test("an average pool after a convolution folds into it: the same outputs on random inputs, at stride 1 and at stride 2 with padding and an odd side")
+    func averagePoolFolds() throws {
+        var rng = SplitMix64(seed: 5)
+        for (kernel, stride, padding, side) in [(5, 1, 0, 12), (3, 2, 1, 9)] {
+            let c = PolynomialNetwork.Convolution(inputChannels: 2, outputChannels: 3, kernelSide: kernel, stride: stride, padding: padding,
+                                                  inputSide: side, weights: (0..<(6 * kernel * kernel)).map { _ in Float(rng.next() % 2001) / 1000 - 1 },
+                                                  bias: [0.5, -0.25, 0])
+            let out = c.outputSide
+            let pool = PolynomialNetwork.Convolution(inputChannels: 3, outputChannels: 3, kernelSide: 2, stride: 2, padding: 0, inputSide: out,
+                                                     weights: (0..<36).map { ($0 / 4) / 3 == ($0 / 4) % 3 ? 0.25 : 0 }, bias: [0, 0, 0])
+            let folded = GraphWalker.averaged(c, window: 2)
+            #expect(folded.outputSide == out / 2)
+            let twoLayers = PolynomialNetwork(inputSide: side, layers: [.convolution(c), .convolution(pool)])
+            let oneLayer = PolynomialNetwork(inputSide: side, layers: [.convolution(folded)])
+            for _ in 0..<5 {
+                let image = (0..<(2 * side * side)).map { _ in Float(rng.next() % 1001) / 1000 }[...]
+                let (a, b) = (twoLayers.floatScores(image), oneLayer.floatScores(image))
+                #expect(a.count == b.count && zip(a, b).allSatisfy { abs($0 - $1) < 1e-5 }, "k=\(kernel) s=\(stride)")
+            }
+        }
+    }
+
     /// Imports an example that becomes a graph, checking its layers, PyTorch's scores on the
     /// recorded images (within 10^-3) and its float accuracy (within 0.05 point); nil (with an
     /// issue recorded) when it is not a graph.

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Train a CryptoDL-style MNIST CNN with PyTorch and export it to ONNX.
+
+CryptoDL (Hesamifard et al., arXiv 1711.05189) replaces ReLU by a low-degree
+polynomial fitted to it and trains the network with that polynomial in place,
+with batch normalization keeping each activation's input where the fit holds,
+and average pooling. This script trains such a network:
+
+    Conv(1->C1, 5x5) -> BatchNorm -> AvgPool 2x2 -> p
+    -> Conv(C1->C2, 5x5) -> BatchNorm -> AvgPool 2x2 -> p -> Flatten -> Gemm(16*C2 -> 10)
+
+where p(x) = c0 + c1 x + c2 x^2 is the least-squares fit of ReLU on 201 evenly
+spaced points of [-4, 4], the same fit as Obscura's `cryptodl-mnist`
+(PolynomialNetwork.reluApproximation(degree: 2, bound: 4)). Two activations
+keep the network's exact integer form within the 126 bits that BFV's CRT join
+holds. Pooling before the activation (batch normalization is per channel, so it
+commutes with the average) lets an importer fold each pool into its convolution
+(a 6x6 kernel at stride 2) and needs a quarter of the squares.
+
+The ONNX graph writes p as c2 * (x + s)^2 + r with s = c1 / (2 c2) and
+r = c0 - c1^2 / (4 c2): the same function, as one chain of operators
+(Add, Mul(x, x), Mul, Add) that an importer reads without branches.
+
+Training: the 60,000 MNIST training images (or the first 55,000 with
+--validation, which reports on the last 5,000 instead of the test images),
+random affine augmentation (rotation, scale, shift), Adam with a one-cycle
+schedule. The 10,000 test images are evaluated once, at the end.
+
+Usage (the venv of examples/README.md):
+  ~/.venvs/onnx-export/bin/python scripts/train_cryptodl.py \
+      --data ../shared/data/mnist --out examples --epochs 30 --seed 0
+"""
+
+import argparse
+import gzip
+import json
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OPSET = 13
+
+
+def read_idx(path):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    magic, = struct.unpack(">I", data[:4])
+    dims = magic & 0xFF
+    shape = struct.unpack(">" + "I" * dims, data[4:4 + 4 * dims])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load_mnist(directory):
+    d = Path(directory)
+
+    def find(stem):
+        for name in (stem + ".gz", stem):
+            if (d / name).exists():
+                return d / name
+        raise FileNotFoundError(d / stem)
+
+    def images(stem):
+        return torch.from_numpy(read_idx(find(stem)).astype(np.float32) / 255).unsqueeze(1)
+
+    def labels(stem):
+        return torch.from_numpy(read_idx(find(stem)).astype(np.int64))
+
+    return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
+            images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
+
+
+def relu_fit(degree=2, bound=4.0):
+    """Least-squares fit of ReLU on 201 evenly spaced points of [-bound, bound], x^0 first."""
+    x = np.linspace(-bound, bound, 201)
+    vandermonde = np.vander(x, degree + 1, increasing=True)
+    coefficients, *_ = np.linalg.lstsq(vandermonde, np.maximum(x, 0), rcond=None)
+    return [float(c) for c in coefficients]
+
+
+class FittedReLU(nn.Module):
+    """p(x) = c0 + c1 x + c2 x^2, written as c2 (x + s)^2 + r (one chain of ONNX operators)."""
+
+    def __init__(self, coefficients):
+        super().__init__()
+        c0, c1, c2 = coefficients
+        self.c2 = c2
+        self.s = c1 / (2 * c2)
+        self.r = c0 - c1 * c1 / (4 * c2)
+
+    def forward(self, x):
+        y = x + self.s
+        y = y * y
+        return y * self.c2 + self.r
+
+
+class CryptoDLNet(nn.Module):
+    def __init__(self, c1, c2, coefficients):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c1, 5)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 5)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.act = FittedReLU(coefficients)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(16 * c2, 10)
+
+    def forward(self, x):
+        x = self.act(self.pool(self.bn1(self.conv1(x))))
+        x = self.act(self.pool(self.bn2(self.conv2(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
+def augment(batch, generator):
+    """Random rotation (±10°), scale (0.9-1.1) and shift (±2 px) per image."""
+    n = batch.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * (10 * np.pi / 180)
+    scale = 1 + (torch.rand(n, generator=generator) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * (2 / 14)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, batch.shape, align_corners=False)
+    return F.grid_sample(batch, grid, align_corners=False, padding_mode="zeros")
+
+
+def accuracy(model, images, labels):
+    model.eval()
+    with torch.no_grad():
+        predictions = torch.cat([model(images[i:i + 1000]).argmax(1) for i in range(0, len(images), 1000)])
+    return (predictions == labels).float().mean().item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "examples"))
+    parser.add_argument("--name", default="cryptodl-cnn")
+    parser.add_argument("--channels", type=int, nargs=2, default=[32, 64])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation", action="store_true",
+                        help="train on the first 55,000 training images, report on the last 5,000; export nothing")
+    args = parser.parse_args()
+
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_x, train_y, test_x, test_y = load_mnist(args.data)
+    if args.validation:
+        train_x, train_y, test_x, test_y = train_x[:55000], train_y[:55000], train_x[55000:], train_y[55000:]
+    coefficients = relu_fit()
+    model = CryptoDLNet(*args.channels, coefficients)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    steps = (len(train_x) + args.batch - 1) // args.batch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps)
+    start = time.time()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        total, correct = 0.0, 0
+        for i in range(steps):
+            index = order[i * args.batch:(i + 1) * args.batch]
+            x, y = augment(train_x[index], generator), train_y[index]
+            optimizer.zero_grad()
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(index)
+            correct += (out.argmax(1) == y).sum().item()
+        print(f"epoch {epoch}/{args.epochs}: loss {total / len(train_x):.4f}, train {correct / len(train_x):.4f}, "
+              f"{time.time() - start:.0f} s", flush=True)
+    split = "validation (training images 55,000-59,999)" if args.validation else "test"
+    result = accuracy(model, test_x, test_y)
+    print(f"{split} accuracy: {result:.4f}", flush=True)
+    if args.validation:
+        return
+
+    model.eval()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / f"{args.name}.onnx"
+    torch.onnx.export(model, torch.zeros(1, 1, 28, 28), str(onnx_path), input_names=["image"], output_names=["scores"],
+                      opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(str(onnx_path)))
+    with torch.no_grad():
+        first = model(test_x[:5]).tolist()
+    sidecar = {
+        "architecture": f"Conv(1,{args.channels[0]},k5) -> BN -> AvgPool2 -> p -> Conv({args.channels[0]},{args.channels[1]},k5) "
+                        f"-> BN -> AvgPool2 -> p -> Flatten -> Gemm({16 * args.channels[1]},10); "
+                        f"p(x) = {coefficients[0]:.6f} + {coefficients[1]:.6f} x + {coefficients[2]:.6f} x^2",
+        "activation_coefficients": coefficients,
+        "test_accuracy": result,
+        "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__,
+        "first_test_scores": first,
+    }
+    (out / f"{args.name}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+    print(f"wrote {onnx_path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
