@@ -283,6 +283,22 @@ struct SIMDInferenceTests {
         #expect(single.budgetBits >= latency.predictedBudgetBits, "measured \(single.budgetBits), predicted \(latency.predictedBudgetBits)")
     }
 
+    @Test("Bundled cryptodl-cnn-mnist (two convolutions, each followed by CryptoDL's fitted quadratic): at 128 bits the planner holds it on N = 8192 (BFV with 3 plaintext primes, CKKS with 3 ciphertext primes); every slot of a BFV batch of test images on the insecure test ring equals the integer reference")
+    func cryptoDLNetwork() throws {
+        let file = try ModelCatalog.load("cryptodl-cnn-mnist")
+        let form = try #require(file.polynomialNetwork).integerForm()
+        let bfv = try SIMDPlan.compile(form)
+        #expect(bfv.securityBits == 128 && bfv.parameters[0].polynomialSize == 8192 && bfv.plaintextModuli.count == 3)
+        let ckks = try SIMDPlan.compile(form, scheme: .ckks)
+        #expect(ckks.securityBits == 128 && ckks.parameters[0].polynomialSize == 8192 && ckks.parameters[0].ciphertextModuli.count == 3)
+        let plan = try SIMDPlan.compile(form, shapes: [Self.smallShape])
+        let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
+        let batch = file.datasetKind.evaluationSamples(in: data).prefix(plan.batchSize).map { data.sample($0) }
+        let outcome = try SIMDPipeline.run(plan, images: batch)
+        #expect(outcome.scores == batch.map { form.scores($0) })
+        #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+    }
+
     @Test("Bundled CryptoNets and HCNN on CKKS: N = 8192 at 128 bits, a full batch of 4,096 test images, every argmax the integer reference's and every error within the plan's prediction",
           arguments: ["cryptonets-mnist", "hcnn-mnist"])
     func bundledCKKS(model: String) throws {
