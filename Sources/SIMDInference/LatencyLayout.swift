@@ -5,10 +5,13 @@ import NeuralNet
 /// that divides the row of N/2 slots), so a rotation by k is a cyclic rotation by k of every
 /// copy, and the result of one layer is already in the layout the next one reads.
 ///
-/// - The first layer, a convolution, arrives from the client as one ciphertext per kernel offset
-///   κ (input channel, row, column): slot o holds the input that output o multiplies with its
-///   weight at κ (the client lays out its own pixels; no weights). The convolution is then
-///   Σ_κ ct_κ ⊙ W_κ, one plaintext product per offset and no rotation.
+/// - The first layer, a convolution, arrives from the client as kernel offsets κ (input channel,
+///   row, column) in blocks of P slots: slot o of κ's block holds the input that output o
+///   multiplies with its weight at κ (the client lays out its own pixels; no weights). B blocks
+///   (a power of two, B·P ≤ N/2) share a ciphertext, ct_j holding offsets jB … jB + B − 1, so
+///   the client sends ⌈K/B⌉ ciphertexts, not K. The convolution is Σ_j ct_j ⊙ W′_j, W′_j holding
+///   each block's weights, then log2 B rotate-and-add steps (by BP/2, …, P) sum the blocks,
+///   leaving the outputs replicated with period P.
 /// - A dense layer (m × n) on a vector of period P is Halevi and Shoup's diagonal method with
 ///   Juvekar et al.'s hybrid for m ≤ P: with m' = 2^⌈log2 m⌉ and d_i[s] = M[s mod m'][(s + i) mod P],
 ///   z = Σ_(i<m') d_i ⊙ rot(v, i) holds M's rows in blocks of m', and log2(P/m') rotate-and-add
@@ -17,8 +20,10 @@ import NeuralNet
 public struct PackedConvolution: Sendable {
     /// P: the output vector's period.
     public let period: Int
-    /// Kernel offsets: one client ciphertext each.
+    /// Kernel offsets K.
     public let offsetCount: Int
+    /// B: offsets per client ciphertext (1 until ``laidOut(polynomialSize:)`` knows the ring).
+    public private(set) var blocks = 1
     /// [κ][slot mod P]: the weight output (slot) applies at offset κ (0 where none).
     public let weights: [[Int64]]
     /// [slot mod P]: each output's bias (0 beyond the outputs).
@@ -41,6 +46,33 @@ public struct PackedConvolution: Sendable {
         self.weights = weights
         self.inputIndex = inputIndex
         bias = (0..<period).map { $0 < layer.outputCount ? layer.bias[$0] : 0 }
+    }
+
+    /// The layout on a ring of `polynomialSize` slots: as many offsets per ciphertext as a row
+    /// of N/2 slots holds (a power of two, at most the next one above K).
+    func laidOut(polynomialSize: Int) -> PackedConvolution {
+        var copy = self
+        copy.blocks = max(1, min(powerOfTwo(atLeast: offsetCount), polynomialSize / 2 / period))
+        return copy
+    }
+
+    /// ⌈K/B⌉: the ciphertexts the client sends.
+    public var ciphertextCount: Int { (offsetCount + blocks - 1) / blocks }
+
+    /// The rotate-and-add steps that sum the blocks: BP/2, …, P.
+    var folds: [Int] {
+        var steps: [Int] = [], fold = blocks * period / 2
+        while fold >= period {
+            steps.append(fold)
+            fold /= 2
+        }
+        return steps
+    }
+
+    /// The offset whose block slot s (of N) lies in, in client ciphertext j; nil past the last.
+    func offset(ciphertext j: Int, slot s: Int, polynomialSize n: Int) -> Int? {
+        let kappa = j * blocks + (s % (n / 2)) / period % blocks
+        return kappa < offsetCount ? kappa : nil
     }
 }
 

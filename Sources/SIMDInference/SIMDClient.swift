@@ -122,8 +122,9 @@ public final class SIMDClient: InferenceBackendClient {
 
     /// Images (pixels in [0, 1]) → the plan's input ciphertexts per plaintext prime, seeded,
     /// encrypted on all cores. Throughput: one per input value, image j in slot j. Latency (one
-    /// image): one per kernel offset of the first convolution, slot o holding the pixel that
-    /// output o reads there, or the image as one vector; either repeated with its period.
+    /// image): the first convolution's kernel offsets in blocks (``PackedConvolution``), slot o
+    /// of an offset's block holding the pixel that output o reads there, or the image as one
+    /// vector; either repeated with its period.
     public func encrypt(_ images: [ArraySlice<Float>]) throws(ClientError) -> [[SeededCiphertext]] {
         guard !images.isEmpty else { throw .noImages }
         guard images.count <= plan.batchSize else { throw .batchTooLarge(images: images.count, slots: plan.batchSize) }
@@ -139,8 +140,12 @@ public final class SIMDClient: InferenceBackendClient {
         case .latency:
             let x = quantized[0], n = plan.parameters[0].polynomialSize
             if case .packedConvolution(let c) = plan.steps.first?.kind {
-                slotVectors = c.inputIndex.map { index in
-                    (0..<n).map { s in index[s % c.period] < 0 ? 0 : x[Int(index[s % c.period])] }
+                slotVectors = (0..<c.ciphertextCount).map { j in
+                    (0..<n).map { s in
+                        guard let kappa = c.offset(ciphertext: j, slot: s, polynomialSize: n) else { return 0 }
+                        let index = c.inputIndex[kappa][s % c.period]
+                        return index < 0 ? 0 : x[Int(index)]
+                    }
                 }
             } else {
                 let period = powerOfTwo(atLeast: inputs)

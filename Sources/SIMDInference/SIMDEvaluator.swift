@@ -159,8 +159,10 @@ public struct SIMDEvaluator: InferenceBackendServer {
         case .linear, .polynomial:
             return .none
         case .packedConvolution(let c):
-            let weights = try c.weights.map { w throws(RlweError) -> Plaintext? in
-                w.allSatisfy { $0 == 0 } ? nil : try encoder.prepare(slots(w) { $0 })
+            // Client ciphertext j's weights: each block's offset's, in its block's slots.
+            let weights = try (0..<c.ciphertextCount).map { j throws(RlweError) -> Plaintext? in
+                let w = (0..<n).map { s in c.offset(ciphertext: j, slot: s, polynomialSize: n).map { c.weights[$0][s % c.period] } ?? 0 }
+                return w.allSatisfy { $0 == 0 } ? nil : try encoder.prepare(w)
             }
             return .convolution(weights: weights, bias: try encoder.encode(slots(c.bias, residue)))
         case .matrixVector(let m):
@@ -199,13 +201,14 @@ public struct SIMDEvaluator: InferenceBackendServer {
         let plaintextModulus = evaluator.context.plaintextModulus
         do {
             switch (step.kind, prepared) {
-            case (.packedConvolution, .convolution(let weights, let bias)):
+            case (.packedConvolution(let c), .convolution(let weights, let bias)):
                 var sum: Ciphertext?
                 for (ct, w) in zip(values, weights) {
                     guard let w else { continue }
                     sum = try accumulate(sum, evaluator.multiply(ct, w), evaluator: evaluator)
                 }
-                guard let sum else { return [try evaluator.add(zero(like: values[0], evaluator: evaluator), bias)] }
+                guard var sum else { return [try evaluator.add(zero(like: values[0], evaluator: evaluator), bias)] }
+                for fold in c.folds { sum = try evaluator.add(sum, evaluator.rotate(sum, by: fold)) }
                 return [try evaluator.add(sum, bias)]
             case (.matrixVector(let m), .matrix(let diagonals, let bias)):
                 return [try evaluator.add(matrixVector(m, diagonals: diagonals, values[0], evaluator: evaluator), bias)]

@@ -86,7 +86,7 @@ public struct SIMDPlan: Sendable {
         public var summary: String {
             switch kind {
             case .linear(let l): "linear \(l.inputCount) → \(l.outputCount)"
-            case .packedConvolution(let c): "convolution, \(c.offsetCount) kernel offsets → period \(c.period)"
+            case .packedConvolution(let c): "convolution, \(c.offsetCount) kernel offsets in \(c.ciphertextCount) ciphertexts → period \(c.period)"
             case .matrixVector(let m): "dense by \(m.diagonals.count) diagonals, period \(m.inputPeriod) → \(m.outputPeriod)"
             case .polynomial(let p): "degree-\(p.degree) polynomial"
             }
@@ -188,7 +188,7 @@ public struct SIMDPlan: Sendable {
     /// kernel offset of a first convolution, or one vector (latency).
     public var inputCiphertexts: Int {
         guard mode == .latency else { return network.inputCount }
-        if case .packedConvolution(let c) = steps.first?.kind { return c.offsetCount }
+        if case .packedConvolution(let c) = steps.first?.kind { return c.ciphertextCount }
         return 1
     }
     /// Ciphertexts the server returns per plaintext prime: one per score (throughput), or one.
@@ -199,7 +199,13 @@ public struct SIMDPlan: Sendable {
     }
     /// The rotations the server needs keys for (latency mode).
     public var rotationSteps: [Int] {
-        Array(Set(steps.flatMap { step -> [Int] in if case .matrixVector(let m) = step.kind { m.rotationSteps } else { [] } })).sorted()
+        Array(Set(steps.flatMap { step -> [Int] in
+            switch step.kind {
+            case .matrixVector(let m): m.rotationSteps
+            case .packedConvolution(let c): c.folds
+            case .linear, .polynomial: []
+            }
+        })).sorted()
     }
     /// 128, or 0 for the insecure test shape.
     public var securityBits: Int { parameters[0].securityBits }
@@ -219,42 +225,48 @@ public struct SIMDPlan: Sendable {
             let insecure = !shapes.isEmpty && shapes.allSatisfy(\.insecureTestOnly)
             return try compileCKKS(network, mode: mode, insecureTestOnly: insecure)
         }
-        let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
-        var best: (cost: Double, shape: Shape, primes: [UInt64])?
+        let unplaced = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
+        var best: (cost: Double, shape: Shape, primes: [UInt64], kinds: [Step.Kind])?
         var tried: [String] = []
         for shape in shapes {
-            // The largest t that leaves the margin; then as many primes as the scores need,
-            // each as small as that count allows (smaller t, more budget).
-            let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
-            let smallest = Int(shape.logN) + 2
-            guard widest >= smallest, kinds.allSatisfy({ $0.largestPeriod <= shape.polynomialSize / 2 }),
-                  let bits = stride(from: widest, through: smallest, by: -1).first(where: {
-                      shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
-                  })
-            else {
-                tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))")
-                continue
+            // Latency mode tries the first convolution's offsets in blocks (fewer, larger uploads)
+            // before one per ciphertext: the block sums' rotations come before the first product,
+            // and with BV key switching their noise may not fit where the plain layout does.
+            let layouts = mode == .latency ? [unplaced.map { $0.laidOut(polynomialSize: shape.polynomialSize) }, unplaced] : [unplaced]
+            for kinds in layouts {
+                // The largest t that leaves the margin; then as many primes as the scores need,
+                // each as small as that count allows (smaller t, more budget).
+                let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
+                let smallest = Int(shape.logN) + 2
+                guard widest >= smallest, kinds.allSatisfy({ $0.largestPeriod <= shape.polynomialSize / 2 }),
+                      let bits = stride(from: widest, through: smallest, by: -1).first(where: {
+                          shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
+                      })
+                else {
+                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))")
+                    continue
+                }
+                let count = (network.outputBits + bits - 2) / (bits - 1)
+                // Per image: primes × limbs; latency mode has one image per ciphertext (× N) and
+                // is dominated by rotations, whose key switching costs a transform per digit and limb.
+                let limbs = shape.ciphertextBits.count
+                let cost = mode == .throughput ? Double(count * limbs)
+                    : Double(count * shape.polynomialSize * limbs * shape.keySwitchingDigits)
+                // The smallest size whose `count` largest primes ≡ 1 mod 2N hold the scores (smaller t,
+                // more budget). Small sizes may have too few such primes (about 2^(b−1)/(2N·b·ln 2)).
+                guard let primes = (smallest...bits).lazy
+                    .map({ NTTPrimes.generate(count: count, bits: $0, polynomialSize: shape.polynomialSize) })
+                    .first(where: {
+                        // Enough to hold the scores, and a product the 128-bit CRT join can hold.
+                        let bits = $0.reduce(0.0) { $0 + log2(Double($1)) }
+                        return $0.count == count && bits >= Double(network.outputBits) && bits < 126.5
+                    })
+                else {
+                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ)): fewer than \(count) primes of at most \(bits) bits")
+                    continue
+                }
+                if best == nil || cost < best!.cost { best = (cost, shape, primes, kinds) }
             }
-            let count = (network.outputBits + bits - 2) / (bits - 1)
-            // Per image: primes × limbs; latency mode has one image per ciphertext (× N) and
-            // is dominated by rotations, whose key switching costs a transform per digit and limb.
-            let limbs = shape.ciphertextBits.count
-            let cost = mode == .throughput ? Double(count * limbs)
-                : Double(count * shape.polynomialSize * limbs * shape.keySwitchingDigits)
-            // The smallest size whose `count` largest primes ≡ 1 mod 2N hold the scores (smaller t,
-            // more budget). Small sizes may have too few such primes (about 2^(b−1)/(2N·b·ln 2)).
-            guard let primes = (smallest...bits).lazy
-                .map({ NTTPrimes.generate(count: count, bits: $0, polynomialSize: shape.polynomialSize) })
-                .first(where: {
-                    // Enough to hold the scores, and a product the 128-bit CRT join can hold.
-                    let bits = $0.reduce(0.0) { $0 + log2(Double($1)) }
-                    return $0.count == count && bits >= Double(network.outputBits) && bits < 126.5
-                })
-            else {
-                tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ)): fewer than \(count) primes of at most \(bits) bits")
-                continue
-            }
-            if best == nil || cost < best!.cost { best = (cost, shape, primes) }
         }
         guard let best else { throw .noParameterSet(outputBits: network.outputBits, depth: depth(network), tried: tried) }
         let parameters = try best.primes.map { t throws(PlanError) in
@@ -269,9 +281,9 @@ public struct SIMDPlan: Sendable {
             }
         }
         let tBits = log2(Double(best.primes.max()!))
-        let trace = noiseTrace(kinds, shape: best.shape, tBits: tBits)
+        let trace = noiseTrace(best.kinds, shape: best.shape, tBits: tBits)
         return SIMDPlan(network: network, mode: mode, scheme: .bfv, parameters: parameters,
-                        steps: steps(kinds, network: network, mode: mode, noise: trace),
+                        steps: steps(best.kinds, network: network, mode: mode, noise: trace),
                         predictedBudgetBits: best.shape.logQ - tBits - 1 - trace.last!)
     }
 
@@ -500,7 +512,10 @@ public struct SIMDPlan: Sendable {
         for kind in kinds {
             switch kind {
             case .packedConvolution(let c):
-                noise = sum(noise + plaintextProduct + independentSum(c.offsetCount), tBits)
+                noise = noise + plaintextProduct + independentSum(c.ciphertextCount)
+                // Each rotate-and-add: v + rot(v), the rotated copy with a key switch's noise.
+                for _ in c.folds { noise = sum(noise, sum(noise, keySwitch)) }
+                noise = sum(noise, tBits)
             case .matrixVector(let m):
                 let rotated = sum(noise, keySwitch)
                 noise = sum(rotated + plaintextProduct + independentSum(m.inputPeriod), keySwitch + independentSum(m.inputPeriod))
@@ -572,7 +587,8 @@ public struct SIMDPlan: Sendable {
         case .linear(let l):
             return Operations(scalarMultiplyAdds: l.termCount, constantAdds: l.bias.filter { $0 != 0 }.count)
         case .packedConvolution(let c):
-            return Operations(constantAdds: 1, plaintextMultiplies: c.offsetCount, additions: c.offsetCount - 1)
+            return Operations(constantAdds: 1, plaintextMultiplies: c.ciphertextCount, rotations: c.folds.count,
+                              additions: c.ciphertextCount - 1 + c.folds.count)
         case .matrixVector(let m):
             return Operations(constantAdds: 1, plaintextMultiplies: m.diagonals.count, rotations: m.rotationCount,
                               additions: max(m.diagonals.count - 1, 0) + m.foldCount)
@@ -595,6 +611,11 @@ extension PolynomialIntegerNetwork.Polynomial {
 
 extension SIMDPlan.Step.Kind {
     /// The largest vector period the step lays out in a row (latency mode; 1 otherwise).
+    /// The kind laid out on a ring of `polynomialSize` slots (the first convolution's blocks).
+    func laidOut(polynomialSize: Int) -> SIMDPlan.Step.Kind {
+        if case .packedConvolution(let c) = self { .packedConvolution(c.laidOut(polynomialSize: polynomialSize)) } else { self }
+    }
+
     var largestPeriod: Int {
         switch self {
         case .packedConvolution(let c): c.period

@@ -53,12 +53,28 @@ struct SIMDInferenceTests {
         let form = try Self.tiny(activation: activation).integerForm()
         let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
         #expect(plan.batchSize == 1)
-        #expect(plan.inputCiphertexts == 9)  // one per 3×3 kernel offset
+        // The 9 kernel offsets, 8 slots each, in one ciphertext: 4 rotate-and-add steps sum 16 blocks.
+        #expect(plan.inputCiphertexts == 1)
+        guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
+        #expect(c.offsetCount == 9 && c.blocks == 16 && plan.steps[0].operations.rotations == 4)
         #expect(!plan.rotationSteps.isEmpty)
         let images = Self.images(6, pixels: 16, seed: 9)
         let outcome = try SIMDPipeline.run(plan, images: images)
         #expect(outcome.scores == images.map { form.scores($0) })
         #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+    }
+
+    @Test("Latency uploads: the first convolution's offsets go in blocks where the ring has room and the noise fits (HCNN at N = 16384: 25 offsets in 4 ciphertexts of 8 blocks, summed by 3 rotations), else one per ciphertext (CryptoNets at N = 8192, where BV key switches before the first product would not fit)")
+    func latencyBlocks() throws {
+        let hcnn = try SIMDPlan.compile(try #require(try ModelCatalog.load("hcnn-mnist").polynomialNetwork).integerForm(), mode: .latency)
+        guard case .packedConvolution(let packed) = hcnn.steps[0].kind else { Issue.record("no packed convolution"); return }
+        #expect(hcnn.parameters[0].polynomialSize == 16384 && packed.period == 1024 && packed.blocks == 8)
+        #expect(hcnn.inputCiphertexts == 4 && hcnn.steps[0].operations.rotations == 3)
+        #expect(hcnn.rotationSteps.contains(4096) && hcnn.rotationSteps.contains(1024))
+        let cryptoNets = try SIMDPlan.compile(try #require(try ModelCatalog.load("cryptonets-mnist").polynomialNetwork).integerForm(),
+                                              mode: .latency)
+        #expect(cryptoNets.parameters[0].polynomialSize == 8192 && cryptoNets.inputCiphertexts == 25)
+        #expect(cryptoNets.steps[0].operations.rotations == 0)
     }
 
     @Test("Layouts: the diagonal method equals the matrix product on clear vectors, for square, tall and wide matrices",
