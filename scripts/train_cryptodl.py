@@ -147,7 +147,6 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--validation", action="store_true",
                         help="train on the first 55,000 training images, report on the last 5,000; export nothing")
     args = parser.parse_args()
@@ -172,7 +171,7 @@ def main():
             x, y = augment(train_x[index], generator), train_y[index]
             optimizer.zero_grad()
             out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=args.label_smoothing)
+            loss = F.cross_entropy(out, y)
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -202,7 +201,6 @@ def main():
         "activation_coefficients": coefficients,
         "test_accuracy": result,
         "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-        "label_smoothing": args.label_smoothing,
         "torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__,
         "first_test_scores": first,
     }
