@@ -33,9 +33,9 @@ struct Import: ParsableCommand {
         if result.imported.carriesItsIntegers {
             print("  quantization-aware (binarized input, integer-multiple weights): its integers are its own, nothing to calibrate")
         }
-        for (bits, accuracy) in result.calibration {
-            print(String(format: "  calibration on %d training images: %d-bit weights, integer %.2f%% (float %.2f%%)",
-                         min(calibrationRecords, training.count), bits, accuracy * 100, result.calibrationFloatAccuracy * 100))
+        for (bits, accuracy, agreement) in result.calibration {
+            print(String(format: "  calibration on %d training images: %d-bit weights, integer %.2f%% (float %.2f%%), same decision as the float network on %.2f%%",
+                         min(calibrationRecords, training.count), bits, accuracy * 100, result.calibrationFloatAccuracy * 100, agreement * 100))
         }
         if let report = result.signForm {
             print("  ReLU and max pooling run on sign bootstraps once rewritten (post-training, on \(min(calibrationRecords, training.count)) training images):")

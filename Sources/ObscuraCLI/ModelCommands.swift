@@ -107,11 +107,15 @@ struct Eval: ParsableCommand {
         }
         let samples = try range.map { try parseRange($0, count: dataset.count) } ?? file.datasetKind.evaluationSamples(in: dataset)
         let accuracy = file.accuracy(on: dataset, samples: samples, integer: integer)
+        // A polynomial network's integer form, against the float network's decisions.
+        let agreement = integer ? file.polynomialNetwork?.integerAgreement(on: dataset, samples: samples) : nil
         if json {
-            print("{\"accuracy\": \(accuracy), \"images\": \(samples.count), \"model\": \"\(file.name)\", \"integer\": \(integer)}")
+            let agreementField = agreement.map { ", \"float_agreement\": \($0)" } ?? ""
+            print("{\"accuracy\": \(accuracy), \"images\": \(samples.count), \"model\": \"\(file.name)\", \"integer\": \(integer)\(agreementField)}")
         } else {
             print(String(format: "%@ (%@) on %d records of %@: accuracy %.2f%%", file.name, integer ? "integer" : "float",
-                         samples.count, dataset.name, accuracy * 100))
+                         samples.count, dataset.name, accuracy * 100)
+                  + (agreement.map { String(format: ", the float network's decision on %.2f%%", $0 * 100) } ?? ""))
             if range == nil { print("split: \(file.split)") }
         }
     }
