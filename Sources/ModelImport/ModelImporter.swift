@@ -69,7 +69,7 @@ public struct ModelImporter: Sendable {
             floatAccuracy = probe.floatAccuracy
             let accuracy = probe.integerAccuracy
             guard case .polynomialNetwork(let polynomial) = network else { preconditionFailure("isPolynomial") }
-            let agreement = polynomial.integerAgreement(on: calibration, samples: Array(0..<calibration.count))
+            let agreement = try polynomial.integerAgreement(on: calibration, samples: Array(0..<calibration.count))
             results.append((bits, accuracy, agreement, network))
             // Agreement is reported, not required: the 15-level input dominates it (cryptodl-cnn-mnist
             // agrees with its float network on 99.65% of the test images at 7-bit weights, 99.70% at 10).

@@ -21,8 +21,10 @@ public enum ImportError: Error, Equatable, Sendable, CustomStringConvertible {
 }
 
 /// A float network read from an ONNX graph: the layers its data path computes, in order,
-/// with Add, BatchNormalization and constant Mul folded into the linear layer before them and
-/// the shape arithmetic around Reshape (Shape, Gather, Concat, Unsqueeze) folded to constants.
+/// with Add, BatchNormalization and constant Mul folded into the linear layer before them (a
+/// scalar one after a polynomial activation into its coefficients), an average pool right after
+/// a convolution folded into it, and the shape arithmetic around Reshape (Shape, Gather,
+/// Concat, Unsqueeze) folded to constants.
 public struct ImportedNetwork: Sendable {
     /// A layer of the data path.
     public enum Layer: Sendable, Equatable {
@@ -566,8 +568,9 @@ struct GraphWalker {
             try append(.relu, output: output, shape: shape)
         case "MaxPool", "AveragePool":
             let window = try poolWindow(node, shape: shape)
-            if node.opType == "AveragePool", let last = lastLinear(x), case .convolution(let c) = layers[last] {
-                layers[last] = .convolution(Self.averaged(c, window: window))
+            if node.opType == "AveragePool", let last = lastLinear(x), case .convolution(let c) = layers[last],
+               let folded = Self.averaged(c, window: window) {
+                layers[last] = .convolution(folded)
                 lastLayerOutput = output
                 values[output] = .data([shape[0], shape[1] / window, shape[2] / window])
                 return
@@ -700,10 +703,19 @@ struct GraphWalker {
     /// The convolution followed by a `window`² average pool, as one convolution: kernel
     /// k + s(p − 1), stride s·p, W′[a][b] = Σ W[a − s·i][b − s·j] / p² over the window's (i, j).
     /// It reads the same inputs: for a 5×5 kernel at stride 1, 36 products per pooled output
-    /// instead of 4·25 (and no pool layer after it).
-    static func averaged(_ c: PolynomialNetwork.Convolution, window p: Int) -> PolynomialNetwork.Convolution {
+    /// instead of 4·25 (and no pool layer after it). Nil when the folded weights or the work to
+    /// make them would be absurd (a hostile file): the pool then stays a layer of its own.
+    static func averaged(_ c: PolynomialNetwork.Convolution, window p: Int) -> PolynomialNetwork.Convolution? {
         let (k, s) = (c.kernelSide, c.stride)
-        let side = k + s * (p - 1)
+        let planes = c.outputChannels.multipliedReportingOverflow(by: c.inputChannels)
+        let reach = s.multipliedReportingOverflow(by: p - 1)
+        guard !planes.overflow, !reach.overflow, k.addingReportingOverflow(reach.partialValue).overflow == false else { return nil }
+        let side = k + reach.partialValue
+        let (area, areaOverflow) = side.multipliedReportingOverflow(by: side)
+        let (count, countOverflow) = planes.partialValue.multipliedReportingOverflow(by: area)
+        // Every weight is added to p² places.
+        let (work, workOverflow) = c.weights.count.multipliedReportingOverflow(by: p * p)
+        guard !areaOverflow, !countOverflow, !workOverflow, count <= ONNXImporter.maxElements, work <= 1 << 30 else { return nil }
         var weights = [Float](repeating: 0, count: c.outputChannels * c.inputChannels * side * side)
         for plane in 0..<(c.outputChannels * c.inputChannels) {
             for u in 0..<k {

@@ -125,7 +125,7 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
                 var terms = [[(Int32, Int64)]](repeating: [], count: c.outputCount)
                 var offsets = [[Int32]](repeating: [], count: c.outputCount)
                 let offsetCount = c.inputChannels * c.kernelSide * c.kernelSide
-                let (quantized, f) = try Self.quantize(c.weights, bits: quantization.weightBits, layer: index)
+                let (quantized, f) = try Self.quantize(c.weights, bits: quantization.weightBits, biases: c.bias, scale: scale, layer: index)
                 c.forEachProduct { o, w, i in
                     guard quantized[w] != 0 else { return }
                     terms[o].append((Int32(i), quantized[w]))
@@ -138,7 +138,7 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
                 layers.append(.linear(Self.linear(terms, bias: bias, inputCount: c.inputCount,
                                                   kernelOffsets: offsets.flatMap { $0 }, kernelOffsetCount: offsetCount)))
             case .dense(let d):
-                let (quantized, f) = try Self.quantize(d.weights, bits: quantization.weightBits, layer: index)
+                let (quantized, f) = try Self.quantize(d.weights, bits: quantization.weightBits, biases: d.bias, scale: scale, layer: index)
                 let terms = (0..<d.outputCount).map { o in
                     (0..<d.inputCount).compactMap { i in quantized[o * d.inputCount + i] == 0 ? nil : (Int32(i), quantized[o * d.inputCount + i]) }
                 }
@@ -238,8 +238,8 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
     // MARK: Construction
 
     /// Weights rounded to `bits`-bit signed integers with the largest power-of-two scale 2^f,
-    /// or the smallest at which they are exact.
-    static func quantize(_ weights: [Float], bits: Int, layer: Int) throws(FormError) -> ([Int64], Int) {
+    /// or the smallest at which they and the biases (rounded at `scale`·2^f) are exact.
+    static func quantize(_ weights: [Float], bits: Int, biases: [Float], scale: Double, layer: Int) throws(FormError) -> ([Int64], Int) {
         guard weights.allSatisfy(\.isFinite) else { throw .notFinite(layer: layer) }
         let largest = Double(weights.map { abs($0) }.max() ?? 0)
         let limit = Double((1 << (bits - 1)) - 1)
@@ -249,9 +249,11 @@ public struct PolynomialIntegerNetwork: Sendable, Equatable {
         while (largest * pow(2, Double(f))).rounded() > limit { f -= 1 }
         // Weights above the limit need a fractional scale, which no exact integer form has.
         guard f >= 0 else { throw .valuesTooLarge(layer: layer, bits: log2(largest) + Double(bits)) }
-        // Weights already exact at a smaller scale (an average pool's 1/4) keep that scale: a
-        // larger one adds bits to every later value and no precision.
-        while f > 0, weights.allSatisfy({ (Double($0) * pow(2, Double(f - 1))).rounded() == Double($0) * pow(2, Double(f - 1)) }) {
+        // Weights and biases already exact at a smaller scale (an average pool's 1/4, no bias)
+        // keep that scale: a larger one adds bits to every later value and no precision.
+        func exact(_ value: Double) -> Bool { value.rounded() == value }
+        while f > 0, weights.allSatisfy({ exact(Double($0) * pow(2, Double(f - 1))) }),
+              biases.allSatisfy({ exact(Double($0) * scale * pow(2, Double(f - 1))) }) {
             f -= 1
         }
         let unit = pow(2, Double(f))

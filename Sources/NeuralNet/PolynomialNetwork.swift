@@ -182,9 +182,10 @@ public struct PolynomialNetwork: Codable, Sendable, Equatable {
     }
 
     /// The share of `samples` on which the integer form chooses the float network's class, on
-    /// all cores (0 for a network without an integer form).
-    public func integerAgreement(on data: Dataset, samples: [Int]) -> Double {
-        guard let form = try? integerForm(), !samples.isEmpty else { return 0 }
+    /// all cores (0 for no samples).
+    public func integerAgreement(on data: Dataset, samples: [Int]) throws(PolynomialIntegerNetwork.FormError) -> Double {
+        let form = try integerForm()
+        guard !samples.isEmpty else { return 0 }
         let same = Parallel.sum(count: samples.count) { i in
             let image = data.sample(samples[i])
             return BinarizedCNN.argmax(form.scores(image)) == BinarizedCNN.argmax(floatScores(image)) ? 1 : 0

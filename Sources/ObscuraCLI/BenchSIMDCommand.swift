@@ -10,8 +10,8 @@ struct BenchSIMD: ParsableCommand {
         abstract: "A polynomial network (CryptoNets, CryptoDL) on BFV: a batch of one image per slot, or single images, exact.",
         discussion: """
         Throughput mode: the client encrypts a batch of evaluation images (one ciphertext per pixel and
-        plaintext prime). Latency mode: one image at a time, packed across the slots (one ciphertext per
-        kernel offset of the first convolution). The server evaluates from the bytes it receives, the
+        plaintext prime). Latency mode: one image at a time, packed across the slots (the first
+        convolution's kernel offsets in blocks, as many per ciphertext as a row holds). The server evaluates from the bytes it receives, the
         client decrypts and joins the primes by the CRT. Every score is compared with the integer
         reference; a mismatch fails the command.
         """)

@@ -73,6 +73,9 @@ struct Train: ParsableCommand {
         let start = Clock.now()
         let model: ModelFile
         if let source = recipe.importedSource {
+            guard epochs == nil && seed == nil else {
+                throw ValidationError("\(name) is trained outside Obscura: --epochs and --seed go to `\(source.trainingCommand)`")
+            }
             print("\(name) is trained outside Obscura by `\(source.trainingCommand)`; importing \(source.onnx)")
             model = try ModelImporter.reproduce(recipe, dataFolder: folder).model
         } else {
@@ -108,7 +111,7 @@ struct Eval: ParsableCommand {
         let samples = try range.map { try parseRange($0, count: dataset.count) } ?? file.datasetKind.evaluationSamples(in: dataset)
         let accuracy = file.accuracy(on: dataset, samples: samples, integer: integer)
         // A polynomial network's integer form, against the float network's decisions.
-        let agreement = integer ? file.polynomialNetwork?.integerAgreement(on: dataset, samples: samples) : nil
+        let agreement = integer ? try file.polynomialNetwork?.integerAgreement(on: dataset, samples: samples) : nil
         if json {
             let agreementField = agreement.map { ", \"float_agreement\": \($0)" } ?? ""
             print("{\"accuracy\": \(accuracy), \"images\": \(samples.count), \"model\": \"\(file.name)\", \"integer\": \(integer)\(agreementField)}")

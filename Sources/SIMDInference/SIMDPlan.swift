@@ -62,7 +62,7 @@ public struct SIMDPlan: Sendable {
         public enum Kind: Sendable {
             /// Throughput mode: a convolution or dense layer as scalar multiply-accumulates and a bias.
             case linear(PolynomialIntegerNetwork.Linear)
-            /// Latency mode: the first convolution, from one client ciphertext per kernel offset.
+            /// Latency mode: the first convolution, from the client's kernel offsets in blocks.
             case packedConvolution(PackedConvolution)
             /// Latency mode: a dense layer by diagonals and rotations.
             case matrixVector(MatrixVector)
@@ -184,8 +184,9 @@ public struct SIMDPlan: Sendable {
     public var batchSize: Int {
         mode == .latency ? 1 : parameters[0].polynomialSize / (scheme == .ckks ? 2 : 1)
     }
-    /// Ciphertexts the client sends per plaintext prime: one per input value (throughput), one per
-    /// kernel offset of a first convolution, or one vector (latency).
+    /// Ciphertexts the client sends per plaintext prime: one per input value (throughput), a first
+    /// convolution's kernel offsets in blocks (``PackedConvolution/ciphertextCount``), or one
+    /// vector (latency).
     public var inputCiphertexts: Int {
         guard mode == .latency else { return network.inputCount }
         if case .packedConvolution(let c) = steps.first?.kind { return c.ciphertextCount }
@@ -229,10 +230,12 @@ public struct SIMDPlan: Sendable {
         var best: (cost: Double, shape: Shape, primes: [UInt64], kinds: [Step.Kind])?
         var tried: [String] = []
         for shape in shapes {
-            // Latency mode tries the first convolution's offsets in blocks (fewer, larger uploads)
-            // before one per ciphertext: the block sums' rotations come before the first product,
-            // and with BV key switching their noise may not fit where the plain layout does.
-            let layouts = mode == .latency ? [unplaced.map { $0.laidOut(polynomialSize: shape.polynomialSize) }, unplaced] : [unplaced]
+            // Latency mode tries the first convolution's offsets in blocks (fewer uploads) and one
+            // per ciphertext: the block sums' rotations come before the first product, and with BV
+            // key switching their noise may not fit, or need more primes, where the plain layout
+            // does not. The cheaper wins; at equal cost, the blocks.
+            let blocked = unplaced.map { $0.laidOut(polynomialSize: shape.polynomialSize) }
+            let layouts = blocked.contains(where: \.isBlocked) ? [blocked, unplaced] : [unplaced]
             for kinds in layouts {
                 // The largest t that leaves the margin; then as many primes as the scores need,
                 // each as small as that count allows (smaller t, more budget).
@@ -243,7 +246,7 @@ public struct SIMDPlan: Sendable {
                           shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
                       })
                 else {
-                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))")
+                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.contains(where: \.isBlocked) ? " (offsets in blocks)" : ""))
                     continue
                 }
                 let count = (network.outputBits + bits - 2) / (bits - 1)
@@ -610,12 +613,17 @@ extension PolynomialIntegerNetwork.Polynomial {
 }
 
 extension SIMDPlan.Step.Kind {
-    /// The largest vector period the step lays out in a row (latency mode; 1 otherwise).
     /// The kind laid out on a ring of `polynomialSize` slots (the first convolution's blocks).
     func laidOut(polynomialSize: Int) -> SIMDPlan.Step.Kind {
         if case .packedConvolution(let c) = self { .packedConvolution(c.laidOut(polynomialSize: polynomialSize)) } else { self }
     }
 
+    /// Whether the first convolution's offsets share ciphertexts.
+    var isBlocked: Bool {
+        if case .packedConvolution(let c) = self { c.blocks > 1 } else { false }
+    }
+
+    /// The largest vector period the step lays out in a row (latency mode; 1 otherwise).
     var largestPeriod: Int {
         switch self {
         case .packedConvolution(let c): c.period

@@ -57,8 +57,24 @@ struct SIMDInferenceTests {
         #expect(plan.inputCiphertexts == 1)
         guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
         #expect(c.offsetCount == 9 && c.blocks == 16 && plan.steps[0].operations.rotations == 4)
-        #expect(!plan.rotationSteps.isEmpty)
         let images = Self.images(6, pixels: 16, seed: 9)
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        #expect(outcome.scores == images.map { form.scores($0) })
+        #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+    }
+
+    @Test("Latency mode with the offsets over several ciphertexts: 32 outputs in rows of 128 slots, 4 blocks per ciphertext, 9 offsets in 3 ciphertexts, exact, the noise model conservative")
+    func latencyBlocksAcrossCiphertexts() throws {
+        var rng = SplitMix64(seed: 3)
+        let convolution = PolynomialNetwork.Convolution(inputChannels: 1, outputChannels: 2, kernelSide: 3, stride: 1, padding: 0, inputSide: 6,
+                                                        weights: (0..<18).map { _ in rng.uniform(-1, 1) }, bias: [0.25, -0.125])
+        let dense = PolynomialNetwork.Dense(inputCount: 32, outputCount: 3, weights: (0..<96).map { _ in rng.uniform(-0.5, 0.5) },
+                                            bias: [0.5, 0, -0.5])
+        let form = try PolynomialNetwork(inputSide: 6, layers: [.convolution(convolution), .polynomial([0, 0, 1]), .dense(dense)]).integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
+        guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
+        #expect(c.period == 32 && c.blocks == 4 && plan.inputCiphertexts == 3 && plan.steps[0].operations.rotations == 2)
+        let images = Self.images(4, pixels: 36, seed: 11)
         let outcome = try SIMDPipeline.run(plan, images: images)
         #expect(outcome.scores == images.map { form.scores($0) })
         #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
