@@ -50,14 +50,20 @@ struct SIMDInferenceTests {
     @Test("Latency mode: one image across the slots (kernel-offset packing, diagonals, rotations) equals the integer reference",
           arguments: [[Float(0), 0, 1], PolynomialNetwork.reluApproximation(degree: 2, bound: 4)])
     func latencyExact(activation: [Float]) throws {
-        let form = try Self.tiny(activation: activation).integerForm()
+        // The 9 kernel offsets, 8 slots each, in one ciphertext: 4 rotate-and-add steps sum 16 blocks.
+        try Self.latencyRun(try Self.tiny(activation: activation).integerForm(), images: Self.images(6, pixels: 16, seed: 9),
+                            period: 8, blocks: 16, ciphertexts: 1, rotations: 4)
+    }
+
+    /// Compiles `form` for latency mode on the test ring, checks its first convolution's layout
+    /// (9 offsets) and runs `images`: every score exact, the measured budget at least the predicted.
+    static func latencyRun(_ form: PolynomialIntegerNetwork, images: [ArraySlice<Float>],
+                           period: Int, blocks: Int, ciphertexts: Int, rotations: Int) throws {
         let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
         #expect(plan.batchSize == 1)
-        // The 9 kernel offsets, 8 slots each, in one ciphertext: 4 rotate-and-add steps sum 16 blocks.
-        #expect(plan.inputCiphertexts == 1)
         guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
-        #expect(c.offsetCount == 9 && c.blocks == 16 && plan.steps[0].operations.rotations == 4)
-        let images = Self.images(6, pixels: 16, seed: 9)
+        #expect(c.offsetCount == 9 && c.period == period && c.blocks == blocks)
+        #expect(plan.inputCiphertexts == ciphertexts && plan.steps[0].operations.rotations == rotations)
         let outcome = try SIMDPipeline.run(plan, images: images)
         #expect(outcome.scores == images.map { form.scores($0) })
         #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
@@ -71,13 +77,7 @@ struct SIMDInferenceTests {
         let dense = PolynomialNetwork.Dense(inputCount: 32, outputCount: 3, weights: (0..<96).map { _ in rng.uniform(-0.5, 0.5) },
                                             bias: [0.5, 0, -0.5])
         let form = try PolynomialNetwork(inputSide: 6, layers: [.convolution(convolution), .polynomial([0, 0, 1]), .dense(dense)]).integerForm()
-        let plan = try SIMDPlan.compile(form, mode: .latency, shapes: [Self.smallShape])
-        guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
-        #expect(c.period == 32 && c.blocks == 4 && plan.inputCiphertexts == 3 && plan.steps[0].operations.rotations == 2)
-        let images = Self.images(4, pixels: 36, seed: 11)
-        let outcome = try SIMDPipeline.run(plan, images: images)
-        #expect(outcome.scores == images.map { form.scores($0) })
-        #expect(outcome.budgetBits >= plan.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(plan.predictedBudgetBits)")
+        try Self.latencyRun(form, images: Self.images(4, pixels: 36, seed: 11), period: 32, blocks: 4, ciphertexts: 3, rotations: 2)
     }
 
     @Test("Latency uploads: the first convolution's offsets go in blocks where the ring has room and the noise fits (HCNN at N = 16384: 25 offsets in 4 ciphertexts of 8 blocks, summed by 3 rotations), else one per ciphertext (CryptoNets at N = 8192, where BV key switches before the first product would not fit)")
