@@ -90,10 +90,15 @@ public struct ModelImporter: Sendable {
     /// `dataFolder` and measured on its evaluation split: the bundled file, reproduced.
     public static func reproduce(_ recipe: ModelCatalog.Recipe, dataFolder: String) throws -> Result {
         guard let source = recipe.importedSource else { throw ModelError.unknownModel(recipe.name) }
-        let training = recipe.datasetKind == .mnist ? try Dataset.mnist(folder: dataFolder, split: "train")
-            : try Dataset.fashionMNIST(folder: dataFolder, split: "train")
         return try importONNX(path: source.onnx, name: recipe.name, datasetKind: recipe.datasetKind,
-                              calibration: training.subset(0..<min(calibrationRecords, training.count)),
+                              calibration: try calibrationData(recipe.datasetKind, folder: dataFolder, records: calibrationRecords),
                               evaluation: try recipe.datasetKind.evaluationData(folder: dataFolder))
+    }
+
+    /// The first `records` training images of an image dataset in `folder`: the calibration set.
+    public static func calibrationData(_ kind: DatasetKind, folder: String, records: Int) throws -> Dataset {
+        let training = kind == .fashionMNIST ? try Dataset.fashionMNIST(folder: folder, split: "train")
+            : try Dataset.mnist(folder: folder, split: "train")
+        return training.subset(0..<min(records, training.count))
     }
 }

@@ -22,12 +22,11 @@ struct Import: ParsableCommand {
 
     func run() throws {
         let kind: DatasetKind = dataset == "mnist" ? .mnist : .fashionMNIST
-        let training = kind == .mnist ? try Dataset.mnist(folder: calibration, split: "train")
-            : try Dataset.fashionMNIST(folder: calibration, split: "train")
+        let calibrationSet = try ModelImporter.calibrationData(kind, folder: calibration, records: calibrationRecords)
         let evaluation = try kind.evaluationData(folder: calibration)
         let modelName = name ?? URL(fileURLWithPath: onnx).deletingPathExtension().lastPathComponent
         let result = try ModelImporter.importONNX(path: onnx, name: modelName, datasetKind: kind,
-                                                  calibration: training.subset(0..<min(calibrationRecords, training.count)),
+                                                  calibration: calibrationSet,
                                                   evaluation: evaluation)
         print("\(onnx): \(result.imported.operators.count) nodes (\(result.imported.operators.joined(separator: ", "))), input \(result.imported.inputShape)")
         if result.imported.carriesItsIntegers {
@@ -35,10 +34,10 @@ struct Import: ParsableCommand {
         }
         for (bits, accuracy, agreement) in result.calibration {
             print(String(format: "  calibration on %d training images: %d-bit weights, integer %.2f%% (float %.2f%%), same decision as the float network on %.2f%%",
-                         min(calibrationRecords, training.count), bits, accuracy * 100, result.calibrationFloatAccuracy * 100, agreement * 100))
+                         calibrationSet.count, bits, accuracy * 100, result.calibrationFloatAccuracy * 100, agreement * 100))
         }
         if let report = result.signForm {
-            print("  ReLU and max pooling run on sign bootstraps once rewritten (post-training, on \(min(calibrationRecords, training.count)) training images):")
+            print("  ReLU and max pooling run on sign bootstraps once rewritten (post-training, on \(calibrationSet.count) training images):")
             for (stage, accuracy) in report.stages { print(String(format: "    %6.2f%%  %@", accuracy * 100, stage)) }
             print("  chosen: \(report.chosen) (the fewest levels within \(ModelImporter.signFormLossAllowed * 100) points of the float network, else the most accurate)")
         }
