@@ -10,7 +10,7 @@ struct BenchSIMD: ParsableCommand {
         abstract: "A polynomial network (CryptoNets, CryptoDL, HCNN) on BFV (exact) or CKKS: a batch of one image per slot, or single images.",
         discussion: """
         Throughput mode: the client encrypts a batch of evaluation images (one ciphertext per pixel \
-        and plaintext prime). Latency mode (BFV): one image at a time, packed across the slots (the \
+        and plaintext prime). Latency mode: one image at a time, packed across the slots (the \
         first convolution's kernel offsets in blocks, as many per ciphertext as a row holds). The \
         server evaluates from the bytes it receives; the client decrypts and, on BFV, joins the \
         primes by the CRT. Every BFV score is compared with the integer reference, and a mismatch \
@@ -20,7 +20,7 @@ struct BenchSIMD: ParsableCommand {
     @Option(help: "A bundled polynomial model or a model file.") var model = "cryptonets-mnist"
     @Option(help: "The dataset folder (default: the model's).") var data: String?
     @Option(help: "throughput (one image per slot) or latency (one image across the slots).") var mode = "throughput"
-    @Option(help: "bfv (exact) or ckks (approximate; activations of degree 1 or 2, throughput mode).") var scheme = "bfv"
+    @Option(help: "bfv (exact) or ckks (approximate; activations of degree 1 or 2).") var scheme = "bfv"
     @Option(help: "Images from the evaluation split (default: one full batch; latency mode: 10).") var images: Int?
     @Option(help: "Threads (default: all cores).") var threads: Int?
     @Flag(help: "Print one JSON object instead of one line per figure.") var json = false

@@ -164,7 +164,7 @@ struct StoreOptions: ParsableArguments {
 
 /// What the processes that run jobs share: the models and the leases.
 struct WorkOptions: ParsableArguments {
-    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a TFHE CNN may add @scores, to answer with its scores' digits only; a polynomial network may add @latency-bfv, @throughput-bfv or @throughput-ckks). Default: every bundled model a backend runs.")
+    @Option(name: .customLong("model"), help: "A model to serve (bundled name or file; repeatable; a TFHE CNN may add @scores, to answer with its scores' digits only; a polynomial network may add @latency-bfv, @throughput-bfv, @latency-ckks or @throughput-ckks). Default: every bundled model a backend runs.")
     var models: [String] = []
     @Option(help: "Seconds a worker's claim on a job lasts unrenewed (renewed every third of it): a dead worker's job runs again this long after.")
     var leaseSeconds = 30.0

@@ -100,7 +100,7 @@ public struct ModelRegistry: Sendable {
     }
 
     /// The named models (bundled names or model files). A polynomial network may carry
-    /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@throughput-ckks`), a TFHE
+    /// `@MODE-SCHEME` (`@latency-bfv`, the default, `@throughput-bfv`, `@latency-ckks`, `@throughput-ckks`), a TFHE
     /// CNN `@scores` (its answer holds only the scores' digits, ``InferencePlan/Answer/scores``).
     /// An RLWE variant is served under the whole specification, a scores-only model as
     /// `MODEL@scores` (``InferencePlan/servedName``). A model no backend can run is an error naming it.
@@ -121,7 +121,7 @@ public struct ModelRegistry: Sendable {
     /// (`NAME@MODE-SCHEME`); for the perceptron its name; for any other network its name and
     /// `NAME@scores`.
     public static func variants(of model: ModelFile) -> [String] {
-        if model.polynomialNetwork != nil { return ["latency-bfv", "throughput-bfv", "throughput-ckks"].map { "\(model.name)@\($0)" } }
+        if model.polynomialNetwork != nil { return ["latency-bfv", "throughput-bfv", "latency-ckks", "throughput-ckks"].map { "\(model.name)@\($0)" } }
         return model.perceptron != nil ? [model.name] : [model.name, "\(model.name)@\(InferencePlan.Answer.scores.rawValue)"]
     }
 
@@ -147,7 +147,7 @@ public struct ModelRegistry: Sendable {
         let variant = parts.count > 1 ? parts[1] : "latency-bfv"
         let words = variant.split(separator: "-").map(String.init)
         guard words.count == 2, let mode = SIMDPlan.Mode(rawValue: words[0]), let scheme = SIMDPlan.Scheme(rawValue: words[1]) else {
-            throw ModelRegistryError.notServable(model: specification, reason: "\(variant) is not MODE-SCHEME (latency-bfv, throughput-bfv, throughput-ckks)")
+            throw ModelRegistryError.notServable(model: specification, reason: "\(variant) is not MODE-SCHEME (latency-bfv, throughput-bfv, latency-ckks, throughput-ckks)")
         }
         do {
             let plan = try SIMDPlan.compile(try network.integerForm(), mode: mode, scheme: scheme)

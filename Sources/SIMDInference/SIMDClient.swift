@@ -138,10 +138,11 @@ public final class SIMDClient: InferenceBackendClient {
         case .throughput:
             slotVectors = (0..<inputs).map { pixel in quantized.map { $0[pixel] } }
         case .latency:
-            let x = quantized[0], n = plan.parameters[0].polynomialSize
+            // BFV fills both rows of N/2 slots, CKKS its one row.
+            let x = quantized[0], n = plan.parameters[0].polynomialSize, slotCount = plan.scheme == .bfv ? n : n / 2
             if case .packedConvolution(let c) = plan.steps.first?.kind {
                 slotVectors = (0..<c.ciphertextCount).map { j in
-                    (0..<n).map { s in
+                    (0..<slotCount).map { s in
                         guard let kappa = c.offset(ciphertext: j, slot: s, polynomialSize: n) else { return 0 }
                         let index = c.inputIndex[kappa][s % c.period]
                         return index < 0 ? 0 : x[Int(index)]
@@ -149,7 +150,7 @@ public final class SIMDClient: InferenceBackendClient {
                 }
             } else {
                 let period = powerOfTwo(atLeast: inputs)
-                slotVectors = [(0..<n).map { s in s % period < inputs ? x[s % period] : 0 }]
+                slotVectors = [(0..<slotCount).map { s in s % period < inputs ? x[s % period] : 0 }]
             }
         }
         do {
@@ -200,8 +201,11 @@ public final class SIMDClient: InferenceBackendClient {
         // Below one bit the noise may have reached Δ/2: refuse rather than return wrong scores.
         guard budget >= 1 else { throw .noiseBudgetExhausted(bits: budget) }
         if plan.scheme == .ckks {
-            // Nearest integers of the approximate scores (within 2^63).
-            let scores = (0..<imageCount).map { slot in (0..<classes).map { c in residues[0][c].nearest(slot) } }
+            // Nearest integers of the approximate scores: image j's score c in slot j of output c,
+            // or (latency) in slot c of the one output.
+            let scores = plan.mode == .latency
+                ? [(0..<plan.scoreCount).map { c in residues[0][0].nearest(c) }]
+                : (0..<imageCount).map { slot in (0..<classes).map { c in residues[0][c].nearest(slot) } }
             return (scores, budget)
         }
         let crt = CRT(moduli: plan.plaintextModuli)

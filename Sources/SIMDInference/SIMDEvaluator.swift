@@ -16,11 +16,25 @@ public struct SIMDEvaluator: InferenceBackendServer {
     /// Latency mode: each step's plaintexts, encoded once per prime ([prime][step]).
     let prepared: [[PreparedStep]]
 
-    /// A latency step's weights and bias as plaintexts of one prime.
+    /// A latency step's weights as plaintexts of one prime (a convolution's by client
+    /// ciphertext, a dense layer's by diagonal; all-zero ones left out), and its bias.
     enum PreparedStep: Sendable {
         case none
-        case convolution(weights: [Plaintext?], bias: BFVPlaintext)
-        case matrix(diagonals: [Int: Plaintext], bias: BFVPlaintext)
+        case plaintexts(weights: [Int: Plaintext], bias: Bias)
+    }
+
+    /// A latency step's bias: residues mod t (BFV), or reals encoded at the scale and level the
+    /// step's output has when it is added (CKKS).
+    enum Bias: Sendable {
+        case exact(BFVPlaintext)
+        case approximate([Double], CKKSEncoder)
+
+        func added(to ct: Ciphertext, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+            switch self {
+            case .exact(let b): try evaluator.add(ct, b)
+            case .approximate(let values, let encoder): try evaluator.add(ct, encoder.encode(values, scale: ct.scale, level: ct.level))
+            }
+        }
     }
 
     /// Why an evaluation cannot run.
@@ -54,10 +68,14 @@ public struct SIMDEvaluator: InferenceBackendServer {
         self.evaluators = evaluators
         do {
             prepared = try evaluators.map { evaluator throws(RlweError) in
-                // Only latency mode has plaintexts (and it runs on BFV).
+                // Only latency mode has plaintexts. CKKS encodes each step's weights at the level
+                // the step runs at, with the scale of the prime its rescale drops.
                 guard plan.mode == .latency else { return plan.steps.map { _ in PreparedStep.none } }
-                let encoder = try BatchEncoder(context: evaluator.context)
-                return try plan.steps.map { step throws(RlweError) in try Self.prepare(step, encoder: encoder) }
+                var level = evaluator.context.parameters.ciphertextModuli.count
+                return try plan.steps.map { step throws(RlweError) in
+                    defer { level -= step.rescales }
+                    return try Self.prepare(step, context: evaluator.context, level: level)
+                }
             }
         } catch {
             throw .rlwe(error)
@@ -148,28 +166,40 @@ public struct SIMDEvaluator: InferenceBackendServer {
         return Evaluation(bytes: SIMDWire.encode(.outputs, plan: plan, outputs), stepSeconds: stepSeconds)
     }
 
-    /// Encodes a latency step's weights (every N-slot vector the period-P pattern repeated).
-    static func prepare(_ step: SIMDPlan.Step, encoder: BatchEncoder) throws(RlweError) -> PreparedStep {
-        let n = encoder.context.polynomialSize, t = Int128(encoder.plaintextModulus)
-        func slots<T>(_ pattern: [T], _ value: (T) -> Int64) -> [Int64] {
-            (0..<n).map { value(pattern[$0 % pattern.count]) }
-        }
-        func residue(_ v: Int128) -> Int64 { Int64(v % t) }
+    /// Encodes a latency step's weights and bias: every slot vector the period-P pattern repeated
+    /// (BFV: both rows of N/2 slots; CKKS: its one row).
+    static func prepare(_ step: SIMDPlan.Step, context: RlweContext, level: Int) throws(RlweError) -> PreparedStep {
+        let n = context.polynomialSize, slotCount = context.isBFV ? n : n / 2
+        let weights: [Int: [Int64]], bias: [Int128]
         switch step.kind {
         case .linear, .polynomial:
             return .none
         case .packedConvolution(let c):
             // Client ciphertext j's weights: each block's offset's, in its block's slots.
-            let weights = try (0..<c.ciphertextCount).map { j throws(RlweError) -> Plaintext? in
-                let w = (0..<n).map { s in c.offset(ciphertext: j, slot: s, polynomialSize: n).map { c.weights[$0][s % c.period] } ?? 0 }
-                return w.allSatisfy { $0 == 0 } ? nil : try encoder.prepare(w)
+            var vectors: [Int: [Int64]] = [:]
+            for j in 0..<c.ciphertextCount {
+                let w = (0..<slotCount).map { s in c.offset(ciphertext: j, slot: s, polynomialSize: n).map { c.weights[$0][s % c.period] } ?? 0 }
+                if w.contains(where: { $0 != 0 }) { vectors[j] = w }
             }
-            return .convolution(weights: weights, bias: try encoder.encode(slots(c.bias, residue)))
+            (weights, bias) = (vectors, c.bias)
         case .matrixVector(let m):
-            var diagonals: [Int: Plaintext] = [:]
-            for (i, d) in m.diagonals { diagonals[i] = try encoder.prepare(slots(d) { $0 }) }
-            return .matrix(diagonals: diagonals, bias: try encoder.encode(slots(m.bias, residue)))
+            (weights, bias) = (m.diagonals.mapValues { d in (0..<slotCount).map { d[$0 % d.count] } }, m.bias)
         }
+        let biasSlots = (0..<slotCount).map { bias[$0 % bias.count] }
+        func encoded(_ encode: ([Int64]) throws(RlweError) -> Plaintext) throws(RlweError) -> [Int: Plaintext] {
+            var plaintexts: [Int: Plaintext] = [:]
+            for (key, w) in weights { plaintexts[key] = try encode(w) }
+            return plaintexts
+        }
+        if context.isBFV {
+            let encoder = try BatchEncoder(context: context), t = Int128(encoder.plaintextModulus)
+            return .plaintexts(weights: try encoded { w throws(RlweError) in try encoder.prepare(w) },
+                               bias: .exact(try encoder.encode(biasSlots.map { Int64($0 % t) })))
+        }
+        let encoder = try CKKSEncoder(context: context)
+        let q = Double(context.ciphertextTables[level - 1].modulus.value)
+        return .plaintexts(weights: try encoded { w throws(RlweError) in try encoder.encode(w.map(Double.init), scale: q, level: level) },
+                           bias: .approximate(biasSlots.map(Double.init), encoder))
     }
 
     /// Runs the network on plaintext prime `prime`'s ciphertexts (``SIMDPlan/inputCiphertexts``
@@ -200,20 +230,26 @@ public struct SIMDEvaluator: InferenceBackendServer {
                     evaluator: Evaluator) throws(RlweError) -> [Ciphertext] {
         let plaintextModulus = evaluator.context.plaintextModulus
         do {
-            switch (step.kind, prepared) {
-            case (.packedConvolution(let c), .convolution(let weights, let bias)):
-                var sum: Ciphertext?
-                for (ct, w) in zip(values, weights) {
-                    guard let w else { continue }
-                    sum = try accumulate(sum, evaluator.multiply(ct, w), evaluator: evaluator)
+            if case .plaintexts(let weights, let bias) = prepared {
+                // Σ ct ⊙ w (CKKS: rescaled by the weights' prime), the blocks summed, the bias.
+                let products: Ciphertext?, folds: [Int]
+                switch step.kind {
+                case .packedConvolution(let c):
+                    var sum: Ciphertext?
+                    for (j, ct) in values.enumerated() {
+                        guard let w = weights[j] else { continue }
+                        sum = try accumulate(sum, evaluator.multiply(ct, w), evaluator: evaluator)
+                    }
+                    (products, folds) = (sum, c.folds)
+                case .matrixVector(let m):
+                    (products, folds) = (try matrixVector(m, diagonals: weights, values[0], evaluator: evaluator), m.folds)
+                case .linear, .polynomial:
+                    throw RlweError.invalidParameters("plaintexts for a step that has none")
                 }
-                guard var sum else { return [try evaluator.add(zero(like: values[0], evaluator: evaluator), bias)] }
-                for fold in c.folds { sum = try evaluator.add(sum, evaluator.rotate(sum, by: fold)) }
-                return [try evaluator.add(sum, bias)]
-            case (.matrixVector(let m), .matrix(let diagonals, let bias)):
-                return [try evaluator.add(matrixVector(m, diagonals: diagonals, values[0], evaluator: evaluator), bias)]
-            default:
-                break
+                var sum = try products.map { p throws(RlweError) in try rescaled(p, primes: step.rescales, evaluator: evaluator) }
+                    ?? evaluator.dropToLevel(zero(like: values[0], evaluator: evaluator), values[0].level - step.rescales)
+                for fold in folds { sum = try evaluator.add(sum, evaluator.rotate(sum, by: fold)) }
+                return [try bias.added(to: sum, evaluator: evaluator)]
             }
             switch step.kind {
             case .linear(let layer):
@@ -255,9 +291,10 @@ public struct SIMDEvaluator: InferenceBackendServer {
         try evaluator.multiply(x, byInteger: 0)
     }
 
-    /// Σ_i d_i ⊙ rot(v, i) by baby and giant steps, then the blocks of m' summed by rotations.
+    /// Σ_i d_i ⊙ rot(v, i) by baby and giant steps (the caller sums the blocks of m'), or nil
+    /// when every diagonal is zero.
     static func matrixVector(_ m: MatrixVector, diagonals: [Int: Plaintext], _ v: Ciphertext,
-                             evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+                             evaluator: Evaluator) throws(RlweError) -> Ciphertext? {
         let baby = try evaluator.rotations(of: v, by: Array(0..<m.babyStep))
         // The giant steps are independent: on all cores (a prime's share when primes run side by side).
         let giants: [Ciphertext?]
@@ -278,9 +315,14 @@ public struct SIMDEvaluator: InferenceBackendServer {
         }
         var total: Ciphertext?
         for case let inner? in giants { total = try accumulate(total, inner, evaluator: evaluator) }
-        guard var z = total else { return try zero(like: v, evaluator: evaluator) }
-        for fold in m.folds { z = try evaluator.add(z, evaluator.rotate(z, by: fold)) }
-        return z
+        return total
+    }
+
+    /// CKKS: ct divided by its last `primes` primes (BFV: none, ct itself).
+    static func rescaled(_ ct: Ciphertext, primes: Int, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
+        var out = ct
+        for _ in 0..<primes { out = try evaluator.rescale(out) }
+        return out
     }
 
     /// CKKS, degree 1 or 2 (the plan checks): a_2·(x·(x + a_1/a_2)) + a_0, one product;

@@ -408,16 +408,109 @@ public struct SIMDPlan: Sendable {
                          rescales: rescales, errorBits: errorBits)
     }
 
-    /// CKKS, throughput mode: the chain above on the smallest 128-bit ring that holds it (one
-    /// special prime as wide as the widest ciphertext prime: one-prime digits, hybrid key switching).
+    /// CKKS, latency mode (one image across the slots, ``PackedConvolution`` and
+    /// ``MatrixVector`` as in BFV). Values sit at a scale Δ = 2^s that linear steps keep: each
+    /// multiplies by its integer weights encoded at the scale q_w of a prime of its own and
+    /// divides by q_w after (one level); an activation is the throughput chain's product and
+    /// rescale. Errors, in value units (log2), against each step's bound 2^B:
+    /// - a linear step scales the incoming error by its largest row sum Σ|w|, and adds the
+    ///   weights' encoding error (6·√(N/12)/q_w per weight, times the inputs summed into a slot,
+    ///   at most `terms`·2^B_in) and the rounding of its rescale and rotations (2^e_round/Δ each);
+    ///   q_w is chosen so that the encoding error stays 2^−(p+1) below the step's bound.
+    /// - activations: as in ``ckksChain(_:logN:precision:)``.
+    static func ckksLatencyChain(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, logN: Double,
+                                 precision p: Double) throws(PlanError) -> CKKSChain {
+        let freshError = log2(6 * RlweParameters.errorStandardDeviation) + logN / 2
+        let roundingError = log2(6 / 18.0.squareRoot()) + logN
+        let encodingError = log2(6 * (exp2(logN) / 12).squareRoot())
+        func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
+        var bound = log2(Double(network.inputLevels))
+        let logScale = Int((p + freshError - bound).rounded(.up))
+        var s = Double(logScale)
+        var error = freshError - s
+        // Primes in the order they are dropped, and each value's bits with the primes still held.
+        var dropped: [Int] = []
+        var needs: [(bits: Double, held: Int)] = []
+        var rescales: [Int] = [], errorBits: [Double] = []
+        for (index, kind) in kinds.enumerated() {
+            let next = network.layerBoundBits[index]
+            switch kind {
+            case .packedConvolution, .matrixVector:
+                guard case .linear(let l) = network.layers[index] else { throw .notOnCKKS("layer \(index) is not linear") }
+                let largestRow = (0..<l.outputCount).map { o in
+                    (l.rowStart[o]..<l.rowStart[o + 1]).reduce(0.0) { $0 + Double(l.weights[$1].magnitude) }
+                }.max() ?? 0
+                let (terms, rotations): (Int, Int) = switch kind {
+                case .packedConvolution(let c): (c.ciphertextCount * c.blocks, c.folds.count)
+                case .matrixVector(let m): (m.inputPeriod, m.rotationCount)
+                default: (1, 0)
+                }
+                let weightBits = Int((p + 1 + bound - next + log2(Double(terms)) + encodingError).rounded(.up))
+                let w = min(max(weightBits, 24), 61)
+                needs.append((next + s + Double(w), dropped.count))
+                dropped.append(w)
+                rescales.append(1)
+                error = sum(sum(error + log2(max(largestRow, 1)), bound + log2(Double(terms)) + encodingError - Double(w)),
+                            roundingError - s + log2(Double(rotations + 1)))
+            case .polynomial(let poly):
+                let a = poly.coefficients.map { Double($0) }
+                guard a.last != 0 else { throw .notOnCKKS("layer \(index)'s leading coefficient is zero") }
+                switch poly.degree {
+                case 1:
+                    s -= log2(abs(a[1]))
+                    rescales.append(0)
+                    error += log2(abs(a[1]))
+                case 2:
+                    let u = log2(exp2(bound) + abs(a[1] / a[2]))
+                    needs.append((bound + u + 2 * s, dropped.count))
+                    let product = 2 * s
+                    // Down to the scale that keeps p bits of the product's bound, by primes of ≤ 61 bits.
+                    let r = Int((product - (p + roundingError - (bound + u))).rounded(.down))
+                    let primes = r < 20 ? 0 : (r + 60) / 61
+                    for i in 0..<primes { dropped.append(r / primes + (i < r % primes ? 1 : 0)) }
+                    rescales.append(primes)
+                    // a_2 goes into the scale after the rescale.
+                    s = (primes > 0 ? product - Double(r) : product) - log2(abs(a[2]))
+                    // Relative error doubles; then the relinearization's and rescale's rounding.
+                    error = sum(next + (error - bound) + 1, roundingError - s + 1)
+                default:
+                    throw .notOnCKKS("layer \(index) is a degree-\(poly.degree) polynomial; CKKS runs degrees 1 and 2 (BFV runs any, exactly)")
+                }
+            case .linear:
+                throw .notOnCKKS("latency mode lays out its linear layers by blocks and diagonals")
+            }
+            bound = next
+            errorBits.append(error)
+        }
+        needs.append((bound + s, dropped.count))
+        let held = { (count: Int) in Double(dropped[count...].reduce(0, +)) }
+        let base = needs.map { $0.bits + ckksMarginBits - held($0.held) }.max()!
+        let baseCount = max(1, Int((base / 61).rounded(.up)))
+        let baseTotal = max(Int(base.rounded(.up)), 20 * baseCount)
+        let baseBits = (0..<baseCount).map { baseTotal / baseCount + ($0 < baseTotal % baseCount ? 1 : 0) }
+        return CKKSChain(ciphertextBits: baseBits + dropped.reversed(), logScale: logScale,
+                         relinearizes: kinds.map { if case .polynomial(let p) = $0 { p.degree == 2 } else { false } },
+                         rescales: rescales, errorBits: errorBits)
+    }
+
+    /// CKKS: the chain above (throughput) or the latency chain on the smallest 128-bit ring that
+    /// holds it (one special prime as wide as the widest ciphertext prime: one-prime digits,
+    /// hybrid key switching).
     static func compileCKKS(_ network: PolynomialIntegerNetwork, mode: Mode, insecureTestOnly: Bool) throws(PlanError) -> SIMDPlan {
-        guard mode == .throughput else { throw .notOnCKKS("latency mode runs on BFV") }
+        let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
         var tried: [String] = []
         for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
+            let laidOut = kinds.map { $0.laidOut(polynomialSize: n) }
+            guard laidOut.allSatisfy({ $0.largestPeriod <= n / 2 }) else {
+                tried.append("N=\(n): a vector longer than the \(n / 2) slots")
+                continue
+            }
             // The chains that fit: fewest primes (the cost per value), then the most precise.
             var fitting: [(p: Int, chain: CKKSChain)] = []
             for p in ckksPrecisionBits {
-                let chain = try ckksChain(network, logN: log2(Double(n)), precision: Double(p))
+                let chain = mode == .throughput
+                    ? try ckksChain(network, logN: log2(Double(n)), precision: Double(p))
+                    : try ckksLatencyChain(laidOut, network: network, logN: log2(Double(n)), precision: Double(p))
                 let logQP = chain.ciphertextBits.reduce(0, +) + chain.ciphertextBits.max()!
                 if insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 { fitting.append((p, chain)) }
             }
@@ -433,9 +526,8 @@ public struct SIMDPlan: Sendable {
                                                           ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
                     : try RlweParameters.generated(scheme: scheme, polynomialSize: n,
                                                    ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
-                let kinds = network.layers.map(\.stepKind)
                 return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
-                                steps: steps(kinds, network: network, mode: mode, noise: chain.errorBits,
+                                steps: steps(laidOut, network: network, mode: mode, noise: chain.errorBits,
                                              ckks: (chain.relinearizes, chain.rescales)),
                                 predictedBudgetBits: network.layerBoundBits.last! - chain.errorBits.last!)
             } catch {

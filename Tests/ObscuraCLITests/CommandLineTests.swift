@@ -45,7 +45,7 @@ struct CommandLineTests {
                 #expect((try? ModelRegistry.entry(for: variant, model: model)) != nil, "\(variant)")
             }
         }
-        #expect(ModelRegistry.variants(of: try ModelCatalog.load("cryptonets-mnist")).count == 3)
+        #expect(ModelRegistry.variants(of: try ModelCatalog.load("cryptonets-mnist")).count == 4)
         #expect(await runObscura(["eval", "--model", "paper-perceptron-cancer", "--integer", "--json"]) == nil)
         // An ONNX network trained elsewhere: imported, written, and then described like any model file.
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -66,7 +66,7 @@ struct CommandLineTests {
             (["encrypt", "--model", "fast-mnist", "--record", "99"], "--record 99"),
             (["serve", "--port", "70000"], "--port"),
             (["bench", "service", "--clients", "0"], "--clients"),
-            (["serve", "--model", "cryptonets-mnist@latency-ckks", "--data-dir", "/tmp/obscura-unused"], "cryptonets-mnist@latency-ckks cannot be served"),
+            (["serve", "--model", "cryptonets-mnist@sideways-bfv", "--data-dir", "/tmp/obscura-unused"], "cryptonets-mnist@sideways-bfv cannot be served"),
             (["models", "--file", "/nonexistent/model.json"], "/nonexistent/model.json"),
             (["models", "--file", CommandLineTests.hostileModel], "not valid JSON"),
             (["serve", "--no-auth", "--host", "0.0.0.0"], "--no-auth"),

@@ -57,6 +57,26 @@ struct SIMDServiceTests {
         await server.stop()
     }
 
+    @Test("CKKS latency through HTTP: one image per job across the slots, listed as such, each argmax the integer reference's")
+    func ckksLatencyServed() async throws {
+        let name = "cryptonets-mnist@latency-ckks"
+        let registry = try ModelRegistry.loading([name])
+        guard case .simd(let plan) = registry.entry(named: name)?.backend else {
+            Issue.record("\(name) is not served on RLWE")
+            return
+        }
+        let (server, service) = try await Fixtures.startServer(directory: Fixtures.temporaryDirectory(), models: registry)
+        let listed = try await service.models()
+        #expect(listed.map(\.backend) == ["rlwe-ckks-latency"] && listed.map(\.batchSize) == [1] && listed[0].securityBits == 128)
+        let client = try await PrivateBatchClassifier.connect(to: service, model: name, plan: plan)
+        for index in [0, 7] {
+            let image = Self.images.sample(index)
+            let prediction = try await client.classify([image])
+            #expect(prediction.predictedClasses == [BinarizedCNN.argmax(Self.form.scores(image))], "image \(index)")
+        }
+        await server.stop()
+    }
+
     @Test("A network trained outside Obscura (PyTorch, exported to ONNX) imported and served on BFV through the HTTP API: decrypted scores equal the imported model's integer reference")
     func importedONNXServed() async throws {
         let onnx = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/user-cryptonets.onnx").standardized.path

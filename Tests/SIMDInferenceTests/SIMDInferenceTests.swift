@@ -130,7 +130,7 @@ struct SIMDInferenceTests {
         }
     }
 
-    @Test("CKKS throughput: x² and a fitted quadratic, every score within the plan's predicted error of the integer reference; cubics and latency mode are refused",
+    @Test("CKKS throughput: x² and a fitted quadratic, every score within the plan's predicted error of the integer reference; cubics are refused",
           arguments: [[Float]([0, 0, 1]), PolynomialNetwork.reluApproximation(degree: 2, bound: 4)])
     func ckks(activation: [Float]) throws {
         let form = try Self.tiny(activation: activation).integerForm()
@@ -155,7 +155,28 @@ struct SIMDInferenceTests {
         #expect(secure.plaintextModuli.isEmpty)
         let cubic = try Self.tiny(activation: [0, 0.5, 0, 0.25]).integerForm()
         #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(cubic, scheme: .ckks) }
-        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(form, mode: .latency, scheme: .ckks) }
+        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(cubic, mode: .latency, scheme: .ckks) }
+    }
+
+    @Test("CKKS latency: one image across the slots (kernel offsets in blocks, diagonals, rotations, a prime per plaintext product), x² and a fitted quadratic, every score within the plan's predicted error of the integer reference",
+          arguments: [[Float]([0, 0, 1]), PolynomialNetwork.reluApproximation(degree: 2, bound: 4)])
+    func ckksLatency(activation: [Float]) throws {
+        let form = try Self.tiny(activation: activation).integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency, scheme: .ckks, shapes: [Self.smallShape])
+        #expect(plan.securityBits == 0 && plan.batchSize == 1 && plan.scheme == .ckks)
+        guard case .packedConvolution(let c) = plan.steps[0].kind else { Issue.record("no packed convolution"); return }
+        // 9 offsets in blocks of period 8 on a row of 512 slots: one ciphertext of 16 blocks, 4 rotations.
+        #expect(c.period == 8 && c.blocks == 16 && plan.inputCiphertexts == 1 && plan.steps[0].operations.rotations == 4)
+        // Each linear step drops its weights' prime; the activation its product's.
+        #expect(plan.steps.map(\.rescales) == [1, 1, 1])
+        let images = Self.images(6, pixels: 16, seed: 23)
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        let predicted = exp2(plan.steps.last!.predictedNoiseBits)
+        for (scores, image) in zip(outcome.scores, images) {
+            let reference = form.scores(image)
+            let worst = zip(scores, reference).map { abs(Double($0 - $1)) }.max()!
+            #expect(worst <= predicted, "error \(worst), predicted \(predicted)")
+        }
     }
 
     @Test("Latency mode with a dense first layer: the client sends the image as one vector")
@@ -345,6 +366,24 @@ struct SIMDInferenceTests {
         let outcome = try SIMDPipeline.run(plan, images: batch)
         var worst = 0.0
         for (scores, image) in zip(outcome.scores, batch) {
+            let reference = form.scores(image)
+            #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference))
+            for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b))) }
+        }
+        #expect(worst <= exp2(plan.steps.last!.predictedNoiseBits), "error 2^\(log2(worst)), predicted 2^\(plan.steps.last!.predictedNoiseBits)")
+    }
+
+    @Test("Bundled CryptoNets on CKKS in latency mode: 128 bits on N = 16384, 25 kernel offsets in 4 ciphertexts, four test images one at a time, every argmax the integer reference's and every error within the plan's prediction")
+    func bundledCKKSLatency() throws {
+        let file = try ModelCatalog.load("cryptonets-mnist")
+        let form = try #require(file.polynomialNetwork).integerForm()
+        let plan = try SIMDPlan.compile(form, mode: .latency, scheme: .ckks)
+        #expect(plan.securityBits == 128 && plan.parameters[0].polynomialSize == 16384 && plan.inputCiphertexts == 4)
+        let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
+        let images = file.datasetKind.evaluationSamples(in: data).prefix(4).map { data.sample($0) }
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        var worst = 0.0
+        for (scores, image) in zip(outcome.scores, images) {
             let reference = form.scores(image)
             #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference))
             for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b))) }

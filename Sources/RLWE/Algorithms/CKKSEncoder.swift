@@ -77,7 +77,8 @@ public struct CKKSEncoder: Sendable {
         let level = try checkedLevel(level, context)
         let scale = scale ?? defaultScale
         guard values.count <= slotCount else { throw .invalidEncoding("\(values.count) values for \(slotCount) slots") }
-        guard scale >= 1, scale.isFinite else { throw .invalidEncoding("scale \(scale)") }
+        // A scale below 1 is valid: large integer values (a network's late layers) sit at Δ < 1.
+        guard scale > 0, scale.isNormal else { throw .invalidEncoding("scale \(scale)") }
         var v = [Complex](repeating: Complex(0), count: n)
         for (j, z) in values.enumerated() {
             guard z.real.isFinite, z.imaginary.isFinite else { throw .invalidEncoding("slot \(j) is not finite") }
