@@ -14,46 +14,6 @@ public final class SIMDClient: InferenceBackendClient {
     private let encryptors: [Encryptor]
     private let encoders: [SlotEncoder]
 
-    /// BFV's exact batching or CKKS's approximate slots.
-    private enum SlotEncoder: Sendable {
-        case bfv(BatchEncoder)
-        case ckks(CKKSEncoder)
-
-        init(_ context: RlweContext) throws(RlweError) {
-            self = context.isBFV ? .bfv(try BatchEncoder(context: context)) : .ckks(try CKKSEncoder(context: context))
-        }
-
-        func encrypt(_ values: [Int64], with encryptor: Encryptor) throws(RlweError) -> SeededCiphertext {
-            switch self {
-            case .bfv(let encoder): try encryptor.encrypt(encoder.encode(values))
-            case .ckks(let encoder): try encryptor.encrypt(encoder.encode(values.map(Double.init)))
-            }
-        }
-
-        /// Slot values as residues mod t (BFV) or as reals (CKKS).
-        func decrypt(_ ct: Ciphertext, with decryptor: Decryptor) throws(RlweError) -> SlotValues {
-            switch self {
-            case .bfv(let encoder): .residues(encoder.decode(try decryptor.decrypt(ct)))
-            case .ckks(let encoder): .reals(encoder.decode(try decryptor.decryptApproximate(ct)).map(\.real))
-            }
-        }
-    }
-
-    private enum SlotValues {
-        case residues([UInt64])
-        case reals([Double])
-
-        subscript(slot: Int) -> UInt64 {
-            if case .residues(let r) = self { r[slot] } else { 0 }
-        }
-
-        /// The nearest integer of a CKKS slot (0 when not finite or beyond 2^126).
-        func nearest(_ slot: Int) -> Int128 {
-            guard case .reals(let v) = self, v[slot].isFinite, abs(v[slot]) < 0x1p126 else { return 0 }
-            return Int128(v[slot].rounded())
-        }
-    }
-
     /// Why a batch cannot be encrypted or decrypted.
     public enum ClientError: Error, Equatable, Sendable, CustomStringConvertible {
         case batchTooLarge(images: Int, slots: Int)
@@ -200,6 +160,10 @@ public final class SIMDClient: InferenceBackendClient {
         }
         // Below one bit the noise may have reached Δ/2: refuse rather than return wrong scores.
         guard budget >= 1 else { throw .noiseBudgetExhausted(bits: budget) }
+        // Latency mode: one ciphertext; score c in slot c.
+        if plan.mode == .latency, classes != 1 {
+            throw .wrongResultShape("latency mode returns one ciphertext per prime, not \(classes)")
+        }
         if plan.scheme == .ckks {
             // Nearest integers of the approximate scores: image j's score c in slot j of output c,
             // or (latency) in slot c of the one output.
@@ -216,10 +180,56 @@ public final class SIMDClient: InferenceBackendClient {
             }
             return (scores, budget)
         case .latency:
-            // One ciphertext; score c in slot c.
-            guard classes == 1 else { throw .wrongResultShape("latency mode returns one ciphertext per prime, not \(classes)") }
             return ([(0..<plan.scoreCount).map { c in crt.centered(residues.map { $0[0][c] }) }], budget)
         }
+    }
+}
+
+/// BFV's exact batching or CKKS's approximate slots.
+enum SlotEncoder: Sendable {
+    case bfv(BatchEncoder)
+    case ckks(CKKSEncoder)
+
+    init(_ context: RlweContext) throws(RlweError) {
+        self = context.isBFV ? .bfv(try BatchEncoder(context: context)) : .ckks(try CKKSEncoder(context: context))
+    }
+
+    var context: RlweContext {
+        switch self {
+        case .bfv(let encoder): encoder.context
+        case .ckks(let encoder): encoder.context
+        }
+    }
+
+    func encrypt(_ values: [Int64], with encryptor: Encryptor) throws(RlweError) -> SeededCiphertext {
+        switch self {
+        case .bfv(let encoder): try encryptor.encrypt(encoder.encode(values))
+        case .ckks(let encoder): try encryptor.encrypt(encoder.encode(values.map(Double.init)))
+        }
+    }
+
+    /// Slot values as residues mod t (BFV) or as reals (CKKS).
+    func decrypt(_ ct: Ciphertext, with decryptor: Decryptor) throws(RlweError) -> SlotValues {
+        switch self {
+        case .bfv(let encoder): .residues(encoder.decode(try decryptor.decrypt(ct)))
+        case .ckks(let encoder): .reals(encoder.decode(try decryptor.decryptApproximate(ct)).map(\.real))
+        }
+    }
+}
+
+/// Decrypted slots: residues mod t (BFV) or reals (CKKS).
+enum SlotValues {
+    case residues([UInt64])
+    case reals([Double])
+
+    subscript(slot: Int) -> UInt64 {
+        if case .residues(let r) = self { r[slot] } else { 0 }
+    }
+
+    /// The nearest integer of a CKKS slot (0 when not finite or beyond 2^126).
+    func nearest(_ slot: Int) -> Int128 {
+        guard case .reals(let v) = self, v[slot].isFinite, abs(v[slot]) < 0x1p126 else { return 0 }
+        return Int128(v[slot].rounded())
     }
 }
 

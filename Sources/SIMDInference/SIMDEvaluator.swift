@@ -71,10 +71,11 @@ public struct SIMDEvaluator: InferenceBackendServer {
                 // Only latency mode has plaintexts. CKKS encodes each step's weights at the level
                 // the step runs at, with the scale of the prime its rescale drops.
                 guard plan.mode == .latency else { return plan.steps.map { _ in PreparedStep.none } }
+                let encoder = try SlotEncoder(evaluator.context)
                 var level = evaluator.context.parameters.ciphertextModuli.count
                 return try plan.steps.map { step throws(RlweError) in
                     defer { level -= step.rescales }
-                    return try Self.prepare(step, context: evaluator.context, level: level)
+                    return try Self.prepare(step, encoder: encoder, level: level)
                 }
             }
         } catch {
@@ -168,8 +169,8 @@ public struct SIMDEvaluator: InferenceBackendServer {
 
     /// Encodes a latency step's weights and bias: every slot vector the period-P pattern repeated
     /// (BFV: both rows of N/2 slots; CKKS: its one row).
-    static func prepare(_ step: SIMDPlan.Step, context: RlweContext, level: Int) throws(RlweError) -> PreparedStep {
-        let n = context.polynomialSize, slotCount = context.isBFV ? n : n / 2
+    static func prepare(_ step: SIMDPlan.Step, encoder: SlotEncoder, level: Int) throws(RlweError) -> PreparedStep {
+        let context = encoder.context, n = context.polynomialSize, slotCount = context.isBFV ? n : n / 2
         let weights: [Int: [Int64]], bias: [Int128]
         switch step.kind {
         case .linear, .polynomial:
@@ -191,15 +192,16 @@ public struct SIMDEvaluator: InferenceBackendServer {
             for (key, w) in weights { plaintexts[key] = try encode(w) }
             return plaintexts
         }
-        if context.isBFV {
-            let encoder = try BatchEncoder(context: context), t = Int128(encoder.plaintextModulus)
+        switch encoder {
+        case .bfv(let encoder):
+            let t = Int128(encoder.plaintextModulus)
             return .plaintexts(weights: try encoded { w throws(RlweError) in try encoder.prepare(w) },
                                bias: .exact(try encoder.encode(biasSlots.map { Int64($0 % t) })))
+        case .ckks(let encoder):
+            let q = Double(context.ciphertextTables[level - 1].modulus.value)
+            return .plaintexts(weights: try encoded { w throws(RlweError) in try encoder.encode(w.map(Double.init), scale: q, level: level) },
+                               bias: .approximate(biasSlots.map(Double.init), encoder))
         }
-        let encoder = try CKKSEncoder(context: context)
-        let q = Double(context.ciphertextTables[level - 1].modulus.value)
-        return .plaintexts(weights: try encoded { w throws(RlweError) in try encoder.encode(w.map(Double.init), scale: q, level: level) },
-                           bias: .approximate(biasSlots.map(Double.init), encoder))
     }
 
     /// Runs the network on plaintext prime `prime`'s ciphertexts (``SIMDPlan/inputCiphertexts``
@@ -231,7 +233,7 @@ public struct SIMDEvaluator: InferenceBackendServer {
         let plaintextModulus = evaluator.context.plaintextModulus
         do {
             if case .plaintexts(let weights, let bias) = prepared {
-                // Σ ct ⊙ w (CKKS: rescaled by the weights' prime), the blocks summed, the bias.
+                // Σ ct ⊙ w, the blocks summed (CKKS: then rescaled by the weights' prime), the bias.
                 let products: Ciphertext?, folds: [Int]
                 switch step.kind {
                 case .packedConvolution(let c):
@@ -246,10 +248,13 @@ public struct SIMDEvaluator: InferenceBackendServer {
                 case .linear, .polynomial:
                     throw RlweError.invalidParameters("plaintexts for a step that has none")
                 }
-                var sum = try products.map { p throws(RlweError) in try rescaled(p, primes: step.rescales, evaluator: evaluator) }
-                    ?? evaluator.dropToLevel(zero(like: values[0], evaluator: evaluator), values[0].level - step.rescales)
+                guard var sum = products else {
+                    let zero = try zero(like: values[0], evaluator: evaluator)
+                    return [try bias.added(to: evaluator.dropToLevel(zero, values[0].level - step.rescales), evaluator: evaluator)]
+                }
+                // The block sums before the rescale: their key switches' errors shrink with it.
                 for fold in folds { sum = try evaluator.add(sum, evaluator.rotate(sum, by: fold)) }
-                return [try bias.added(to: sum, evaluator: evaluator)]
+                return [try bias.added(to: rescaled(sum, primes: step.rescales, evaluator: evaluator), evaluator: evaluator)]
             }
             switch step.kind {
             case .linear(let layer):

@@ -328,14 +328,35 @@ public struct SIMDPlan: Sendable {
         var errorBits: [Double]
     }
 
+    /// log2 of a fresh CKKS encryption's error (6σ in a slot) on a ring of 2^logN.
+    static func ckksFreshError(logN: Double) -> Double { log2(6 * RlweParameters.errorStandardDeviation) + logN / 2 }
+    /// log2 of a rescale's (or a hybrid key switch's) rounding error in a slot.
+    static func ckksRoundingError(logN: Double) -> Double { log2(6 / 18.0.squareRoot()) + logN }
+    /// log2(2^a + 2^b).
+    static func logSum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
+
+    /// A rescale by r bits as primes of at most 61 bits each (the NTT's lazy range); none below 20 bits.
+    static func rescalePrimes(_ r: Int) -> [Int] {
+        let primes = r < 20 ? 0 : (r + 60) / 61
+        return (0..<primes).map { r / primes + ($0 < r % primes ? 1 : 0) }
+    }
+
+    /// q_0's primes: every value (its bits, and how many of the dropped primes were gone when
+    /// it occurred) held with `ckksMarginBits` to spare; at least 20 bits a prime.
+    static func basePrimes(_ needs: [(bits: Double, gone: Int)], dropped: [Int]) -> [Int] {
+        let base = needs.map { $0.bits + ckksMarginBits - Double(dropped[$0.gone...].reduce(0, +)) }.max()!
+        let count = max(1, Int((base / 61).rounded(.up)))
+        let total = max(Int(base.rounded(.up)), 20 * count)
+        return (0..<count).map { total / count + ($0 < total % count ? 1 : 0) }
+    }
+
     static func ckksChain(_ network: PolynomialIntegerNetwork, logN: Double, precision p: Double) throws(PlanError) -> CKKSChain {
-        let freshError = log2(6 * RlweParameters.errorStandardDeviation) + logN / 2
-        let roundingError = log2(6 / 18.0.squareRoot()) + logN
+        let freshError = ckksFreshError(logN: logN), roundingError = ckksRoundingError(logN: logN)
         var bound = log2(Double(network.inputLevels))
         let logScale = Int((p + freshError - bound).rounded(.up))
         var s = Double(logScale)
         // Each value a level must hold: its bits, and the first product whose primes the level still has.
-        var needs: [(bits: Double, firstProduct: Int)] = []
+        var needs: [(bits: Double, gone: Int)] = []
         var rescaleBits: [Int] = [], relinearizes: [Bool] = [], rescales: [Int] = [], errorBits: [Double] = []
         // A product whose relinearization and rescale wait for the next linear layer.
         var pending = false
@@ -343,17 +364,16 @@ public struct SIMDPlan: Sendable {
         // linear layer keeps it (error and bound grow by the same Σ|w|), a product doubles it,
         // and a relinearization and rescale each add their rounding.
         var relative = -p
-        func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
         /// Relinearizes and rescales at a value of bound 2^B: the primes that bring the scale to
         /// p + e_round − B, none when that is less than 20 bits.
         func rescale(at bound: Double) {
             let r = Int((s - (p + roundingError - bound)).rounded(.down))
-            let primes = r < 20 ? 0 : (r + 60) / 61   // at most 61 bits each (the NTT's lazy range)
-            for i in 0..<primes { rescaleBits.append(r / primes + (i < r % primes ? 1 : 0)) }
+            let primes = rescalePrimes(r)
+            rescaleBits += primes
             relinearizes.append(true)
-            rescales.append(primes)
-            if primes > 0 { s -= Double(r) }
-            relative = sum(relative, roundingError - (bound + s) + 1)
+            rescales.append(primes.count)
+            if !primes.isEmpty { s -= Double(r) }
+            relative = logSum(relative, roundingError - (bound + s) + 1)
         }
         for (index, layer) in network.layers.enumerated() {
             let next = network.layerBoundBits[index]
@@ -396,13 +416,7 @@ public struct SIMDPlan: Sendable {
             errorBits.append(bound + relative)
         }
         needs.append((bound + s, rescaleBits.count))
-        // q_0 (with the primes not yet dropped) must hold every value with the margin.
-        let base = needs.map { need in
-            need.bits + ckksMarginBits - Double(rescaleBits[need.firstProduct...].reduce(0, +))
-        }.max()!
-        let baseCount = max(1, Int((base / 61).rounded(.up)))
-        let baseTotal = max(Int(base.rounded(.up)), 20 * baseCount)
-        let baseBits = (0..<baseCount).map { baseTotal / baseCount + ($0 < baseTotal % baseCount ? 1 : 0) }
+        let baseBits = basePrimes(needs, dropped: rescaleBits)
         // Dropped last first: the last product's primes sit just above q_0.
         return CKKSChain(ciphertextBits: baseBits + rescaleBits.reversed(), logScale: logScale, relinearizes: relinearizes,
                          rescales: rescales, errorBits: errorBits)
@@ -410,48 +424,53 @@ public struct SIMDPlan: Sendable {
 
     /// CKKS, latency mode (one image across the slots, ``PackedConvolution`` and
     /// ``MatrixVector`` as in BFV). Values sit at a scale Δ = 2^s that linear steps keep: each
-    /// multiplies by its integer weights encoded at the scale q_w of a prime of its own and
-    /// divides by q_w after (one level); an activation is the throughput chain's product and
-    /// rescale. Errors, in value units (log2), against each step's bound 2^B:
-    /// - a linear step scales the incoming error by its largest row sum Σ|w|, and adds the
-    ///   weights' encoding error (6·√(N/12)/q_w per weight, times the inputs summed into a slot,
-    ///   at most `terms`·2^B_in) and the rounding of its rescale and rotations (2^e_round/Δ each);
-    ///   q_w is chosen so that the encoding error stays 2^−(p+1) below the step's bound.
+    /// multiplies by its integer weights encoded at the scale q_w of a prime of its own, sums the
+    /// blocks (rotations at scale Δ·q_w) and divides by q_w (one level); an activation is the
+    /// throughput chain's product and rescale. Errors, in value units (log2), against each step's
+    /// bound 2^B, with R = e_round − s one rounding at scale Δ:
+    /// - a linear step scales the incoming error by its largest row sum Σ|w|; adds the weights'
+    ///   encoding error (6·√(N/12)/q_w per weight, times the inputs summed into a slot, at most
+    ///   `terms`·2^B_in), q_w chosen so that it stays 2^−(p+1) below the step's bound; the
+    ///   rescale's rounding (R); and for a dense layer the baby-step rotations' key switches,
+    ///   made at Δ before the product, so weighted by the row sum (R + log Σ|w|). The giant
+    ///   steps and block sums switch keys at Δ·q_w: their errors shrink by q_w.
     /// - activations: as in ``ckksChain(_:logN:precision:)``.
     static func ckksLatencyChain(_ kinds: [Step.Kind], network: PolynomialIntegerNetwork, logN: Double,
                                  precision p: Double) throws(PlanError) -> CKKSChain {
-        let freshError = log2(6 * RlweParameters.errorStandardDeviation) + logN / 2
-        let roundingError = log2(6 / 18.0.squareRoot()) + logN
+        let freshError = ckksFreshError(logN: logN), roundingError = ckksRoundingError(logN: logN)
         let encodingError = log2(6 * (exp2(logN) / 12).squareRoot())
-        func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
         var bound = log2(Double(network.inputLevels))
         let logScale = Int((p + freshError - bound).rounded(.up))
         var s = Double(logScale)
         var error = freshError - s
-        // Primes in the order they are dropped, and each value's bits with the primes still held.
+        // Primes in the order they are dropped, and each value's bits with the primes gone by then.
         var dropped: [Int] = []
-        var needs: [(bits: Double, held: Int)] = []
+        var needs: [(bits: Double, gone: Int)] = []
         var rescales: [Int] = [], errorBits: [Double] = []
         for (index, kind) in kinds.enumerated() {
             let next = network.layerBoundBits[index]
             switch kind {
             case .packedConvolution, .matrixVector:
                 guard case .linear(let l) = network.layers[index] else { throw .notOnCKKS("layer \(index) is not linear") }
-                let largestRow = (0..<l.outputCount).map { o in
-                    (l.rowStart[o]..<l.rowStart[o + 1]).reduce(0.0) { $0 + Double(l.weights[$1].magnitude) }
-                }.max() ?? 0
-                let (terms, rotations): (Int, Int) = switch kind {
-                case .packedConvolution(let c): (c.ciphertextCount * c.blocks, c.folds.count)
-                case .matrixVector(let m): (m.inputPeriod, m.rotationCount)
-                default: (1, 0)
+                let rowSum = log2(max(l.largestRowSum, 1))
+                let (terms, babySteps): (Int, Bool) = switch kind {
+                case .matrixVector(let m): (m.inputPeriod, m.babyStep > 1)
+                case .packedConvolution(let c): (c.ciphertextCount * c.blocks, false)
+                case .linear, .polynomial: (1, false)
                 }
-                let weightBits = Int((p + 1 + bound - next + log2(Double(terms)) + encodingError).rounded(.up))
-                let w = min(max(weightBits, 24), 61)
-                needs.append((next + s + Double(w), dropped.count))
+                // The weights' prime: the precision's bits, less what the encoder's 2^62 leaves
+                // above the largest weight (its error, with the prime actually taken, is counted).
+                let largestWeight = log2(Double(l.weights.lazy.map(\.magnitude).max() ?? 0) + 1)
+                let wanted = Int((p + 1 + bound - next + log2(Double(terms)) + encodingError).rounded(.up))
+                let w = min(max(wanted, 24), 61, 61 - Int(largestWeight.rounded(.up)))
+                guard w >= 20 else { throw .notOnCKKS("layer \(index)'s weights (2^\(Int(largestWeight)) at most) leave no room for a weights' prime") }
+                // Partial sums may exceed the layer's bound before its bias: Σ|w|·2^B_in.
+                needs.append((max(next, bound + rowSum) + s + Double(w), dropped.count))
                 dropped.append(w)
                 rescales.append(1)
-                error = sum(sum(error + log2(max(largestRow, 1)), bound + log2(Double(terms)) + encodingError - Double(w)),
-                            roundingError - s + log2(Double(rotations + 1)))
+                var added = logSum(bound + log2(Double(terms)) + encodingError - Double(w), roundingError - s)
+                if babySteps { added = logSum(added, roundingError - s + rowSum) }
+                error = logSum(error + rowSum, added)
             case .polynomial(let poly):
                 let a = poly.coefficients.map { Double($0) }
                 guard a.last != 0 else { throw .notOnCKKS("layer \(index)'s leading coefficient is zero") }
@@ -461,18 +480,16 @@ public struct SIMDPlan: Sendable {
                     rescales.append(0)
                     error += log2(abs(a[1]))
                 case 2:
+                    // x·u at scale 2s, rescaled to keep p bits of its bound; a_2 then goes into the scale.
                     let u = log2(exp2(bound) + abs(a[1] / a[2]))
                     needs.append((bound + u + 2 * s, dropped.count))
-                    let product = 2 * s
-                    // Down to the scale that keeps p bits of the product's bound, by primes of ≤ 61 bits.
-                    let r = Int((product - (p + roundingError - (bound + u))).rounded(.down))
-                    let primes = r < 20 ? 0 : (r + 60) / 61
-                    for i in 0..<primes { dropped.append(r / primes + (i < r % primes ? 1 : 0)) }
-                    rescales.append(primes)
-                    // a_2 goes into the scale after the rescale.
-                    s = (primes > 0 ? product - Double(r) : product) - log2(abs(a[2]))
+                    let r = Int((2 * s - (p + roundingError - (bound + u))).rounded(.down))
+                    let primes = rescalePrimes(r)
+                    dropped += primes
+                    rescales.append(primes.count)
+                    s = 2 * s - (primes.isEmpty ? 0 : Double(r)) - log2(abs(a[2]))
                     // Relative error doubles; then the relinearization's and rescale's rounding.
-                    error = sum(next + (error - bound) + 1, roundingError - s + 1)
+                    error = logSum(next + (error - bound) + 1, roundingError - s + 1)
                 default:
                     throw .notOnCKKS("layer \(index) is a degree-\(poly.degree) polynomial; CKKS runs degrees 1 and 2 (BFV runs any, exactly)")
                 }
@@ -483,12 +500,7 @@ public struct SIMDPlan: Sendable {
             errorBits.append(error)
         }
         needs.append((bound + s, dropped.count))
-        let held = { (count: Int) in Double(dropped[count...].reduce(0, +)) }
-        let base = needs.map { $0.bits + ckksMarginBits - held($0.held) }.max()!
-        let baseCount = max(1, Int((base / 61).rounded(.up)))
-        let baseTotal = max(Int(base.rounded(.up)), 20 * baseCount)
-        let baseBits = (0..<baseCount).map { baseTotal / baseCount + ($0 < baseTotal % baseCount ? 1 : 0) }
-        return CKKSChain(ciphertextBits: baseBits + dropped.reversed(), logScale: logScale,
+        return CKKSChain(ciphertextBits: basePrimes(needs, dropped: dropped) + dropped.reversed(), logScale: logScale,
                          relinearizes: kinds.map { if case .polynomial(let p) = $0 { p.degree == 2 } else { false } },
                          rescales: rescales, errorBits: errorBits)
     }
@@ -593,7 +605,7 @@ public struct SIMDPlan: Sendable {
     /// coefficients are uniform mod t (E + log t + log N / 2 + 0.8), a sum of P independent
     /// products adds log P / 2 + 1, and each rotation adds E_ks.
     static func noiseTrace(_ kinds: [Step.Kind], shape: Shape, tBits: Double) -> [Double] {
-        func sum(_ a: Double, _ b: Double) -> Double { max(a, b) + log2(1 + exp2(-abs(a - b))) }
+        let sum = logSum
         let keySwitch = shape.specialBits.isEmpty
             ? Double(shape.ciphertextBits.max()!) + (shape.logN + log2(Double(shape.ciphertextBits.count))) / 2 + log2(3.2) + 3
             : shape.logN + 8
@@ -616,10 +628,7 @@ public struct SIMDPlan: Sendable {
                 noise = sum(rotated + plaintextProduct + independentSum(m.inputPeriod), keySwitch + independentSum(m.inputPeriod))
                 noise = sum(noise, tBits)
             case .linear(let l):
-                let largestRow = (0..<l.outputCount).map { o in
-                    (l.rowStart[o]..<l.rowStart[o + 1]).reduce(0.0) { $0 + Double(l.weights[$1].magnitude) }
-                }.max() ?? 0
-                noise = sum(noise + log2(max(largestRow, 1)), tBits)
+                noise = sum(noise + log2(max(l.largestRowSum, 1)), tBits)
             case .polynomial(let p):
                 var powers = [noise]
                 for _ in 1..<max(p.degree, 1) {
@@ -647,6 +656,10 @@ public struct SIMDPlan: Sendable {
 
     /// The first convolution packed by the client, every other linear layer by diagonals.
     static func latencyKinds(_ network: PolynomialIntegerNetwork) throws(PlanError) -> [Step.Kind] {
+        // The scores are the last linear layer's outputs, laid out in one period of the slots.
+        guard network.layers.contains(where: { if case .linear = $0 { true } else { false } }) else {
+            throw .latencyLayout(layer: 0, reason: "latency mode lays out linear layers, and the network has none")
+        }
         var period = powerOfTwo(atLeast: network.inputCount)
         var kinds: [Step.Kind] = []
         for (index, layer) in network.layers.enumerated() {
@@ -694,6 +707,13 @@ public struct SIMDPlan: Sendable {
             return Operations(scalarMultiplyAdds: inputs * combined, constantAdds: p.coefficients[0] != 0 ? inputs : 0,
                               ciphertextMultiplies: inputs * products, relinearizations: inputs * products)
         }
+    }
+}
+
+extension PolynomialIntegerNetwork.Linear {
+    /// max over outputs of Σ|w|: how much a row can grow its inputs (and their errors).
+    var largestRowSum: Double {
+        (0..<outputCount).map { o in (rowStart[o]..<rowStart[o + 1]).reduce(0.0) { $0 + Double(weights[$1].magnitude) } }.max() ?? 0
     }
 }
 

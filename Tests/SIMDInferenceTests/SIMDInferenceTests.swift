@@ -179,7 +179,7 @@ struct SIMDInferenceTests {
         }
     }
 
-    @Test("Latency mode with a dense first layer: the client sends the image as one vector")
+    @Test("Latency mode with a dense first layer: the client sends the image as one vector; BFV exact, CKKS within its predicted error (baby-step rotations before the first product); a network without a linear layer is refused")
     func latencyDenseFirst() throws {
         var rng = SplitMix64(seed: 4)
         let network = PolynomialNetwork(inputSide: 4, layers: [
@@ -192,6 +192,17 @@ struct SIMDInferenceTests {
         #expect(plan.inputCiphertexts == 1)
         let images = Self.images(4, pixels: 16, seed: 3)
         #expect(try SIMDPipeline.run(plan, images: images).scores == images.map { form.scores($0) })
+        let ckks = try SIMDPlan.compile(form, mode: .latency, scheme: .ckks, shapes: [Self.smallShape])
+        #expect(ckks.inputCiphertexts == 1)
+        let predicted = exp2(ckks.steps.last!.predictedNoiseBits)
+        for (scores, image) in zip(try SIMDPipeline.run(ckks, images: images).scores, images) {
+            let worst = zip(scores, form.scores(image)).map { abs(Double($0 - $1)) }.max()!
+            #expect(worst <= predicted, "error \(worst), predicted \(predicted)")
+        }
+        let activationOnly = try PolynomialNetwork(inputSide: 4, layers: [.polynomial([0, 0, 1])]).integerForm()
+        for scheme in SIMDPlan.Scheme.allCases {
+            #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(activationOnly, mode: .latency, scheme: scheme) }
+        }
     }
 
     @Test("Hostile networks get typed errors (huge weights or coefficients, a constant activation); pixels are clamped to [0, 1]")
