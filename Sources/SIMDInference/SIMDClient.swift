@@ -98,8 +98,7 @@ public final class SIMDClient: InferenceBackendClient {
         case .throughput:
             slotVectors = (0..<inputs).map { pixel in quantized.map { $0[pixel] } }
         case .latency:
-            // BFV fills both rows of N/2 slots, CKKS its one row.
-            let x = quantized[0], n = plan.parameters[0].polynomialSize, slotCount = plan.scheme == .bfv ? n : n / 2
+            let x = quantized[0], n = plan.parameters[0].polynomialSize, slotCount = encoders[0].slotCount
             if case .packedConvolution(let c) = plan.steps.first?.kind {
                 slotVectors = (0..<c.ciphertextCount).map { j in
                     (0..<slotCount).map { s in
@@ -198,6 +197,14 @@ enum SlotEncoder: Sendable {
         switch self {
         case .bfv(let encoder): encoder.context
         case .ckks(let encoder): encoder.context
+        }
+    }
+
+    /// The values one plaintext holds: N (BFV's two rows of N/2), N/2 (CKKS's one row).
+    var slotCount: Int {
+        switch self {
+        case .bfv(let encoder): encoder.context.polynomialSize
+        case .ckks(let encoder): encoder.slotCount
         }
     }
 

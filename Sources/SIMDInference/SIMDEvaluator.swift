@@ -170,7 +170,7 @@ public struct SIMDEvaluator: InferenceBackendServer {
     /// Encodes a latency step's weights and bias: every slot vector the period-P pattern repeated
     /// (BFV: both rows of N/2 slots; CKKS: its one row).
     static func prepare(_ step: SIMDPlan.Step, encoder: SlotEncoder, level: Int) throws(RlweError) -> PreparedStep {
-        let context = encoder.context, n = context.polynomialSize, slotCount = context.isBFV ? n : n / 2
+        let context = encoder.context, n = context.polynomialSize, slotCount = encoder.slotCount
         let weights: [Int: [Int64]], bias: [Int128]
         switch step.kind {
         case .linear, .polynomial:
@@ -352,9 +352,7 @@ public struct SIMDEvaluator: InferenceBackendServer {
     /// switch's division by P).
     static func relinearizeRescale(_ ct: Ciphertext, primes: Int, evaluator: Evaluator) throws(RlweError) -> Ciphertext {
         guard primes > 0 else { return try evaluator.relinearize(ct) }
-        var out = try evaluator.relinearizeRescale(ct)
-        for _ in 1..<primes { out = try evaluator.rescale(out) }
-        return out
+        return try rescaled(evaluator.relinearizeRescale(ct), primes: primes - 1, evaluator: evaluator)
     }
 
     /// Σ a_k·x^k: the powers by successive products (each relinearized), then one combination.
