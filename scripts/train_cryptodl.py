@@ -23,8 +23,14 @@ r = c0 - c1^2 / (4 c2): the same function, as one chain of operators
 
 Training: the 60,000 MNIST training images (or the first 55,000 with
 --validation, which reports on the last 5,000 instead of the test images),
-random affine augmentation (rotation, scale, shift), Adam with a one-cycle
-schedule. The 10,000 test images are evaluated once, at the end.
+random affine augmentation (rotation, scale, shift), Adam (AdamW when
+--weight-decay is set) with a one-cycle schedule. The 10,000 test images are
+evaluated once, at the end.
+
+--members K trains K networks from seeds SEED..SEED+K-1 and exports them as one
+network of the same kind whose scores are their sum: channels side by side
+(K*C1, K*C2), the second convolution block-diagonal, the dense layer's inputs
+side by side. Its exact integer form is about one bit wider than a member's.
 
 Usage (the venv of examples/README.md):
   ~/.venvs/onnx-export/bin/python scripts/train_cryptodl.py \
@@ -137,28 +143,12 @@ def accuracy(model, images, labels):
     return (predictions == labels).float().mean().item()
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data" / "mnist"))
-    parser.add_argument("--out", default=str(REPO_ROOT / "examples"))
-    parser.add_argument("--name", default="cryptodl-cnn")
-    parser.add_argument("--channels", type=int, nargs=2, default=[32, 64])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--validation", action="store_true",
-                        help="train on the first 55,000 training images, report on the last 5,000; export nothing")
-    args = parser.parse_args()
-
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    train_x, train_y, test_x, test_y = load_mnist(args.data)
-    if args.validation:
-        train_x, train_y, test_x, test_y = train_x[:55000], train_y[:55000], train_x[55000:], train_y[55000:]
-    coefficients = relu_fit()
+def train(args, seed, coefficients, train_x, train_y):
+    """One network, trained from `seed` on the given images."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     model = CryptoDLNet(*args.channels, coefficients)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = (len(train_x) + args.batch - 1) // args.batch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps)
     start = time.time()
@@ -171,14 +161,75 @@ def main():
             x, y = augment(train_x[index], generator), train_y[index]
             optimizer.zero_grad()
             out = model(x)
-            loss = F.cross_entropy(out, y)
+            loss = F.cross_entropy(out, y, label_smoothing=args.label_smoothing)
             loss.backward()
             optimizer.step()
             schedule.step()
             total += loss.item() * len(index)
             correct += (out.argmax(1) == y).sum().item()
-        print(f"epoch {epoch}/{args.epochs}: loss {total / len(train_x):.4f}, train {correct / len(train_x):.4f}, "
+        print(f"seed {seed}, epoch {epoch}/{args.epochs}: loss {total / len(train_x):.4f}, train {correct / len(train_x):.4f}, "
               f"{time.time() - start:.0f} s", flush=True)
+    return model
+
+
+def merge(members, coefficients):
+    """One network whose scores are the members' sum: channels side by side, the second
+    convolution block-diagonal (each member's channels read only its own), the dense layer's
+    inputs side by side and its biases added. Same layers, same activations: CryptoDL's kind."""
+    c1, c2 = members[0].conv1.out_channels, members[0].conv2.out_channels
+    k = len(members)
+    merged = CryptoDLNet(k * c1, k * c2, coefficients)
+    with torch.no_grad():
+        merged.conv1.weight.copy_(torch.cat([m.conv1.weight for m in members]))
+        merged.conv1.bias.copy_(torch.cat([m.conv1.bias for m in members]))
+        merged.conv2.weight.zero_()
+        for i, m in enumerate(members):
+            merged.conv2.weight[i * c2:(i + 1) * c2, i * c1:(i + 1) * c1] = m.conv2.weight
+        merged.conv2.bias.copy_(torch.cat([m.conv2.bias for m in members]))
+        for bn in ("bn1", "bn2"):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(getattr(merged, bn), name).copy_(torch.cat([getattr(getattr(m, bn), name) for m in members]))
+        # Flatten is channel-major, so member i's inputs are the i-th block of 16·c2.
+        merged.fc.weight.copy_(torch.cat([m.fc.weight for m in members], dim=1))
+        merged.fc.bias.copy_(sum(m.fc.bias for m in members))
+    return merged.eval()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(REPO_ROOT.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--out", default=str(REPO_ROOT / "examples"))
+    parser.add_argument("--name", default="cryptodl-cnn")
+    parser.add_argument("--channels", type=int, nargs=2, default=[32, 64])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--members", type=int, default=1,
+                        help="train this many networks (seeds SEED, SEED+1, ...) and export them as one whose scores are their sum")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation", action="store_true",
+                        help="train on the first 55,000 training images, report on the last 5,000; export nothing")
+    args = parser.parse_args()
+
+    train_x, train_y, test_x, test_y = load_mnist(args.data)
+    if args.validation:
+        train_x, train_y, test_x, test_y = train_x[:55000], train_y[:55000], train_x[55000:], train_y[55000:]
+    coefficients = relu_fit()
+    members = []
+    for member in range(args.members):
+        members.append(train(args, args.seed + member, coefficients, train_x, train_y))
+        if args.members > 1:
+            print(f"member {member}: accuracy {accuracy(members[-1], test_x, test_y):.4f}", flush=True)
+    model = members[0] if args.members == 1 else merge(members, coefficients)
+    if args.members > 1:
+        with torch.no_grad():
+            for m in members:
+                m.eval()
+            gap = (model(test_x[:256]) - sum(m(test_x[:256]) for m in members)).abs().max().item()
+        assert gap < 1e-3, f"the merged network's scores differ from the members' sum by {gap}"
+        args.channels = [args.members * c for c in args.channels]
     split = "validation (training images 55,000-59,999)" if args.validation else "test"
     result = accuracy(model, test_x, test_y)
     print(f"{split} accuracy: {result:.4f}", flush=True)
@@ -201,6 +252,7 @@ def main():
         "activation_coefficients": coefficients,
         "test_accuracy": result,
         "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
+        "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing, "members": args.members,
         "torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__,
         "first_test_scores": first,
     }
