@@ -108,8 +108,8 @@ public struct SIMDPlan: Sendable {
             switch self {
             case .noIntegerForm(let reason): "the network has no exact integer form: \(reason)"
             case .noParameterSet(let bits, let depth, let tried):
-                "no BFV parameter set among those tried holds \(bits)-bit scores through \(depth) multiplicative levels "
-                    + "(tried \(tried.joined(separator: "; "))): lower the network's weight or input bits"
+                "no BFV parameter set among those tried holds this network (\(bits)-bit scores, \(depth) multiplicative levels; "
+                    + "tried \(tried.joined(separator: "; ")): lower the network's weight or input bits, or its widest layer"
             case .latencyLayout(let layer, let reason): "latency mode cannot lay out layer \(layer): \(reason)"
             case .notOnCKKS(let reason): "CKKS: \(reason)"
             }
@@ -241,12 +241,18 @@ public struct SIMDPlan: Sendable {
                 // each as small as that count allows (smaller t, more budget).
                 let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
                 let smallest = Int(shape.logN) + 2
-                guard widest >= smallest, kinds.allSatisfy({ $0.largestPeriod <= shape.polynomialSize / 2 }),
+                let name = "N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.contains(where: \.isBlocked) ? " (offsets in blocks)" : "")
+                let period = kinds.map(\.largestPeriod).max() ?? 0
+                guard period <= shape.polynomialSize / 2 else {
+                    tried.append("\(name): a layer needs \(period) slots in a row of \(shape.polynomialSize / 2)")
+                    continue
+                }
+                guard widest >= smallest,
                       let bits = stride(from: widest, through: smallest, by: -1).first(where: {
                           shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
                       })
                 else {
-                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.contains(where: \.isBlocked) ? " (offsets in blocks)" : ""))
+                    tried.append("\(name): the noise does not fit")
                     continue
                 }
                 let count = (network.outputBits + bits - 2) / (bits - 1)
@@ -265,7 +271,7 @@ public struct SIMDPlan: Sendable {
                         return $0.count == count && bits >= Double(network.outputBits) && bits < 126.5
                     })
                 else {
-                    tried.append("N=\(shape.polynomialSize) log Q=\(Int(shape.logQ)): fewer than \(count) primes of at most \(bits) bits")
+                    tried.append("\(name): fewer than \(count) primes of at most \(bits) bits")
                     continue
                 }
                 if best == nil || cost < best!.cost { best = (cost, shape, primes, kinds) }

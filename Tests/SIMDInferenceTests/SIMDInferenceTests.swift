@@ -320,6 +320,15 @@ struct SIMDInferenceTests {
         } catch {
             #expect("\(error)".contains("no BFV parameter set among those tried"))
             #expect("\(error)".contains("7 multiplicative levels"))
+            #expect("\(error)".contains(": the noise does not fit"))
+        }
+        // Latency mode on a ring whose rows are shorter than a layer's vector names that limit.
+        let narrow = SIMDPlan.Shape(polynomialSize: 8, ciphertextBits: [54, 54, 54], specialBits: [], insecureTestOnly: true)
+        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(form, mode: .latency, shapes: [narrow]) }
+        do {
+            _ = try SIMDPlan.compile(form, mode: .latency, shapes: [narrow])
+        } catch {
+            #expect("\(error)".contains("N=8 log Q=161: a layer needs 8 slots in a row of 4"), "\(error)")
         }
         // The larger shapes hold it.
         #expect(try SIMDPlan.compile(deep).parameters[0].polynomialSize == 16384)
