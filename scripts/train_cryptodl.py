@@ -108,7 +108,7 @@ class FittedReLU(nn.Module):
 
 
 class CryptoDLNet(nn.Module):
-    def __init__(self, c1, c2, coefficients):
+    def __init__(self, c1, c2, coefficients, hidden=0):
         super().__init__()
         self.conv1 = nn.Conv2d(1, c1, 5)
         self.bn1 = nn.BatchNorm2d(c1)
@@ -116,12 +116,14 @@ class CryptoDLNet(nn.Module):
         self.bn2 = nn.BatchNorm2d(c2)
         self.act = FittedReLU(coefficients)
         self.pool = nn.AvgPool2d(2)
-        self.fc = nn.Linear(16 * c2, 10)
+        # An optional hidden dense layer with a third activation (a deeper network).
+        self.hidden = nn.Sequential(nn.Linear(16 * c2, hidden), nn.BatchNorm1d(hidden), self.act) if hidden else nn.Identity()
+        self.fc = nn.Linear(hidden or 16 * c2, 10)
 
     def forward(self, x):
         x = self.act(self.pool(self.bn1(self.conv1(x))))
         x = self.act(self.pool(self.bn2(self.conv2(x))))
-        return self.fc(torch.flatten(x, 1))
+        return self.fc(self.hidden(torch.flatten(x, 1)))
 
 
 def augment(batch, generator):
@@ -147,7 +149,7 @@ def train(args, seed, coefficients, train_x, train_y):
     """One network, trained from `seed` on the given images."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = CryptoDLNet(*args.channels, coefficients)
+    model = CryptoDLNet(*args.channels, coefficients, hidden=args.hidden)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = (len(train_x) + args.batch - 1) // args.batch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps)
@@ -206,12 +208,17 @@ def main():
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW's decoupled weight decay")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--hidden", type=int, default=0,
+                        help="with --validation only: a hidden dense layer of this many units and a third activation "
+                             "(its exact integer form exceeds the 126 bits Obscura holds)")
     parser.add_argument("--members", type=int, default=1,
                         help="train this many networks (seeds SEED, SEED+1, ...) and export them as one whose scores are their sum")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--validation", action="store_true",
                         help="train on the first 55,000 training images, report on the last 5,000; export nothing")
     args = parser.parse_args()
+    if args.hidden and (args.members > 1 or not args.validation):
+        parser.error("--hidden is a validation experiment: Obscura cannot run the network exactly, and --members does not merge it")
 
     train_x, train_y, test_x, test_y = load_mnist(args.data)
     if args.validation:

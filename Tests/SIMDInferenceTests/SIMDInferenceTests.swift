@@ -29,6 +29,22 @@ struct SIMDInferenceTests {
             + (2..<count).map { _ in (0..<pixels).map { _ in rng.uniform(0, 1) }[...] }
     }
 
+    /// Runs a CKKS plan on `images` and checks every score against the integer reference: within
+    /// the plan's predicted error (6σ against the bounds) and, where asked, with the reference's argmax.
+    static func expectWithinPrediction(_ plan: SIMDPlan, _ form: PolynomialIntegerNetwork, images: [ArraySlice<Float>],
+                                       sameArgmax: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let outcome = try SIMDPipeline.run(plan, images: images)
+        let predicted = exp2(plan.steps.last!.predictedNoiseBits)
+        for (index, (scores, image)) in zip(outcome.scores, images).enumerated() {
+            let reference = form.scores(image)
+            let worst = zip(scores, reference).map { abs(Double($0 - $1)) }.max()!
+            #expect(worst <= predicted, "image \(index): error \(worst), predicted \(predicted)", sourceLocation: sourceLocation)
+            if sameArgmax {
+                #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference), "image \(index)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
     @Test("Every slot of a full batch equals the integer reference: x², CryptoDL's fitted quadratic, a cubic; one prime and several",
           arguments: [([Float(0), 0, 1], 50), (PolynomialNetwork.reluApproximation(degree: 2, bound: 4), 50),
                       ([Float(0.1), 0.5, 0.25, 0.05], 50), ([Float(0), 0, 1], 16)])
@@ -139,15 +155,7 @@ struct SIMDInferenceTests {
         #expect(plan.batchSize == 512)
         // The product is relinearized and rescaled after the dense layer, on its 3 outputs rather than its 8 inputs.
         #expect(plan.steps.map(\.rescales) == [0, 0, 1] && plan.steps.map(\.relinearizes) == [false, false, true])
-        let batch = Self.images(plan.batchSize, pixels: 16, seed: 21)
-        let outcome = try SIMDPipeline.run(plan, images: batch)
-        var worst = 0.0
-        for (scores, image) in zip(outcome.scores, batch) {
-            for (a, b) in zip(scores, form.scores(image)) { worst = max(worst, abs(Double(a - b))) }
-        }
-        // The plan's prediction (6σ errors against the bounds) holds.
-        let predicted = exp2(plan.steps.last!.predictedNoiseBits)
-        #expect(worst <= predicted, "error \(worst), predicted \(predicted)")
+        try Self.expectWithinPrediction(plan, form, images: Self.images(plan.batchSize, pixels: 16, seed: 21))
         let secure = try SIMDPlan.compile(form, scheme: .ckks)
         #expect(secure.securityBits == 128)
         // No shapes named is not a request for the insecure test set.
@@ -169,14 +177,7 @@ struct SIMDInferenceTests {
         #expect(c.period == 8 && c.blocks == 16 && plan.inputCiphertexts == 1 && plan.steps[0].operations.rotations == 4)
         // Each linear step drops its weights' prime; the activation its product's.
         #expect(plan.steps.map(\.rescales) == [1, 1, 1])
-        let images = Self.images(6, pixels: 16, seed: 23)
-        let outcome = try SIMDPipeline.run(plan, images: images)
-        let predicted = exp2(plan.steps.last!.predictedNoiseBits)
-        for (scores, image) in zip(outcome.scores, images) {
-            let reference = form.scores(image)
-            let worst = zip(scores, reference).map { abs(Double($0 - $1)) }.max()!
-            #expect(worst <= predicted, "error \(worst), predicted \(predicted)")
-        }
+        try Self.expectWithinPrediction(plan, form, images: Self.images(6, pixels: 16, seed: 23))
     }
 
     @Test("Latency mode with a dense first layer: the client sends the image as one vector; BFV exact, CKKS within its predicted error (baby-step rotations before the first product); a network without a linear layer is refused")
@@ -194,11 +195,7 @@ struct SIMDInferenceTests {
         #expect(try SIMDPipeline.run(plan, images: images).scores == images.map { form.scores($0) })
         let ckks = try SIMDPlan.compile(form, mode: .latency, scheme: .ckks, shapes: [Self.smallShape])
         #expect(ckks.inputCiphertexts == 1)
-        let predicted = exp2(ckks.steps.last!.predictedNoiseBits)
-        for (scores, image) in zip(try SIMDPipeline.run(ckks, images: images).scores, images) {
-            let worst = zip(scores, form.scores(image)).map { abs(Double($0 - $1)) }.max()!
-            #expect(worst <= predicted, "error \(worst), predicted \(predicted)")
-        }
+        try Self.expectWithinPrediction(ckks, form, images: images)
         let activationOnly = try PolynomialNetwork(inputSide: 4, layers: [.polynomial([0, 0, 1])]).integerForm()
         for scheme in SIMDPlan.Scheme.allCases {
             #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(activationOnly, mode: .latency, scheme: scheme) }
@@ -383,14 +380,7 @@ struct SIMDInferenceTests {
         #expect(plan.parameters[0].ciphertextModuli.count == 3)
         let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
         let batch = file.datasetKind.evaluationSamples(in: data).prefix(plan.batchSize).map { data.sample($0) }
-        let outcome = try SIMDPipeline.run(plan, images: batch)
-        var worst = 0.0
-        for (scores, image) in zip(outcome.scores, batch) {
-            let reference = form.scores(image)
-            #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference))
-            for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b))) }
-        }
-        #expect(worst <= exp2(plan.steps.last!.predictedNoiseBits), "error 2^\(log2(worst)), predicted 2^\(plan.steps.last!.predictedNoiseBits)")
+        try Self.expectWithinPrediction(plan, form, images: batch, sameArgmax: true)
     }
 
     @Test("Bundled CryptoNets on CKKS in latency mode: 128 bits on N = 16384, 25 kernel offsets in 4 ciphertexts, four test images one at a time, every argmax the integer reference's and every error within the plan's prediction")
@@ -401,14 +391,7 @@ struct SIMDInferenceTests {
         #expect(plan.securityBits == 128 && plan.parameters[0].polynomialSize == 16384 && plan.inputCiphertexts == 4)
         let data = try file.datasetKind.evaluationData(folder: SharedData.root + "/mnist")
         let images = file.datasetKind.evaluationSamples(in: data).prefix(4).map { data.sample($0) }
-        let outcome = try SIMDPipeline.run(plan, images: images)
-        var worst = 0.0
-        for (scores, image) in zip(outcome.scores, images) {
-            let reference = form.scores(image)
-            #expect(BinarizedCNN.argmax(scores) == BinarizedCNN.argmax(reference))
-            for (a, b) in zip(scores, reference) { worst = max(worst, abs(Double(a - b))) }
-        }
-        #expect(worst <= exp2(plan.steps.last!.predictedNoiseBits), "error 2^\(log2(worst)), predicted 2^\(plan.steps.last!.predictedNoiseBits)")
+        try Self.expectWithinPrediction(plan, form, images: images, sameArgmax: true)
     }
 }
 
