@@ -247,11 +247,13 @@ public struct SIMDPlan: Sendable {
                     tried.append("\(name): a layer needs \(period) slots in a row of \(shape.polynomialSize / 2)")
                     continue
                 }
-                guard widest >= smallest,
-                      let bits = stride(from: widest, through: smallest, by: -1).first(where: {
-                          shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
-                      })
-                else {
+                guard widest >= smallest else {
+                    tried.append("\(name): plaintext primes of at most \(widest) bits, below the \(smallest) that N needs")
+                    continue
+                }
+                guard let bits = stride(from: widest, through: smallest, by: -1).first(where: {
+                    shape.logQ - Double($0) - 1 - (noiseTrace(kinds, shape: shape, tBits: Double($0)).last ?? 0) >= marginBits
+                }) else {
                     tried.append("\(name): the noise does not fit")
                     continue
                 }

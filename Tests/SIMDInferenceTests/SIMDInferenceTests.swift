@@ -327,6 +327,13 @@ struct SIMDInferenceTests {
         } catch {
             #expect("\(error)".contains("N=8 log Q=161: a layer needs 8 slots in a row of 4"), "\(error)")
         }
+        // A plaintext modulus capped below what the ring's slots need (≡ 1 mod 2N, at least log2(N) + 2 bits).
+        do {
+            _ = try SIMDPlan.compile(form, shapes: [SIMDPlan.Shape.secure[0]], maximumPlaintextBits: 12)
+            Issue.record("planned with 12-bit plaintext primes on N = 8192")
+        } catch {
+            #expect("\(error)".contains("plaintext primes of at most 12 bits, below the 15 that N needs"), "\(error)")
+        }
         // The larger shapes hold it.
         #expect(try SIMDPlan.compile(deep).parameters[0].polynomialSize == 16384)
     }
