@@ -23,8 +23,8 @@ r = c0 - c1^2 / (4 c2): the same function, as one chain of operators
 
 Training: the 60,000 MNIST training images (or the first 55,000 with
 --validation, which reports on the last 5,000 instead of the test images),
-random affine augmentation (rotation, scale, shift), Adam (AdamW when
---weight-decay is set) with a one-cycle schedule. The 10,000 test images are
+random affine augmentation (rotation, scale, shift), AdamW (Adam when
+--weight-decay is 0, the default) with a one-cycle schedule. The 10,000 test images are
 evaluated once, at the end.
 
 --members K trains K networks from seeds SEED..SEED+K-1 and exports them as one
@@ -217,6 +217,8 @@ def main():
     parser.add_argument("--validation", action="store_true",
                         help="train on the first 55,000 training images, report on the last 5,000; export nothing")
     args = parser.parse_args()
+    if args.members < 1 or args.hidden < 0:
+        parser.error("--members must be at least 1 and --hidden at least 0")
     if args.hidden and (args.members > 1 or not args.validation):
         parser.error("--hidden is a validation experiment: Obscura cannot run the network exactly, and --members does not merge it")
 
@@ -227,7 +229,7 @@ def main():
     members = []
     for member in range(args.members):
         members.append(train(args, args.seed + member, coefficients, train_x, train_y))
-        if args.members > 1:
+        if args.members > 1 and args.validation:
             print(f"member {member}: accuracy {accuracy(members[-1], test_x, test_y):.4f}", flush=True)
     model = members[0] if args.members == 1 else merge(members, coefficients)
     if args.members > 1:

@@ -273,7 +273,8 @@ public struct SIMDPlan: Sendable {
                         return $0.count == count && bits >= Double(network.outputBits) && bits < 126.5
                     })
                 else {
-                    tried.append("\(name): fewer than \(count) primes of at most \(bits) bits")
+                    tried.append(network.outputBits > 126 ? "\(name): \(network.outputBits)-bit scores, more than the 126 bits the CRT join holds"
+                                                          : "\(name): fewer than \(count) primes of at most \(bits) bits")
                     continue
                 }
                 if best == nil || cost < best!.cost { best = (cost, shape, primes, kinds) }

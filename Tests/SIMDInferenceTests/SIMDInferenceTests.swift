@@ -34,6 +34,7 @@ struct SIMDInferenceTests {
     static func expectWithinPrediction(_ plan: SIMDPlan, _ form: PolynomialIntegerNetwork, images: [ArraySlice<Float>],
                                        sameArgmax: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let outcome = try SIMDPipeline.run(plan, images: images)
+        #expect(outcome.scores.count == images.count, sourceLocation: sourceLocation)
         let predicted = exp2(plan.steps.last!.predictedNoiseBits)
         for (index, (scores, image)) in zip(outcome.scores, images).enumerated() {
             let reference = form.scores(image)
@@ -321,9 +322,9 @@ struct SIMDInferenceTests {
         }
         // Latency mode on a ring whose rows are shorter than a layer's vector names that limit.
         let narrow = SIMDPlan.Shape(polynomialSize: 8, ciphertextBits: [54, 54, 54], specialBits: [], insecureTestOnly: true)
-        #expect(throws: SIMDPlan.PlanError.self) { try SIMDPlan.compile(form, mode: .latency, shapes: [narrow]) }
         do {
             _ = try SIMDPlan.compile(form, mode: .latency, shapes: [narrow])
+            Issue.record("planned latency mode with rows of 4 slots")
         } catch {
             #expect("\(error)".contains("N=8 log Q=161: a layer needs 8 slots in a row of 4"), "\(error)")
         }
