@@ -242,9 +242,8 @@ public struct SIMDPlan: Sendable {
                 let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
                 let smallest = Int(shape.logN) + 2
                 let name = "N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.contains(where: \.isBlocked) ? " (offsets in blocks)" : "")
-                let period = kinds.map(\.largestPeriod).max() ?? 0
-                guard period <= shape.polynomialSize / 2 else {
-                    tried.append("\(name): a layer needs \(period) slots in a row of \(shape.polynomialSize / 2)")
+                if let shortfall = rowShortfall(kinds, polynomialSize: shape.polynomialSize) {
+                    tried.append("\(name): \(shortfall)")
                     continue
                 }
                 guard widest >= smallest else {
@@ -522,8 +521,8 @@ public struct SIMDPlan: Sendable {
         var tried: [String] = []
         for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
             let laidOut = kinds.map { $0.laidOut(polynomialSize: n) }
-            guard laidOut.allSatisfy({ $0.largestPeriod <= n / 2 }) else {
-                tried.append("N=\(n): a vector longer than the \(n / 2) slots")
+            if let shortfall = rowShortfall(laidOut, polynomialSize: n) {
+                tried.append("N=\(n): \(shortfall)")
                 continue
             }
             // The chains that fit: fewest primes (the cost per value), then the most precise.
@@ -662,6 +661,12 @@ public struct SIMDPlan: Sendable {
     }
 
     // MARK: Latency layouts
+
+    /// Why `kinds` do not fit a ring of N: a vector longer than a row of N/2 slots; nil when they fit.
+    static func rowShortfall(_ kinds: [Step.Kind], polynomialSize n: Int) -> String? {
+        let period = kinds.map(\.largestPeriod).max() ?? 0
+        return period <= n / 2 ? nil : "a layer needs \(period) slots in a row of \(n / 2)"
+    }
 
     /// The first convolution packed by the client, every other linear layer by diagonals.
     static func latencyKinds(_ network: PolynomialIntegerNetwork) throws(PlanError) -> [Step.Kind] {
