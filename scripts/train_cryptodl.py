@@ -108,14 +108,17 @@ class FittedReLU(nn.Module):
 
 
 class CryptoDLNet(nn.Module):
+    """The network above; with `coefficients=None` the same layers with ReLU and max pooling
+    (the distillation teacher, which is never exported)."""
+
     def __init__(self, c1, c2, coefficients, hidden=0):
         super().__init__()
         self.conv1 = nn.Conv2d(1, c1, 5)
         self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = nn.Conv2d(c1, c2, 5)
         self.bn2 = nn.BatchNorm2d(c2)
-        self.act = FittedReLU(coefficients)
-        self.pool = nn.AvgPool2d(2)
+        self.act = FittedReLU(coefficients) if coefficients else nn.ReLU()
+        self.pool = nn.AvgPool2d(2) if coefficients else nn.MaxPool2d(2)
         # An optional hidden dense layer with a third activation (a deeper network).
         self.hidden = nn.Sequential(nn.Linear(16 * c2, hidden), nn.BatchNorm1d(hidden), self.act) if hidden else nn.Identity()
         self.fc = nn.Linear(hidden or 16 * c2, 10)
@@ -145,8 +148,10 @@ def accuracy(model, images, labels):
     return (predictions == labels).float().mean().item()
 
 
-def train(args, seed, coefficients, train_x, train_y):
-    """One network, trained from `seed` on the given images."""
+def train(args, seed, coefficients, train_x, train_y, teacher=None):
+    """One network, trained from `seed` on the given images; with a `teacher`, the loss mixes
+    cross-entropy with the teacher's softened scores (Hinton et al.'s distillation, weight
+    --distill-weight, temperature --distill-temperature) on the same augmented batch."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = CryptoDLNet(*args.channels, coefficients, hidden=args.hidden)
@@ -164,6 +169,11 @@ def train(args, seed, coefficients, train_x, train_y):
             optimizer.zero_grad()
             out = model(x)
             loss = F.cross_entropy(out, y, label_smoothing=args.label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = F.softmax(teacher(x) / args.distill_temperature, 1)
+                soft = F.kl_div(F.log_softmax(out / args.distill_temperature, 1), target, reduction="batchmean")
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * args.distill_temperature ** 2 * soft
             loss.backward()
             optimizer.step()
             schedule.step()
@@ -214,6 +224,11 @@ def main():
     parser.add_argument("--members", type=int, default=1,
                         help="train this many networks (seeds SEED, SEED+1, ...) and export them as one whose scores are their sum")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distill", metavar="PATH",
+                        help="distil from a ReLU teacher of the same layers (max pooling), trained from seed 1000 on the "
+                             "same images and kept at PATH (read back if it exists)")
+    parser.add_argument("--distill-weight", type=float, default=0.5)
+    parser.add_argument("--distill-temperature", type=float, default=4.0)
     parser.add_argument("--validation", action="store_true",
                         help="train on the first 55,000 training images, report on the last 5,000; export nothing")
     args = parser.parse_args()
@@ -226,9 +241,24 @@ def main():
     if args.validation:
         train_x, train_y, test_x, test_y = train_x[:55000], train_y[:55000], train_x[55000:], train_y[55000:]
     coefficients = relu_fit()
+    teacher = None
+    if args.distill:
+        teacher_path = Path(args.distill)
+        trained_on = {"validation": args.validation, "channels": args.channels, "epochs": args.epochs}
+        if teacher_path.exists():
+            saved = torch.load(teacher_path)
+            if saved["trained_on"] != trained_on:
+                parser.error(f"the teacher in {teacher_path} was trained with {saved['trained_on']}, not {trained_on}")
+            teacher = CryptoDLNet(*args.channels, None)
+            teacher.load_state_dict(saved["state"])
+        else:
+            teacher = train(args, 1000, None, train_x, train_y)
+            torch.save({"trained_on": trained_on, "state": teacher.state_dict()}, teacher_path)
+        teacher.eval()
+        print(f"teacher accuracy: {accuracy(teacher, test_x, test_y):.4f}", flush=True)
     members = []
     for member in range(args.members):
-        members.append(train(args, args.seed + member, coefficients, train_x, train_y))
+        members.append(train(args, args.seed + member, coefficients, train_x, train_y, teacher))
         if args.members > 1 and args.validation:
             print(f"member {member}: accuracy {accuracy(members[-1], test_x, test_y):.4f}", flush=True)
     model = members[0] if args.members == 1 else merge(members, coefficients)
@@ -262,6 +292,8 @@ def main():
         "test_accuracy": result,
         "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "seed": args.seed,
         "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing, "members": args.members,
+        "distillation": {"teacher": "the same layers with ReLU and max pooling, seed 1000", "weight": args.distill_weight,
+                         "temperature": args.distill_temperature} if args.distill else None,
         "torch": torch.__version__, "onnx": onnx.__version__, "numpy": np.__version__,
         "first_test_scores": first,
     }

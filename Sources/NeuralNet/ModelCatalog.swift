@@ -65,7 +65,7 @@ public enum ModelCatalog {
         // the fitted quadratic and average pooling.
         Recipe(name: "cryptodl-cnn-mnist", datasetKind: .mnist,
                architecture: .imported(.init(onnx: "examples/cryptodl-cnn.onnx",
-                                             trainingCommand: "scripts/train_cryptodl.py --epochs 30 --seed 0"))),
+                                             trainingCommand: "scripts/train_cryptodl.py --epochs 30 --seed 0 --distill teacher.pt"))),
     ]
 
     /// CryptoDL's activation: the degree-2 least-squares fit of ReLU on [-4, 4].
