@@ -25,16 +25,23 @@ Training: the 60,000 MNIST training images (or the first 55,000 with
 --validation, which reports on the last 5,000 instead of the test images),
 random affine augmentation (rotation, scale, shift), AdamW (Adam when
 --weight-decay is 0, the default) with a one-cycle schedule. The 10,000 test images are
-evaluated once, at the end.
+evaluated once, at the end (and the teacher's accuracy on them printed, which chooses nothing).
+
+--distill PATH (the bundled model's recipe) first trains a teacher of the same layers with
+ReLU and max pooling (seed 1000, the same images, options and augmentation scheme) and keeps
+it at PATH, or reads it back when PATH holds one trained with the same options; the
+network is then trained on (1 - w) * cross-entropy + w * T^2 * KL(teacher's softmax(z/T) ||
+the network's), Hinton et al.'s distillation (w = --distill-weight, T = --distill-temperature).
+Only the polynomial network is exported. Give validation runs their own PATH.
 
 --members K trains K networks from seeds SEED..SEED+K-1 and exports them as one
 network of the same kind whose scores are their sum: channels side by side
 (K*C1, K*C2), the second convolution block-diagonal, the dense layer's inputs
 side by side. Its exact integer form is about one bit wider than a member's.
 
-Usage (the venv of examples/README.md):
+Usage (the venv of examples/README.md; the bundled model):
   ~/.venvs/onnx-export/bin/python scripts/train_cryptodl.py \
-      --data ../shared/data/mnist --out examples --epochs 30 --seed 0
+      --data ../shared/data/mnist --out examples --epochs 30 --seed 0 --distill teacher.pt
 """
 
 import argparse
@@ -244,12 +251,13 @@ def main():
     teacher = None
     if args.distill:
         teacher_path = Path(args.distill)
-        trained_on = {"validation": args.validation, "channels": args.channels, "epochs": args.epochs}
+        trained_on = {name: getattr(args, name) for name in
+                      ("validation", "channels", "epochs", "batch", "lr", "weight_decay", "label_smoothing", "hidden")}
         if teacher_path.exists():
             saved = torch.load(teacher_path)
             if saved["trained_on"] != trained_on:
                 parser.error(f"the teacher in {teacher_path} was trained with {saved['trained_on']}, not {trained_on}")
-            teacher = CryptoDLNet(*args.channels, None)
+            teacher = CryptoDLNet(*args.channels, None, hidden=args.hidden)
             teacher.load_state_dict(saved["state"])
         else:
             teacher = train(args, 1000, None, train_x, train_y)
