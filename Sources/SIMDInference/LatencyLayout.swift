@@ -89,7 +89,9 @@ public struct MatrixVector: Sendable {
     /// [slot mod m']: each output's bias.
     public let bias: [Int128]
 
-    init(_ layer: PolynomialIntegerNetwork.Linear, inputPeriod: Int, outputPeriod: Int) {
+    /// `inputSlot` places input i at another slot of the period (after a
+    /// ``SharedPatchConvolution``, whose outputs sit in blocks of Q').
+    init(_ layer: PolynomialIntegerNetwork.Linear, inputPeriod: Int, outputPeriod: Int, inputSlot: (Int) -> Int = { $0 }) {
         self.inputPeriod = inputPeriod
         self.outputPeriod = outputPeriod
         var b = 1
@@ -97,7 +99,7 @@ public struct MatrixVector: Sendable {
         babyStep = b
         var matrix = [[Int64]](repeating: [Int64](repeating: 0, count: inputPeriod), count: outputPeriod)
         for o in 0..<layer.outputCount {
-            for t in layer.rowStart[o]..<layer.rowStart[o + 1] { matrix[o][Int(layer.inputs[t])] = layer.weights[t] }
+            for t in layer.rowStart[o]..<layer.rowStart[o + 1] { matrix[o][inputSlot(Int(layer.inputs[t]))] = layer.weights[t] }
         }
         var diagonals: [Int: [Int64]] = [:]
         for i in 0..<outputPeriod {
@@ -138,4 +140,164 @@ func powerOfTwo(atLeast n: Int) -> Int {
     var p = 1
     while p < n { p *= 2 }
     return p
+}
+
+/// The first convolution with each kernel offset's patch sent once, shared by every output
+/// channel: for where a row holds a single ``PackedConvolution`` block (its outputs fill the
+/// row), which would cost the client one ciphertext per offset.
+///
+/// A convolution's output (c, q), channel c at position q < Q, reads at offset κ an input that
+/// depends on κ and q only. Offset κ's block is those Q inputs in Q' = 2^⌈log2 Q⌉ slots; a row of
+/// N/2 slots holds R = (N/2)/Q' blocks, client ciphertext j offsets jR … jR + R − 1, ⌈K/R⌉
+/// ciphertexts in all. Output block c (of the R in a row) holds channel c mod C', C' = 2^⌈log2 C⌉,
+/// so the outputs repeat with period C'·Q' (zeros for c mod C' ≥ C). Block c needs input block
+/// (c + δ) mod R times w[c mod C′][κ], which a rotation by δ·Q' brings to it:
+///
+///     y = Σ_j Σ_(δ<R) D_(j,δ) ⊙ rot(ct_j, δ·Q'),  D_(j,δ)[block c, q] = w[c mod C'][jR + (c + δ) mod R]
+///
+/// by baby steps h·Q' (h < b, hoisted on each ct_j) and giant steps g·b·Q' (δ = g·b + h), each
+/// D_(j,δ) rotated by −g·b·Q' in the clear: J·(b − 1) + R/b − 1 rotations for J·R products, where
+/// ``PackedConvolution`` with one block a ciphertext needs K ciphertexts and no rotation.
+public struct SharedPatchConvolution: Sendable {
+    /// Q: output positions per channel.
+    public let positions: Int
+    /// Q': a block's slots, 2^⌈log2 Q⌉.
+    public let positionPeriod: Int
+    /// C: output channels.
+    public let channels: Int
+    /// C': 2^⌈log2 C⌉; the outputs repeat with period C'·Q'.
+    public let channelPeriod: Int
+    /// K: kernel offsets.
+    public let offsetCount: Int
+    /// R: blocks in a row (1 until ``laidOut(polynomialSize:)`` knows the ring).
+    public private(set) var blocksPerRow = 1
+    /// b: baby steps (a power of two dividing R).
+    public private(set) var babyStep = 1
+    /// [c][κ]: channel c's weight at offset κ.
+    let weights: [[Int64]]
+    /// [κ][q]: the input the client puts at position q of offset κ's block, or −1 for zero.
+    let patches: [[Int32]]
+    /// [slot mod C'·Q']: each output's bias (0 where no output is).
+    public let bias: [Int128]
+
+    /// The output vector's period, C'·Q'.
+    public var period: Int { channelPeriod * positionPeriod }
+
+    /// The layer as C channels of Q positions sharing their patches, or nil when it is none: the
+    /// smallest Q (a divisor of the outputs, C ≥ 2) for which output o reads, at every offset, the
+    /// input that output o mod Q reads there, and with one weight per channel and offset.
+    init?(_ layer: PolynomialIntegerNetwork.Linear) {
+        let k = layer.kernelOffsetCount, n = layer.outputCount
+        guard k > 0, n >= 2 else { return nil }
+        // [κ][o]: the input output o reads at κ (−1: no term) and its weight (0: no term).
+        var read = [[Int32]](repeating: [Int32](repeating: -1, count: n), count: k)
+        var weight = [[Int64]](repeating: [Int64](repeating: 0, count: n), count: k)
+        for o in 0..<n {
+            for t in layer.rowStart[o]..<layer.rowStart[o + 1] {
+                read[Int(layer.kernelOffsets[t])][o] = layer.inputs[t]
+                weight[Int(layer.kernelOffsets[t])][o] = layer.weights[t]
+            }
+        }
+        func shared(positions q: Int) -> (patches: [[Int32]], weights: [[Int64]])? {
+            let c = n / q
+            var patches = [[Int32]](repeating: [Int32](repeating: -1, count: q), count: k)
+            var weights = [[Int64]](repeating: [Int64](repeating: 0, count: k), count: c)
+            for kappa in 0..<k {
+                for o in 0..<n where read[kappa][o] >= 0 {
+                    if patches[kappa][o % q] < 0 { patches[kappa][o % q] = read[kappa][o] }
+                    if weights[o / q][kappa] == 0 { weights[o / q][kappa] = weight[kappa][o] }
+                }
+                // Every output's term (or its absence: weight 0) must be its channel's weight on the patch.
+                for o in 0..<n {
+                    let patch = patches[kappa][o % q]
+                    guard read[kappa][o] == patch || read[kappa][o] < 0 else { return nil }
+                    let expected = patch < 0 ? 0 : weights[o / q][kappa]
+                    guard weight[kappa][o] == expected || (patch < 0 && read[kappa][o] < 0) else { return nil }
+                }
+            }
+            return (patches, weights)
+        }
+        var found: (positions: Int, patches: [[Int32]], weights: [[Int64]])?
+        for q in 1...(n / 2) where n % q == 0 {
+            if let layout = shared(positions: q) {
+                found = (q, layout.patches, layout.weights)
+                break
+            }
+        }
+        guard let found else { return nil }
+        let q = found.positions, qPeriod = powerOfTwo(atLeast: q), count = n / q, cPeriod = powerOfTwo(atLeast: count)
+        positions = q
+        positionPeriod = qPeriod
+        channels = count
+        channelPeriod = cPeriod
+        offsetCount = k
+        patches = found.patches
+        weights = found.weights
+        bias = (0..<(cPeriod * qPeriod)).map { s in
+            let (c, position) = (s / qPeriod, s % qPeriod)
+            return c < count && position < q ? layer.bias[c * q + position] : 0
+        }
+    }
+
+    /// The layout on a ring of `polynomialSize` slots: R blocks fill a row, and the baby step
+    /// that needs the fewest rotations.
+    func laidOut(polynomialSize n: Int) -> SharedPatchConvolution {
+        var copy = self
+        copy.blocksPerRow = max(1, n / 2 / positionPeriod)
+        let ciphertexts = copy.ciphertextCount
+        var best = 1
+        var b = 1
+        while b <= copy.blocksPerRow {
+            if ciphertexts * (b - 1) + copy.blocksPerRow / b < ciphertexts * (best - 1) + copy.blocksPerRow / best { best = b }
+            b *= 2
+        }
+        copy.babyStep = best
+        return copy
+    }
+
+    /// J = ⌈K/R⌉: the ciphertexts the client sends.
+    public var ciphertextCount: Int { (offsetCount + blocksPerRow - 1) / blocksPerRow }
+    /// R/b giant steps.
+    var giantSteps: Int { blocksPerRow / babyStep }
+    /// The rotation steps: baby steps h·Q' and giant steps g·b·Q'.
+    var rotationSteps: [Int] { (1..<babyStep).map { $0 * positionPeriod } + (1..<giantSteps).map { $0 * babyStep * positionPeriod } }
+    /// Rotations one evaluation performs: each ciphertext's baby steps (hoisted), the giant steps.
+    var rotationCount: Int { ciphertextCount * (babyStep - 1) + giantSteps - 1 }
+
+    /// The products one evaluation makes: the D_(j,δ) that are not all zero.
+    var diagonalCount: Int {
+        (0..<ciphertextCount).reduce(0) { count, j in
+            count + (0..<blocksPerRow).filter { delta in (0..<blocksPerRow).contains { weight(ciphertext: j, delta, block: $0) != 0 } }.count
+        }
+    }
+
+    /// D_(j,δ) in output block c: w[c mod C'][jR + (c + δ) mod R], 0 where no channel or offset is.
+    func weight(ciphertext j: Int, _ delta: Int, block c: Int) -> Int64 {
+        let kappa = j * blocksPerRow + (c + delta) % blocksPerRow
+        return c % channelPeriod < channels && kappa < offsetCount ? weights[c % channelPeriod][kappa] : 0
+    }
+
+    /// Where output o (channel-major, c·Q + q) sits in the output vector: c·Q' + q.
+    func outputSlot(_ o: Int) -> Int { (o / positions) * positionPeriod + o % positions }
+
+    /// The input the client puts in slot s of a row of client ciphertext j, or nil for zero.
+    func input(ciphertext j: Int, rowSlot s: Int) -> Int? {
+        let kappa = j * blocksPerRow + s / positionPeriod, q = s % positionPeriod
+        guard kappa < offsetCount, q < positions, patches[kappa][q] >= 0 else { return nil }
+        return Int(patches[kappa][q])
+    }
+
+    /// D_(j,δ) over one row, rotated by −g·b·Q' for δ = g·b + h; nil when it is all zero.
+    func diagonal(ciphertext j: Int, _ delta: Int) -> [Int64]? {
+        let row = blocksPerRow * positionPeriod, shift = (delta / babyStep) * babyStep * positionPeriod
+        var d = [Int64](repeating: 0, count: row)
+        var any = false
+        for s in 0..<row where s % positionPeriod < positions {
+            let w = weight(ciphertext: j, delta, block: s / positionPeriod)
+            guard w != 0 else { continue }
+            d[(s + shift) % row] = w
+            any = true
+        }
+        return any ? d : nil
+    }
 }

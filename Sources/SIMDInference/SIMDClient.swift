@@ -83,8 +83,8 @@ public final class SIMDClient: InferenceBackendClient {
     /// Images (pixels in [0, 1]) → the plan's input ciphertexts per plaintext prime, seeded,
     /// encrypted on all cores. Throughput: one per input value, image j in slot j. Latency (one
     /// image): the first convolution's kernel offsets in blocks (``PackedConvolution``), slot o
-    /// of an offset's block holding the pixel that output o reads there, or the image as one
-    /// vector; either repeated with its period.
+    /// of an offset's block holding the pixel that output o reads there; or each offset's patch
+    /// once (``SharedPatchConvolution``); or the image as one vector; each repeated with its period.
     public func encrypt(_ images: [ArraySlice<Float>]) throws(ClientError) -> [[SeededCiphertext]] {
         guard !images.isEmpty else { throw .noImages }
         guard images.count <= plan.batchSize else { throw .batchTooLarge(images: images.count, slots: plan.batchSize) }
@@ -99,7 +99,8 @@ public final class SIMDClient: InferenceBackendClient {
             slotVectors = (0..<inputs).map { pixel in quantized.map { $0[pixel] } }
         case .latency:
             let x = quantized[0], n = plan.parameters[0].polynomialSize, slotCount = encoders[0].slotCount
-            if case .packedConvolution(let c) = plan.steps.first?.kind {
+            switch plan.steps.first?.kind {
+            case .packedConvolution(let c)?:
                 slotVectors = (0..<c.ciphertextCount).map { j in
                     (0..<slotCount).map { s in
                         guard let kappa = c.offset(ciphertext: j, slot: s, polynomialSize: n) else { return 0 }
@@ -107,7 +108,11 @@ public final class SIMDClient: InferenceBackendClient {
                         return index < 0 ? 0 : x[Int(index)]
                     }
                 }
-            } else {
+            case .sharedPatchConvolution(let c)?:
+                slotVectors = (0..<c.ciphertextCount).map { j in
+                    (0..<slotCount).map { s in c.input(ciphertext: j, rowSlot: s % (n / 2)).map { x[$0] } ?? 0 }
+                }
+            default:
                 let period = powerOfTwo(atLeast: inputs)
                 slotVectors = [(0..<slotCount).map { s in s % period < inputs ? x[s % period] : 0 }]
             }

@@ -183,6 +183,15 @@ public struct SIMDEvaluator: InferenceBackendServer {
                 if w.contains(where: { $0 != 0 }) { vectors[j] = w }
             }
             (weights, bias) = (vectors, c.bias)
+        case .sharedPatchConvolution(let c):
+            // D_(j,δ) keyed j·R + δ, as the evaluation reads them.
+            var vectors: [Int: [Int64]] = [:]
+            for j in 0..<c.ciphertextCount {
+                for delta in 0..<c.blocksPerRow {
+                    if let d = c.diagonal(ciphertext: j, delta) { vectors[j * c.blocksPerRow + delta] = (0..<slotCount).map { d[$0 % d.count] } }
+                }
+            }
+            (weights, bias) = (vectors, c.bias)
         case .matrixVector(let m):
             (weights, bias) = (m.diagonals.mapValues { d in (0..<slotCount).map { d[$0 % d.count] } }, m.bias)
         }
@@ -243,8 +252,12 @@ public struct SIMDEvaluator: InferenceBackendServer {
                         sum = try accumulate(sum, evaluator.multiply(ct, w), evaluator: evaluator)
                     }
                     (products, folds) = (sum, c.folds)
+                case .sharedPatchConvolution(let c):
+                    (products, folds) = (try babyGiantSum(values, unit: c.positionPeriod, babyStep: c.babyStep, giantSteps: c.giantSteps,
+                                                          stride: c.blocksPerRow, diagonals: weights, evaluator: evaluator), [])
                 case .matrixVector(let m):
-                    (products, folds) = (try matrixVector(m, diagonals: weights, values[0], evaluator: evaluator), m.folds)
+                    (products, folds) = (try babyGiantSum([values[0]], unit: 1, babyStep: m.babyStep, giantSteps: m.giantSteps,
+                                                          stride: 0, diagonals: weights, evaluator: evaluator), m.folds)
                 case .linear, .polynomial:
                     throw RlweError.invalidParameters("plaintexts for a step that has none")
                 }
@@ -275,7 +288,7 @@ public struct SIMDEvaluator: InferenceBackendServer {
                     }
                     return try evaluate(polynomial, at: values[i], evaluator: evaluator, plaintextModulus: plaintextModulus)
                 }
-            case .packedConvolution, .matrixVector:
+            case .packedConvolution, .sharedPatchConvolution, .matrixVector:
                 throw RlweError.invalidParameters("a latency step without its plaintexts")
             }
         } catch let error as RlweError {
@@ -296,22 +309,26 @@ public struct SIMDEvaluator: InferenceBackendServer {
         try evaluator.multiply(x, byInteger: 0)
     }
 
-    /// Σ_i d_i ⊙ rot(v, i) by baby and giant steps (the caller sums the blocks of m'), or nil
-    /// when every diagonal is zero.
-    static func matrixVector(_ m: MatrixVector, diagonals: [Int: Plaintext], _ v: Ciphertext,
-                             evaluator: Evaluator) throws(RlweError) -> Ciphertext? {
-        let baby = try evaluator.rotations(of: v, by: Array(0..<m.babyStep))
+    /// Σ_g rot(Σ_j Σ_(h<b) d_(j·stride + g·b + h) ⊙ rot(v_j, h·u), g·b·u): a dense layer's
+    /// Σ_i d_i ⊙ rot(v, i) (one v, u = 1; the caller sums the blocks of m'), or shared patches'
+    /// Σ_j Σ_δ D_(j,δ) ⊙ rot(ct_j, δ·Q') (u = Q', stride R), each d already rotated by −g·b·u.
+    /// Baby steps share one decomposition per v_j. Nil when every d is zero.
+    static func babyGiantSum(_ inputs: [Ciphertext], unit: Int, babyStep: Int, giantSteps: Int, stride: Int,
+                             diagonals: [Int: Plaintext], evaluator: Evaluator) throws(RlweError) -> Ciphertext? {
+        let baby = try inputs.map { v throws(RlweError) -> [Ciphertext] in try evaluator.rotations(of: v, by: (0..<babyStep).map { $0 * unit }) }
         // The giant steps are independent: on all cores (a prime's share when primes run side by side).
         let giants: [Ciphertext?]
         do {
-            giants = try ParallelWork.map(m.giantSteps) { g -> Ciphertext? in
+            giants = try ParallelWork.map(giantSteps) { g -> Ciphertext? in
                 var inner: Ciphertext?
-                for h in 0..<m.babyStep {
-                    guard let d = diagonals[g * m.babyStep + h] else { continue }
-                    inner = try accumulate(inner, evaluator.multiply(baby[h], d), evaluator: evaluator)
+                for (j, rotated) in baby.enumerated() {
+                    for h in 0..<babyStep {
+                        guard let d = diagonals[j * stride + g * babyStep + h] else { continue }
+                        inner = try accumulate(inner, evaluator.multiply(rotated[h], d), evaluator: evaluator)
+                    }
                 }
                 guard let inner else { return nil }
-                return g > 0 ? try evaluator.rotate(inner, by: g * m.babyStep) : inner
+                return g > 0 ? try evaluator.rotate(inner, by: g * babyStep * unit) : inner
             }
         } catch let error as RlweError {
             throw error

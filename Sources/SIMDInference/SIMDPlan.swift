@@ -5,8 +5,8 @@ import RLWE
 /// How a polynomial network runs on BFV. In throughput mode (CryptoNets, HCNN) slot j of every
 /// ciphertext belongs to image j, one ciphertext per input pixel, so convolutions and dense
 /// layers are multiply-accumulates of ciphertexts by scalar weights and activations are
-/// ciphertext products. In latency mode one image fills the slots (``PackedConvolution``,
-/// ``MatrixVector``): plaintext products and rotations. Everything is exact modulo each
+/// ciphertext products. In latency mode one image fills the slots (``PackedConvolution`` or
+/// ``SharedPatchConvolution``, ``MatrixVector``): plaintext products and rotations. Everything is exact modulo each
 /// plaintext prime t_i; the scores, which
 /// the integer form bounds by ``PolynomialIntegerNetwork/outputBound``, come back through the
 /// CRT from as many primes as their range needs (CryptoNets used two, HCNN several).
@@ -64,6 +64,8 @@ public struct SIMDPlan: Sendable {
             case linear(PolynomialIntegerNetwork.Linear)
             /// Latency mode: the first convolution, from the client's kernel offsets in blocks.
             case packedConvolution(PackedConvolution)
+            /// Latency mode: the first convolution, from the client's offsets' patches, shared by its channels.
+            case sharedPatchConvolution(SharedPatchConvolution)
             /// Latency mode: a dense layer by diagonals and rotations.
             case matrixVector(MatrixVector)
             /// An elementwise polynomial: powers by products, then their combination.
@@ -87,6 +89,8 @@ public struct SIMDPlan: Sendable {
             switch kind {
             case .linear(let l): "linear \(l.inputCount) → \(l.outputCount)"
             case .packedConvolution(let c): "convolution, \(c.offsetCount) kernel offsets in \(c.ciphertextCount) ciphertexts → period \(c.period)"
+            case .sharedPatchConvolution(let c):
+                "convolution, \(c.offsetCount) kernel offsets' patches (shared by \(c.channels) channels) in \(c.ciphertextCount) ciphertexts → period \(c.period)"
             case .matrixVector(let m): "dense by \(m.diagonals.count) diagonals, period \(m.inputPeriod) → \(m.outputPeriod)"
             case .polynomial(let p): "degree-\(p.degree) polynomial"
             }
@@ -189,8 +193,11 @@ public struct SIMDPlan: Sendable {
     /// vector (latency).
     public var inputCiphertexts: Int {
         guard mode == .latency else { return network.inputCount }
-        if case .packedConvolution(let c) = steps.first?.kind { return c.ciphertextCount }
-        return 1
+        switch steps.first?.kind {
+        case .packedConvolution(let c)?: return c.ciphertextCount
+        case .sharedPatchConvolution(let c)?: return c.ciphertextCount
+        default: return 1
+        }
     }
     /// Ciphertexts the server returns per plaintext prime: one per score (throughput), or one.
     public var outputCiphertexts: Int { mode == .throughput ? scoreCount : 1 }
@@ -204,6 +211,7 @@ public struct SIMDPlan: Sendable {
             switch step.kind {
             case .matrixVector(let m): m.rotationSteps
             case .packedConvolution(let c): c.folds
+            case .sharedPatchConvolution(let c): c.rotationSteps
             case .linear, .polynomial: []
             }
         })).sorted()
@@ -227,21 +235,22 @@ public struct SIMDPlan: Sendable {
             return try compileCKKS(network, mode: mode, insecureTestOnly: insecure)
         }
         let unplaced = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
+        let sharing = mode == .latency ? try latencyKinds(network, sharingPatches: true) : nil
         var best: (cost: Double, shape: Shape, primes: [UInt64], kinds: [Step.Kind])?
         var tried: [String] = []
         for shape in shapes {
-            // Latency mode tries the first convolution's offsets in blocks (fewer uploads) and one
-            // per ciphertext: the block sums' rotations come before the first product, and with BV
-            // key switching their noise may not fit, or need more primes, where the plain layout
-            // does not. The cheaper wins; at equal cost, the blocks.
-            let blocked = unplaced.map { $0.laidOut(polynomialSize: shape.polynomialSize) }
-            let layouts = blocked.contains(where: \.isBlocked) ? [blocked, unplaced] : [unplaced]
+            // Latency mode tries the first convolution's offsets in blocks (fewer uploads; where a
+            // row holds only one block, the offsets' patches shared by the channels instead), then
+            // one offset per ciphertext: the rotations of the first two come before the first
+            // product, and with BV key switching their noise may not fit, or need more primes,
+            // where the plain layout does not. The cheaper wins; at equal cost, the first.
+            let layouts = latencyLayouts(unplaced, sharing: sharing, polynomialSize: shape.polynomialSize)
             for kinds in layouts {
                 // The largest t that leaves the margin; then as many primes as the scores need,
                 // each as small as that count allows (smaller t, more budget).
                 let widest = min(shape.ciphertextBits.min()! - 2, maximumPlaintextBits)
                 let smallest = Int(shape.logN) + 2
-                let name = "N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.contains(where: \.isBlocked) ? " (offsets in blocks)" : "")
+                let name = "N=\(shape.polynomialSize) log Q=\(Int(shape.logQ))" + (kinds.first?.layoutName.map { " (\($0))" } ?? "")
                 if let shortfall = rowShortfall(kinds, polynomialSize: shape.polynomialSize) {
                     tried.append("\(name): \(shortfall)")
                     continue
@@ -439,7 +448,7 @@ public struct SIMDPlan: Sendable {
     /// - a linear step scales the incoming error by its largest row sum Σ|w|; adds the weights'
     ///   encoding error (6·√(N/12)/q_w per weight, times the inputs summed into a slot, at most
     ///   `terms`·2^B_in), q_w chosen so that it stays 2^−(p+1) below the step's bound; the
-    ///   rescale's rounding (R); and for a dense layer the baby-step rotations' key switches,
+    ///   rescale's rounding (R); and for a dense layer or shared patches the baby-step rotations' key switches,
     ///   made at Δ before the product, so weighted by the row sum (R + log Σ|w|). The giant
     ///   steps and block sums switch keys at Δ·q_w: their errors shrink by q_w.
     /// - activations: as in ``ckksChain(_:logN:precision:)``.
@@ -458,12 +467,13 @@ public struct SIMDPlan: Sendable {
         for (index, kind) in kinds.enumerated() {
             let next = network.layerBoundBits[index]
             switch kind {
-            case .packedConvolution, .matrixVector:
+            case .packedConvolution, .sharedPatchConvolution, .matrixVector:
                 guard case .linear(let l) = network.layers[index] else { throw .notOnCKKS("layer \(index) is not linear") }
                 let rowSum = log2(max(l.largestRowSum, 1))
                 let (terms, babySteps): (Int, Bool) = switch kind {
                 case .matrixVector(let m): (m.inputPeriod, m.babyStep > 1)
                 case .packedConvolution(let c): (c.ciphertextCount * c.blocks, false)
+                case .sharedPatchConvolution(let c): (c.ciphertextCount * c.blocksPerRow, c.babyStep > 1)
                 case .linear, .polynomial: (1, false)
                 }
                 // The weights' prime: the precision's bits, less what the encoder's 2^62 leaves
@@ -518,11 +528,13 @@ public struct SIMDPlan: Sendable {
     /// hybrid key switching).
     static func compileCKKS(_ network: PolynomialIntegerNetwork, mode: Mode, insecureTestOnly: Bool) throws(PlanError) -> SIMDPlan {
         let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
+        let sharing = mode == .latency ? try latencyKinds(network, sharingPatches: true) : nil
         var tried: [String] = []
         for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
-            let laidOut = kinds.map { $0.laidOut(polynomialSize: n) }
-            if let shortfall = rowShortfall(laidOut, polynomialSize: n) {
-                tried.append("N=\(n): \(shortfall)")
+            // The first layout a row holds (CKKS's rotations before a product cost precision, not a failure).
+            let layouts = latencyLayouts(kinds, sharing: sharing, polynomialSize: n)
+            guard let laidOut = layouts.first(where: { rowShortfall($0, polynomialSize: n) == nil }) else {
+                tried.append("N=\(n): \(rowShortfall(layouts.last!, polynomialSize: n)!)")
                 continue
             }
             // The chains that fit: fewest primes (the cost per value), then the most precise.
@@ -585,7 +597,7 @@ public struct SIMDPlan: Sendable {
             var counts = operations(of: kind, inputs: inputs)
             counts.relinearizations = relinearizes ? l.outputCount : 0
             return counts
-        case .packedConvolution, .matrixVector:
+        case .packedConvolution, .sharedPatchConvolution, .matrixVector:
             return operations(of: kind, inputs: inputs)
         }
     }
@@ -624,6 +636,11 @@ public struct SIMDPlan: Sendable {
         // so their sum grows as √P (one more bit for the tail).
         let plaintextProduct = tBits + shape.logN / 2 + log2(6 / 12.0.squareRoot())
         func independentSum(_ count: Int) -> Double { log2(Double(count)) / 2 + 1 }
+        // Baby-step rotations (a key switch each) before the products, giant steps after: at
+        // most `terms` products summed.
+        func babyGiantNoise(_ noise: Double, terms: Int) -> Double {
+            sum(sum(noise, keySwitch) + plaintextProduct + independentSum(terms), keySwitch + independentSum(terms))
+        }
         for kind in kinds {
             switch kind {
             case .packedConvolution(let c):
@@ -632,9 +649,9 @@ public struct SIMDPlan: Sendable {
                 for _ in c.folds { noise = sum(noise, sum(noise, keySwitch)) }
                 noise = sum(noise, tBits)
             case .matrixVector(let m):
-                let rotated = sum(noise, keySwitch)
-                noise = sum(rotated + plaintextProduct + independentSum(m.inputPeriod), keySwitch + independentSum(m.inputPeriod))
-                noise = sum(noise, tBits)
+                noise = sum(babyGiantNoise(noise, terms: m.inputPeriod), tBits)
+            case .sharedPatchConvolution(let c):
+                noise = sum(babyGiantNoise(noise, terms: c.ciphertextCount * c.blocksPerRow), tBits)
             case .linear(let l):
                 noise = sum(noise + log2(max(l.largestRowSum, 1)), tBits)
             case .polynomial(let p):
@@ -668,28 +685,50 @@ public struct SIMDPlan: Sendable {
         return period <= n / 2 ? nil : "a layer needs \(period) slots in a row of \(n / 2)"
     }
 
-    /// The first convolution packed by the client, every other linear layer by diagonals.
-    static func latencyKinds(_ network: PolynomialIntegerNetwork) throws(PlanError) -> [Step.Kind] {
+    /// Latency layouts to try on a ring of N, preferred first: the first convolution's offsets in
+    /// blocks where a row holds several, else (`sharing`, from ``latencyKinds(_:sharingPatches:)``)
+    /// their patches shared by the channels; then one offset per ciphertext. Throughput: `kinds`.
+    static func latencyLayouts(_ kinds: [Step.Kind], sharing: [Step.Kind]?, polynomialSize n: Int) -> [[Step.Kind]] {
+        let blocked = kinds.map { $0.laidOut(polynomialSize: n) }
+        if blocked.contains(where: \.isBlocked) { return [blocked, kinds] }
+        if let sharing, case .sharedPatchConvolution = sharing.first { return [sharing.map { $0.laidOut(polynomialSize: n) }, kinds] }
+        return [kinds]
+    }
+
+    /// The first convolution packed by the client (its offsets' patches shared by its channels
+    /// when `sharingPatches` and it has several), every other linear layer by diagonals.
+    static func latencyKinds(_ network: PolynomialIntegerNetwork, sharingPatches: Bool = false) throws(PlanError) -> [Step.Kind] {
         // The scores are the last linear layer's outputs, laid out in one period of the slots.
         guard network.layers.contains(where: { if case .linear = $0 { true } else { false } }) else {
             throw .latencyLayout(layer: 0, reason: "latency mode lays out linear layers, and the network has none")
         }
         var period = powerOfTwo(atLeast: network.inputCount)
         var kinds: [Step.Kind] = []
+        // Shared patches leave channel c's outputs in a block of Q' slots: the next linear layer reads them there.
+        var shared: SharedPatchConvolution?
         for (index, layer) in network.layers.enumerated() {
             switch layer {
             case .polynomial(let p):
                 kinds.append(.polynomial(p))
             case .linear(let l) where index == 0 && l.kernelOffsetCount > 0:
-                period = powerOfTwo(atLeast: l.outputCount)
-                kinds.append(.packedConvolution(PackedConvolution(l, period: period)))
+                if sharingPatches, let c = SharedPatchConvolution(l) {
+                    shared = c
+                    period = c.period
+                    kinds.append(.sharedPatchConvolution(c))
+                } else {
+                    period = powerOfTwo(atLeast: l.outputCount)
+                    kinds.append(.packedConvolution(PackedConvolution(l, period: period)))
+                }
             case .linear(let l):
                 let outputPeriod = powerOfTwo(atLeast: l.outputCount)
                 let inputPeriod = max(period, outputPeriod)
                 guard inputPeriod * outputPeriod <= 1 << 26 else {
                     throw .latencyLayout(layer: index, reason: "a \(l.outputCount) × \(l.inputCount) matrix is too large to lay out by diagonals")
                 }
-                kinds.append(.matrixVector(MatrixVector(l, inputPeriod: inputPeriod, outputPeriod: outputPeriod)))
+                var slot: (Int) -> Int = { $0 }
+                if let shared { slot = shared.outputSlot }
+                kinds.append(.matrixVector(MatrixVector(l, inputPeriod: inputPeriod, outputPeriod: outputPeriod, inputSlot: slot)))
+                shared = nil
                 period = outputPeriod
             }
         }
@@ -714,6 +753,9 @@ public struct SIMDPlan: Sendable {
         case .matrixVector(let m):
             return Operations(constantAdds: 1, plaintextMultiplies: m.diagonals.count, rotations: m.rotationCount,
                               additions: max(m.diagonals.count - 1, 0) + m.foldCount)
+        case .sharedPatchConvolution(let c):
+            let products = c.diagonalCount
+            return Operations(constantAdds: 1, plaintextMultiplies: products, rotations: c.rotationCount, additions: max(products - 1, 0))
         case .polynomial(let p):
             let products = max(p.degree - 1, 0)
             let terms = p.coefficients.dropFirst().filter { $0 != 0 }.count
@@ -741,7 +783,11 @@ extension PolynomialIntegerNetwork.Polynomial {
 extension SIMDPlan.Step.Kind {
     /// The kind laid out on a ring of `polynomialSize` slots (the first convolution's blocks).
     func laidOut(polynomialSize: Int) -> SIMDPlan.Step.Kind {
-        if case .packedConvolution(let c) = self { .packedConvolution(c.laidOut(polynomialSize: polynomialSize)) } else { self }
+        switch self {
+        case .packedConvolution(let c): .packedConvolution(c.laidOut(polynomialSize: polynomialSize))
+        case .sharedPatchConvolution(let c): .sharedPatchConvolution(c.laidOut(polynomialSize: polynomialSize))
+        case .linear, .matrixVector, .polynomial: self
+        }
     }
 
     /// Whether the first convolution's offsets share ciphertexts.
@@ -749,10 +795,20 @@ extension SIMDPlan.Step.Kind {
         if case .packedConvolution(let c) = self { c.blocks > 1 } else { false }
     }
 
+    /// How a first convolution's offsets travel, for the planner's refusals; nil for one per ciphertext.
+    var layoutName: String? {
+        switch self {
+        case .packedConvolution(let c) where c.blocks > 1: "offsets in blocks"
+        case .sharedPatchConvolution: "offsets' patches shared"
+        default: nil
+        }
+    }
+
     /// The largest vector period the step lays out in a row (latency mode; 1 otherwise).
     var largestPeriod: Int {
         switch self {
         case .packedConvolution(let c): c.period
+        case .sharedPatchConvolution(let c): c.period
         case .matrixVector(let m): m.inputPeriod
         case .linear, .polynomial: 1
         }

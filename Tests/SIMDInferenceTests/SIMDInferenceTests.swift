@@ -110,6 +110,105 @@ struct SIMDInferenceTests {
         #expect(cryptoNets.steps[0].operations.rotations == 0)
     }
 
+    /// A random 3×3 convolution (`channels` filters) on `inputChannels` × side².
+    static func convolution(channels: Int, inputChannels: Int = 1, side: Int, stride: Int = 1, padding: Int = 0,
+                            rng: inout SplitMix64) -> PolynomialNetwork.Convolution {
+        PolynomialNetwork.Convolution(inputChannels: inputChannels, outputChannels: channels, kernelSide: 3, stride: stride,
+                                      padding: padding, inputSide: side,
+                                      weights: (0..<(channels * inputChannels * 9)).map { _ in rng.uniform(-1, 1) },
+                                      bias: (0..<channels).map { _ in rng.uniform(-0.5, 0.5) })
+    }
+
+    /// A side² image → conv (`channels` filters, 3×3) → x² → dense 3.
+    static func conv(channels: Int, side: Int, seed: UInt64) -> PolynomialNetwork {
+        var rng = SplitMix64(seed: seed)
+        let c = convolution(channels: channels, side: side, rng: &rng)
+        let outputs = channels * c.outputSide * c.outputSide
+        let dense = PolynomialNetwork.Dense(inputCount: outputs, outputCount: 3, weights: (0..<(3 * outputs)).map { _ in rng.uniform(-0.5, 0.5) },
+                                            bias: [0.5, 0, -0.5])
+        return PolynomialNetwork(inputSide: side, layers: [.convolution(c), .polynomial([0, 0, 1]), .dense(dense)])
+    }
+
+    @Test("Shared patches on clear vectors: the client's blocks, the baby and giant steps and the pre-rotated diagonals give every output of the convolution at c·Q' + q, repeated with period C'·Q' (strides, padding, 2 input channels, 3 to 5 channels, rows of 4 to 16 blocks)",
+          arguments: [(3, 1, 7, 1, 0), (5, 2, 9, 2, 1), (4, 1, 12, 1, 0)])
+    func sharedPatchLayout(channels: Int, inputChannels: Int, side: Int, stride: Int, padding: Int) throws {
+        // With 2 input channels, the second convolution of conv(1 → 2) → x² → conv(2 → C).
+        var rng = SplitMix64(seed: UInt64(side))
+        var layers: [PolynomialNetwork.Layer] = []
+        if inputChannels > 1 {
+            layers = [.convolution(Self.convolution(channels: inputChannels, side: side + 2, rng: &rng)), .polynomial([0, 0, 1])]
+        }
+        layers.append(.convolution(Self.convolution(channels: channels, inputChannels: inputChannels, side: side, stride: stride,
+                                                    padding: padding, rng: &rng)))
+        let form = try PolynomialNetwork(inputSide: inputChannels > 1 ? side + 2 : side, layers: layers).integerForm()
+        guard case .linear(let layer) = form.layers.last! else { Issue.record("no convolution"); return }
+        let shared = try #require(SharedPatchConvolution(layer))
+        #expect(shared.channels == channels && shared.positions * channels == layer.outputCount && shared.offsetCount == 9 * inputChannels)
+        var values = SplitMix64(seed: 17)
+        let x = (0..<layer.inputCount).map { _ in Int64(values.next() % 31) - 15 }
+        let expected = (0..<layer.outputCount).map { o in
+            (layer.rowStart[o]..<layer.rowStart[o + 1]).reduce(Int64(0)) { $0 + layer.weights[$1] * x[Int(layer.inputs[$1])] }
+        }
+        func rotate(_ v: [Int64], _ k: Int) -> [Int64] { (0..<v.count).map { v[($0 + k) % v.count] } }
+        var row = shared.period
+        while row <= 16 * shared.positionPeriod {
+            let c = shared.laidOut(polynomialSize: 2 * row)
+            #expect(c.blocksPerRow * c.positionPeriod == row && c.blocksPerRow % c.babyStep == 0)
+            let cts = (0..<c.ciphertextCount).map { j in (0..<row).map { s in c.input(ciphertext: j, rowSlot: s).map { x[$0] } ?? 0 } }
+            var y = [Int64](repeating: 0, count: row)
+            for g in 0..<c.giantSteps {
+                var inner = [Int64](repeating: 0, count: row)
+                for (j, ct) in cts.enumerated() {
+                    for h in 0..<c.babyStep {
+                        guard let d = c.diagonal(ciphertext: j, g * c.babyStep + h) else { continue }
+                        let rotated = rotate(ct, h * c.positionPeriod)
+                        for s in 0..<row { inner[s] += d[s] * rotated[s] }
+                    }
+                }
+                let giant = rotate(inner, g * c.babyStep * c.positionPeriod)
+                for s in 0..<row { y[s] += giant[s] }
+            }
+            for o in 0..<layer.outputCount {
+                #expect(y[c.outputSlot(o)] == expected[o], "row \(row), output \(o)")
+            }
+            #expect((0..<row).allSatisfy { y[$0] == y[$0 % c.period] }, "row \(row): not periodic")
+            #expect(c.rotationSteps.count == c.babyStep - 1 + c.giantSteps - 1)
+            row *= 2
+        }
+    }
+
+    @Test("Shared patches refuse what is not a convolution: a dense layer, and one whose filter differs between two positions")
+    func sharedPatchRefusals() throws {
+        let form = try Self.conv(channels: 3, side: 7, seed: 2).integerForm()
+        guard case .linear(let conv) = form.layers[0], case .linear(let dense) = form.layers[2] else { Issue.record("layers"); return }
+        #expect(SharedPatchConvolution(dense) == nil)
+        var weights = conv.weights
+        weights[conv.rowStart[1]] += 1
+        let local = PolynomialIntegerNetwork.Linear(rowStart: conv.rowStart, inputs: conv.inputs, weights: weights, bias: conv.bias,
+                                                    inputCount: conv.inputCount, kernelOffsets: conv.kernelOffsets,
+                                                    kernelOffsetCount: conv.kernelOffsetCount)
+        #expect(SharedPatchConvolution(local) == nil)
+        #expect(SharedPatchConvolution(conv) != nil)
+    }
+
+    @Test("Latency mode with shared patches, where a row holds one replicated block (4 channels × 100 positions in rows of 512): 9 offsets in 3 ciphertexts, not 9; BFV exact with its noise model conservative, CKKS within its predicted error")
+    func latencySharedPatches() throws {
+        let form = try Self.conv(channels: 4, side: 12, seed: 5).integerForm()
+        let images = Self.images(3, pixels: 144, seed: 13)
+        let ring = SIMDPlan.Shape(polynomialSize: 1024, ciphertextBits: [54, 54, 54, 54], specialBits: [55], insecureTestOnly: true)
+        let bfv = try SIMDPlan.compile(form, mode: .latency, shapes: [ring])
+        let ckks = try SIMDPlan.compile(form, mode: .latency, scheme: .ckks, shapes: [ring])
+        for plan in [bfv, ckks] {
+            guard case .sharedPatchConvolution(let c) = plan.steps[0].kind else { Issue.record("\(plan.scheme): \(plan.steps[0].summary)"); continue }
+            #expect(c.positionPeriod == 128 && c.blocksPerRow == 4 && plan.inputCiphertexts == 3)
+            #expect(plan.steps[0].operations.rotations == c.rotationCount && plan.rotationSteps.contains(128))
+        }
+        let outcome = try SIMDPipeline.run(bfv, images: images)
+        #expect(outcome.scores == images.map { form.scores($0) })
+        #expect(outcome.budgetBits >= bfv.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(bfv.predictedBudgetBits)")
+        try Self.expectWithinPrediction(ckks, form, images: images)
+    }
+
     @Test("Layouts: the diagonal method equals the matrix product on clear vectors, for square, tall and wide matrices",
           arguments: [(845, 100), (100, 10), (10, 100), (64, 64)])
     func diagonalLayout(columns: Int, rows: Int) throws {
