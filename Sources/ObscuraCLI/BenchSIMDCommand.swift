@@ -129,8 +129,9 @@ struct BenchSIMD: ParsableCommand {
         report.add("he_ops_plaintext_multiplies", Double(ops.plaintextMultiplies * plan.parameters.count), "")
         report.add("he_ops_rotations", Double(ops.rotations * plan.parameters.count), "")
         report.add("he_ops_total_per_image", Double(ops.total * plan.parameters.count) / Double(plan.batchSize), "")
-        report.add("upload_bytes", Double(outcome.uploadBytes), "bytes")
-        report.add("download_bytes", Double(outcome.downloadBytes), "bytes")
+        // Per evaluation (a batch, or one image in latency mode), as the HE operations are.
+        report.add("upload_bytes", Double(outcome.uploadBytes / evaluations), "bytes")
+        report.add("download_bytes", Double(outcome.downloadBytes / evaluations), "bytes")
         report.add("evaluation_key_bytes", Double(outcome.evaluationKeyBytes), "bytes")
         report.add("peak_memory_bytes", Double(peakMemoryBytes()), "bytes")
         report.add("security_bits", Double(plan.securityBits), "bits")
