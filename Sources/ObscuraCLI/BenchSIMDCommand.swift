@@ -11,10 +11,12 @@ struct BenchSIMD: ParsableCommand {
         discussion: """
         Throughput mode: the client encrypts a batch of evaluation images (one ciphertext per pixel \
         and plaintext prime). Latency mode: one image at a time, packed across the slots (the \
-        first convolution's kernel offsets in blocks, as many per ciphertext as a row holds). The \
+        first convolution's kernel offsets in blocks, as many per ciphertext as a row holds, or \
+        their patches shared by the channels where a row holds one block). The \
         server evaluates from the bytes it receives; the client decrypts and, on BFV, joins the \
         primes by the CRT. Every BFV score is compared with the integer reference, and a mismatch \
-        fails the command; CKKS reports its largest error and its argmax agreement.
+        fails the command; CKKS reports its largest error and its argmax agreement. HE operations \
+        and bytes up and down are per evaluation (a batch, or one image).
         """)
 
     @Option(help: "A bundled polynomial model or a model file.") var model = "cryptonets-mnist"

@@ -11,7 +11,8 @@ import NeuralNet
 ///   (a power of two, B·P ≤ N/2) share a ciphertext, ct_j holding offsets jB … jB + B − 1, so
 ///   the client sends ⌈K/B⌉ ciphertexts, not K. The convolution is Σ_j ct_j ⊙ W′_j, W′_j holding
 ///   each block's weights, then log2 B rotate-and-add steps (by BP/2, …, P) sum the blocks,
-///   leaving the outputs replicated with period P.
+///   leaving the outputs replicated with period P. Where a row holds one block, the offsets'
+///   patches go once instead, shared by the channels (``SharedPatchConvolution``).
 /// - A dense layer (m × n) on a vector of period P is Halevi and Shoup's diagonal method with
 ///   Juvekar et al.'s hybrid for m ≤ P: with m' = 2^⌈log2 m⌉ and d_i[s] = M[s mod m'][(s + i) mod P],
 ///   z = Σ_(i<m') d_i ⊙ rot(v, i) holds M's rows in blocks of m', and log2(P/m') rotate-and-add
@@ -275,6 +276,11 @@ public struct SharedPatchConvolution: Sendable {
     func weight(ciphertext j: Int, _ delta: Int, block c: Int) -> Int64 {
         let kappa = j * blocksPerRow + (c + delta) % blocksPerRow
         return c % channelPeriod < channels && kappa < offsetCount ? weights[c % channelPeriod][kappa] : 0
+    }
+
+    /// max over channels of Σ_κ |w[c][κ]|: what a slot's input error can grow by (padding's too).
+    var largestFilterSum: Double {
+        weights.map { $0.reduce(0.0) { $0 + Double($1.magnitude) } }.max() ?? 0
     }
 
     /// Where output o (channel-major, c·Q + q) sits in the output vector: c·Q' + q.

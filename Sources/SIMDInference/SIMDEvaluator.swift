@@ -17,7 +17,8 @@ public struct SIMDEvaluator: InferenceBackendServer {
     let prepared: [[PreparedStep]]
 
     /// A latency step's weights as plaintexts of one prime (a convolution's by client
-    /// ciphertext, a dense layer's by diagonal; all-zero ones left out), and its bias.
+    /// ciphertext, shared patches' by j·R + δ, a dense layer's by diagonal; all-zero ones left
+    /// out), and its bias.
     enum PreparedStep: Sendable {
         case none
         case plaintexts(weights: [Int: Plaintext], bias: Bias)

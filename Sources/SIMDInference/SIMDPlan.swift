@@ -189,8 +189,8 @@ public struct SIMDPlan: Sendable {
         mode == .latency ? 1 : parameters[0].polynomialSize / (scheme == .ckks ? 2 : 1)
     }
     /// Ciphertexts the client sends per plaintext prime: one per input value (throughput), a first
-    /// convolution's kernel offsets in blocks (``PackedConvolution/ciphertextCount``), or one
-    /// vector (latency).
+    /// convolution's kernel offsets in blocks (``PackedConvolution/ciphertextCount``) or their
+    /// shared patches (``SharedPatchConvolution/ciphertextCount``), or one vector (latency).
     public var inputCiphertexts: Int {
         guard mode == .latency else { return network.inputCount }
         switch steps.first?.kind {
@@ -235,7 +235,7 @@ public struct SIMDPlan: Sendable {
             return try compileCKKS(network, mode: mode, insecureTestOnly: insecure)
         }
         let unplaced = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
-        let sharing = mode == .latency ? try latencyKinds(network, sharingPatches: true) : nil
+        var sharing = SharedLayout(network: network)
         var best: (cost: Double, shape: Shape, primes: [UInt64], kinds: [Step.Kind])?
         var tried: [String] = []
         for shape in shapes {
@@ -244,7 +244,7 @@ public struct SIMDPlan: Sendable {
             // one offset per ciphertext: the rotations of the first two come before the first
             // product, and with BV key switching their noise may not fit, or need more primes,
             // where the plain layout does not. The cheaper wins; at equal cost, the first.
-            let layouts = latencyLayouts(unplaced, sharing: sharing, polynomialSize: shape.polynomialSize)
+            let layouts = latencyLayouts(unplaced, sharing: &sharing, polynomialSize: shape.polynomialSize)
             for kinds in layouts {
                 // The largest t that leaves the margin; then as many primes as the scores need,
                 // each as small as that count allows (smaller t, more budget).
@@ -439,8 +439,8 @@ public struct SIMDPlan: Sendable {
                          rescales: rescales, errorBits: errorBits)
     }
 
-    /// CKKS, latency mode (one image across the slots, ``PackedConvolution`` and
-    /// ``MatrixVector`` as in BFV). Values sit at a scale Δ = 2^s that linear steps keep: each
+    /// CKKS, latency mode (one image across the slots, ``PackedConvolution`` or
+    /// ``SharedPatchConvolution``, and ``MatrixVector``, as in BFV). Values sit at a scale Δ = 2^s that linear steps keep: each
     /// multiplies by its integer weights encoded at the scale q_w of a prime of its own, sums the
     /// blocks (rotations at scale Δ·q_w) and divides by q_w (one level); an activation is the
     /// throughput chain's product and rescale. Errors, in value units (log2), against each step's
@@ -469,7 +469,10 @@ public struct SIMDPlan: Sendable {
             switch kind {
             case .packedConvolution, .sharedPatchConvolution, .matrixVector:
                 guard case .linear(let l) = network.layers[index] else { throw .notOnCKKS("layer \(index) is not linear") }
-                let rowSum = log2(max(l.largestRowSum, 1))
+                // Shared patches multiply padding (zeros and their error) by the channel's whole filter too.
+                var sums = l.largestRowSum
+                if case .sharedPatchConvolution(let c) = kind { sums = max(sums, c.largestFilterSum) }
+                let rowSum = log2(max(sums, 1))
                 let (terms, babySteps): (Int, Bool) = switch kind {
                 case .matrixVector(let m): (m.inputPeriod, m.babyStep > 1)
                 case .packedConvolution(let c): (c.ciphertextCount * c.blocks, false)
@@ -528,42 +531,43 @@ public struct SIMDPlan: Sendable {
     /// hybrid key switching).
     static func compileCKKS(_ network: PolynomialIntegerNetwork, mode: Mode, insecureTestOnly: Bool) throws(PlanError) -> SIMDPlan {
         let kinds = mode == .throughput ? network.layers.map(\.stepKind) : try latencyKinds(network)
-        let sharing = mode == .latency ? try latencyKinds(network, sharingPatches: true) : nil
+        var sharing = SharedLayout(network: network)
         var tried: [String] = []
+        // Each ring, each layout a row holds, in order: the first whose chain fits.
         for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
-            // The first layout a row holds (CKKS's rotations before a product cost precision, not a failure).
-            let layouts = latencyLayouts(kinds, sharing: sharing, polynomialSize: n)
-            guard let laidOut = layouts.first(where: { rowShortfall($0, polynomialSize: n) == nil }) else {
-                tried.append("N=\(n): \(rowShortfall(layouts.last!, polynomialSize: n)!)")
-                continue
-            }
-            // The chains that fit: fewest primes (the cost per value), then the most precise.
-            var fitting: [(p: Int, chain: CKKSChain)] = []
-            for p in ckksPrecisionBits {
-                let chain = mode == .throughput
-                    ? try ckksChain(network, logN: log2(Double(n)), precision: Double(p))
-                    : try ckksLatencyChain(laidOut, network: network, logN: log2(Double(n)), precision: Double(p))
-                let logQP = chain.ciphertextBits.reduce(0, +) + chain.ciphertextBits.max()!
-                if insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 { fitting.append((p, chain)) }
-            }
-            guard let (p, chain) = fitting.min(by: { ($0.chain.ciphertextBits.count, -$0.p) < ($1.chain.ciphertextBits.count, -$1.p) }) else {
-                tried.append("N=\(n): no chain at 2^-\(ckksPrecisionBits.last!) within log QP ≤ \(RlweParameters.maximumLogModulus128[n] ?? 0)")
-                continue
-            }
-            let special = [chain.ciphertextBits.max()!]
-            do {
-                let scheme = RlweParameters.Scheme.ckks(logScale: chain.logScale)
-                let parameters = insecureTestOnly
-                    ? try RlweParameters.insecureTestOnly(scheme: scheme, polynomialSize: n,
-                                                          ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
-                    : try RlweParameters.generated(scheme: scheme, polynomialSize: n,
-                                                   ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
-                return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
-                                steps: steps(laidOut, network: network, mode: mode, noise: chain.errorBits,
-                                             ckks: (chain.relinearizes, chain.rescales)),
-                                predictedBudgetBits: network.layerBoundBits.last! - chain.errorBits.last!)
-            } catch {
-                tried.append("N=\(n): \(error)")
+            for laidOut in latencyLayouts(kinds, sharing: &sharing, polynomialSize: n) {
+                if let shortfall = rowShortfall(laidOut, polynomialSize: n) {
+                    tried.append("N=\(n): \(shortfall)")
+                    continue
+                }
+                // The chains that fit: fewest primes (the cost per value), then the most precise.
+                var fitting: [(p: Int, chain: CKKSChain)] = []
+                for p in ckksPrecisionBits {
+                    let chain = mode == .throughput
+                        ? try ckksChain(network, logN: log2(Double(n)), precision: Double(p))
+                        : try ckksLatencyChain(laidOut, network: network, logN: log2(Double(n)), precision: Double(p))
+                    let logQP = chain.ciphertextBits.reduce(0, +) + chain.ciphertextBits.max()!
+                    if insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 { fitting.append((p, chain)) }
+                }
+                guard let (p, chain) = fitting.min(by: { ($0.chain.ciphertextBits.count, -$0.p) < ($1.chain.ciphertextBits.count, -$1.p) }) else {
+                    tried.append("N=\(n): no chain at 2^-\(ckksPrecisionBits.last!) within log QP ≤ \(RlweParameters.maximumLogModulus128[n] ?? 0)")
+                    continue
+                }
+                let special = [chain.ciphertextBits.max()!]
+                do {
+                    let scheme = RlweParameters.Scheme.ckks(logScale: chain.logScale)
+                    let parameters = insecureTestOnly
+                        ? try RlweParameters.insecureTestOnly(scheme: scheme, polynomialSize: n,
+                                                              ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
+                        : try RlweParameters.generated(scheme: scheme, polynomialSize: n,
+                                                       ciphertextModulusBits: chain.ciphertextBits, specialModulusBits: special)
+                    return SIMDPlan(network: network, mode: mode, scheme: .ckks, parameters: [parameters],
+                                    steps: steps(laidOut, network: network, mode: mode, noise: chain.errorBits,
+                                                 ckks: (chain.relinearizes, chain.rescales)),
+                                    predictedBudgetBits: network.layerBoundBits.last! - chain.errorBits.last!)
+                } catch {
+                    tried.append("N=\(n): \(error)")
+                }
             }
         }
         throw .noParameterSet(outputBits: network.outputBits, depth: depth(network), tried: tried)
@@ -636,10 +640,10 @@ public struct SIMDPlan: Sendable {
         // so their sum grows as √P (one more bit for the tail).
         let plaintextProduct = tBits + shape.logN / 2 + log2(6 / 12.0.squareRoot())
         func independentSum(_ count: Int) -> Double { log2(Double(count)) / 2 + 1 }
-        // Baby-step rotations (a key switch each) before the products, giant steps after: at
-        // most `terms` products summed.
-        func babyGiantNoise(_ noise: Double, terms: Int) -> Double {
-            sum(sum(noise, keySwitch) + plaintextProduct + independentSum(terms), keySwitch + independentSum(terms))
+        // Baby-step rotations (a key switch each, when there are any) before the products, giant
+        // steps after: at most `terms` products summed.
+        func babyGiantNoise(_ noise: Double, terms: Int, babySteps: Bool) -> Double {
+            sum((babySteps ? sum(noise, keySwitch) : noise) + plaintextProduct + independentSum(terms), keySwitch + independentSum(terms))
         }
         for kind in kinds {
             switch kind {
@@ -649,9 +653,9 @@ public struct SIMDPlan: Sendable {
                 for _ in c.folds { noise = sum(noise, sum(noise, keySwitch)) }
                 noise = sum(noise, tBits)
             case .matrixVector(let m):
-                noise = sum(babyGiantNoise(noise, terms: m.inputPeriod), tBits)
+                noise = sum(babyGiantNoise(noise, terms: m.inputPeriod, babySteps: m.babyStep > 1), tBits)
             case .sharedPatchConvolution(let c):
-                noise = sum(babyGiantNoise(noise, terms: c.ciphertextCount * c.blocksPerRow), tBits)
+                noise = sum(babyGiantNoise(noise, terms: c.ciphertextCount * c.blocksPerRow, babySteps: c.babyStep > 1), tBits)
             case .linear(let l):
                 noise = sum(noise + log2(max(l.largestRowSum, 1)), tBits)
             case .polynomial(let p):
@@ -685,13 +689,25 @@ public struct SIMDPlan: Sendable {
         return period <= n / 2 ? nil : "a layer needs \(period) slots in a row of \(n / 2)"
     }
 
-    /// Latency layouts to try on a ring of N, preferred first: the first convolution's offsets in
-    /// blocks where a row holds several, else (`sharing`, from ``latencyKinds(_:sharingPatches:)``)
-    /// their patches shared by the channels; then one offset per ciphertext. Throughput: `kinds`.
-    static func latencyLayouts(_ kinds: [Step.Kind], sharing: [Step.Kind]?, polynomialSize n: Int) -> [[Step.Kind]] {
+    /// ``latencyKinds(_:sharingPatches:)`` with the patches shared, built on first use (only a ring
+    /// whose rows hold a single block asks); nil where they do not lay out.
+    struct SharedLayout {
+        let network: PolynomialIntegerNetwork
+        lazy var kinds: [Step.Kind]? = try? SIMDPlan.latencyKinds(network, sharingPatches: true)
+    }
+
+    /// Layouts to try on a ring of N, preferred first: a latency plan's first convolution with its
+    /// offsets in blocks where a row holds several, else with their patches shared by the channels
+    /// where that sends fewer ciphertexts for at most about three times the products (R ≤ 2K, so
+    /// J·R < K + R ≤ 3K); then one offset per ciphertext. Otherwise `kinds` as they are.
+    static func latencyLayouts(_ kinds: [Step.Kind], sharing: inout SharedLayout, polynomialSize n: Int) -> [[Step.Kind]] {
+        guard case .packedConvolution(let packed)? = kinds.first else { return [kinds] }
         let blocked = kinds.map { $0.laidOut(polynomialSize: n) }
         if blocked.contains(where: \.isBlocked) { return [blocked, kinds] }
-        if let sharing, case .sharedPatchConvolution = sharing.first { return [sharing.map { $0.laidOut(polynomialSize: n) }, kinds] }
+        if let shared = sharing.kinds?.map({ $0.laidOut(polynomialSize: n) }), case .sharedPatchConvolution(let c)? = shared.first,
+           c.ciphertextCount < packed.offsetCount, c.blocksPerRow <= 2 * packed.offsetCount {
+            return [shared, kinds]
+        }
         return [kinds]
     }
 
@@ -711,7 +727,10 @@ public struct SIMDPlan: Sendable {
             case .polynomial(let p):
                 kinds.append(.polynomial(p))
             case .linear(let l) where index == 0 && l.kernelOffsetCount > 0:
-                if sharingPatches, let c = SharedPatchConvolution(l) {
+                // Shared only where a later linear layer reads the outputs from their blocks (the
+                // client reads scores at their own index).
+                let read = network.layers.dropFirst().contains { if case .linear = $0 { true } else { false } }
+                if sharingPatches, read, let c = SharedPatchConvolution(l) {
                     shared = c
                     period = c.period
                     kinds.append(.sharedPatchConvolution(c))

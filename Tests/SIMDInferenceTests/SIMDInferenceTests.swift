@@ -191,7 +191,7 @@ struct SIMDInferenceTests {
         #expect(SharedPatchConvolution(conv) != nil)
     }
 
-    @Test("Latency mode with shared patches, where a row holds one replicated block (4 channels × 100 positions in rows of 512): 9 offsets in 3 ciphertexts, not 9; BFV exact with its noise model conservative, CKKS within its predicted error")
+    @Test("Latency mode with shared patches, where a row holds one replicated block (4 channels × 100 positions in rows of 512): 9 offsets in 3 ciphertexts, not 9; BFV exact with its noise model conservative, CKKS within its predicted error; not where the convolution's outputs are the scores")
     func latencySharedPatches() throws {
         let form = try Self.conv(channels: 4, side: 12, seed: 5).integerForm()
         let images = Self.images(3, pixels: 144, seed: 13)
@@ -207,6 +207,14 @@ struct SIMDInferenceTests {
         #expect(outcome.scores == images.map { form.scores($0) })
         #expect(outcome.budgetBits >= bfv.predictedBudgetBits, "measured \(outcome.budgetBits), predicted \(bfv.predictedBudgetBits)")
         try Self.expectWithinPrediction(ckks, form, images: images)
+
+        // The same convolution alone: its outputs are the scores, read at their own index, so its
+        // offsets go one per ciphertext rather than leave the scores in blocks of 128.
+        var rng = SplitMix64(seed: 5)
+        let alone = try PolynomialNetwork(inputSide: 12, layers: [.convolution(Self.convolution(channels: 4, side: 12, rng: &rng))]).integerForm()
+        let plain = try SIMDPlan.compile(alone, mode: .latency, shapes: [ring])
+        #expect(plain.inputCiphertexts == 9, "\(plain.steps[0].summary)")
+        #expect(try SIMDPipeline.run(plain, images: images).scores == images.map { alone.scores($0) })
     }
 
     @Test("Layouts: the diagonal method equals the matrix product on clear vectors, for square, tall and wide matrices",
