@@ -536,8 +536,9 @@ public struct SIMDPlan: Sendable {
         // Each ring, each layout a row holds, in order: the first whose chain fits.
         for n in insecureTestOnly ? [1024] : [8192, 16384, 32768] {
             for laidOut in latencyLayouts(kinds, sharing: &sharing, polynomialSize: n) {
+                let name = "N=\(n)" + (laidOut.first?.layoutName.map { " (\($0))" } ?? "")
                 if let shortfall = rowShortfall(laidOut, polynomialSize: n) {
-                    tried.append("N=\(n): \(shortfall)")
+                    tried.append("\(name): \(shortfall)")
                     continue
                 }
                 // The chains that fit: fewest primes (the cost per value), then the most precise.
@@ -550,7 +551,7 @@ public struct SIMDPlan: Sendable {
                     if insecureTestOnly || logQP <= RlweParameters.maximumLogModulus128[n] ?? 0 { fitting.append((p, chain)) }
                 }
                 guard let (p, chain) = fitting.min(by: { ($0.chain.ciphertextBits.count, -$0.p) < ($1.chain.ciphertextBits.count, -$1.p) }) else {
-                    tried.append("N=\(n): no chain at 2^-\(ckksPrecisionBits.last!) within log QP ≤ \(RlweParameters.maximumLogModulus128[n] ?? 0)")
+                    tried.append("\(name): no chain at 2^-\(ckksPrecisionBits.last!) within log QP ≤ \(RlweParameters.maximumLogModulus128[n] ?? 0)")
                     continue
                 }
                 let special = [chain.ciphertextBits.max()!]
@@ -566,7 +567,7 @@ public struct SIMDPlan: Sendable {
                                                  ckks: (chain.relinearizes, chain.rescales)),
                                     predictedBudgetBits: network.layerBoundBits.last! - chain.errorBits.last!)
                 } catch {
-                    tried.append("N=\(n): \(error)")
+                    tried.append("\(name): \(error)")
                 }
             }
         }
