@@ -190,15 +190,10 @@ public struct SharedPatchConvolution: Sendable {
     init?(_ layer: PolynomialIntegerNetwork.Linear) {
         let k = layer.kernelOffsetCount, n = layer.outputCount
         guard k > 0, n >= 2 else { return nil }
-        // [κ][o]: the input output o reads at κ (−1: no term) and its weight (0: no term).
-        var read = [[Int32]](repeating: [Int32](repeating: -1, count: n), count: k)
-        var weight = [[Int64]](repeating: [Int64](repeating: 0, count: n), count: k)
-        for o in 0..<n {
-            for t in layer.rowStart[o]..<layer.rowStart[o + 1] {
-                read[Int(layer.kernelOffsets[t])][o] = layer.inputs[t]
-                weight[Int(layer.kernelOffsets[t])][o] = layer.weights[t]
-            }
-        }
+        // [κ][o]: the input output o reads at κ (−1: no term) and its weight (0: no term), as one
+        // replicated block per offset lays them out.
+        let replicated = PackedConvolution(layer, period: n)
+        let read = replicated.inputIndex, weight = replicated.weights
         func shared(positions q: Int) -> (patches: [[Int32]], weights: [[Int64]])? {
             let c = n / q
             var patches = [[Int32]](repeating: [Int32](repeating: -1, count: q), count: k)

@@ -172,7 +172,8 @@ public struct SIMDEvaluator: InferenceBackendServer {
     /// (BFV: both rows of N/2 slots; CKKS: its one row).
     static func prepare(_ step: SIMDPlan.Step, encoder: SlotEncoder, level: Int) throws(RlweError) -> PreparedStep {
         let context = encoder.context, n = context.polynomialSize, slotCount = encoder.slotCount
-        let weights: [Int: [Int64]], bias: [Int128]
+        // Each plaintext's pattern over a period that divides a row, and the bias's.
+        let patterns: [Int: [Int64]], bias: [Int128]
         switch step.kind {
         case .linear, .polynomial:
             return .none
@@ -180,23 +181,25 @@ public struct SIMDEvaluator: InferenceBackendServer {
             // Client ciphertext j's weights: each block's offset's, in its block's slots.
             var vectors: [Int: [Int64]] = [:]
             for j in 0..<c.ciphertextCount {
-                let w = (0..<slotCount).map { s in c.offset(ciphertext: j, slot: s, polynomialSize: n).map { c.weights[$0][s % c.period] } ?? 0 }
+                let w = (0..<(n / 2)).map { s in c.offset(ciphertext: j, slot: s, polynomialSize: n).map { c.weights[$0][s % c.period] } ?? 0 }
                 if w.contains(where: { $0 != 0 }) { vectors[j] = w }
             }
-            (weights, bias) = (vectors, c.bias)
+            (patterns, bias) = (vectors, c.bias)
         case .sharedPatchConvolution(let c):
             // D_(j,δ) keyed j·R + δ, as the evaluation reads them.
             var vectors: [Int: [Int64]] = [:]
             for j in 0..<c.ciphertextCount {
                 for delta in 0..<c.blocksPerRow {
-                    if let d = c.diagonal(ciphertext: j, delta) { vectors[j * c.blocksPerRow + delta] = (0..<slotCount).map { d[$0 % d.count] } }
+                    if let d = c.diagonal(ciphertext: j, delta) { vectors[j * c.blocksPerRow + delta] = d }
                 }
             }
-            (weights, bias) = (vectors, c.bias)
+            (patterns, bias) = (vectors, c.bias)
         case .matrixVector(let m):
-            (weights, bias) = (m.diagonals.mapValues { d in (0..<slotCount).map { d[$0 % d.count] } }, m.bias)
+            (patterns, bias) = (m.diagonals, m.bias)
         }
-        let biasSlots = (0..<slotCount).map { bias[$0 % bias.count] }
+        func repeated<T>(_ pattern: [T]) -> [T] { (0..<slotCount).map { pattern[$0 % pattern.count] } }
+        let weights = patterns.mapValues(repeated)
+        let biasSlots = repeated(bias)
         func encoded(_ encode: ([Int64]) throws(RlweError) -> Plaintext) throws(RlweError) -> [Int: Plaintext] {
             var plaintexts: [Int: Plaintext] = [:]
             for (key, w) in weights { plaintexts[key] = try encode(w) }

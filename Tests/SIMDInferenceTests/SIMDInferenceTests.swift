@@ -110,6 +110,9 @@ struct SIMDInferenceTests {
         #expect(cryptoNets.steps[0].operations.rotations == 0)
     }
 
+    /// A slot vector rotated by k in the clear, as the evaluator's rotation does to a row.
+    static func rotate(_ v: [Int64], _ k: Int) -> [Int64] { (0..<v.count).map { v[($0 + k) % v.count] } }
+
     /// A random 3×3 convolution (`channels` filters) on `inputChannels` × side².
     static func convolution(channels: Int, inputChannels: Int = 1, side: Int, stride: Int = 1, padding: Int = 0,
                             rng: inout SplitMix64) -> PolynomialNetwork.Convolution {
@@ -149,7 +152,6 @@ struct SIMDInferenceTests {
         let expected = (0..<layer.outputCount).map { o in
             (layer.rowStart[o]..<layer.rowStart[o + 1]).reduce(Int64(0)) { $0 + layer.weights[$1] * x[Int(layer.inputs[$1])] }
         }
-        func rotate(_ v: [Int64], _ k: Int) -> [Int64] { (0..<v.count).map { v[($0 + k) % v.count] } }
         var row = shared.period
         while row <= 16 * shared.positionPeriod {
             let c = shared.laidOut(polynomialSize: 2 * row)
@@ -161,11 +163,11 @@ struct SIMDInferenceTests {
                 for (j, ct) in cts.enumerated() {
                     for h in 0..<c.babyStep {
                         guard let d = c.diagonal(ciphertext: j, g * c.babyStep + h) else { continue }
-                        let rotated = rotate(ct, h * c.positionPeriod)
+                        let rotated = Self.rotate(ct, h * c.positionPeriod)
                         for s in 0..<row { inner[s] += d[s] * rotated[s] }
                     }
                 }
-                let giant = rotate(inner, g * c.babyStep * c.positionPeriod)
+                let giant = Self.rotate(inner, g * c.babyStep * c.positionPeriod)
                 for s in 0..<row { y[s] += giant[s] }
             }
             for o in 0..<layer.outputCount {
@@ -229,21 +231,20 @@ struct SIMDInferenceTests {
         let inputPeriod = max(powerOfTwo(atLeast: columns), powerOfTwo(atLeast: rows))
         let m = MatrixVector(layer, inputPeriod: inputPeriod, outputPeriod: powerOfTwo(atLeast: rows))
         let x = (0..<inputPeriod).map { $0 < columns ? Int64(rng.next() % 31) - 15 : 0 }
-        func rotate(_ v: [Int64], _ k: Int) -> [Int64] { (0..<v.count).map { v[($0 + k) % v.count] } }
         var z = [Int64](repeating: 0, count: inputPeriod)
         for g in 0..<m.giantSteps {
             var inner = [Int64](repeating: 0, count: inputPeriod)
             for h in 0..<m.babyStep {
                 guard let d = m.diagonals[g * m.babyStep + h] else { continue }
-                let r = rotate(x, h)
+                let r = Self.rotate(x, h)
                 for s in 0..<inputPeriod { inner[s] += d[s] * r[s] }
             }
-            let shifted = rotate(inner, g * m.babyStep)
+            let shifted = Self.rotate(inner, g * m.babyStep)
             for s in 0..<inputPeriod { z[s] += shifted[s] }
         }
         var fold = inputPeriod / 2
         while fold >= m.outputPeriod {
-            let r = rotate(z, fold)
+            let r = Self.rotate(z, fold)
             for s in 0..<inputPeriod { z[s] += r[s] }
             fold /= 2
         }
